@@ -1,0 +1,1 @@
+//! Interop tests: stock rsync against rrsync, compared side by side.

@@ -1,0 +1,1 @@
+//! rsyncd.conf parsing (global section, modules, `&include`, continuations).

@@ -1,0 +1,3 @@
+//! The rsync daemon: rsyncd.conf, listener, per-connection session.
+
+pub mod config;

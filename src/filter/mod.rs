@@ -1,0 +1,1 @@
+//! Filter rules (exclude/include/filter, merge files): parsing, wire form and matching.

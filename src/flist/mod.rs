@@ -1,0 +1,1 @@
+//! Building file lists from disk (walk, sort, hard-link groups, id maps).

@@ -1,0 +1,1 @@
+//! Filesystem access under a root: safe path resolution, metadata, temp files.

@@ -1,0 +1,16 @@
+//! rrsync: a Rust reimplementation of rsync.
+//!
+//! The library is layered so that each layer can be tested without the ones
+//! above it (see `docs/design.md`):
+//! `protocol` (sans-I/O wire codecs), `checksum`, `delta`, `filter`, `flist`,
+//! `fs`, `role` (sender/generator/receiver), `daemon`, `cli`.
+
+pub mod checksum;
+pub mod cli;
+pub mod daemon;
+pub mod delta;
+pub mod filter;
+pub mod flist;
+pub mod fs;
+pub mod protocol;
+pub mod role;

@@ -1,0 +1,1 @@
+//! The rsync roles (sender, generator, receiver), transport-agnostic.
