@@ -1,0 +1,389 @@
+//! Multiplexed I/O (upstream: io.c send_msg, read_a_msg; rsync.h enum msgcode).
+//!
+//! A frame is an int32 LE header `((7 + code) << 24) | len` followed by `len`
+//! payload bytes. `MSG_DATA` payloads concatenated form the protocol stream;
+//! every other code is an out-of-band message.
+
+use super::{ProtoError, Result};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+
+/// Offset added to message codes in the frame header.
+pub const MPLEX_BASE: u8 = 7;
+/// Largest payload a frame can carry.
+pub const MAX_FRAME: usize = 0xFF_FFFF;
+/// Data frames we write are at most this long (upstream writes up to ~64 KiB).
+const OUT_CHUNK: usize = 32 * 1024;
+
+/// Message codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MsgCode {
+    /// Protocol stream data.
+    Data = 0,
+    /// Transfer error (counts toward exit 23).
+    ErrorXfer = 1,
+    /// Informational text.
+    Info = 2,
+    /// Error text.
+    Error = 3,
+    /// Warning text.
+    Warning = 4,
+    /// Sibling-pipe only.
+    ErrorSocket = 5,
+    /// Sibling-pipe only.
+    Log = 6,
+    /// Sibling-pipe only.
+    Client = 7,
+    /// Sibling-pipe only.
+    ErrorUtf8 = 8,
+    /// Receiver -> generator: redo this index.
+    Redo = 9,
+    /// Receiver -> generator: statistics.
+    Stats = 10,
+    /// The sender had I/O errors.
+    IoError = 22,
+    /// Daemon's timeout announcement.
+    IoTimeout = 33,
+    /// Legacy keep-alive.
+    Noop = 42,
+    /// Synchronised error exit.
+    ErrorExit = 86,
+    /// A file was updated (for --remove-source-files).
+    Success = 100,
+    /// "deleting NAME".
+    Deleted = 101,
+    /// The sender could not send this index.
+    NoSend = 102,
+}
+
+impl MsgCode {
+    /// Map a raw code to a known message, if any.
+    pub fn from_u8(c: u8) -> Option<MsgCode> {
+        use MsgCode::*;
+        Some(match c {
+            0 => Data,
+            1 => ErrorXfer,
+            2 => Info,
+            3 => Error,
+            4 => Warning,
+            5 => ErrorSocket,
+            6 => Log,
+            7 => Client,
+            8 => ErrorUtf8,
+            9 => Redo,
+            10 => Stats,
+            22 => IoError,
+            33 => IoTimeout,
+            42 => Noop,
+            86 => ErrorExit,
+            100 => Success,
+            101 => Deleted,
+            102 => NoSend,
+            _ => return None,
+        })
+    }
+}
+
+/// Encode a frame header.
+pub fn frame_header(code: MsgCode, len: usize) -> [u8; 4] {
+    debug_assert!(len <= MAX_FRAME);
+    let h = ((MPLEX_BASE as u32 + code as u32) << 24) | (len as u32 & 0xFF_FFFF);
+    h.to_le_bytes()
+}
+
+/// Decode a frame header into (code, length).
+pub fn parse_header(h: [u8; 4]) -> Result<(MsgCode, usize)> {
+    let v = u32::from_le_bytes(h);
+    let tag = (v >> 24) as u8;
+    let len = (v & 0xFF_FFFF) as usize;
+    let code = tag
+        .checked_sub(MPLEX_BASE)
+        .and_then(MsgCode::from_u8)
+        .ok_or(ProtoError::UnexpectedTag(tag))?;
+    Ok((code, len))
+}
+
+/// Encode one whole frame.
+pub fn frame(code: MsgCode, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + payload.len());
+    v.extend_from_slice(&frame_header(code, payload.len()));
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Output side: buffers protocol data and wraps it in `MSG_DATA` frames when
+/// multiplexing is on; passes it through raw otherwise.
+pub struct MuxWriter<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+    muxed: bool,
+    /// Protocol-stream bytes accepted so far (excluding frame headers).
+    pub bytes_written: u64,
+}
+
+impl<W: Write> MuxWriter<W> {
+    /// A writer that starts out raw.
+    pub fn new(inner: W) -> Self {
+        MuxWriter { inner, buf: Vec::with_capacity(OUT_CHUNK + 1024), muxed: false, bytes_written: 0 }
+    }
+
+    /// Turn framing on (flushes pending raw bytes first).
+    pub fn start_mux(&mut self) -> io::Result<()> {
+        self.flush_data()?;
+        self.muxed = true;
+        Ok(())
+    }
+
+    /// Whether framing is on.
+    pub fn is_muxed(&self) -> bool {
+        self.muxed
+    }
+
+    fn flush_data(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.muxed {
+            for chunk in self.buf.chunks(MAX_FRAME) {
+                self.inner.write_all(&frame_header(MsgCode::Data, chunk.len()))?;
+                self.inner.write_all(chunk)?;
+            }
+        } else {
+            self.inner.write_all(&self.buf)?;
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Send an out-of-band message (pending data goes out first, keeping order).
+    pub fn send_msg(&mut self, code: MsgCode, payload: &[u8]) -> io::Result<()> {
+        if !self.muxed {
+            return Err(io::Error::other("message sent before multiplexing started"));
+        }
+        self.flush_data()?;
+        for chunk in payload.chunks(MAX_FRAME).chain(if payload.is_empty() { Some(&[][..]) } else { None }) {
+            self.inner.write_all(&frame_header(code, chunk.len()))?;
+            self.inner.write_all(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The wrapped writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+impl<W: Write> Write for MuxWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.bytes_written += data.len() as u64;
+        if self.buf.len() >= OUT_CHUNK {
+            self.flush_data()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_data()?;
+        self.inner.flush()
+    }
+}
+
+/// An out-of-band message received from the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its code.
+    pub code: MsgCode,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// Input side: strips frames (when on) and queues out-of-band messages.
+pub struct Demux<R: Read> {
+    inner: R,
+    muxed: bool,
+    /// Bytes of the current MSG_DATA frame still to be read.
+    remaining: usize,
+    /// Messages received and not yet taken.
+    pub messages: VecDeque<Message>,
+    /// Protocol-stream bytes delivered so far.
+    pub bytes_read: u64,
+    /// Largest non-data payload accepted.
+    max_msg: usize,
+}
+
+impl<R: Read> Demux<R> {
+    /// A reader that starts out raw.
+    pub fn new(inner: R) -> Self {
+        Demux { inner, muxed: false, remaining: 0, messages: VecDeque::new(), bytes_read: 0, max_msg: 64 * 1024 }
+    }
+
+    /// Turn frame parsing on or off (only between frames).
+    pub fn set_mux(&mut self, on: bool) {
+        self.muxed = on;
+    }
+
+    /// Whether frames are being parsed.
+    pub fn is_muxed(&self) -> bool {
+        self.muxed
+    }
+
+    /// Read frames until data is available; out-of-band messages are queued.
+    /// `MSG_ERROR_EXIT` ends reading with `ProtoError::PeerExit`.
+    fn fill(&mut self) -> Result<()> {
+        while self.remaining == 0 {
+            let mut h = [0u8; 4];
+            self.inner.read_exact(&mut h)?;
+            let (code, len) = parse_header(h)?;
+            if code == MsgCode::Data {
+                self.remaining = len;
+                continue;
+            }
+            if len > self.max_msg {
+                return Err(ProtoError::invalid(format!("message of {len} bytes is too long")));
+            }
+            let mut payload = vec![0u8; len];
+            self.inner.read_exact(&mut payload)?;
+            match code {
+                MsgCode::Noop => {}
+                MsgCode::ErrorExit => {
+                    let c = if payload.len() >= 4 {
+                        i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]])
+                    } else {
+                        0
+                    };
+                    self.messages.push_back(Message { code, payload });
+                    return Err(ProtoError::PeerExit(c));
+                }
+                _ => self.messages.push_back(Message { code, payload }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Take the next queued message.
+    pub fn take_message(&mut self) -> Option<Message> {
+        self.messages.pop_front()
+    }
+
+    /// The wrapped reader.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+fn to_io(e: ProtoError) -> io::Error {
+    match e {
+        ProtoError::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
+}
+
+impl<R: Read> Read for Demux<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if !self.muxed {
+            let n = self.inner.read(out)?;
+            self.bytes_read += n as u64;
+            return Ok(n);
+        }
+        self.fill().map_err(to_io)?;
+        let want = out.len().min(self.remaining);
+        let n = self.inner.read(&mut out[..want])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.remaining -= n;
+        self.bytes_read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Recover a `ProtoError` carried inside an `io::Error` produced by `Demux`.
+pub fn from_io(e: io::Error) -> ProtoError {
+    if e.get_ref().map(|i| i.is::<ProtoError>()).unwrap_or(false) {
+        match e.into_inner().map(|b| b.downcast::<ProtoError>()) {
+            Some(Ok(p)) => *p,
+            Some(Err(b)) => ProtoError::Io(io::Error::other(b.to_string())),
+            None => ProtoError::invalid("unknown"),
+        }
+    } else {
+        ProtoError::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn header_layout_matches_upstream() {
+        assert_eq!(frame_header(MsgCode::Data, 5), [5, 0, 0, 7]);
+        assert_eq!(parse_header([0x17, 0, 0, 7]).unwrap(), (MsgCode::Data, 0x17));
+        assert!(matches!(parse_header([0, 0, 0, 6]), Err(ProtoError::UnexpectedTag(6))));
+        assert!(matches!(parse_header([0, 0, 0, 7 + 50]), Err(ProtoError::UnexpectedTag(57))));
+    }
+
+    #[test]
+    fn demux_skips_keepalives_and_queues_messages() {
+        let mut s = Vec::new();
+        s.extend(frame(MsgCode::Data, b""));
+        s.extend(frame(MsgCode::Info, b"hi\n"));
+        s.extend(frame(MsgCode::Data, b"abc"));
+        s.extend(frame(MsgCode::Noop, b""));
+        s.extend(frame(MsgCode::Data, b"de"));
+        let mut d = Demux::new(&s[..]);
+        d.set_mux(true);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 10];
+        while out.len() < 5 {
+            let n = d.read(&mut buf).unwrap();
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, b"abcde");
+        assert_eq!(d.take_message().unwrap().payload, b"hi\n");
+        assert!(d.read(&mut buf).is_err());
+    }
+
+    #[test]
+    fn error_exit_stops_reading() {
+        let s = frame(MsgCode::ErrorExit, &23i32.to_le_bytes());
+        let mut d = Demux::new(&s[..]);
+        d.set_mux(true);
+        let e = d.read(&mut [0u8; 4]).unwrap_err();
+        assert!(matches!(from_io(e), ProtoError::PeerExit(23)));
+    }
+
+    proptest! {
+        #[test]
+        fn writer_reader_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..70000), 0..5)) {
+            let mut w = MuxWriter::new(Vec::new());
+            w.start_mux().unwrap();
+            for c in &chunks {
+                w.write_all(c).unwrap();
+                w.send_msg(MsgCode::Info, b"x").unwrap();
+            }
+            w.flush().unwrap();
+            let bytes = w.get_mut().clone();
+            let mut d = Demux::new(&bytes[..]);
+            d.set_mux(true);
+            let total: usize = chunks.iter().map(|c| c.len()).sum();
+            let mut out = vec![0u8; total];
+            d.read_exact(&mut out).unwrap();
+            prop_assert_eq!(out, chunks.concat());
+        }
+
+        #[test]
+        fn demux_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut d = Demux::new(&bytes[..]);
+            d.set_mux(true);
+            let mut buf = [0u8; 64];
+            for _ in 0..10 { if d.read(&mut buf).is_err() { break; } }
+        }
+    }
+}
