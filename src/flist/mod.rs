@@ -1,1 +1,8 @@
-//! Building file lists from disk (walk, sort, hard-link groups, id maps).
+//! Building file lists from disk (walk, sort, hard-link groups, id maps) for
+//! the sending side.
+
+pub mod build;
+pub mod sort;
+
+pub use build::{build_file_list, BuildOpts, Excluder, FileList, LocalFile, NoFilter};
+pub use sort::f_name_cmp;
