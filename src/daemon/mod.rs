@@ -1,3 +1,10 @@
-//! The rsync daemon: rsyncd.conf, listener, per-connection session.
+//! The rsync daemon: rsyncd.conf (`config`), the listener (`listener`) and
+//! the per-connection session (`session`: greeting, module, arguments,
+//! then the sender role).
 
 pub mod config;
+pub mod listener;
+pub mod paths;
+pub mod session;
+
+pub use listener::run_daemon;

@@ -1,0 +1,200 @@
+//! The daemon process (upstream: clientserver.c daemon_main,
+//! socket.c start_accept_loop): loads the config, listens, and serves each
+//! connection in a fresh `rrsync --daemon` process whose stdin/stdout is the
+//! accepted socket (the same path inetd/xinetd use), so per-connection
+//! chroot and uid changes never touch the listener.
+
+use super::config::{self, DaemonConfig};
+use crate::cli::options::Options;
+use crate::exit::*;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+/// The embedded configuration used when no config file exists: one
+/// read-only example module on 127.0.0.1:8730 (README's first command).
+pub const EMBEDDED_CONFIG: &str = "# rrsync embedded example configuration\n\
+port = 8730\n\
+address = 127.0.0.1\n\
+use chroot = no\n\
+\n\
+[example]\n\
+    path = %EXAMPLE_DIR%\n\
+    comment = rrsync example module\n\
+    read only = yes\n";
+
+/// Where the config comes from when `--config` is not given: /etc/rsyncd.conf,
+/// or, when that does not exist, the embedded example written to a temp dir.
+fn config_path(opts: &Options) -> PathBuf {
+    if let Some(c) = &opts.config {
+        return PathBuf::from(c);
+    }
+    let sys = PathBuf::from(config::DEFAULT_CONFIG_PATH);
+    if sys.exists() {
+        return sys;
+    }
+    match write_embedded() {
+        Ok(p) => p,
+        Err(_) => sys,
+    }
+}
+
+fn write_embedded() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir().join(format!("rrsync-example-{}", nix::unistd::getuid()));
+    let module = base.join("module");
+    std::fs::create_dir_all(module.join("docs"))?;
+    std::fs::write(module.join("hello.txt"), b"Hello from the rrsync example module.\n")?;
+    std::fs::write(module.join("docs/README"), b"Pull this module with: rsync -av rsync://127.0.0.1:8730/example/ dest/\n")?;
+    let conf = base.join("rsyncd.conf");
+    std::fs::write(&conf, EMBEDDED_CONFIG.replace("%EXAMPLE_DIR%", &module.to_string_lossy()))?;
+    Ok(conf)
+}
+
+fn load(opts: &Options) -> Result<DaemonConfig, String> {
+    let mut cfg = config::load(&config_path(opts)).map_err(|e| e.to_string())?;
+    for d in &opts.dparams {
+        cfg.apply_dparam(d).map_err(|e| e.to_string())?;
+    }
+    Ok(cfg)
+}
+
+/// Is fd 0 a socket (inetd mode)?
+fn stdin_is_socket() -> bool {
+    nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(0).is_ok()
+}
+
+/// `rrsync --daemon ...`: returns the exit code.
+pub fn run_daemon(opts: &Options, _rest: &[String]) -> i32 {
+    let mut opts = opts.clone();
+    if opts.config.is_none() {
+        opts.config = Some(config_path(&opts).to_string_lossy().into_owned());
+    }
+    let opts = &opts;
+    let cfg = match load(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rsync: {e}");
+            eprintln!("rsync error: syntax or usage error (code 1)");
+            return RERR_SYNTAX;
+        }
+    };
+    if stdin_is_socket() && opts.port.is_none() {
+        return serve_stdin(&cfg);
+    }
+    listen(opts, cfg)
+}
+
+/// Serve the one connection on stdin/stdout (inetd mode and per-connection children).
+fn serve_stdin(cfg: &DaemonConfig) -> i32 {
+    let peer = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(0)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "UNKNOWN".into());
+    let peer_ip = peer.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string()).unwrap_or(peer);
+    let r = match nix::unistd::dup(std::io::stdin().as_fd()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(_) => return RERR_SOCKETIO,
+    };
+    let w = match nix::unistd::dup(std::io::stdout().as_fd()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(_) => return RERR_SOCKETIO,
+    };
+    if let Some(t) = cfg.global.defaults.timeout_secs() {
+        set_socket_timeout(&r, t);
+    }
+    let outcome = super::session::serve(cfg, r, std::io::BufWriter::with_capacity(64 * 1024, w), &peer_ip);
+    // Half-close so the client sees EOF after our last bytes, not a reset.
+    let _ = nix::sys::socket::shutdown(1, nix::sys::socket::Shutdown::Write);
+    outcome.code
+}
+
+fn set_socket_timeout(f: &std::fs::File, secs: u64) {
+    let tv = nix::sys::time::TimeVal::new(secs as i64, 0);
+    let _ = nix::sys::socket::setsockopt(f, nix::sys::socket::sockopt::ReceiveTimeout, &tv);
+}
+
+fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
+    let port = opts.port.unwrap_or_else(|| cfg.global.listen_port());
+    let addr = opts.address.clone().or_else(|| cfg.global.address.clone()).unwrap_or_else(|| "0.0.0.0".into());
+    let bind = if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+    let listener = match std::net::TcpListener::bind(&bind) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rsync: failed to bind to {bind}: {e}");
+            eprintln!("rsync error: error in socket IO (code 10)");
+            return RERR_SOCKETIO;
+        }
+    };
+    if !opts.no_detach {
+        // Daemonize: fork, let the parent exit, start a new session.
+        // SAFETY: single-threaded at this point; the child only continues normal execution.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+            Ok(nix::unistd::ForkResult::Child) => {
+                let _ = nix::unistd::setsid();
+            }
+            Err(e) => {
+                eprintln!("rsync: fork failed: {e}");
+                return RERR_SOCKETIO;
+            }
+        }
+    }
+    if let Some(pf) = cfg.global.pid_file.as_deref() {
+        if let Err(e) = std::fs::write(pf, format!("{}\n", std::process::id())) {
+            eprintln!("rsync: failed to create pid file {pf}: {e}");
+            return RERR_FILEIO;
+        }
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rrsync"));
+    let config = config_path(opts);
+    tracing::info!("serving {} on {bind}", config.display());
+    let dparams = opts.dparams.clone();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(_) => return RERR_SOCKETIO,
+    };
+    let pid_file = cfg.global.pid_file.clone();
+    let code = rt.block_on(async move {
+        if listener.set_nonblocking(true).is_err() {
+            return RERR_SOCKETIO;
+        }
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return RERR_SOCKETIO };
+        let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
+        ) else {
+            return RERR_SOCKETIO;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return 0,
+                _ = int.recv() => return 0,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: the config is re-read by every new connection");
+                }
+                acc = listener.accept() => {
+                    let Ok((sock, peer)) = acc else { continue };
+                    let Ok(std_sock) = sock.into_std() else { continue };
+                    let _ = std_sock.set_nonblocking(false);
+                    let fd: OwnedFd = std_sock.into();
+                    let Ok(fd2) = nix::unistd::dup(&fd) else { continue };
+                    let mut cmd = tokio::process::Command::new(&exe);
+                    cmd.arg("--daemon").arg(format!("--config={}", config.display()));
+                    for d in &dparams {
+                        cmd.arg(format!("--dparam={d}"));
+                    }
+                    cmd.stdin(std::process::Stdio::from(fd)).stdout(std::process::Stdio::from(fd2));
+                    match cmd.spawn() {
+                        Ok(mut child) => {
+                            tokio::spawn(async move { let _ = child.wait().await; });
+                        }
+                        Err(e) => tracing::warn!(%peer, "could not start a session process: {e}"),
+                    }
+                }
+            }
+        }
+    });
+    if let Some(pf) = pid_file {
+        let _ = std::fs::remove_file(pf);
+    }
+    code
+}

@@ -1,0 +1,481 @@
+//! One daemon connection (upstream: clientserver.c start_daemon,
+//! rsync_module; main.c start_server): the text phase, module checks,
+//! argument list, protocol setup and the role that serves the request.
+//! Runs in its own process with the socket as stdin/stdout.
+
+use super::config::{DaemonConfig, ModuleConfig};
+use super::paths::module_args;
+use crate::cli::options::{self, Options};
+use crate::exit::*;
+use crate::flist::{build_file_list, BuildOpts};
+use crate::protocol::greeting::{greeting_line, listing_line, parse_greeting, read_arg, read_line};
+use crate::protocol::mux::{Demux, MsgCode, MuxWriter};
+use crate::protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::role::sender::{self, send_text, SendStats, SenderCtx};
+use crate::role::setup::{server_setup, Negotiated};
+use crate::role::RoleError;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Auth digests we announce in our greeting.
+pub const AUTH_DIGESTS: &str = "md5 md4";
+
+/// How a session ended, for the exit status and the log.
+#[derive(Debug)]
+pub struct Outcome {
+    /// rsync exit code.
+    pub code: i32,
+}
+
+/// Write a text line and flush.
+fn line<W: Write>(w: &mut W, s: &str) -> std::io::Result<()> {
+    w.write_all(s.as_bytes())?;
+    w.flush()
+}
+
+/// Serve one connection: `r`/`w` are the two directions of the client socket.
+pub fn serve<R: Read + Send + 'static, W: Write>(cfg: &DaemonConfig, mut r: R, mut w: W, peer: &str) -> Outcome {
+    match serve_inner(cfg, &mut r, &mut w, peer) {
+        Ok(Some((n, opts, module, args))) => {
+            let code = run_module(cfg, n, opts, module, args, r, w);
+            Outcome { code }
+        }
+        Ok(None) => Outcome { code: 0 },
+        Err(code) => Outcome { code },
+    }
+}
+
+type Accepted = (u8, Options, ModuleConfig, Vec<Vec<u8>>);
+
+fn serve_inner<R: Read, W: Write>(cfg: &DaemonConfig, r: &mut R, w: &mut W, peer: &str) -> Result<Option<Accepted>, i32> {
+    let io = |_e| RERR_SOCKETIO;
+    line(w, &greeting_line(PROTOCOL_VERSION, AUTH_DIGESTS)).map_err(io)?;
+    if let Some(motd) = cfg.global.motd_file.as_deref() {
+        if let Ok(text) = std::fs::read(motd) {
+            w.write_all(&text).map_err(io)?;
+            line(w, "\n").map_err(io)?;
+        }
+    }
+    let greeting = match read_line(r) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Err(RERR_STARTCLIENT),
+        Err(_) => {
+            let _ = line(w, "@ERROR: protocol startup error\n");
+            return Err(RERR_STARTCLIENT);
+        }
+    };
+    let Some(g) = parse_greeting(&greeting) else {
+        let _ = line(w, "@ERROR: protocol startup error\n");
+        tracing::warn!(peer, "bad greeting: {greeting:?}");
+        return Err(RERR_STARTCLIENT);
+    };
+    if g.sub.is_none() && g.proto >= 30 {
+        let _ = line(w, &format!("@ERROR: your client omitted the subprotocol value: {greeting}\n"));
+        return Err(RERR_STARTCLIENT);
+    }
+    if g.proto < MIN_PROTOCOL_VERSION as i32 {
+        let _ = line(w, &format!("@ERROR: protocol version mismatch -- client speaks {}, rrsync needs {MIN_PROTOCOL_VERSION} or later\n", g.proto));
+        return Err(RERR_PROTOCOL);
+    }
+    let proto = (g.proto.min(PROTOCOL_VERSION as i32)) as u8;
+    let mut module_line = match read_line(r) {
+        Ok(Some(l)) => l,
+        _ => return Err(RERR_STARTCLIENT),
+    };
+    if let Some(n) = module_line.strip_prefix("#early_input=") {
+        let n: usize = n.trim().parse().map_err(|_| RERR_STARTCLIENT)?;
+        if n > 5 * 1024 {
+            let _ = line(w, "@ERROR: early input too large\n");
+            return Err(RERR_STARTCLIENT);
+        }
+        let mut skip = vec![0u8; n];
+        r.read_exact(&mut skip).map_err(|_| RERR_STARTCLIENT)?;
+        module_line = match read_line(r) {
+            Ok(Some(l)) => l,
+            _ => return Err(RERR_STARTCLIENT),
+        };
+    }
+    if module_line.is_empty() || module_line == "#list" {
+        for m in cfg.listed_modules() {
+            w.write_all(listing_line(&m.name, m.comment.as_deref().unwrap_or("")).as_bytes()).map_err(io)?;
+        }
+        line(w, "@RSYNCD: EXIT\n").map_err(io)?;
+        return Ok(None);
+    }
+    if module_line.starts_with('#') {
+        let _ = line(w, &format!("@ERROR: Unknown command '{module_line}'\n"));
+        return Err(RERR_STARTCLIENT);
+    }
+    let Some(module) = cfg.module(&module_line).cloned() else {
+        let _ = line(w, &format!("@ERROR: Unknown module '{module_line}'\n"));
+        tracing::info!(peer, "unknown module {module_line:?}");
+        return Err(RERR_STARTCLIENT);
+    };
+    if module.auth_users.as_deref().is_some_and(|u| !u.trim().is_empty()) {
+        let _ = line(w, &format!("@ERROR: auth failed on module {}\n", module.name));
+        tracing::warn!(peer, "module {} needs auth, which this build does not do yet", module.name);
+        return Err(RERR_STARTCLIENT);
+    }
+    if let Err(msg) = enter_module(&module) {
+        let _ = line(w, &format!("@ERROR: {msg}\n"));
+        return Err(RERR_STARTCLIENT);
+    }
+    line(w, "@RSYNCD: OK\n").map_err(io)?;
+    let nul = proto >= 30;
+    let mut argv: Vec<Vec<u8>> = Vec::new();
+    loop {
+        match read_arg(r, nul) {
+            Ok(Some(a)) => {
+                if argv.len() >= 4096 {
+                    return Err(RERR_PROTOCOL);
+                }
+                argv.push(a)
+            }
+            Ok(None) => break,
+            Err(_) => return Err(RERR_STREAMIO),
+        }
+    }
+    // Options up to and including the first ".", then paths.
+    let dot = argv.iter().position(|a| a == b".");
+    let (opt_args, path_args) = match dot {
+        Some(p) => (&argv[..=p], &argv[p + 1..]),
+        None => (&argv[..], &argv[argv.len()..]),
+    };
+    let opt_strs: Vec<String> = opt_args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let parsed = options::parse(&opt_strs);
+    let mut paths = Vec::new();
+    for p in path_args {
+        paths.extend(module_args(&module.name, p));
+    }
+    match parsed {
+        Ok((mut opts, _rest)) => {
+            opts.server = true;
+            if let Some(refused) = refused_option(&module, &opts) {
+                refuse(r, w, proto, &opts, &format!("The server is configured to refuse {refused}"));
+                return Err(RERR_UNSUPPORTED);
+            }
+            if opts.iconv.is_some() || opts.acls || opts.xattrs > 0 || opts.crtimes {
+                refuse(r, w, proto, &opts, "rrsync does not support --iconv, -A, -X or --crtimes yet");
+                return Err(RERR_UNSUPPORTED);
+            }
+            Ok(Some((proto, opts, module, paths)))
+        }
+        Err(e) => {
+            let opts = Options { server: true, caps: caps_of(&opt_strs), ..Default::default() };
+            refuse(r, w, proto, &opts, &format!("on remote machine: {e}"));
+            Err(RERR_UNSUPPORTED)
+        }
+    }
+}
+
+/// The `-e` capability letters in a raw server argv, for setup after a parse failure.
+fn caps_of(args: &[String]) -> Option<String> {
+    args.iter().find(|a| a.starts_with('-') && !a.starts_with("--")).and_then(|a| a.find('e').map(|p| a[p + 1..].to_string()))
+}
+
+/// `refuse options` (upstream: options.c set_refuse_options): a refused option that the client used.
+fn refused_option(module: &ModuleConfig, opts: &Options) -> Option<String> {
+    let list = module.refuse_options.as_deref()?;
+    for pat in list.split_ascii_whitespace() {
+        let pat = pat.trim_start_matches('!');
+        for seen in &opts.seen {
+            if crate::filter::wildmatch::wildmatch(pat.as_bytes(), seen.as_bytes()) || (pat == "delete" && seen.starts_with("delete")) {
+                return Some(format!("--{seen}"));
+            }
+        }
+    }
+    None
+}
+
+/// Enter the module: chroot and privilege changes when root, then chdir.
+fn enter_module(m: &ModuleConfig) -> Result<(), String> {
+    let path = m.path.as_deref().ok_or_else(|| "no path setting.".to_string())?;
+    let is_root = nix::unistd::geteuid().is_root();
+    let use_chroot = m.use_chroot && is_root;
+    let uid = if is_root { m.effective_uid(true).map(str::to_string) } else { None };
+    let gid = if is_root { m.effective_gids(true, super::config::default_nobody_group()).first().map(|s| s.to_string()) } else { None };
+    // Look up ids before chroot (upstream does name lookups first too).
+    let uid_num = match &uid {
+        Some(u) => Some(lookup_uid(u).ok_or_else(|| format!("invalid uid {u}"))?),
+        None => None,
+    };
+    let gid_num = match &gid {
+        Some(g) => Some(lookup_gid(g).ok_or_else(|| format!("invalid gid {g}"))?),
+        None => None,
+    };
+    if use_chroot {
+        nix::unistd::chroot(path).map_err(|_| "chroot failed".to_string())?;
+        nix::unistd::chdir("/").map_err(|_| "chdir failed".to_string())?;
+    } else {
+        nix::unistd::chdir(path).map_err(|_| "chdir failed".to_string())?;
+    }
+    if let Some(g) = gid_num {
+        nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(g)]).map_err(|_| "setgid failed".to_string())?;
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(g)).map_err(|_| "setgid failed".to_string())?;
+    }
+    if let Some(u) = uid_num {
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(u)).map_err(|_| "setuid failed".to_string())?;
+    }
+    Ok(())
+}
+
+fn lookup_uid(u: &str) -> Option<u32> {
+    if let Ok(n) = u.parse() {
+        return Some(n);
+    }
+    nix::unistd::User::from_name(u).ok().flatten().map(|u| u.uid.as_raw())
+}
+
+fn lookup_gid(g: &str) -> Option<u32> {
+    if let Ok(n) = g.parse() {
+        return Some(n);
+    }
+    nix::unistd::Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw())
+}
+
+/// Report an error after the text phase as stock does: finish protocol
+/// setup, start multiplexing, send the error, then wait for the client to go.
+fn refuse<R: Read, W: Write>(r: &mut R, w: &mut W, proto: u8, opts: &Options, msg: &str) {
+    let seed = std::process::id() as i32;
+    let Ok(_n) = server_setup(r, w, proto, opts, seed) else { return };
+    let mut out = MuxWriter::new(&mut *w);
+    if out.start_mux().is_err() {
+        return;
+    }
+    let _ = send_text(&mut out, proto, MsgCode::Error, &format!("rsync: {msg}"));
+    let _ = out.flush();
+    drain(r, Duration::from_secs(5));
+}
+
+/// Read and discard until EOF or `limit` (upstream noop_io_until_death, bounded).
+fn drain<R: Read>(r: &mut R, limit: Duration) {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Counts bytes passing through (for the stats' total_read/total_written).
+pub struct Counting<T> {
+    inner: T,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<T> Counting<T> {
+    /// Wrap `inner`, counting into `count`.
+    pub fn new(inner: T, count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Counting { inner, count }
+    }
+}
+
+impl<T: Read> Read for Counting<T> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(b)?;
+        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<T: Write> Write for Counting<T> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn run_module<R: Read + Send + 'static, W: Write>(_cfg: &DaemonConfig, proto: u8, opts: Options, module: ModuleConfig, paths: Vec<Vec<u8>>, r: R, w: W) -> i32 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let rc = Arc::new(AtomicU64::new(0));
+    let wc = Arc::new(AtomicU64::new(0));
+    let mut r = Counting::new(r, rc.clone());
+    let mut w = Counting::new(w, wc.clone());
+    let seed = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i32) ^ ((std::process::id() as i32) << 6);
+    let n = match server_setup(&mut r, &mut w, proto, &opts, seed) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("setup failed: {e}");
+            return e.exit_code();
+        }
+    };
+    let (rbase, wbase) = (rc.load(Ordering::Relaxed), wc.load(Ordering::Relaxed));
+    let mut out = MuxWriter::new(w);
+    if out.start_mux().is_err() {
+        return RERR_SOCKETIO;
+    }
+    if proto >= 31 && module.timeout > 0 {
+        let _ = out.send_msg(MsgCode::IoTimeout, &(module.timeout as i32).to_le_bytes());
+    }
+    let mut demux = Demux::new(r);
+    demux.set_mux(proto >= 30);
+    let result = if opts.sender {
+        serve_pull(n, &opts, &module, &paths, demux, &mut out, (rc, rbase), (wc, wbase))
+    } else if module.read_only {
+        Err(RoleError::Unsupported("ERROR: module is read only".into()))
+    } else {
+        Err(RoleError::Unsupported("ERROR: uploads are not supported by this rrsync yet".into()))
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = match &e {
+                RoleError::Unsupported(m) if m.contains("read only") => RERR_SYNTAX,
+                e => e.exit_code(),
+            };
+            if !matches!(e, RoleError::Proto(_) | RoleError::PeerExit(_)) {
+                let _ = send_text(&mut out, proto, MsgCode::Error, &e.to_string());
+                if proto >= 31 {
+                    let _ = out.send_msg(MsgCode::ErrorExit, &code.to_le_bytes());
+                }
+                let _ = out.flush();
+            }
+            tracing::warn!("session ended: {e}");
+            code
+        }
+    }
+}
+
+type Counter = (std::sync::Arc<std::sync::atomic::AtomicU64>, u64);
+
+#[allow(clippy::too_many_arguments)]
+fn serve_pull<R: Read + Send + 'static, W: Write>(
+    n: Negotiated,
+    opts: &Options,
+    module: &ModuleConfig,
+    paths: &[Vec<u8>],
+    mut demux: Demux<R>,
+    out: &mut MuxWriter<W>,
+    rcount: Counter,
+    wcount: Counter,
+) -> Result<i32, RoleError> {
+    use std::sync::atomic::Ordering;
+    if module.write_only {
+        return Err(RoleError::Unsupported("ERROR: module is write only".into()));
+    }
+    let proto = n.proto;
+    // Filter rules from the client.
+    let rules = crate::filter::wire::read_filter_list(&mut demux, proto).map_err(|e| RoleError::Protocol(e.to_string()))?;
+    // --files-from=- : names follow on the input (raw below protocol 31).
+    let mut args: Vec<Vec<u8>> = paths.to_vec();
+    if let Some(ff) = opts.files_from.as_deref() {
+        if ff != "-" {
+            return Err(RoleError::Unsupported("--files-from from a server-side file is not supported yet".into()));
+        }
+        if proto < 31 {
+            demux.set_mux(false);
+        }
+        let names = read_files_from(&mut demux)?;
+        if proto < 31 && proto >= 30 {
+            demux.set_mux(true);
+        }
+        let base = args.first().cloned().unwrap_or_default();
+        args = names.into_iter().map(|nm| {
+            let s = super::paths::sanitize(&nm);
+            if base.is_empty() || base == b"." { s } else {
+                let mut b = base.clone();
+                if !b.ends_with(b"/") { b.push(b'/'); }
+                b.extend_from_slice(&s);
+                b
+            }
+        }).collect();
+    }
+    if args.is_empty() && (opts.recursive || opts.dirs || opts.list_only) {
+        args.push(Vec::new());
+    }
+    let root = PathBuf::from(".");
+    let confine = std::fs::canonicalize(&root).ok();
+    let bo = BuildOpts {
+        proto,
+        recursive: opts.recursive,
+        xfer_dirs: opts.recursive || opts.dirs,
+        relative: opts.relative || opts.files_from.is_some(),
+        implied_dirs: !opts.no_implied_dirs,
+        preserve_links: opts.links,
+        preserve_hard_links: opts.hard_links > 0,
+        preserve_devices: opts.devices,
+        preserve_specials: opts.specials,
+        copy_links: opts.copy_links,
+        copy_dirlinks: opts.copy_dirlinks,
+        copy_unsafe_links: opts.copy_unsafe_links,
+        safe_links: opts.safe_links,
+        one_file_system: opts.one_file_system,
+        preserve_uid: opts.owner,
+        preserve_gid: opts.group,
+        confine_to: confine,
+    };
+    let start = Instant::now();
+    let mut excluder = crate::filter::SenderExcluder::new(rules, module, opts.delete_excluded, proto);
+    let mut fl = build_file_list(&root, &args, &bo, &mut excluder, opts.numeric_ids || module.numeric_ids);
+    if opts.checksum {
+        for f in fl.files.iter_mut() {
+            if crate::protocol::flist::mode::is_reg(f.entry.mode) {
+                if let Ok(mut file) = std::fs::File::open(&f.path) {
+                    if let Ok(d) = crate::checksum::strong::file_checksum(n.file_checksum, &mut file) {
+                        f.entry.checksum = Some(d.as_bytes().to_vec());
+                    }
+                }
+            }
+        }
+    }
+    let buildtime = start.elapsed().as_millis() as i64;
+    for e in &fl.errors {
+        let code = if e.starts_with("rsync:") || e.starts_with("symlink") { MsgCode::ErrorXfer } else if e.starts_with("file has vanished") { MsgCode::Warning } else { MsgCode::Info };
+        if code == MsgCode::Info && opts.verbose == 0 {
+            continue;
+        }
+        send_text(out, proto, code, e)?;
+    }
+    let t1 = Instant::now();
+    sender::send_file_list(out, &n, opts, &fl)?;
+    let xfertime = t1.elapsed().as_millis() as i64;
+    if fl.files.is_empty() {
+        out.flush()?;
+        return Ok(0);
+    }
+    let mut input = crate::role::input::spawn(demux);
+    let total_size = fl.files.iter().filter(|f| !crate::protocol::flist::mode::is_dir(f.entry.mode)).map(|f| f.entry.size).sum();
+    let mut stats = SendStats { total_size, flist_buildtime: buildtime, flist_xfertime: xfertime, io_error: fl.io_error, ..Default::default() };
+    let ctx = SenderCtx { n, opts, flist: &fl, am_server: true, counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)) };
+    sender::run(&ctx, &mut input, out, &mut stats)?;
+    let _ = Ordering::Relaxed;
+    fl.files.clear();
+    Ok(if stats.io_error & crate::flist::build::IOERR_GENERAL != 0 { RERR_PARTIAL } else if stats.io_error != 0 { RERR_VANISHED } else { 0 })
+}
+
+/// Read NUL-separated names until an empty one (upstream: forward_filesfrom_data receiver side).
+fn read_files_from<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
+    let mut names = Vec::new();
+    let mut cur = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        r.read_exact(&mut b)?;
+        if b[0] == 0 {
+            if cur.is_empty() {
+                return Ok(names);
+            }
+            names.push(std::mem::take(&mut cur));
+            if names.len() > 10_000_000 {
+                return Err(RoleError::Protocol("files-from list too long".into()));
+            }
+        } else {
+            if cur.len() >= crate::protocol::MAX_PATH_LEN {
+                return Err(RoleError::Protocol("files-from name too long".into()));
+            }
+            cur.push(b[0]);
+        }
+    }
+}
+
+/// Exists for the listener: whether a path is a module root we may serve.
+pub fn module_root_ok(p: &Path) -> bool {
+    p.is_dir()
+}

@@ -1,0 +1,47 @@
+//! rsync's exit codes (upstream: errcode.h) and their texts.
+
+/// Success.
+pub const RERR_OK: i32 = 0;
+/// Syntax or usage error.
+pub const RERR_SYNTAX: i32 = 1;
+/// Protocol incompatibility.
+pub const RERR_PROTOCOL: i32 = 2;
+/// Errors selecting input/output files, dirs.
+pub const RERR_FILESELECT: i32 = 3;
+/// Requested action not supported.
+pub const RERR_UNSUPPORTED: i32 = 4;
+/// Error starting client-server protocol.
+pub const RERR_STARTCLIENT: i32 = 5;
+/// Error in socket I/O.
+pub const RERR_SOCKETIO: i32 = 10;
+/// Error in file I/O.
+pub const RERR_FILEIO: i32 = 11;
+/// Error in rsync protocol data stream.
+pub const RERR_STREAMIO: i32 = 12;
+/// Received SIGINT, SIGTERM, or SIGHUP.
+pub const RERR_SIGNAL: i32 = 20;
+/// Some files/attrs were not transferred.
+pub const RERR_PARTIAL: i32 = 23;
+/// Some files vanished before they could be transferred.
+pub const RERR_VANISHED: i32 = 24;
+/// Timeout in data send/receive.
+pub const RERR_TIMEOUT: i32 = 30;
+
+/// The text rsync prints for a code.
+pub fn text(code: i32) -> &'static str {
+    match code {
+        RERR_SYNTAX => "syntax or usage error",
+        RERR_PROTOCOL => "protocol incompatibility",
+        RERR_FILESELECT => "errors selecting input/output files, dirs",
+        RERR_UNSUPPORTED => "requested action not supported",
+        RERR_STARTCLIENT => "error starting client-server protocol",
+        RERR_SOCKETIO => "error in socket IO",
+        RERR_FILEIO => "error in file IO",
+        RERR_STREAMIO => "error in rsync protocol data stream",
+        RERR_SIGNAL => "received SIGINT, SIGTERM, or SIGHUP",
+        RERR_PARTIAL => "some files/attrs were not transferred (see previous errors)",
+        RERR_VANISHED => "some files vanished before they could be transferred",
+        RERR_TIMEOUT => "timeout in data send/receive",
+        _ => "unexplained error",
+    }
+}

@@ -1,0 +1,109 @@
+//! The input pump: a thread that keeps reading the peer's stream (demuxing
+//! it) while the role writes, as upstream's non-blocking io.c does, so
+//! neither side can block the other. Data reaches the role through a bounded
+//! channel; out-of-band messages travel in the same channel, in order.
+
+use crate::protocol::mux::{from_io, Demux, Message};
+use crate::protocol::ProtoError;
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver};
+
+/// One thing read from the peer.
+#[derive(Debug)]
+pub enum Input {
+    /// Protocol-stream bytes.
+    Data(Vec<u8>),
+    /// An out-of-band message.
+    Msg(Message),
+    /// Reading failed or ended; nothing follows.
+    End(ProtoError),
+}
+
+/// The role's side of the pump: a `Read` over the data, with messages set aside.
+pub struct InputReader {
+    rx: Receiver<Input>,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Messages received (taken by the role when it wants them).
+    pub messages: Vec<Message>,
+    ended: Option<ProtoError>,
+}
+
+/// Chunks in flight at most (each up to 64 KiB): bounds memory spent on read-ahead.
+const DEPTH: usize = 64;
+
+/// Start pumping `demux` on a thread.
+pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
+    let (tx, rx) = sync_channel(DEPTH);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let r = demux.read(&mut buf);
+            while let Some(m) = demux.take_message() {
+                if tx.send(Input::Msg(m)).is_err() {
+                    return;
+                }
+            }
+            match r {
+                Ok(0) => {
+                    let _ = tx.send(Input::End(ProtoError::Io(io::ErrorKind::UnexpectedEof.into())));
+                    return;
+                }
+                Ok(n) => {
+                    if tx.send(Input::Data(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Input::End(from_io(e)));
+                    return;
+                }
+            }
+        }
+    });
+    InputReader { rx, buf: Vec::new(), pos: 0, messages: Vec::new(), ended: None }
+}
+
+impl InputReader {
+    fn refill(&mut self) -> io::Result<bool> {
+        if let Some(e) = &self.ended {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()));
+        }
+        match self.rx.recv() {
+            Ok(Input::Data(d)) => {
+                self.buf = d;
+                self.pos = 0;
+                Ok(true)
+            }
+            Ok(Input::Msg(m)) => {
+                if m.code == crate::protocol::mux::MsgCode::ErrorExit {
+                    // The pump reports the exit itself right after.
+                }
+                self.messages.push(m);
+                Ok(false)
+            }
+            Ok(Input::End(e)) => {
+                let err = match &e {
+                    ProtoError::PeerExit(c) => io::Error::new(io::ErrorKind::Other, ProtoError::PeerExit(*c)),
+                    ProtoError::Io(x) => io::Error::new(x.kind(), x.to_string()),
+                    other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+                };
+                self.ended = Some(e);
+                Err(err)
+            }
+            Err(_) => Err(io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+impl Read for InputReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            self.refill()?;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,391 @@
+//! The sender role (upstream: sender.c send_files, main.c do_server_sender,
+//! handle_stats, read_final_goodbye): sends the file list, answers each
+//! request of the receiving side's generator with delta data, then the
+//! end-of-run statistics and goodbye.
+
+use super::input::InputReader;
+use super::setup::Negotiated;
+use super::RoleError;
+use crate::cli::options::Options;
+use crate::flist::FileList;
+use crate::protocol::flist::{mode, put_id_list, FlistEncoder, FlistOpts};
+use crate::protocol::mux::{MsgCode, MuxWriter};
+use crate::protocol::ndx::{iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE};
+use crate::protocol::sums::{read_sums, WireSumHead};
+use crate::protocol::tokens::TokenEncoder;
+use crate::protocol::varint::{put_int, put_short, put_varint, put_varlong30, put_vstring, read_byte, read_short, read_varint, read_vstring};
+use crate::delta::matcher::{match_file, TokenSink};
+use crate::delta::sums::{BlockSums, SumHead};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Transfer statistics the sender keeps.
+#[derive(Debug, Default, Clone)]
+pub struct SendStats {
+    /// Sum of all file sizes in the list.
+    pub total_size: i64,
+    /// Files whose data was sent.
+    pub xferred_files: u64,
+    /// Literal bytes sent.
+    pub literal_data: u64,
+    /// Matched bytes.
+    pub matched_data: u64,
+    /// Milliseconds to build the list.
+    pub flist_buildtime: i64,
+    /// Milliseconds to send the list.
+    pub flist_xfertime: i64,
+    /// IOERR_* bits.
+    pub io_error: i32,
+}
+
+/// The flist encoding options for a session.
+pub fn flist_opts(n: &Negotiated, o: &Options) -> FlistOpts {
+    FlistOpts {
+        proto: n.proto,
+        varint_flags: n.varint_flags(),
+        preserve_uid: o.owner,
+        preserve_gid: o.group,
+        preserve_devices: o.devices,
+        preserve_specials: o.specials,
+        preserve_links: o.links,
+        preserve_hard_links: o.hard_links > 0,
+        csum_len: if o.checksum { n.file_checksum.flist_len() } else { 0 },
+        safe_flist: n.safe_flist(),
+    }
+}
+
+/// Send a text message the way a server does (MSG_INFO etc.; errors become
+/// MSG_ERROR_XFER below protocol 30 and warnings MSG_INFO).
+pub fn send_text<W: Write>(out: &mut MuxWriter<W>, proto: u8, code: MsgCode, text: &str) -> std::io::Result<()> {
+    let code = match code {
+        MsgCode::Error if proto < 30 => MsgCode::ErrorXfer,
+        MsgCode::Warning if proto < 30 => MsgCode::Info,
+        c => c,
+    };
+    let mut t = text.to_string();
+    if !t.ends_with('\n') {
+        t.push('\n');
+    }
+    out.send_msg(code, t.as_bytes())
+}
+
+/// Write the file list (entries, end marker, id lists, io_error).
+pub fn send_file_list<W: Write>(out: &mut MuxWriter<W>, n: &Negotiated, o: &Options, fl: &FileList) -> Result<(), RoleError> {
+    let fo = flist_opts(n, o);
+    let mut enc = FlistEncoder::new(fo);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    for f in &fl.files {
+        enc.encode(&mut buf, &f.entry);
+        if buf.len() >= 32 * 1024 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    let io_error = fl.io_error;
+    if n.proto >= 30 && !fo.safe_flist && io_error != 0 {
+        enc.end(&mut buf, 0);
+        out.write_all(&buf)?;
+        buf.clear();
+        let mut v = Vec::new();
+        put_int(&mut v, io_error);
+        out.send_msg(MsgCode::IoError, &v)?;
+    } else {
+        enc.end(&mut buf, if o.ignore_errors { 0 } else { io_error });
+    }
+    // No incremental recursion: id lists follow unless --numeric-ids.
+    if !o.numeric_ids {
+        let id0 = |g: bool| -> Option<Vec<u8>> {
+            if !n.id0_names() {
+                return None;
+            }
+            let name = if g {
+                nix::unistd::Group::from_gid(0.into()).ok().flatten().map(|g| g.name)
+            } else {
+                nix::unistd::User::from_uid(0.into()).ok().flatten().map(|u| u.name)
+            };
+            Some(name.unwrap_or_default().into_bytes())
+        };
+        if o.owner {
+            put_id_list(&mut buf, &fl.uid_names, n.proto, id0(false).as_deref());
+        }
+        if o.group {
+            put_id_list(&mut buf, &fl.gid_names, n.proto, id0(true).as_deref());
+        }
+    }
+    if n.proto < 30 {
+        put_int(&mut buf, if o.ignore_errors { 0 } else { io_error });
+    }
+    out.write_all(&buf)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn read_del_stats(r: &mut impl Read) -> Result<[i32; 5], RoleError> {
+    let mut v = [0i32; 5];
+    for x in v.iter_mut() {
+        *x = read_varint(r)?;
+        if *x < 0 {
+            return Err(RoleError::Protocol("invalid deletion statistics".into()));
+        }
+    }
+    Ok(v)
+}
+
+fn write_del_stats(out: &mut Vec<u8>, ndx: &mut NdxCodec, v: &[i32; 5]) {
+    ndx.write(out, NDX_DEL_STATS);
+    for x in v {
+        put_varint(out, *x);
+    }
+}
+
+/// A request from the generator.
+struct Request {
+    ndx: i32,
+    iflags: u16,
+    basis_type: Option<u8>,
+    xname: Option<Vec<u8>>,
+}
+
+/// read_ndx_and_attrs for the sender. Deletion stats are answered in place.
+fn read_request<R: Read, W: Write>(
+    input: &mut R,
+    out: &mut MuxWriter<W>,
+    rx: &mut NdxCodec,
+    tx: &mut NdxCodec,
+    proto: u8,
+    nfiles: usize,
+) -> Result<Request, RoleError> {
+    loop {
+        let ndx = rx.read(input)?;
+        if ndx == NDX_DONE {
+            return Ok(Request { ndx, iflags: 0, basis_type: None, xname: None });
+        }
+        if ndx == NDX_DEL_STATS {
+            let v = read_del_stats(input)?;
+            let mut b = Vec::new();
+            write_del_stats(&mut b, tx, &v);
+            out.write_all(&b)?;
+            continue;
+        }
+        if ndx < 0 {
+            return Err(RoleError::Protocol(format!("Invalid file index: {ndx} (-1 - {}) [sender]", nfiles as i64 - 1)));
+        }
+        let fl = if proto >= 29 { read_short(input)? } else { iflags::TRANSFER };
+        if proto < 30 && ndx as usize == nfiles && fl == iflags::IS_NEW {
+            continue; // protocol-29 keep-alive
+        }
+        if ndx as usize >= nfiles {
+            return Err(RoleError::Protocol(format!("Invalid file index: {ndx} (-1 - {}) [sender]", nfiles as i64 - 1)));
+        }
+        let basis_type = if fl & iflags::BASIS_TYPE_FOLLOWS != 0 { Some(read_byte(input)?) } else { None };
+        let xname = if fl & iflags::XNAME_FOLLOWS != 0 { Some(read_vstring(input, crate::protocol::MAX_PATH_LEN)?) } else { None };
+        return Ok(Request { ndx, iflags: fl, basis_type, xname });
+    }
+}
+
+fn write_ndx_and_attrs(buf: &mut Vec<u8>, tx: &mut NdxCodec, proto: u8, r: &Request) -> Result<(), RoleError> {
+    tx.write(buf, r.ndx);
+    if proto >= 29 {
+        put_short(buf, r.iflags);
+        if let Some(t) = r.basis_type {
+            buf.push(t);
+        }
+        if let Some(x) = &r.xname {
+            put_vstring(buf, x)?;
+        }
+    }
+    Ok(())
+}
+
+/// Everything the sender loop needs besides the streams.
+pub struct SenderCtx<'a> {
+    /// Negotiated session parameters.
+    pub n: Negotiated,
+    /// Options of the run.
+    pub opts: &'a Options,
+    /// The list that was sent.
+    pub flist: &'a FileList,
+    /// Whether we are the server (then we send the stats).
+    pub am_server: bool,
+    /// Raw byte counters (read, read at setup end, written, written at setup end).
+    pub counters: Option<(Arc<AtomicU64>, u64, Arc<AtomicU64>, u64)>,
+}
+
+/// send_files + handle_stats + read_final_goodbye.
+pub fn run<W: Write>(ctx: &SenderCtx, input: &mut InputReader, out: &mut MuxWriter<W>, stats: &mut SendStats) -> Result<(), RoleError> {
+    let proto = ctx.n.proto;
+    let nfiles = ctx.flist.files.len();
+    let mut rx = NdxCodec::new(proto);
+    let mut tx = NdxCodec::new(proto);
+    let max_phase = if proto >= 29 { 2 } else { 1 };
+    let mut phase = 0;
+    let mut encoder = TokenEncoder::new(ctx.n.compress, ctx.opts.compress_level, proto);
+    let mut sent = vec![false; nfiles];
+    let dry_run = ctx.opts.dry_run;
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles)?;
+        if req.ndx == NDX_DONE {
+            phase += 1;
+            if phase > max_phase {
+                break;
+            }
+            tx.write(&mut buf, NDX_DONE);
+            out.write_all(&buf)?;
+            out.flush()?;
+            buf.clear();
+            continue;
+        }
+        let file = &ctx.flist.files[req.ndx as usize];
+        if req.iflags & iflags::TRANSFER == 0 {
+            write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
+            out.write_all(&buf)?;
+            buf.clear();
+            continue;
+        }
+        if phase == 2 {
+            return Err(RoleError::Protocol("got transfer request in phase 2 [sender]".into()));
+        }
+        if !mode::is_reg(file.entry.mode) {
+            return Err(RoleError::Protocol(format!("received request to transfer non-regular file: {} [sender]", req.ndx)));
+        }
+        let redo = sent[req.ndx as usize];
+        stats.xferred_files += 1;
+        if dry_run {
+            write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
+            out.write_all(&buf)?;
+            buf.clear();
+            continue;
+        }
+        let head = WireSumHead::read(input, proto)?;
+        let sums = read_sums(input, &head)?;
+        let f = match crate::fs::open_for_send(&file.path) {
+            Ok(f) => f,
+            Err(e) => {
+                let name = String::from_utf8_lossy(&file.entry.name);
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    stats.io_error |= crate::flist::build::IOERR_VANISHED;
+                    send_text(out, proto, MsgCode::Warning, &format!("file has vanished: \"{name}\" (in {})", "module"))?;
+                } else {
+                    stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                    send_text(out, proto, MsgCode::ErrorXfer, &format!("rsync: [sender] send_files failed to open \"{name}\": {}", crate::fs::os_error_text(&e)))?;
+                }
+                if proto >= 30 {
+                    out.send_msg(MsgCode::NoSend, &req.ndx.to_le_bytes())?;
+                }
+                continue;
+            }
+        };
+        write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
+        head.write(&mut buf, proto);
+        out.write_all(&buf)?;
+        buf.clear();
+        let (lit, matched) = send_file_delta(f, &head, &sums, &ctx.n, redo, &mut encoder, out)?;
+        stats.literal_data += lit;
+        stats.matched_data += matched;
+        sent[req.ndx as usize] = true;
+    }
+    if stats.io_error != 0 && proto >= 30 {
+        out.send_msg(MsgCode::IoError, &stats.io_error.to_le_bytes())?;
+    }
+    tx.write(&mut buf, NDX_DONE);
+    out.write_all(&buf)?;
+    buf.clear();
+    out.flush()?;
+    if ctx.am_server {
+        let (read, written) = match &ctx.counters {
+            Some((r, rb, w, wb)) => ((r.load(Ordering::Relaxed) - rb) as i64, (w.load(Ordering::Relaxed) - wb) as i64),
+            None => (0, out.bytes_written as i64),
+        };
+        put_varlong30(&mut buf, read, 3, proto);
+        put_varlong30(&mut buf, written, 3, proto);
+        put_varlong30(&mut buf, stats.total_size, 3, proto);
+        if proto >= 29 {
+            put_varlong30(&mut buf, stats.flist_buildtime, 3, proto);
+            put_varlong30(&mut buf, stats.flist_xfertime, 3, proto);
+        }
+        out.write_all(&buf)?;
+        buf.clear();
+        out.flush()?;
+    }
+    // read_final_goodbye
+    if proto >= 24 {
+        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles)?;
+        let mut last = req.ndx;
+        if proto >= 31 && last == NDX_DONE {
+            tx.write(&mut buf, NDX_DONE);
+            out.write_all(&buf)?;
+            out.flush()?;
+            buf.clear();
+            last = read_request(input, out, &mut rx, &mut tx, proto, nfiles)?.ndx;
+        }
+        if last != NDX_DONE {
+            return Err(RoleError::Protocol(format!("Invalid packet at end of run ({last}) [sender]")));
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Adapts the matcher's output to the token encoder and the output stream.
+struct EncSink<'a, W: Write> {
+    enc: &'a mut TokenEncoder,
+    buf: Vec<u8>,
+    out: &'a mut MuxWriter<W>,
+}
+
+impl<W: Write> EncSink<'_, W> {
+    fn spill(&mut self) -> std::io::Result<()> {
+        if self.buf.len() >= 32 * 1024 {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> TokenSink for EncSink<'_, W> {
+    fn literal(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.enc.literal(&mut self.buf, data).map_err(std::io::Error::other)?;
+        self.spill()
+    }
+    fn matched(&mut self, block_index: u32, data: &[u8]) -> std::io::Result<()> {
+        if self.enc.emits_matches() {
+            self.enc.matched(&mut self.buf, block_index, data).map_err(std::io::Error::other)?;
+        } else {
+            self.enc.literal(&mut self.buf, data).map_err(std::io::Error::other)?;
+        }
+        self.spill()
+    }
+}
+
+/// match_sums: the delta of one file against the generator's block sums,
+/// followed by the whole-file digest. Returns (literal, matched) byte counts.
+#[allow(clippy::too_many_arguments)]
+fn send_file_delta<W: Write>(
+    mut f: std::fs::File,
+    head: &WireSumHead,
+    sums: &crate::protocol::sums::WireSums,
+    n: &Negotiated,
+    _redo: bool,
+    enc: &mut TokenEncoder,
+    out: &mut MuxWriter<W>,
+) -> Result<(u64, u64), RoleError> {
+    let sh = SumHead { count: head.count, blength: head.blength, s2length: head.s2length, remainder: head.remainder };
+    let mut bs = BlockSums::new(sh);
+    for (i, s1) in sums.sum1.iter().enumerate() {
+        bs.push(*s1, &sums.sum2[i * sums.s2length..(i + 1) * sums.s2length]).map_err(|e| RoleError::Protocol(e.to_string()))?;
+    }
+    let mut sink = EncSink { enc, buf: Vec::with_capacity(64 * 1024), out };
+    let outcome = match_file(&mut f, &bs, n.checksum, n.seed as u32, n.proper_seed_order(), &mut sink).map_err(|e| match e {
+        crate::delta::DeltaError::Io(io) => RoleError::from(io),
+        other => RoleError::Protocol(other.to_string()),
+    })?;
+    sink.enc.end_file(&mut sink.buf).map_err(|e| RoleError::Protocol(e.to_string()))?;
+    let d = outcome.digest;
+    sink.buf.extend_from_slice(&d.as_bytes()[..n.checksum.digest_len().min(d.len())]);
+    let EncSink { buf, out, .. } = sink;
+    out.write_all(&buf)?;
+    Ok((outcome.stats.literal_bytes, outcome.stats.matched_bytes))
+}

@@ -1,0 +1,127 @@
+//! Server-side protocol setup (upstream: compat.c setup_protocol,
+//! negotiate_the_strings): compat flags, checksum/compression choice, seed.
+
+use super::RoleError;
+use crate::checksum::ChecksumKind;
+use crate::cli::options::Options;
+use crate::protocol::handshake::{self, cf};
+use crate::protocol::tokens::CompressKind;
+use crate::protocol::varint::{put_int, put_varint};
+use std::io::{Read, Write};
+
+/// What a session settled on.
+#[derive(Debug, Clone, Copy)]
+pub struct Negotiated {
+    /// Protocol version in use.
+    pub proto: u8,
+    /// Compat flags (0 below protocol 30).
+    pub compat: u32,
+    /// Transfer checksum (block and whole-file sums).
+    pub checksum: ChecksumKind,
+    /// `--checksum` file-list checksum.
+    pub file_checksum: ChecksumKind,
+    /// Token compression.
+    pub compress: CompressKind,
+    /// Checksum seed.
+    pub seed: i32,
+}
+
+impl Negotiated {
+    /// CF_VARINT_FLIST_FLAGS.
+    pub fn varint_flags(&self) -> bool {
+        self.compat & cf::VARINT_FLIST_FLAGS != 0
+    }
+    /// io_error travels in the end-of-list marker.
+    pub fn safe_flist(&self) -> bool {
+        self.compat & cf::SAFE_FLIST != 0 || self.proto >= 31
+    }
+    /// CF_CHKSUM_SEED_FIX.
+    pub fn proper_seed_order(&self) -> bool {
+        self.compat & cf::CHKSUM_SEED_FIX != 0
+    }
+    /// CF_ID0_NAMES.
+    pub fn id0_names(&self) -> bool {
+        self.compat & cf::ID0_NAMES != 0
+    }
+}
+
+fn checksum_by_name(name: &str) -> Result<ChecksumKind, RoleError> {
+    let n = if name == "xxhash" { "xxh64" } else { name };
+    ChecksumKind::from_name(n).ok_or_else(|| RoleError::Unsupported(format!("unknown checksum name: {name}")))
+}
+
+fn compress_by_name(name: &str) -> Result<CompressKind, RoleError> {
+    Ok(match name {
+        "zstd" => CompressKind::Zstd,
+        "lz4" => CompressKind::Lz4,
+        "zlibx" => CompressKind::Zlibx,
+        "zlib" => CompressKind::Zlib,
+        "none" => CompressKind::None,
+        _ => return Err(RoleError::Unsupported(format!("unknown compress name: {name}"))),
+    })
+}
+
+/// Run setup_protocol as the server, on the raw stream (before multiplexing).
+pub fn server_setup<R: Read, W: Write>(r: &mut R, w: &mut W, proto: u8, opts: &Options, seed: i32) -> Result<Negotiated, RoleError> {
+    let mut out = Vec::new();
+    let mut compat = 0;
+    let caps = opts.caps.clone().unwrap_or_default();
+    if proto >= 30 {
+        compat = handshake::server_compat_flags(&caps);
+        put_varint(&mut out, compat as i32);
+    }
+    let negotiate = proto >= 30 && compat & cf::VARINT_FLIST_FLAGS != 0;
+    // Explicit choices (also what applies without negotiation).
+    let (mut xfer_sum, mut file_sum) = match opts.checksum_choice.as_deref() {
+        Some(c) if c != "auto" => {
+            let (a, b) = c.split_once(',').unwrap_or((c, c));
+            (Some(checksum_by_name(a)?), Some(checksum_by_name(b)?))
+        }
+        _ => (None, None),
+    };
+    let mut compress = match opts.compress_choice.as_deref() {
+        Some(c) => compress_by_name(c)?,
+        None if opts.compress => CompressKind::Zlib,
+        None => CompressKind::None,
+    };
+    let list_checksums = negotiate && xfer_sum.is_none();
+    let list_compress = negotiate && opts.compress && opts.compress_choice.is_none();
+    if list_checksums {
+        handshake::put_name_list(&mut out, &handshake::name_list(handshake::CHECKSUM_NAMES, true))?;
+    }
+    if list_compress {
+        handshake::put_name_list(&mut out, &handshake::name_list(handshake::COMPRESS_NAMES, true))?;
+    }
+    w.write_all(&out)?;
+    w.flush()?;
+    out.clear();
+    if list_checksums {
+        let theirs = handshake::read_name_list(r)?;
+        let Some(c) = handshake::choose_as_server(&theirs, handshake::CHECKSUM_NAMES) else {
+            return Err(RoleError::Unsupported("Failed to negotiate a checksum choice.".into()));
+        };
+        let k = checksum_by_name(c)?;
+        xfer_sum = Some(k);
+        file_sum = Some(k);
+    }
+    if list_compress {
+        let theirs = handshake::read_name_list(r)?;
+        let Some(c) = handshake::choose_as_server(&theirs, handshake::COMPRESS_NAMES) else {
+            return Err(RoleError::Unsupported("Failed to negotiate a compression choice.".into()));
+        };
+        compress = compress_by_name(c)?;
+    }
+    let default = ChecksumKind::default_for_protocol(proto);
+    let seed = opts.checksum_seed.unwrap_or(seed);
+    put_int(&mut out, seed);
+    w.write_all(&out)?;
+    w.flush()?;
+    Ok(Negotiated {
+        proto,
+        compat,
+        checksum: xfer_sum.unwrap_or(default),
+        file_checksum: file_sum.unwrap_or(default),
+        compress,
+        seed,
+    })
+}
