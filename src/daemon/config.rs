@@ -1,1 +1,0 @@
-//! rsyncd.conf parsing (global section, modules, `&include`, continuations).
