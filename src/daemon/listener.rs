@@ -97,18 +97,10 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
         Ok(fd) => std::fs::File::from(fd),
         Err(_) => return RERR_SOCKETIO,
     };
-    if let Some(t) = cfg.global.defaults.timeout_secs() {
-        set_socket_timeout(&r, t);
-    }
     let outcome = super::session::serve(cfg, r, std::io::BufWriter::with_capacity(64 * 1024, w), &peer_ip);
     // Half-close so the client sees EOF after our last bytes, not a reset.
     let _ = nix::sys::socket::shutdown(1, nix::sys::socket::Shutdown::Write);
     outcome.code
-}
-
-fn set_socket_timeout(f: &std::fs::File, secs: u64) {
-    let tv = nix::sys::time::TimeVal::new(secs as i64, 0);
-    let _ = nix::sys::socket::setsockopt(f, nix::sys::socket::sockopt::ReceiveTimeout, &tv);
 }
 
 fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {

@@ -192,7 +192,7 @@ fn refused_option(module: &ModuleConfig, opts: &Options) -> Option<String> {
 fn enter_module(m: &ModuleConfig) -> Result<(), String> {
     let path = m.path.as_deref().ok_or_else(|| "no path setting.".to_string())?;
     let is_root = nix::unistd::geteuid().is_root();
-    let use_chroot = m.use_chroot && is_root;
+    let use_chroot = m.use_chroot_with(|| is_root);
     let uid = if is_root { m.effective_uid(true).map(str::to_string) } else { None };
     let gid = if is_root { m.effective_gids(true, super::config::default_nobody_group()).first().map(|s| s.to_string()) } else { None };
     // Look up ids before chroot (upstream does name lookups first too).
@@ -414,7 +414,7 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
     };
     let start = Instant::now();
     let mut excluder = crate::filter::SenderExcluder::new(rules, module, opts.delete_excluded, proto);
-    let mut fl = build_file_list(&root, &args, &bo, &mut excluder, opts.numeric_ids || module.numeric_ids);
+    let mut fl = build_file_list(&root, &args, &bo, &mut excluder, opts.numeric_ids || module.numeric_ids_with(module.use_chroot_with(|| nix::unistd::geteuid().is_root())));
     if opts.checksum {
         for f in fl.files.iter_mut() {
             if crate::protocol::flist::mode::is_reg(f.entry.mode) {
