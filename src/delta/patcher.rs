@@ -1,0 +1,207 @@
+//! The receiver-side patcher: rebuild a file from literal data and
+//! references to blocks of the basis file.
+//!
+//! upstream: receiver.c `receive_data` (the token-applying part). Every
+//! block index is checked against the sum header the generator sent; block
+//! data is copied through a fixed 256 KiB buffer, so a peer-chosen block
+//! length never sizes an allocation. Digest verification is the caller's
+//! job (feed the bytes to a `StrongHasher` via the callbacks, or wrap the
+//! writer).
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use super::matcher::TokenSink;
+use super::sums::{read_full, SumHead};
+use super::DeltaError;
+
+const COPY_BUF: usize = 256 * 1024;
+
+/// Applies tokens to an output, reading matched blocks from `basis`.
+#[derive(Debug)]
+pub struct Patcher<B, W> {
+    basis: Option<B>,
+    out: W,
+    head: SumHead,
+    buf: Vec<u8>,
+    /// Where the basis reader is positioned, when known (saves seeks for
+    /// runs of consecutive blocks).
+    basis_pos: Option<u64>,
+    written: u64,
+}
+
+impl<B: Read + Seek, W: Write> Patcher<B, W> {
+    /// A patcher for one file. `head` is the sum header the generator sent
+    /// for this file (its count bounds the block indices accepted);
+    /// `basis` is `None` when there is no basis file.
+    pub fn new(basis: Option<B>, out: W, head: SumHead) -> Self {
+        Patcher {
+            basis,
+            out,
+            head,
+            buf: Vec::new(),
+            basis_pos: None,
+            written: 0,
+        }
+    }
+
+    /// Write literal data.
+    pub fn literal(&mut self, data: &[u8]) -> Result<(), DeltaError> {
+        self.out.write_all(data)?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Copy basis block `index` to the output, passing the copied bytes to
+    /// `on_data` in pieces (e.g. for the whole-file digest). Fails when the
+    /// index is outside the header's count, when there is no basis, or when
+    /// the basis ends early.
+    pub fn copy_block(
+        &mut self,
+        index: u32,
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<(), DeltaError> {
+        if index as i64 >= self.head.count as i64 {
+            return Err(DeltaError::BlockIndexOutOfRange {
+                index,
+                count: self.head.count,
+            });
+        }
+        let Some(basis) = self.basis.as_mut() else {
+            return Err(DeltaError::NoBasis(index));
+        };
+        let offset = self.head.block_offset(index);
+        let mut left = self.head.block_len(index);
+        if self.basis_pos != Some(offset) {
+            self.basis_pos = None;
+            basis.seek(SeekFrom::Start(offset))?;
+        }
+        if self.buf.len() < left.min(COPY_BUF) {
+            self.buf.resize(left.min(COPY_BUF), 0);
+        }
+        while left > 0 {
+            let n = left.min(self.buf.len());
+            let piece = &mut self.buf[..n];
+            let got = read_full(basis, piece)?;
+            if got < n {
+                self.basis_pos = None;
+                return Err(DeltaError::BasisTooShort(index));
+            }
+            self.out.write_all(piece)?;
+            on_data(piece);
+            self.written += n as u64;
+            left -= n;
+        }
+        self.basis_pos = Some(offset + self.head.block_len(index) as u64);
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Flush and return the output and the number of bytes written.
+    pub fn finish(mut self) -> Result<(W, u64), DeltaError> {
+        self.out.flush()?;
+        Ok((self.out, self.written))
+    }
+}
+
+fn to_io(e: DeltaError) -> io::Error {
+    match e {
+        DeltaError::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
+}
+
+/// Lets a matcher drive a patcher directly (local copies, tests). The
+/// sender's block data is ignored: blocks always come from the basis.
+impl<B: Read + Seek, W: Write> TokenSink for Patcher<B, W> {
+    fn literal(&mut self, data: &[u8]) -> io::Result<()> {
+        Patcher::literal(self, data).map_err(to_io)
+    }
+
+    fn matched(&mut self, block_index: u32, _data: &[u8]) -> io::Result<()> {
+        self.copy_block(block_index, |_| {}).map_err(to_io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checksum::{ChecksumKind, StrongHasher};
+    use std::io::Cursor;
+
+    fn head(count: i32, blength: i32, remainder: i32) -> SumHead {
+        SumHead {
+            count,
+            blength,
+            s2length: 2,
+            remainder,
+        }
+    }
+
+    #[test]
+    fn applies_tokens_and_feeds_digest() {
+        let basis = b"0123456789abcdefghij!!".to_vec(); // blocks of 10, last 2
+        let mut p = Patcher::new(Some(Cursor::new(basis)), Vec::new(), head(3, 10, 2));
+        let mut h = StrongHasher::new_file(ChecksumKind::Md5, 0);
+        p.literal(b"<").unwrap();
+        h.update(b"<");
+        p.copy_block(1, |d| h.update(d)).unwrap();
+        p.copy_block(2, |d| h.update(d)).unwrap();
+        p.copy_block(0, |d| h.update(d)).unwrap();
+        let (out, n) = p.finish().unwrap();
+        assert_eq!(out, b"<abcdefghij!!0123456789");
+        assert_eq!(n, out.len() as u64);
+        let mut h2 = StrongHasher::new_file(ChecksumKind::Md5, 0);
+        h2.update(&out);
+        assert_eq!(h.finish(), h2.finish());
+    }
+
+    #[test]
+    fn rejects_bad_indices_and_missing_basis() {
+        let mut p = Patcher::new(Some(Cursor::new(vec![0u8; 30])), Vec::new(), head(3, 10, 0));
+        assert!(matches!(
+            p.copy_block(3, |_| {}),
+            Err(DeltaError::BlockIndexOutOfRange { index: 3, count: 3 })
+        ));
+        assert!(p.copy_block(u32::MAX, |_| {}).is_err());
+        let mut p = Patcher::new(None::<Cursor<Vec<u8>>>, Vec::new(), head(3, 10, 0));
+        assert!(matches!(
+            p.copy_block(0, |_| {}),
+            Err(DeltaError::NoBasis(0))
+        ));
+        // The empty header accepts no block at all.
+        let mut p = Patcher::new(Some(Cursor::new(vec![0u8; 30])), Vec::new(), SumHead::EMPTY);
+        assert!(p.copy_block(0, |_| {}).is_err());
+    }
+
+    #[test]
+    fn short_basis_is_an_error() {
+        let mut p = Patcher::new(Some(Cursor::new(vec![0u8; 25])), Vec::new(), head(3, 10, 0));
+        p.copy_block(1, |_| {}).unwrap();
+        assert!(matches!(
+            p.copy_block(2, |_| {}),
+            Err(DeltaError::BasisTooShort(2))
+        ));
+    }
+
+    #[test]
+    fn big_blocks_copy_in_pieces() {
+        let basis: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut p = Patcher::new(
+            Some(Cursor::new(basis.clone())),
+            Vec::new(),
+            head(1, 1 << 20, 0),
+        );
+        let mut pieces = 0;
+        p.copy_block(0, |d| {
+            assert!(d.len() <= COPY_BUF);
+            pieces += 1;
+        })
+        .unwrap();
+        assert_eq!(pieces, 4);
+        assert_eq!(p.finish().unwrap().0, basis);
+    }
+}
