@@ -13,6 +13,8 @@ pub mod exit;
 pub mod filter;
 pub mod flist;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod protocol;
 pub mod role;

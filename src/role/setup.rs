@@ -47,7 +47,7 @@ impl Negotiated {
 
 fn checksum_by_name(name: &str) -> Result<ChecksumKind, RoleError> {
     let n = if name == "xxhash" { "xxh64" } else { name };
-    ChecksumKind::from_name(n).ok_or_else(|| RoleError::Unsupported(format!("unknown checksum name: {name}")))
+    ChecksumKind::from_name(n).map_err(|_| RoleError::Unsupported(format!("unknown checksum name: {name}")))
 }
 
 fn compress_by_name(name: &str) -> Result<CompressKind, RoleError> {

@@ -1,0 +1,97 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/`: each drives one
+//! decoder of untrusted bytes. They must never panic, whatever the input.
+
+use crate::protocol::flist::{FlistDecoder, FlistItem, FlistOpts};
+use crate::protocol::mux::Demux;
+use crate::protocol::ndx::NdxCodec;
+use crate::protocol::sums::{read_sums, WireSumHead};
+use std::io::Read;
+
+/// File-list entries: the first byte picks protocol and options.
+pub fn flist(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else { return };
+    let proto = 27 + (sel % 6);
+    let opts = FlistOpts {
+        proto,
+        varint_flags: proto >= 30 && sel & 0x80 != 0,
+        preserve_uid: sel & 0x08 != 0,
+        preserve_gid: sel & 0x10 != 0,
+        preserve_links: true,
+        preserve_devices: true,
+        preserve_specials: true,
+        preserve_hard_links: sel & 0x20 != 0,
+        csum_len: if sel & 0x40 != 0 { 16 } else { 0 },
+        safe_flist: true,
+    };
+    let mut dec = FlistDecoder::new(opts);
+    let mut r = rest;
+    for _ in 0..10_000 {
+        match dec.decode(&mut r) {
+            Ok(FlistItem::Entry(_)) => {}
+            _ => break,
+        }
+    }
+}
+
+/// Multiplexed frames.
+pub fn mux(data: &[u8]) {
+    let mut d = Demux::new(data);
+    d.set_mux(true);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = d.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// File indexes, then a sum header and its sums.
+pub fn ndx_and_sums(data: &[u8]) {
+    let mut r = data;
+    let mut c = NdxCodec::new(32);
+    for _ in 0..16 {
+        if c.read(&mut r).is_err() {
+            break;
+        }
+    }
+    if let Ok(h) = WireSumHead::read(&mut r, 31) {
+        let _ = read_sums(&mut r, &h);
+    }
+}
+
+/// Daemon greeting and argument lines.
+pub fn greeting(data: &[u8]) {
+    let mut r = data;
+    while let Ok(Some(l)) = crate::protocol::greeting::read_line(&mut r) {
+        let _ = crate::protocol::greeting::parse_greeting(&l);
+    }
+}
+
+/// Delta tokens (all compressions).
+pub fn tokens(data: &[u8]) {
+    crate::protocol::tokens::decoder_fuzz_entry(data);
+}
+
+/// rsyncd.conf text.
+pub fn config(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = crate::daemon::config::parse_str(s, "fuzz.conf");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn no_decoder_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            super::flist(&data);
+            super::mux(&data);
+            super::ndx_and_sums(&data);
+            super::greeting(&data);
+            super::tokens(&data);
+            super::config(&data);
+        }
+    }
+}
