@@ -7,6 +7,7 @@ use super::config::{DaemonConfig, ModuleConfig};
 use super::paths::module_args;
 use crate::cli::options::{self, Options};
 use crate::exit::*;
+use crate::flist::build::MsgKind;
 use crate::flist::{build_file_list, BuildOpts};
 use crate::protocol::greeting::{greeting_line, listing_line, parse_greeting, read_arg, read_line};
 use crate::protocol::mux::{Demux, MsgCode, MuxWriter};
@@ -411,6 +412,7 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         preserve_uid: opts.owner,
         preserve_gid: opts.group,
         confine_to: confine,
+        module: Some(module.name.clone()),
     };
     let start = Instant::now();
     let _ = (&rules, module);
@@ -428,11 +430,12 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         }
     }
     let buildtime = start.elapsed().as_millis() as i64;
-    for e in &fl.errors {
-        let code = if e.starts_with("rsync:") || e.starts_with("symlink") { MsgCode::ErrorXfer } else if e.starts_with("file has vanished") { MsgCode::Warning } else { MsgCode::Info };
-        if code == MsgCode::Info && opts.verbose == 0 {
-            continue;
-        }
+    for (kind, e) in &fl.errors {
+        let code = match kind {
+            MsgKind::ErrorXfer => MsgCode::ErrorXfer,
+            MsgKind::Warning => MsgCode::Warning,
+            MsgKind::Info => MsgCode::Info,
+        };
         send_text(out, proto, code, e)?;
     }
     let t1 = Instant::now();
@@ -445,7 +448,23 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
     let mut input = crate::role::input::spawn(demux);
     let total_size = fl.files.iter().filter(|f| !crate::protocol::flist::mode::is_dir(f.entry.mode)).map(|f| f.entry.size).sum();
     let mut stats = SendStats { total_size, flist_buildtime: buildtime, flist_xfertime: xfertime, io_error: fl.io_error, ..Default::default() };
-    let ctx = SenderCtx { n, opts, flist: &fl, am_server: true, counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)) };
+    let modname = module.name.clone();
+    let full = move |name: &[u8], path: &Path| -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let rel = path.as_os_str().as_bytes();
+        let rel = rel.strip_prefix(b"./").unwrap_or(rel);
+        let dir = rel.strip_suffix(name).unwrap_or(b"");
+        let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+        let mut p = String::new();
+        if !dir.is_empty() && dir != b"." {
+            p.push('/');
+            p.push_str(&String::from_utf8_lossy(dir));
+            p.push('/');
+        }
+        p.push_str(&String::from_utf8_lossy(name));
+        format!("\"{p}\" (in {modname})")
+    };
+    let ctx = SenderCtx { n, opts, flist: &fl, am_server: true, full_fname: &full, counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)) };
     sender::run(&ctx, &mut input, out, &mut stats)?;
     let _ = Ordering::Relaxed;
     fl.files.clear();

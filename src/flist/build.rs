@@ -68,8 +68,10 @@ pub struct BuildOpts {
     pub preserve_uid: bool,
     /// -g
     pub preserve_gid: bool,
-    /// Never follow a symlink to a target outside this directory (daemon module root).
+    /// Never read through a symlink whose target lies outside this directory (daemon module root).
     pub confine_to: Option<PathBuf>,
+    /// Daemon module name, for messages (`"name" (in module)`).
+    pub module: Option<String>,
 }
 
 /// A listed file: its wire entry plus where it lives locally.
@@ -82,6 +84,20 @@ pub struct LocalFile {
     dev: u64,
     ino: u64,
     nlink: u64,
+    /// Reached through a followed symlink that leads outside the confinement root:
+    /// reading it fails as stock's confined open does (ELOOP).
+    pub escapes: bool,
+}
+
+/// How a message from the walk is reported to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgKind {
+    /// MSG_INFO, always shown.
+    Info,
+    /// MSG_WARNING.
+    Warning,
+    /// MSG_ERROR_XFER (the client's exit code becomes 23).
+    ErrorXfer,
 }
 
 /// A built, sorted file list.
@@ -89,8 +105,11 @@ pub struct LocalFile {
 pub struct FileList {
     /// Entries in sorted (= wire index) order.
     pub files: Vec<LocalFile>,
-    /// Non-fatal problems, already formatted as rsync prints them.
-    pub errors: Vec<String>,
+    /// The order entries are sent in (arrival order, as stock's readdir walk
+    /// produces it): indexes into `files`.
+    pub send_order: Vec<usize>,
+    /// Non-fatal problems, formatted as rsync prints them.
+    pub errors: Vec<(MsgKind, String)>,
     /// IOERR_* bits.
     pub io_error: i32,
     /// uid -> name for the id list.
@@ -109,7 +128,12 @@ struct Walker<'a> {
     ex: &'a mut dyn Excluder,
     out: FileList,
     root_dev: u64,
+    /// The current argument's directory relative to the module root (for messages).
+    dir: Vec<u8>,
 }
+
+/// ELOOP, what a confined open reports for a path escaping through a symlink.
+const ELOOP_TEXT: &str = "Too many levels of symbolic links (40)";
 
 fn os(b: &[u8]) -> &Path {
     Path::new(OsStr::from_bytes(b))
@@ -140,54 +164,73 @@ fn clean(path: &[u8]) -> Vec<u8> {
 
 impl Walker<'_> {
     fn err(&mut self, msg: String) {
-        self.out.errors.push(msg);
+        self.out.errors.push((MsgKind::ErrorXfer, msg));
         self.out.io_error |= IOERR_GENERAL;
     }
 
-    fn inside_confinement(&self, local: &Path) -> bool {
+    /// upstream full_fname: `"path"` relative to the module root, plus ` (in module)`.
+    fn full(&self, name: &[u8]) -> String {
+        let mut p = String::new();
+        if !self.dir.is_empty() && self.dir != b"." {
+            p.push('/');
+            p.push_str(&String::from_utf8_lossy(&self.dir));
+            p.push('/');
+        }
+        p.push_str(&String::from_utf8_lossy(name));
+        match &self.o.module {
+            Some(m) => format!("\"{p}\" (in {m})"),
+            None => format!("\"{p}\""),
+        }
+    }
+
+    fn escapes(&self, local: &Path) -> bool {
         match &self.o.confine_to {
-            None => true,
+            None => false,
             Some(root) => match std::fs::canonicalize(local) {
-                Ok(real) => real.starts_with(root),
-                Err(_) => false,
+                Ok(real) => !real.starts_with(root),
+                Err(_) => true,
             },
         }
     }
 
-    /// lstat or stat as the options ask.
-    fn stat(&mut self, local: &Path, name: &[u8], follow_top: bool) -> Option<std::fs::Metadata> {
+    /// lstat, or stat where the options follow links. Returns the metadata and
+    /// whether a symlink was followed.
+    fn stat(&mut self, local: &Path, name: &[u8], follow_top: bool, top: bool) -> Option<(std::fs::Metadata, bool)> {
         let lmd = match std::fs::symlink_metadata(local) {
             Ok(m) => m,
             Err(e) => {
                 let code = e.raw_os_error().unwrap_or(0);
-                if e.kind() == std::io::ErrorKind::NotFound {
+                if top {
+                    let msg = format!("rsync: [sender] link_stat {} failed: {} ({code})", self.full(name), strip_os(&e));
+                    self.out.errors.push((MsgKind::ErrorXfer, msg));
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        self.out.io_error |= IOERR_GENERAL;
+                    }
+                } else if e.kind() == std::io::ErrorKind::NotFound {
                     self.out.io_error |= IOERR_VANISHED;
-                    self.out.errors.push(format!(
-                        "file has vanished: \"{}\"",
-                        String::from_utf8_lossy(name)
-                    ));
+                    let msg = format!("file has vanished: {}", self.full(name));
+                    self.out.errors.push((MsgKind::Warning, msg));
                 } else {
-                    self.err(format!("rsync: [sender] link_stat \"{}\" failed: {} ({code})", String::from_utf8_lossy(name), strip_os(&e)));
+                    let msg = format!("rsync: [sender] readlink_stat({}) failed: {} ({code})", self.full(name), strip_os(&e));
+                    self.err(msg);
                 }
                 return None;
             }
         };
         if !lmd.file_type().is_symlink() {
-            return Some(lmd);
+            return Some((lmd, false));
         }
         let follow = follow_top || self.o.copy_links || self.o.copy_dirlinks || self.o.copy_unsafe_links;
         if !follow {
-            return Some(lmd);
+            return Some((lmd, false));
         }
-        let md = match std::fs::metadata(local) {
-            Ok(m) => m,
-            Err(_) => {
-                if self.o.copy_links {
-                    self.err(format!("symlink has no referent: \"{}\"", String::from_utf8_lossy(name)));
-                    return None;
-                }
-                return Some(lmd);
+        let Ok(md) = std::fs::metadata(local) else {
+            if self.o.copy_links {
+                let msg = format!("symlink has no referent: {}", self.full(name));
+                self.err(msg);
+                return None;
             }
+            return Some((lmd, false));
         };
         let want = if self.o.copy_links || follow_top {
             true
@@ -199,57 +242,44 @@ impl Walker<'_> {
         } else {
             false
         };
-        if !want {
-            return Some(lmd);
+        if want {
+            Some((md, true))
+        } else {
+            Some((lmd, false))
         }
-        if !self.inside_confinement(local) {
-            self.err(format!(
-                "rsync: [sender] symlink \"{}\" points outside the module: not followed",
-                String::from_utf8_lossy(name)
-            ));
-            return None;
-        }
-        Some(md)
     }
 
-    /// make_file + send_file_name: add one entry (returns true when it is a dir to descend into).
-    fn add(&mut self, local: &Path, name: Vec<u8>, md: &std::fs::Metadata, top: bool) -> bool {
+    /// make_file + send_file_name: add one entry (returns true when it is a dir).
+    /// Every file type is listed; the receiving generator decides what to skip.
+    fn add(&mut self, local: &Path, name: Vec<u8>, md: &std::fs::Metadata, top: bool, followed: bool) -> bool {
         let m = md.mode();
         let ft = md.file_type();
         let mut e = FileEntry { name, mode: m, mtime: md.mtime(), mtime_nsec: md.mtime_nsec() as u32, uid: md.uid(), gid: md.gid(), ..Default::default() };
         if ft.is_symlink() {
-            if !self.o.preserve_links {
-                self.out.errors.push(format!("skipping non-regular file \"{}\"", String::from_utf8_lossy(&e.name)));
-                return false;
-            }
             match std::fs::read_link(local) {
                 Ok(t) => {
                     let t = t.as_os_str().as_bytes().to_vec();
                     if self.o.safe_links && unsafe_symlink(&t, &e.name) {
-                        self.out.errors.push(format!("ignoring unsafe symlink \"{}\" -> \"{}\"", String::from_utf8_lossy(&e.name), String::from_utf8_lossy(&t)));
+                        let msg = format!("ignoring unsafe symlink {} -> \"{}\"", self.full(&e.name), String::from_utf8_lossy(&t));
+                        self.out.errors.push((MsgKind::Info, msg));
                         return false;
                     }
                     e.size = t.len() as i64;
-                    e.link_target = Some(t);
+                    if self.o.preserve_links {
+                        e.link_target = Some(t);
+                    }
                 }
                 Err(err) => {
-                    self.err(format!("rsync: [sender] readlink \"{}\" failed: {}", String::from_utf8_lossy(&e.name), strip_os(&err)));
+                    let msg = format!("rsync: [sender] readlink {} failed: {}", self.full(&e.name), strip_os(&err));
+                    self.err(msg);
                     return false;
                 }
             }
         } else if mode::is_device(m) {
-            if !self.o.preserve_devices {
-                self.out.errors.push(format!("skipping non-regular file \"{}\"", String::from_utf8_lossy(&e.name)));
-                return false;
-            }
             let rdev = md.rdev();
             e.rdev_major = nix::sys::stat::major(rdev) as u32;
             e.rdev_minor = nix::sys::stat::minor(rdev) as u32;
         } else if mode::is_special(m) {
-            if !self.o.preserve_specials {
-                self.out.errors.push(format!("skipping non-regular file \"{}\"", String::from_utf8_lossy(&e.name)));
-                return false;
-            }
         } else if ft.is_dir() {
             e.size = md.size() as i64;
             e.top_dir = top;
@@ -259,47 +289,57 @@ impl Walker<'_> {
             return false;
         }
         let is_dir = ft.is_dir();
-        self.out.files.push(LocalFile { entry: e, path: local.to_path_buf(), dev: md.dev(), ino: md.ino(), nlink: md.nlink() });
+        let escapes = followed && self.escapes(local);
+        self.out.files.push(LocalFile { entry: e, path: local.to_path_buf(), dev: md.dev(), ino: md.ino(), nlink: md.nlink(), escapes });
         is_dir
     }
 
-    /// send_directory: list the contents of a directory, depth first.
-    fn descend(&mut self, local: &Path, name: &[u8], dev: u64) {
+    /// send_directory: list the contents of a directory (readdir order), then
+    /// descend into its subdirectories in the same order.
+    fn descend(&mut self, local: &Path, name: &[u8], dev: u64, escapes: bool) {
         if self.o.one_file_system > 0 && dev != self.root_dev {
+            return;
+        }
+        if escapes {
+            let shown = if name == b"." { self.full(b".") } else { self.full(name) };
+            self.err(format!("rsync: [sender] opendir {shown} failed: {ELOOP_TEXT}"));
             return;
         }
         self.ex.enter_dir(name, local);
         let rd = match std::fs::read_dir(local) {
             Ok(rd) => rd,
             Err(e) => {
-                let shown = if name == b"." { "." } else { &String::from_utf8_lossy(name) };
-                self.err(format!("rsync: [sender] opendir \"{shown}\" failed: {} ({})", strip_os(&e), e.raw_os_error().unwrap_or(0)));
+                let shown = self.full(name);
+                self.err(format!("rsync: [sender] opendir {shown} failed: {} ({})", strip_os(&e), e.raw_os_error().unwrap_or(0)));
                 self.ex.leave_dir();
                 return;
             }
         };
-        let mut names: Vec<Vec<u8>> = rd.filter_map(|d| d.ok()).map(|d| d.file_name().as_bytes().to_vec()).collect();
-        names.sort();
+        let names: Vec<Vec<u8>> = rd.filter_map(|d| d.ok()).map(|d| d.file_name().as_bytes().to_vec()).collect();
         let mut subdirs = Vec::new();
         for n in names {
             let child_name = join(name, &n);
             let child_local = local.join(OsStr::from_bytes(&n));
-            let Some(md) = self.stat(&child_local, &child_name, false) else { continue };
-            if self.ex.excluded(&child_name, md.is_dir()) {
-                continue;
-            }
-            if md.is_dir() && !self.o.recursive {
+            let Some((md, followed)) = self.stat(&child_local, &child_name, false, false) else { continue };
+            if md.is_dir() && !self.o.xfer_dirs {
+                let msg = format!("skipping directory {}", String::from_utf8_lossy(&child_name));
+                self.out.errors.push((MsgKind::Info, msg));
                 continue;
             }
             if md.is_dir() && self.o.one_file_system > 1 && md.dev() != self.root_dev {
                 continue;
             }
-            if self.add(&child_local, child_name.clone(), &md, false) && self.o.recursive {
-                subdirs.push((child_local, child_name, md.dev()));
+            if self.ex.excluded(&child_name, md.is_dir()) {
+                continue;
+            }
+            let before = self.out.files.len();
+            if self.add(&child_local, child_name.clone(), &md, false, followed) && self.o.recursive {
+                let esc = self.out.files.get(before).map(|f| f.escapes).unwrap_or(false);
+                subdirs.push((child_local, child_name, md.dev(), esc));
             }
         }
-        for (l, n, d) in subdirs {
-            self.descend(&l, &n, d);
+        for (l, n, d, esc) in subdirs {
+            self.descend(&l, &n, d, esc);
         }
         self.ex.leave_dir();
     }
@@ -316,7 +356,7 @@ impl Walker<'_> {
             if let Ok(md) = std::fs::metadata(&local) {
                 if md.is_dir() {
                     let before = self.out.files.len();
-                    self.add(&local, prefix.clone(), &md, false);
+                    self.add(&local, prefix.clone(), &md, false, false);
                     if let Some(f) = self.out.files.get_mut(before) {
                         f.entry.implied_dir = self.o.proto >= 30;
                     }
@@ -350,13 +390,14 @@ impl Walker<'_> {
         let fname = if fname.is_empty() { b".".to_vec() } else { fname };
         let is_dotdir = fname == b"." || fname.ends_with(b"/.");
         let base = if dir.is_empty() { root.to_path_buf() } else { root.join(os(&dir)) };
+        self.dir = dir.clone();
         let local = base.join(os(&fname));
-        let Some(md) = self.stat(&local, &fname, is_dotdir || self.o.copy_dirlinks) else { return };
+        let Some((md, followed)) = self.stat(&local, &fname, is_dotdir || self.o.copy_dirlinks, true) else { return };
         if !is_dotdir && self.ex.excluded(&fname, md.is_dir()) {
             return;
         }
         if md.is_dir() && !self.o.xfer_dirs {
-            self.out.errors.push(format!("skipping directory {}", String::from_utf8_lossy(&fname)));
+            self.out.errors.push((MsgKind::Info, format!("skipping directory {}", String::from_utf8_lossy(&fname))));
             return;
         }
         if self.o.relative && self.o.implied_dirs {
@@ -364,14 +405,17 @@ impl Walker<'_> {
         }
         self.root_dev = md.dev();
         let descend = self.o.recursive || (self.o.xfer_dirs && is_dotdir);
-        let is_dir = self.add(&local, fname.clone(), &md, descend || md.is_dir());
+        let before = self.out.files.len();
+        let is_dir = self.add(&local, fname.clone(), &md, descend || md.is_dir(), followed);
         if is_dir && descend {
-            if let Some(f) = self.out.files.last_mut() {
+            let mut esc = false;
+            if let Some(f) = self.out.files.get_mut(before) {
                 f.entry.top_dir = true;
+                esc = f.escapes;
             }
-            self.descend(&local, &fname, md.dev());
+            self.descend(&local, &fname, md.dev(), esc);
         } else if is_dir {
-            if let Some(f) = self.out.files.last_mut() {
+            if let Some(f) = self.out.files.get_mut(before) {
                 f.entry.top_dir = false;
                 f.entry.no_content_dir = true;
             }
@@ -420,24 +464,24 @@ fn group_name(gid: u32) -> Option<Vec<u8>> {
     nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name.into_bytes())
 }
 
-/// Build the sorted file list for `args` under `root` (send_file_list).
+/// Build the file list for `args` under `root` (send_file_list): entries in
+/// arrival order are numbered for hard links, then sorted; `send_order`
+/// keeps the arrival order for the wire.
 pub fn build_file_list(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut dyn Excluder, numeric_ids: bool) -> FileList {
-    let mut w = Walker { o: opts, ex, out: FileList::default(), root_dev: 0 };
+    let mut w = Walker { o: opts, ex, out: FileList::default(), root_dev: 0, dir: Vec::new() };
     for a in args {
         w.arg(root, a);
     }
     let mut out = w.out;
     let proto = opts.proto;
-    out.files.sort_by(|a, b| f_name_cmp(&a.entry.name, mode::is_dir(a.entry.mode), &b.entry.name, mode::is_dir(b.entry.mode), proto));
-    // Drop exact duplicates (overlapping arguments), keeping the first.
-    out.files.dedup_by(|b, a| a.entry.name == b.entry.name && mode::is_dir(a.entry.mode) == mode::is_dir(b.entry.mode));
+    // Overlapping arguments: keep the first of two identical names.
+    let mut seen = std::collections::HashSet::new();
+    out.files.retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
     if opts.preserve_hard_links {
         let mut leaders: HashMap<(u64, u64), i32> = HashMap::new();
         for (i, f) in out.files.iter_mut().enumerate() {
-            if mode::is_dir(f.entry.mode) || f.nlink <= 1 {
-                if proto < 28 && mode::is_reg(f.entry.mode) {
-                    f.entry.hard_link = Some(HardLink::DevIno { dev: f.dev as i64, ino: f.ino as i64 });
-                }
+            let linkable = if proto >= 28 { !mode::is_dir(f.entry.mode) && f.nlink > 1 } else { mode::is_reg(f.entry.mode) };
+            if !linkable {
                 continue;
             }
             if proto < 30 {
@@ -450,18 +494,34 @@ pub fn build_file_list(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut
             }
         }
     }
+    // Sort (stable, as upstream's merge sort) and remember where each arrival went.
+    let mut order: Vec<usize> = (0..out.files.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&out.files[a].entry, &out.files[b].entry);
+        f_name_cmp(&x.name, mode::is_dir(x.mode), &y.name, mode::is_dir(y.mode), proto)
+    });
+    let mut slots: Vec<Option<LocalFile>> = out.files.drain(..).map(Some).collect();
+    let mut pos_of_arrival = vec![0usize; order.len()];
+    for (sorted_pos, &arrival) in order.iter().enumerate() {
+        pos_of_arrival[arrival] = sorted_pos;
+        if let Some(f) = slots[arrival].take() {
+            out.files.push(f);
+        }
+    }
+    out.send_order = pos_of_arrival;
     if !numeric_ids {
         let mut seen_u = std::collections::HashSet::new();
         let mut seen_g = std::collections::HashSet::new();
-        for f in &out.files {
-            if opts.preserve_uid && f.entry.uid != 0 && seen_u.insert(f.entry.uid) {
-                if let Some(n) = user_name(f.entry.uid) {
-                    out.uid_names.push((f.entry.uid, n));
+        for &i in &out.send_order {
+            let e = &out.files[i].entry;
+            if opts.preserve_uid && e.uid != 0 && seen_u.insert(e.uid) {
+                if let Some(n) = user_name(e.uid) {
+                    out.uid_names.push((e.uid, n));
                 }
             }
-            if opts.preserve_gid && f.entry.gid != 0 && seen_g.insert(f.entry.gid) {
-                if let Some(n) = group_name(f.entry.gid) {
-                    out.gid_names.push((f.entry.gid, n));
+            if opts.preserve_gid && e.gid != 0 && seen_g.insert(e.gid) {
+                if let Some(n) = group_name(e.gid) {
+                    out.gid_names.push((e.gid, n));
                 }
             }
         }

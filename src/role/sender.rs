@@ -75,8 +75,8 @@ pub fn send_file_list<W: Write>(out: &mut MuxWriter<W>, n: &Negotiated, o: &Opti
     let fo = flist_opts(n, o);
     let mut enc = FlistEncoder::new(fo);
     let mut buf = Vec::with_capacity(64 * 1024);
-    for f in &fl.files {
-        enc.encode(&mut buf, &f.entry);
+    for &i in &fl.send_order {
+        enc.encode(&mut buf, &fl.files[i].entry);
         if buf.len() >= 32 * 1024 {
             out.write_all(&buf)?;
             buf.clear();
@@ -208,6 +208,8 @@ pub struct SenderCtx<'a> {
     pub flist: &'a FileList,
     /// Whether we are the server (then we send the stats).
     pub am_server: bool,
+    /// Renders a file name for messages (upstream full_fname).
+    pub full_fname: &'a dyn Fn(&[u8], &std::path::Path) -> String,
     /// Raw byte counters (read, read at setup end, written, written at setup end).
     pub counters: Option<(Arc<AtomicU64>, u64, Arc<AtomicU64>, u64)>,
 }
@@ -260,16 +262,21 @@ pub fn run<W: Write>(ctx: &SenderCtx, input: &mut InputReader, out: &mut MuxWrit
         }
         let head = WireSumHead::read(input, proto)?;
         let sums = read_sums(input, &head)?;
-        let f = match crate::fs::open_for_send(&file.path) {
+        let opened = if file.escapes {
+            Err(std::io::Error::from_raw_os_error(nix::libc::ELOOP))
+        } else {
+            crate::fs::open_for_send(&file.path)
+        };
+        let f = match opened {
             Ok(f) => f,
             Err(e) => {
-                let name = String::from_utf8_lossy(&file.entry.name);
+                let name = (ctx.full_fname)(&file.entry.name, &file.path);
                 if e.kind() == std::io::ErrorKind::NotFound {
                     stats.io_error |= crate::flist::build::IOERR_VANISHED;
-                    send_text(out, proto, MsgCode::Warning, &format!("file has vanished: \"{name}\" (in {})", "module"))?;
+                    send_text(out, proto, MsgCode::Warning, &format!("file has vanished: {name}"))?;
                 } else {
                     stats.io_error |= crate::flist::build::IOERR_GENERAL;
-                    send_text(out, proto, MsgCode::ErrorXfer, &format!("rsync: [sender] send_files failed to open \"{name}\": {}", crate::fs::os_error_text(&e)))?;
+                    send_text(out, proto, MsgCode::ErrorXfer, &format!("rsync: [sender] send_files failed to open {name}: {}", crate::fs::os_error_text(&e)))?;
                 }
                 if proto >= 30 {
                     out.send_msg(MsgCode::NoSend, &req.ndx.to_le_bytes())?;
