@@ -367,6 +367,7 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
     let rules = tmp_read_rules(&mut demux)?;
     // --files-from=- : names follow on the input (raw below protocol 31).
     let mut args: Vec<Vec<u8>> = paths.to_vec();
+    let mut root = PathBuf::from(".");
     if let Some(ff) = opts.files_from.as_deref() {
         if ff != "-" {
             return Err(RoleError::Unsupported("--files-from from a server-side file is not supported yet".into()));
@@ -375,29 +376,26 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
             demux.set_mux(false);
         }
         let names = read_files_from(&mut demux)?;
-        if proto < 31 && proto >= 30 {
+        if proto == 30 {
             demux.set_mux(true);
         }
-        let base = args.first().cloned().unwrap_or_default();
-        args = names.into_iter().map(|nm| {
-            let s = super::paths::sanitize(&nm);
-            if base.is_empty() || base == b"." { s } else {
-                let mut b = base.clone();
-                if !b.ends_with(b"/") { b.push(b'/'); }
-                b.extend_from_slice(&s);
-                b
+        // Names are relative to the first path argument (upstream: change_dir(argv[0])).
+        if let Some(base) = args.first() {
+            if !base.is_empty() {
+                use std::os::unix::ffi::OsStrExt;
+                root = root.join(std::ffi::OsStr::from_bytes(base));
             }
-        }).collect();
+        }
+        args = names.iter().map(|nm| super::paths::sanitize(nm)).filter(|n| !n.is_empty()).collect();
     }
-    if args.is_empty() && (opts.recursive || opts.dirs || opts.list_only) {
+    if args.is_empty() && opts.files_from.is_none() && (opts.recursive || opts.dirs || opts.list_only) {
         args.push(Vec::new());
     }
-    let root = PathBuf::from(".");
-    let confine = std::fs::canonicalize(&root).ok();
+    let confine = std::fs::canonicalize(".").ok();
     let bo = BuildOpts {
         proto,
         recursive: opts.recursive,
-        xfer_dirs: opts.recursive || opts.dirs,
+        xfer_dirs: opts.recursive || opts.dirs || opts.list_only || opts.files_from.is_some(),
         relative: opts.relative || opts.files_from.is_some(),
         implied_dirs: !opts.no_implied_dirs,
         preserve_links: opts.links,
