@@ -210,6 +210,7 @@ pub fn recv_filter_list<R: Read>(
 ) -> Result<(), FilterError> {
     list.opts.protocol = x.protocol;
     if x.am_sender || x.receiver_wants_list() {
+        let mut count = 0usize;
         loop {
             let len = read_i32(r)? as u32;
             if len == 0 {
@@ -218,7 +219,8 @@ pub fn recv_filter_list<R: Read>(
             if len as usize > MAX_WIRE_RULE_LEN {
                 return Err(FilterError::RuleTooLong(len));
             }
-            if list.rules.len() >= MAX_WIRE_RULES {
+            count += 1;
+            if count > MAX_WIRE_RULES {
                 return Err(FilterError::TooManyRules(MAX_WIRE_RULES));
             }
             let mut buf = vec![0u8; len as usize];
