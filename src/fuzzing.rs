@@ -9,7 +9,9 @@ use std::io::Read;
 
 /// File-list entries: the first byte picks protocol and options.
 pub fn flist(data: &[u8]) {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let proto = 27 + (sel % 6);
     let opts = FlistOpts {
         proto,

@@ -399,14 +399,19 @@ pub fn normalize_stdout(s: &str, stats: bool) -> Vec<String> {
 /// reports the group leader done, which is a race too; they are compared as
 /// their own stream and appended to the transfer lines.
 pub fn split_streams(lines: Vec<String>) -> (Vec<String>, Vec<String>) {
-    let (mut xfer, rest): (Vec<String>, Vec<String>) = lines.into_iter().partition(|l| l.starts_with('>'));
-    let (hard, rest): (Vec<String>, Vec<String>) = rest.into_iter().partition(|l| l.starts_with('h') && l.contains(" => "));
+    let (mut xfer, rest): (Vec<String>, Vec<String>) =
+        lines.into_iter().partition(|l| l.starts_with('>'));
+    let (hard, rest): (Vec<String>, Vec<String>) = rest
+        .into_iter()
+        .partition(|l| l.starts_with('h') && l.contains(" => "));
     xfer.extend(hard);
     // Deletions: with incremental recursion (stock servers offer it, rrsync
     // does not; see docs/design.md) --delete-during runs per sub-list, so
     // where the deletion lines fall among the others differs; which
     // deletions happen, in what order, is compared.
-    let (mut dels, rest): (Vec<String>, Vec<String>) = rest.into_iter().partition(|l| l.starts_with("*deleting") || l.starts_with("deleting "));
+    let (mut dels, rest): (Vec<String>, Vec<String>) = rest
+        .into_iter()
+        .partition(|l| l.starts_with("*deleting") || l.starts_with("deleting "));
     dels.sort();
     xfer.extend(dels);
     (xfer, rest)

@@ -8,9 +8,17 @@ use std::ffi::OsString;
 /// Entry point used by `main`; returns the process exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
     crate::logging::init();
-    let args: Vec<String> = args.into_iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .into_iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if args.iter().any(|a| a == "--version" || a == "-V") && !args.iter().any(|a| a == "--server") {
-        println!("rrsync  version {}  protocol version {}", env!("CARGO_PKG_VERSION"), crate::protocol::PROTOCOL_VERSION);
+        println!(
+            "rrsync  version {}  protocol version {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::protocol::PROTOCOL_VERSION
+        );
         return 0;
     }
     let (opts, rest) = match options::parse(&args) {

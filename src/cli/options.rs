@@ -260,75 +260,198 @@ enum Arg {
 
 /// (long name, short letter, takes an argument)
 const TABLE: &[(&str, Option<char>, Arg)] = &[
-    ("server", None, Arg::None), ("sender", None, Arg::None), ("daemon", None, Arg::None),
-    ("verbose", Some('v'), Arg::None), ("quiet", Some('q'), Arg::None), ("dry-run", Some('n'), Arg::None),
-    ("archive", Some('a'), Arg::None), ("links", Some('l'), Arg::None), ("dirs", Some('d'), Arg::None),
-    ("recursive", Some('r'), Arg::None), ("r", None, Arg::None), ("whole-file", Some('W'), Arg::None), ("W", None, Arg::None),
-    ("hard-links", Some('H'), Arg::None), ("owner", Some('o'), Arg::None), ("group", Some('g'), Arg::None),
-    ("devices", None, Arg::None), ("specials", None, Arg::None), ("D", Some('D'), Arg::None),
-    ("times", Some('t'), Arg::None), ("perms", Some('p'), Arg::None), ("executability", Some('E'), Arg::None),
-    ("acls", Some('A'), Arg::None), ("xattrs", Some('X'), Arg::None), ("atimes", Some('U'), Arg::None),
-    ("crtimes", Some('N'), Arg::None), ("checksum", Some('c'), Arg::None), ("cvs-exclude", Some('C'), Arg::None),
-    ("ignore-times", Some('I'), Arg::None), ("relative", Some('R'), Arg::None), ("implied-dirs", None, Arg::None),
-    ("one-file-system", Some('x'), Arg::None), ("sparse", Some('S'), Arg::None), ("compress", Some('z'), Arg::None),
-    ("compress-level", None, Arg::Required), ("zl", None, Arg::Required), ("compress-choice", None, Arg::Required),
-    ("zc", None, Arg::Required), ("new-compress", None, Arg::None), ("old-compress", None, Arg::None),
-    ("checksum-choice", None, Arg::Required), ("cc", None, Arg::Required), ("checksum-seed", None, Arg::Required),
-    ("rsh", Some('e'), Arg::Required), ("block-size", Some('B'), Arg::Required), ("timeout", None, Arg::Required),
-    ("contimeout", None, Arg::Required), ("bwlimit", None, Arg::Required), ("backup", Some('b'), Arg::None),
-    ("backup-dir", None, Arg::Required), ("suffix", None, Arg::Required), ("update", Some('u'), Arg::None),
-    ("existing", None, Arg::None), ("ignore-non-existing", None, Arg::None), ("ignore-existing", None, Arg::None),
-    ("delete", None, Arg::None), ("del", None, Arg::None), ("delete-before", None, Arg::None),
-    ("delete-during", None, Arg::None), ("delete-delay", None, Arg::None), ("delete-after", None, Arg::None),
-    ("delete-excluded", None, Arg::None), ("force", None, Arg::None), ("force-delete", None, Arg::None),
-    ("max-delete", None, Arg::Required), ("min-size", None, Arg::Required), ("max-size", None, Arg::Required),
-    ("size-only", None, Arg::None), ("stats", None, Arg::None), ("numeric-ids", None, Arg::None),
-    ("files-from", None, Arg::Required), ("from0", Some('0'), Arg::None), ("list-only", None, Arg::None),
-    ("copy-links", Some('L'), Arg::None), ("copy-dirlinks", Some('k'), Arg::None), ("copy-unsafe-links", None, Arg::None),
-    ("safe-links", None, Arg::None), ("munge-links", None, Arg::None), ("keep-dirlinks", Some('K'), Arg::None),
-    ("prune-empty-dirs", Some('m'), Arg::None), ("omit-dir-times", Some('O'), Arg::None), ("omit-link-times", Some('J'), Arg::None),
-    ("fuzzy", Some('y'), Arg::None), ("modify-window", Some('@'), Arg::Required), ("partial", None, Arg::None),
-    ("partial-dir", None, Arg::Required), ("delay-updates", None, Arg::None), ("ignore-errors", None, Arg::None),
-    ("inplace", None, Arg::None), ("append", None, Arg::None), ("append-verify", None, Arg::None),
-    ("temp-dir", Some('T'), Arg::Required), ("compare-dest", None, Arg::Required), ("copy-dest", None, Arg::Required),
-    ("link-dest", None, Arg::Required), ("remove-source-files", None, Arg::None), ("remove-sent-files", None, Arg::None),
-    ("secluded-args", Some('s'), Arg::None), ("protect-args", None, Arg::None), ("iconv", None, Arg::Required),
-    ("log-format", None, Arg::Required), ("out-format", None, Arg::Required), ("msgs2stderr", None, Arg::None),
-    ("skip-compress", None, Arg::Required), ("max-alloc", None, Arg::Required), ("mkpath", None, Arg::None),
-    ("super", None, Arg::None), ("fake-super", None, Arg::None), ("usermap", None, Arg::Required),
-    ("groupmap", None, Arg::Required), ("chown", None, Arg::Required), ("delete-missing-args", None, Arg::None),
-    ("ignore-missing-args", None, Arg::None), ("info", None, Arg::Required), ("debug", None, Arg::Required),
-    ("filter", Some('f'), Arg::Required), ("exclude", None, Arg::Required), ("include", None, Arg::Required),
-    ("exclude-from", None, Arg::Required), ("include-from", None, Arg::Required), ("F", Some('F'), Arg::None),
-    ("port", None, Arg::Required), ("address", None, Arg::Required), ("config", None, Arg::Required),
-    ("detach", None, Arg::None), ("dparam", Some('M'), Arg::Required), ("log-file", None, Arg::Required),
-    ("log-file-format", None, Arg::Required), ("password-file", None, Arg::Required), ("rsync-path", None, Arg::Required),
-    ("protocol", None, Arg::Required), ("8-bit-output", Some('8'), Arg::None), ("human-readable", Some('h'), Arg::Optional),
-    ("progress", None, Arg::None), ("P", Some('P'), Arg::None), ("itemize-changes", Some('i'), Arg::None),
-    ("fsync", None, Arg::None), ("preallocate", None, Arg::None), ("open-noatime", None, Arg::None),
-    ("use-qsort", None, Arg::None), ("write-devices", None, Arg::None), ("copy-devices", None, Arg::None),
-    ("copy-as", None, Arg::Required), ("inc-recursive", None, Arg::None), ("i-r", None, Arg::None),
-    ("old-args", None, Arg::None), ("ipv4", Some('4'), Arg::None), ("ipv6", Some('6'), Arg::None),
-    ("no-motd", None, Arg::None), ("motd", None, Arg::None), ("blocking-io", None, Arg::None),
-    ("outbuf", None, Arg::Required), ("sockopts", None, Arg::Required), ("stop-after", None, Arg::Required),
-    ("stop-at", None, Arg::Required), ("time-limit", None, Arg::Required), ("early-input", None, Arg::Required),
-    ("remote-option", None, Arg::Required), ("chmod", None, Arg::Required), ("one-file-system-twice", None, Arg::None),
-    ("perms-only", None, Arg::None), ("no-detach", None, Arg::None), ("help", None, Arg::None),
-    ("version", Some('V'), Arg::None), ("dirs-only", None, Arg::None), ("trust-sender", None, Arg::None),
-    ("omit-dir-changes", None, Arg::None), ("write-batch", None, Arg::Required), ("only-write-batch", None, Arg::Required),
-    ("read-batch", None, Arg::Required), ("backup-dir-dels", None, Arg::Required), ("max-alloc-size", None, Arg::Required),
+    ("server", None, Arg::None),
+    ("sender", None, Arg::None),
+    ("daemon", None, Arg::None),
+    ("verbose", Some('v'), Arg::None),
+    ("quiet", Some('q'), Arg::None),
+    ("dry-run", Some('n'), Arg::None),
+    ("archive", Some('a'), Arg::None),
+    ("links", Some('l'), Arg::None),
+    ("dirs", Some('d'), Arg::None),
+    ("recursive", Some('r'), Arg::None),
+    ("r", None, Arg::None),
+    ("whole-file", Some('W'), Arg::None),
+    ("W", None, Arg::None),
+    ("hard-links", Some('H'), Arg::None),
+    ("owner", Some('o'), Arg::None),
+    ("group", Some('g'), Arg::None),
+    ("devices", None, Arg::None),
+    ("specials", None, Arg::None),
+    ("D", Some('D'), Arg::None),
+    ("times", Some('t'), Arg::None),
+    ("perms", Some('p'), Arg::None),
+    ("executability", Some('E'), Arg::None),
+    ("acls", Some('A'), Arg::None),
+    ("xattrs", Some('X'), Arg::None),
+    ("atimes", Some('U'), Arg::None),
+    ("crtimes", Some('N'), Arg::None),
+    ("checksum", Some('c'), Arg::None),
+    ("cvs-exclude", Some('C'), Arg::None),
+    ("ignore-times", Some('I'), Arg::None),
+    ("relative", Some('R'), Arg::None),
+    ("implied-dirs", None, Arg::None),
+    ("one-file-system", Some('x'), Arg::None),
+    ("sparse", Some('S'), Arg::None),
+    ("compress", Some('z'), Arg::None),
+    ("compress-level", None, Arg::Required),
+    ("zl", None, Arg::Required),
+    ("compress-choice", None, Arg::Required),
+    ("zc", None, Arg::Required),
+    ("new-compress", None, Arg::None),
+    ("old-compress", None, Arg::None),
+    ("checksum-choice", None, Arg::Required),
+    ("cc", None, Arg::Required),
+    ("checksum-seed", None, Arg::Required),
+    ("rsh", Some('e'), Arg::Required),
+    ("block-size", Some('B'), Arg::Required),
+    ("timeout", None, Arg::Required),
+    ("contimeout", None, Arg::Required),
+    ("bwlimit", None, Arg::Required),
+    ("backup", Some('b'), Arg::None),
+    ("backup-dir", None, Arg::Required),
+    ("suffix", None, Arg::Required),
+    ("update", Some('u'), Arg::None),
+    ("existing", None, Arg::None),
+    ("ignore-non-existing", None, Arg::None),
+    ("ignore-existing", None, Arg::None),
+    ("delete", None, Arg::None),
+    ("del", None, Arg::None),
+    ("delete-before", None, Arg::None),
+    ("delete-during", None, Arg::None),
+    ("delete-delay", None, Arg::None),
+    ("delete-after", None, Arg::None),
+    ("delete-excluded", None, Arg::None),
+    ("force", None, Arg::None),
+    ("force-delete", None, Arg::None),
+    ("max-delete", None, Arg::Required),
+    ("min-size", None, Arg::Required),
+    ("max-size", None, Arg::Required),
+    ("size-only", None, Arg::None),
+    ("stats", None, Arg::None),
+    ("numeric-ids", None, Arg::None),
+    ("files-from", None, Arg::Required),
+    ("from0", Some('0'), Arg::None),
+    ("list-only", None, Arg::None),
+    ("copy-links", Some('L'), Arg::None),
+    ("copy-dirlinks", Some('k'), Arg::None),
+    ("copy-unsafe-links", None, Arg::None),
+    ("safe-links", None, Arg::None),
+    ("munge-links", None, Arg::None),
+    ("keep-dirlinks", Some('K'), Arg::None),
+    ("prune-empty-dirs", Some('m'), Arg::None),
+    ("omit-dir-times", Some('O'), Arg::None),
+    ("omit-link-times", Some('J'), Arg::None),
+    ("fuzzy", Some('y'), Arg::None),
+    ("modify-window", Some('@'), Arg::Required),
+    ("partial", None, Arg::None),
+    ("partial-dir", None, Arg::Required),
+    ("delay-updates", None, Arg::None),
+    ("ignore-errors", None, Arg::None),
+    ("inplace", None, Arg::None),
+    ("append", None, Arg::None),
+    ("append-verify", None, Arg::None),
+    ("temp-dir", Some('T'), Arg::Required),
+    ("compare-dest", None, Arg::Required),
+    ("copy-dest", None, Arg::Required),
+    ("link-dest", None, Arg::Required),
+    ("remove-source-files", None, Arg::None),
+    ("remove-sent-files", None, Arg::None),
+    ("secluded-args", Some('s'), Arg::None),
+    ("protect-args", None, Arg::None),
+    ("iconv", None, Arg::Required),
+    ("log-format", None, Arg::Required),
+    ("out-format", None, Arg::Required),
+    ("msgs2stderr", None, Arg::None),
+    ("skip-compress", None, Arg::Required),
+    ("max-alloc", None, Arg::Required),
+    ("mkpath", None, Arg::None),
+    ("super", None, Arg::None),
+    ("fake-super", None, Arg::None),
+    ("usermap", None, Arg::Required),
+    ("groupmap", None, Arg::Required),
+    ("chown", None, Arg::Required),
+    ("delete-missing-args", None, Arg::None),
+    ("ignore-missing-args", None, Arg::None),
+    ("info", None, Arg::Required),
+    ("debug", None, Arg::Required),
+    ("filter", Some('f'), Arg::Required),
+    ("exclude", None, Arg::Required),
+    ("include", None, Arg::Required),
+    ("exclude-from", None, Arg::Required),
+    ("include-from", None, Arg::Required),
+    ("F", Some('F'), Arg::None),
+    ("port", None, Arg::Required),
+    ("address", None, Arg::Required),
+    ("config", None, Arg::Required),
+    ("detach", None, Arg::None),
+    ("dparam", Some('M'), Arg::Required),
+    ("log-file", None, Arg::Required),
+    ("log-file-format", None, Arg::Required),
+    ("password-file", None, Arg::Required),
+    ("rsync-path", None, Arg::Required),
+    ("protocol", None, Arg::Required),
+    ("8-bit-output", Some('8'), Arg::None),
+    ("human-readable", Some('h'), Arg::Optional),
+    ("progress", None, Arg::None),
+    ("P", Some('P'), Arg::None),
+    ("itemize-changes", Some('i'), Arg::None),
+    ("fsync", None, Arg::None),
+    ("preallocate", None, Arg::None),
+    ("open-noatime", None, Arg::None),
+    ("use-qsort", None, Arg::None),
+    ("write-devices", None, Arg::None),
+    ("copy-devices", None, Arg::None),
+    ("copy-as", None, Arg::Required),
+    ("inc-recursive", None, Arg::None),
+    ("i-r", None, Arg::None),
+    ("old-args", None, Arg::None),
+    ("ipv4", Some('4'), Arg::None),
+    ("ipv6", Some('6'), Arg::None),
+    ("no-motd", None, Arg::None),
+    ("motd", None, Arg::None),
+    ("blocking-io", None, Arg::None),
+    ("outbuf", None, Arg::Required),
+    ("sockopts", None, Arg::Required),
+    ("stop-after", None, Arg::Required),
+    ("stop-at", None, Arg::Required),
+    ("time-limit", None, Arg::Required),
+    ("early-input", None, Arg::Required),
+    ("remote-option", None, Arg::Required),
+    ("chmod", None, Arg::Required),
+    ("one-file-system-twice", None, Arg::None),
+    ("perms-only", None, Arg::None),
+    ("no-detach", None, Arg::None),
+    ("help", None, Arg::None),
+    ("version", Some('V'), Arg::None),
+    ("dirs-only", None, Arg::None),
+    ("trust-sender", None, Arg::None),
+    ("omit-dir-changes", None, Arg::None),
+    ("write-batch", None, Arg::Required),
+    ("only-write-batch", None, Arg::Required),
+    ("read-batch", None, Arg::Required),
+    ("backup-dir-dels", None, Arg::Required),
+    ("max-alloc-size", None, Arg::Required),
 ];
 
 fn lookup_long(name: &str) -> Option<(&'static str, Arg)> {
-    TABLE.iter().find(|(l, _, _)| *l == name).map(|(l, _, a)| (*l, *a))
+    TABLE
+        .iter()
+        .find(|(l, _, _)| *l == name)
+        .map(|(l, _, a)| (*l, *a))
 }
 
 fn lookup_short(c: char) -> Option<(&'static str, Arg)> {
-    TABLE.iter().find(|(_, s, _)| *s == Some(c)).map(|(l, _, a)| (*l, *a))
+    TABLE
+        .iter()
+        .find(|(_, s, _)| *s == Some(c))
+        .map(|(l, _, a)| (*l, *a))
 }
 
 fn parse_num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, OptError> {
-    v.trim().parse().map_err(|_| OptError::BadArg(format!("--{opt}"), format!("invalid numeric value \"{v}\"")))
+    v.trim()
+        .parse()
+        .map_err(|_| OptError::BadArg(format!("--{opt}"), format!("invalid numeric value \"{v}\"")))
 }
 
 impl Options {
@@ -339,7 +462,13 @@ impl Options {
             "server" => self.server = on,
             "sender" => self.sender = on,
             "daemon" => self.daemon = on,
-            "verbose" => self.verbose = if on { self.verbose.saturating_add(1) } else { 0 },
+            "verbose" => {
+                self.verbose = if on {
+                    self.verbose.saturating_add(1)
+                } else {
+                    0
+                }
+            }
             "quiet" => self.quiet = on,
             "dry-run" => self.dry_run = on,
             "archive" => {
@@ -358,7 +487,13 @@ impl Options {
             "dirs" => self.dirs = on,
             "recursive" | "r" => self.recursive = on,
             "whole-file" | "W" => self.whole_file = Some(on),
-            "hard-links" => self.hard_links = if on { self.hard_links.saturating_add(1) } else { 0 },
+            "hard-links" => {
+                self.hard_links = if on {
+                    self.hard_links.saturating_add(1)
+                } else {
+                    0
+                }
+            }
             "owner" => self.owner = on,
             "group" => self.group = on,
             "devices" => self.devices = on,
@@ -379,7 +514,13 @@ impl Options {
             "ignore-times" => self.ignore_times = on,
             "relative" => self.relative = on,
             "implied-dirs" => self.no_implied_dirs = !on,
-            "one-file-system" => self.one_file_system = if on { self.one_file_system.saturating_add(1) } else { 0 },
+            "one-file-system" => {
+                self.one_file_system = if on {
+                    self.one_file_system.saturating_add(1)
+                } else {
+                    0
+                }
+            }
             "sparse" => self.sparse = on,
             "compress" => self.compress = on,
             "compress-level" | "zl" => self.compress_level = Some(parse_num(name, &v())?),
@@ -454,7 +595,9 @@ impl Options {
             "append" => self.append = if on { self.append.saturating_add(1) } else { 0 },
             "append-verify" => self.append = if on { 2 } else { 0 },
             "temp-dir" => self.temp_dir = Some(v()),
-            "compare-dest" | "copy-dest" | "link-dest" => self.basis_dirs.push((name.to_string(), v())),
+            "compare-dest" | "copy-dest" | "link-dest" => {
+                self.basis_dirs.push((name.to_string(), v()))
+            }
             "remove-source-files" | "remove-sent-files" => self.remove_source_files = on,
             "secluded-args" | "protect-args" => self.protect_args = on,
             "iconv" => self.iconv = Some(v()),
@@ -492,7 +635,13 @@ impl Options {
                 self.progress = on;
                 self.partial = on;
             }
-            "itemize-changes" => self.itemize = if on { self.itemize.saturating_add(1) } else { 0 },
+            "itemize-changes" => {
+                self.itemize = if on {
+                    self.itemize.saturating_add(1)
+                } else {
+                    0
+                }
+            }
             _ => self.misc.push(name.to_string()),
         }
         Ok(())
@@ -527,7 +676,10 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
             let val = match kind {
                 Arg::None => {
                     if inline.is_some() {
-                        return Err(OptError::BadArg(format!("--{name}"), "option does not take an argument".into()));
+                        return Err(OptError::BadArg(
+                            format!("--{name}"),
+                            "option does not take an argument".into(),
+                        ));
                     }
                     None
                 }
@@ -536,7 +688,10 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
                     Some(v) => Some(v),
                     None => {
                         let Some(v) = args.get(i) else {
-                            return Err(OptError::BadArg(format!("--{name}"), "missing argument".into()));
+                            return Err(OptError::BadArg(
+                                format!("--{name}"),
+                                "missing argument".into(),
+                            ));
                         };
                         i += 1;
                         Some(v.clone())
@@ -585,13 +740,37 @@ mod tests {
 
     #[test]
     fn stock_server_argv() {
-        let (o, rest) = p(&["--server", "--sender", "-vlogDtpre.iLsfxCIvu", "--checksum-seed=12345", ".", "mod/sub/"]);
-        assert!(o.server && o.sender && o.links && o.owner && o.group && o.devices && o.specials && o.times && o.perms && o.recursive);
+        let (o, rest) = p(&[
+            "--server",
+            "--sender",
+            "-vlogDtpre.iLsfxCIvu",
+            "--checksum-seed=12345",
+            ".",
+            "mod/sub/",
+        ]);
+        assert!(
+            o.server
+                && o.sender
+                && o.links
+                && o.owner
+                && o.group
+                && o.devices
+                && o.specials
+                && o.times
+                && o.perms
+                && o.recursive
+        );
         assert_eq!(o.verbose, 1);
         assert_eq!(o.caps.as_deref(), Some(".iLsfxCIvu"));
         assert_eq!(o.checksum_seed, Some(12345));
         assert_eq!(rest, [".", "mod/sub/"]);
-        let (o, _) = p(&["--server", "-vvnB300", "--no-W", "--compress-level=3", "--no-r"]);
+        let (o, _) = p(&[
+            "--server",
+            "-vvnB300",
+            "--no-W",
+            "--compress-level=3",
+            "--no-r",
+        ]);
         assert_eq!(o.verbose, 2);
         assert!(o.dry_run);
         assert_eq!(o.block_size, Some(300));

@@ -42,10 +42,19 @@ fn write_embedded() -> std::io::Result<PathBuf> {
     let base = std::env::temp_dir().join(format!("rrsync-example-{}", nix::unistd::getuid()));
     let module = base.join("module");
     std::fs::create_dir_all(module.join("docs"))?;
-    std::fs::write(module.join("hello.txt"), b"Hello from the rrsync example module.\n")?;
-    std::fs::write(module.join("docs/README"), b"Pull this module with: rsync -av rsync://127.0.0.1:8730/example/ dest/\n")?;
+    std::fs::write(
+        module.join("hello.txt"),
+        b"Hello from the rrsync example module.\n",
+    )?;
+    std::fs::write(
+        module.join("docs/README"),
+        b"Pull this module with: rsync -av rsync://127.0.0.1:8730/example/ dest/\n",
+    )?;
     let conf = base.join("rsyncd.conf");
-    std::fs::write(&conf, EMBEDDED_CONFIG.replace("%EXAMPLE_DIR%", &module.to_string_lossy()))?;
+    std::fs::write(
+        &conf,
+        EMBEDDED_CONFIG.replace("%EXAMPLE_DIR%", &module.to_string_lossy()),
+    )?;
     Ok(conf)
 }
 
@@ -88,7 +97,10 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
     let peer = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(0)
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "UNKNOWN".into());
-    let peer_ip = peer.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string()).unwrap_or(peer);
+    let peer_ip = peer
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
+        .unwrap_or(peer);
     let r = match nix::unistd::dup(std::io::stdin().as_fd()) {
         Ok(fd) => std::fs::File::from(fd),
         Err(_) => return RERR_SOCKETIO,
@@ -97,7 +109,12 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
         Ok(fd) => std::fs::File::from(fd),
         Err(_) => return RERR_SOCKETIO,
     };
-    let outcome = super::session::serve(cfg, r, std::io::BufWriter::with_capacity(64 * 1024, w), &peer_ip);
+    let outcome = super::session::serve(
+        cfg,
+        r,
+        std::io::BufWriter::with_capacity(64 * 1024, w),
+        &peer_ip,
+    );
     // Half-close so the client sees EOF after our last bytes, not a reset.
     let _ = nix::sys::socket::shutdown(1, nix::sys::socket::Shutdown::Write);
     outcome.code
@@ -105,8 +122,16 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
 
 fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     let port = opts.port.unwrap_or_else(|| cfg.global.listen_port());
-    let addr = opts.address.clone().or_else(|| cfg.global.address.clone()).unwrap_or_else(|| "0.0.0.0".into());
-    let bind = if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+    let addr = opts
+        .address
+        .clone()
+        .or_else(|| cfg.global.address.clone())
+        .unwrap_or_else(|| "0.0.0.0".into());
+    let bind = if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    };
     let listener = match std::net::TcpListener::bind(&bind) {
         Ok(l) => l,
         Err(e) => {
@@ -139,7 +164,10 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     let config = config_path(opts);
     tracing::info!("serving {} on {bind}", config.display());
     let dparams = opts.dparams.clone();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(_) => return RERR_SOCKETIO,
     };
@@ -148,7 +176,9 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
         if listener.set_nonblocking(true).is_err() {
             return RERR_SOCKETIO;
         }
-        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return RERR_SOCKETIO };
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return RERR_SOCKETIO;
+        };
         let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),

@@ -49,7 +49,11 @@ pub fn sanitize(p: &[u8]) -> Vec<u8> {
     }
     let mut v = comps.join(&b'/');
     if v.is_empty() {
-        return if p.is_empty() || trailing || p.starts_with(b"/") { Vec::new() } else { b".".to_vec() };
+        return if p.is_empty() || trailing || p.starts_with(b"/") {
+            Vec::new()
+        } else {
+            b".".to_vec()
+        };
     }
     if trailing && !v.ends_with(b"/") {
         v.push(b'/');
@@ -66,10 +70,16 @@ mod tests {
         assert_eq!(module_args("pub", b"pub/"), vec![b"".to_vec()]);
         assert_eq!(module_args("pub", b"pub/sub/"), vec![b"sub/".to_vec()]);
         assert_eq!(module_args("pub", b"pub"), vec![b"".to_vec()]);
-        assert_eq!(module_args("pub", b"pub/../etc/passwd"), vec![b"etc/passwd".to_vec()]);
+        assert_eq!(
+            module_args("pub", b"pub/../etc/passwd"),
+            vec![b"etc/passwd".to_vec()]
+        );
         assert_eq!(module_args("pub", b"pub/a/../../../x"), vec![b"x".to_vec()]);
         assert_eq!(module_args("pub", b"pub//etc"), vec![b"etc".to_vec()]);
-        assert_eq!(module_args("pub", b"pub/a pub/b"), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            module_args("pub", b"pub/a pub/b"),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
         assert_eq!(module_args("pub", b"pub/./x/y"), vec![b"./x/y".to_vec()]);
     }
 }

@@ -16,6 +16,7 @@ use crate::role::sender::{self, send_text, SendStats, SenderCtx};
 use crate::role::setup::{server_setup, Negotiated};
 use crate::role::RoleError;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,12 @@ fn line<W: Write>(w: &mut W, s: &str) -> std::io::Result<()> {
 }
 
 /// Serve one connection: `r`/`w` are the two directions of the client socket.
-pub fn serve<R: Read + Send + 'static, W: Write>(cfg: &DaemonConfig, mut r: R, mut w: W, peer: &str) -> Outcome {
+pub fn serve<R: Read + Send + 'static, W: Write>(
+    cfg: &DaemonConfig,
+    mut r: R,
+    mut w: W,
+    peer: &str,
+) -> Outcome {
     match serve_inner(cfg, &mut r, &mut w, peer) {
         Ok(Some((n, opts, module, args))) => {
             let code = run_module(cfg, n, opts, module, args, r, w);
@@ -49,7 +55,12 @@ pub fn serve<R: Read + Send + 'static, W: Write>(cfg: &DaemonConfig, mut r: R, m
 
 type Accepted = (u8, Options, ModuleConfig, Vec<Vec<u8>>);
 
-fn serve_inner<R: Read, W: Write>(cfg: &DaemonConfig, r: &mut R, w: &mut W, peer: &str) -> Result<Option<Accepted>, i32> {
+fn serve_inner<R: Read, W: Write>(
+    cfg: &DaemonConfig,
+    r: &mut R,
+    w: &mut W,
+    peer: &str,
+) -> Result<Option<Accepted>, i32> {
     let io = |_e| RERR_SOCKETIO;
     line(w, &greeting_line(PROTOCOL_VERSION, AUTH_DIGESTS)).map_err(io)?;
     if let Some(motd) = cfg.global.motd_file.as_deref() {
@@ -72,7 +83,10 @@ fn serve_inner<R: Read, W: Write>(cfg: &DaemonConfig, r: &mut R, w: &mut W, peer
         return Err(RERR_STARTCLIENT);
     };
     if g.sub.is_none() && g.proto >= 30 {
-        let _ = line(w, &format!("@ERROR: your client omitted the subprotocol value: {greeting}\n"));
+        let _ = line(
+            w,
+            &format!("@ERROR: your client omitted the subprotocol value: {greeting}\n"),
+        );
         return Err(RERR_STARTCLIENT);
     }
     if g.proto < MIN_PROTOCOL_VERSION as i32 {
@@ -99,7 +113,8 @@ fn serve_inner<R: Read, W: Write>(cfg: &DaemonConfig, r: &mut R, w: &mut W, peer
     }
     if module_line.is_empty() || module_line == "#list" {
         for m in cfg.listed_modules() {
-            w.write_all(listing_line(&m.name, m.comment.as_deref().unwrap_or("")).as_bytes()).map_err(io)?;
+            w.write_all(listing_line(&m.name, m.comment.as_deref().unwrap_or("")).as_bytes())
+                .map_err(io)?;
         }
         line(w, "@RSYNCD: EXIT\n").map_err(io)?;
         return Ok(None);
@@ -113,9 +128,20 @@ fn serve_inner<R: Read, W: Write>(cfg: &DaemonConfig, r: &mut R, w: &mut W, peer
         tracing::info!(peer, "unknown module {module_line:?}");
         return Err(RERR_STARTCLIENT);
     };
-    if module.auth_users.as_deref().is_some_and(|u| !u.trim().is_empty()) {
-        let _ = line(w, &format!("@ERROR: auth failed on module {}\n", module.name));
-        tracing::warn!(peer, "module {} needs auth, which this build does not do yet", module.name);
+    if module
+        .auth_users
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
+    {
+        let _ = line(
+            w,
+            &format!("@ERROR: auth failed on module {}\n", module.name),
+        );
+        tracing::warn!(
+            peer,
+            "module {} needs auth, which this build does not do yet",
+            module.name
+        );
         return Err(RERR_STARTCLIENT);
     }
     if let Err(msg) = enter_module(&module) {
@@ -143,7 +169,10 @@ fn serve_inner<R: Read, W: Write>(cfg: &DaemonConfig, r: &mut R, w: &mut W, peer
         Some(p) => (&argv[..=p], &argv[p + 1..]),
         None => (&argv[..], &argv[argv.len()..]),
     };
-    let opt_strs: Vec<String> = opt_args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let opt_strs: Vec<String> = opt_args
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
     let parsed = options::parse(&opt_strs);
     let mut paths = Vec::new();
     for p in path_args {
@@ -153,17 +182,33 @@ fn serve_inner<R: Read, W: Write>(cfg: &DaemonConfig, r: &mut R, w: &mut W, peer
         Ok((mut opts, _rest)) => {
             opts.server = true;
             if let Some(refused) = refused_option(&module, &opts) {
-                refuse(r, w, proto, &opts, &format!("The server is configured to refuse {refused}"));
+                refuse(
+                    r,
+                    w,
+                    proto,
+                    &opts,
+                    &format!("The server is configured to refuse {refused}"),
+                );
                 return Err(RERR_UNSUPPORTED);
             }
             if opts.iconv.is_some() || opts.acls || opts.xattrs > 0 || opts.crtimes {
-                refuse(r, w, proto, &opts, "rrsync does not support --iconv, -A, -X or --crtimes yet");
+                refuse(
+                    r,
+                    w,
+                    proto,
+                    &opts,
+                    "rrsync does not support --iconv, -A, -X or --crtimes yet",
+                );
                 return Err(RERR_UNSUPPORTED);
             }
             Ok(Some((proto, opts, module, paths)))
         }
         Err(e) => {
-            let opts = Options { server: true, caps: caps_of(&opt_strs), ..Default::default() };
+            let opts = Options {
+                server: true,
+                caps: caps_of(&opt_strs),
+                ..Default::default()
+            };
             refuse(r, w, proto, &opts, &format!("on remote machine: {e}"));
             Err(RERR_UNSUPPORTED)
         }
@@ -172,7 +217,9 @@ fn serve_inner<R: Read, W: Write>(cfg: &DaemonConfig, r: &mut R, w: &mut W, peer
 
 /// The `-e` capability letters in a raw server argv, for setup after a parse failure.
 fn caps_of(args: &[String]) -> Option<String> {
-    args.iter().find(|a| a.starts_with('-') && !a.starts_with("--")).and_then(|a| a.find('e').map(|p| a[p + 1..].to_string()))
+    args.iter()
+        .find(|a| a.starts_with('-') && !a.starts_with("--"))
+        .and_then(|a| a.find('e').map(|p| a[p + 1..].to_string()))
 }
 
 /// `refuse options` (upstream: options.c set_refuse_options): a refused option that the client used.
@@ -181,7 +228,9 @@ fn refused_option(module: &ModuleConfig, opts: &Options) -> Option<String> {
     for pat in list.split_ascii_whitespace() {
         let pat = pat.trim_start_matches('!');
         for seen in &opts.seen {
-            if pat == seen || (pat == "delete" && seen.starts_with("delete")) {
+            if crate::filter::wildmatch::wildmatch(pat.as_bytes(), seen.as_bytes())
+                || (pat == "delete" && seen.starts_with("delete"))
+            {
                 return Some(format!("--{seen}"));
             }
         }
@@ -191,11 +240,24 @@ fn refused_option(module: &ModuleConfig, opts: &Options) -> Option<String> {
 
 /// Enter the module: chroot and privilege changes when root, then chdir.
 fn enter_module(m: &ModuleConfig) -> Result<(), String> {
-    let path = m.path.as_deref().ok_or_else(|| "no path setting.".to_string())?;
+    let path = m
+        .path
+        .as_deref()
+        .ok_or_else(|| "no path setting.".to_string())?;
     let is_root = nix::unistd::geteuid().is_root();
     let use_chroot = m.use_chroot_with(|| is_root);
-    let uid = if is_root { m.effective_uid(true).map(str::to_string) } else { None };
-    let gid = if is_root { m.effective_gids(true, super::config::default_nobody_group()).first().map(|s| s.to_string()) } else { None };
+    let uid = if is_root {
+        m.effective_uid(true).map(str::to_string)
+    } else {
+        None
+    };
+    let gid = if is_root {
+        m.effective_gids(true, super::config::default_nobody_group())
+            .first()
+            .map(|s| s.to_string())
+    } else {
+        None
+    };
     // Look up ids before chroot (upstream does name lookups first too).
     let uid_num = match &uid {
         Some(u) => Some(lookup_uid(u).ok_or_else(|| format!("invalid uid {u}"))?),
@@ -212,11 +274,14 @@ fn enter_module(m: &ModuleConfig) -> Result<(), String> {
         nix::unistd::chdir(path).map_err(|_| "chdir failed".to_string())?;
     }
     if let Some(g) = gid_num {
-        nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(g)]).map_err(|_| "setgid failed".to_string())?;
-        nix::unistd::setgid(nix::unistd::Gid::from_raw(g)).map_err(|_| "setgid failed".to_string())?;
+        nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(g)])
+            .map_err(|_| "setgid failed".to_string())?;
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(g))
+            .map_err(|_| "setgid failed".to_string())?;
     }
     if let Some(u) = uid_num {
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(u)).map_err(|_| "setuid failed".to_string())?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(u))
+            .map_err(|_| "setuid failed".to_string())?;
     }
     Ok(())
 }
@@ -225,21 +290,29 @@ fn lookup_uid(u: &str) -> Option<u32> {
     if let Ok(n) = u.parse() {
         return Some(n);
     }
-    nix::unistd::User::from_name(u).ok().flatten().map(|u| u.uid.as_raw())
+    nix::unistd::User::from_name(u)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
 }
 
 fn lookup_gid(g: &str) -> Option<u32> {
     if let Ok(n) = g.parse() {
         return Some(n);
     }
-    nix::unistd::Group::from_name(g).ok().flatten().map(|g| g.gid.as_raw())
+    nix::unistd::Group::from_name(g)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 /// Report an error after the text phase as stock does: finish protocol
 /// setup, start multiplexing, send the error, then wait for the client to go.
 fn refuse<R: Read, W: Write>(r: &mut R, w: &mut W, proto: u8, opts: &Options, msg: &str) {
     let seed = std::process::id() as i32;
-    let Ok(_n) = server_setup(r, w, proto, opts, seed) else { return };
+    let Ok(_n) = server_setup(r, w, proto, opts, seed) else {
+        return;
+    };
     let mut out = MuxWriter::new(&mut *w);
     if out.start_mux().is_err() {
         return;
@@ -277,7 +350,8 @@ impl<T> Counting<T> {
 impl<T: Read> Read for Counting<T> {
     fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(b)?;
-        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -285,7 +359,8 @@ impl<T: Read> Read for Counting<T> {
 impl<T: Write> Write for Counting<T> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(b)?;
-        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -293,14 +368,26 @@ impl<T: Write> Write for Counting<T> {
     }
 }
 
-fn run_module<R: Read + Send + 'static, W: Write>(_cfg: &DaemonConfig, proto: u8, opts: Options, module: ModuleConfig, paths: Vec<Vec<u8>>, r: R, w: W) -> i32 {
+fn run_module<R: Read + Send + 'static, W: Write>(
+    _cfg: &DaemonConfig,
+    proto: u8,
+    opts: Options,
+    module: ModuleConfig,
+    paths: Vec<Vec<u8>>,
+    r: R,
+    w: W,
+) -> i32 {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     let rc = Arc::new(AtomicU64::new(0));
     let wc = Arc::new(AtomicU64::new(0));
     let mut r = Counting::new(r, rc.clone());
     let mut w = Counting::new(w, wc.clone());
-    let seed = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i32) ^ ((std::process::id() as i32) << 6);
+    let seed = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i32)
+        ^ ((std::process::id() as i32) << 6);
     let n = match server_setup(&mut r, &mut w, proto, &opts, seed) {
         Ok(n) => n,
         Err(e) => {
@@ -319,11 +406,22 @@ fn run_module<R: Read + Send + 'static, W: Write>(_cfg: &DaemonConfig, proto: u8
     let mut demux = Demux::new(r);
     demux.set_mux(proto >= 30);
     let result = if opts.sender {
-        serve_pull(n, &opts, &module, &paths, demux, &mut out, (rc, rbase), (wc, wbase))
+        serve_pull(
+            n,
+            &opts,
+            &module,
+            &paths,
+            demux,
+            &mut out,
+            (rc, rbase),
+            (wc, wbase),
+        )
     } else if module.read_only {
         Err(RoleError::Unsupported("ERROR: module is read only".into()))
     } else {
-        Err(RoleError::Unsupported("ERROR: uploads are not supported by this rrsync yet".into()))
+        Err(RoleError::Unsupported(
+            "ERROR: uploads are not supported by this rrsync yet".into(),
+        ))
     };
     match result {
         Ok(code) => code,
@@ -364,13 +462,44 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
     }
     let proto = n.proto;
     // Filter rules from the client.
-    let rules = tmp_read_rules(&mut demux)?;
+    let confine = std::fs::canonicalize(".").ok();
+    let popts = crate::filter::ParseOptions {
+        protocol: proto as u32,
+        delete_excluded: opts.delete_excluded,
+        ..Default::default()
+    };
+    let mut client_rules = crate::filter::FilterList::new(popts.clone());
+    if let Some(c) = &confine {
+        client_rules.set_root_abs(c.as_os_str().as_encoded_bytes());
+    }
+    let x = crate::filter::XferOptions {
+        protocol: proto as u32,
+        am_sender: true,
+        delete_mode: opts.delete,
+        delete_excluded: opts.delete_excluded,
+        prune_empty_dirs: opts.prune_empty_dirs,
+        cvs_exclude: opts.cvs_exclude,
+    };
+    {
+        let c = confine.clone();
+        let mut read =
+            |rel: &[u8]| crate::flist::filters::read_confined(Path::new("."), c.as_deref(), rel);
+        crate::filter::recv_filter_list(&mut demux, &mut client_rules, &x, &mut read).map_err(
+            |e| match e {
+                crate::filter::FilterError::Io(io) => RoleError::from(io),
+                other => RoleError::Protocol(other.to_string()),
+            },
+        )?;
+    }
+    let daemon_rules = module_filters(module, &popts)?;
     // --files-from=- : names follow on the input (raw below protocol 31).
     let mut args: Vec<Vec<u8>> = paths.to_vec();
     let mut root = PathBuf::from(".");
     if let Some(ff) = opts.files_from.as_deref() {
         if ff != "-" {
-            return Err(RoleError::Unsupported("--files-from from a server-side file is not supported yet".into()));
+            return Err(RoleError::Unsupported(
+                "--files-from from a server-side file is not supported yet".into(),
+            ));
         }
         if proto < 31 {
             demux.set_mux(false);
@@ -386,12 +515,18 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
                 root = root.join(std::ffi::OsStr::from_bytes(base));
             }
         }
-        args = names.iter().map(|nm| super::paths::sanitize(nm)).filter(|n| !n.is_empty()).collect();
+        args = names
+            .iter()
+            .map(|nm| super::paths::sanitize(nm))
+            .filter(|n| !n.is_empty())
+            .collect();
     }
-    if args.is_empty() && opts.files_from.is_none() && (opts.recursive || opts.dirs || opts.list_only) {
+    if args.is_empty()
+        && opts.files_from.is_none()
+        && (opts.recursive || opts.dirs || opts.list_only)
+    {
         args.push(Vec::new());
     }
-    let confine = std::fs::canonicalize(".").ok();
     let bo = BuildOpts {
         proto,
         recursive: opts.recursive,
@@ -409,18 +544,32 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         one_file_system: opts.one_file_system,
         preserve_uid: opts.owner,
         preserve_gid: opts.group,
-        confine_to: confine,
+        confine_to: confine.clone(),
         module: Some(module.name.clone()),
     };
     let start = Instant::now();
-    let _ = (&rules, module);
-    let mut excluder = crate::flist::NoFilter;
-    let mut fl = build_file_list(&root, &args, &bo, &mut excluder, opts.numeric_ids || module.numeric_ids_with(module.use_chroot_with(|| nix::unistd::geteuid().is_root())));
+    let client = if client_rules.is_empty() {
+        None
+    } else {
+        Some(client_rules)
+    };
+    let mut excluder =
+        crate::flist::filters::SenderFilters::new(client, daemon_rules, confine.clone());
+    let mut fl = build_file_list(
+        &root,
+        &args,
+        &bo,
+        &mut excluder,
+        opts.numeric_ids
+            || module.numeric_ids_with(module.use_chroot_with(|| nix::unistd::geteuid().is_root())),
+    );
     if opts.checksum {
         for f in fl.files.iter_mut() {
             if crate::protocol::flist::mode::is_reg(f.entry.mode) {
                 if let Ok(mut file) = std::fs::File::open(&f.path) {
-                    if let Ok(d) = crate::checksum::strong::file_checksum(n.file_checksum, &mut file) {
+                    if let Ok(d) =
+                        crate::checksum::strong::file_checksum(n.file_checksum, &mut file)
+                    {
                         f.entry.checksum = Some(d.as_bytes().to_vec());
                     }
                 }
@@ -444,8 +593,19 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         return Ok(0);
     }
     let mut input = crate::role::input::spawn(demux);
-    let total_size = fl.files.iter().filter(|f| !crate::protocol::flist::mode::is_dir(f.entry.mode)).map(|f| f.entry.size).sum();
-    let mut stats = SendStats { total_size, flist_buildtime: buildtime, flist_xfertime: xfertime, io_error: fl.io_error, ..Default::default() };
+    let total_size = fl
+        .files
+        .iter()
+        .filter(|f| !crate::protocol::flist::mode::is_dir(f.entry.mode))
+        .map(|f| f.entry.size)
+        .sum();
+    let mut stats = SendStats {
+        total_size,
+        flist_buildtime: buildtime,
+        flist_xfertime: xfertime,
+        io_error: fl.io_error,
+        ..Default::default()
+    };
     let modname = module.name.clone();
     let full = move |name: &[u8], path: &Path| -> String {
         use std::os::unix::ffi::OsStrExt;
@@ -462,11 +622,26 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         p.push_str(&String::from_utf8_lossy(name));
         format!("\"{p}\" (in {modname})")
     };
-    let ctx = SenderCtx { n, opts, flist: &fl, am_server: true, full_fname: &full, counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)) };
+    let ctx = SenderCtx {
+        n,
+        opts,
+        flist: &fl,
+        am_server: true,
+        full_fname: &full,
+        counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
+    };
     sender::run(&ctx, &mut input, out, &mut stats)?;
     let _ = Ordering::Relaxed;
     fl.files.clear();
-    Ok(if stats.io_error & crate::flist::build::IOERR_GENERAL != 0 { RERR_PARTIAL } else if stats.io_error != 0 { RERR_VANISHED } else { 0 })
+    Ok(
+        if stats.io_error & crate::flist::build::IOERR_GENERAL != 0 {
+            RERR_PARTIAL
+        } else if stats.io_error != 0 {
+            RERR_VANISHED
+        } else {
+            0
+        },
+    )
 }
 
 /// Read NUL-separated names until an empty one (upstream: forward_filesfrom_data receiver side).
@@ -498,14 +673,28 @@ pub fn module_root_ok(p: &Path) -> bool {
     p.is_dir()
 }
 
-fn tmp_read_rules<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
-    let mut v = Vec::new();
-    loop {
-        let n = crate::protocol::varint::read_int(r)?;
-        if n == 0 { return Ok(v); }
-        if !(0..=8192).contains(&n) { return Err(RoleError::Protocol("bad filter rule length".into())); }
-        let mut b = vec![0u8; n as usize];
-        r.read_exact(&mut b)?;
-        v.push(b);
+/// The module's `filter`, `include`, `exclude` (and `*from`) lines as one list.
+fn module_filters(
+    m: &ModuleConfig,
+    popts: &crate::filter::ParseOptions,
+) -> Result<Option<crate::filter::FilterList>, RoleError> {
+    if m.filter.is_none()
+        && m.include.is_none()
+        && m.exclude.is_none()
+        && m.include_from.is_none()
+        && m.exclude_from.is_none()
+    {
+        return Ok(None);
     }
+    let cfg = crate::filter::DaemonFilterConfig {
+        filter: m.filter.as_deref().map(str::as_bytes),
+        include_from: m.include_from.as_deref().map(str::as_bytes),
+        include: m.include.as_deref().map(str::as_bytes),
+        exclude_from: m.exclude_from.as_deref().map(str::as_bytes),
+        exclude: m.exclude.as_deref().map(str::as_bytes),
+    };
+    let mut read = |p: &[u8]| std::fs::read(std::ffi::OsStr::from_bytes(p)).ok();
+    crate::filter::daemon_filter_list(&cfg, popts, &mut read)
+        .map(Some)
+        .map_err(|e| RoleError::Unsupported(format!("daemon filter rules: {e}")))
 }

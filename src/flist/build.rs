@@ -23,6 +23,9 @@ pub trait Excluder {
     fn enter_dir(&mut self, _dir: &[u8], _local: &Path) {}
     /// Called after the contents of a directory were listed.
     fn leave_dir(&mut self) {}
+    /// Called for each argument: its directory relative to the module root and
+    /// the transfer root on disk.
+    fn set_base(&mut self, _dir_in_module: &[u8], _root: &Path) {}
 }
 
 /// An excluder that keeps everything.
@@ -151,7 +154,10 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
 
 /// Remove `.` components, duplicate slashes and a trailing slash (upstream clean_fname, partly).
 fn clean(path: &[u8]) -> Vec<u8> {
-    let parts: Vec<&[u8]> = path.split(|&c| c == b'/').filter(|p| !p.is_empty() && *p != b".").collect();
+    let parts: Vec<&[u8]> = path
+        .split(|&c| c == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+        .collect();
     let mut v = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -195,13 +201,23 @@ impl Walker<'_> {
 
     /// lstat, or stat where the options follow links. Returns the metadata and
     /// whether a symlink was followed.
-    fn stat(&mut self, local: &Path, name: &[u8], follow_top: bool, top: bool) -> Option<(std::fs::Metadata, bool)> {
+    fn stat(
+        &mut self,
+        local: &Path,
+        name: &[u8],
+        follow_top: bool,
+        top: bool,
+    ) -> Option<(std::fs::Metadata, bool)> {
         let lmd = match std::fs::symlink_metadata(local) {
             Ok(m) => m,
             Err(e) => {
                 let code = e.raw_os_error().unwrap_or(0);
                 if top {
-                    let msg = format!("rsync: [sender] link_stat {} failed: {} ({code})", self.full(name), strip_os(&e));
+                    let msg = format!(
+                        "rsync: [sender] link_stat {} failed: {} ({code})",
+                        self.full(name),
+                        strip_os(&e)
+                    );
                     self.out.errors.push((MsgKind::ErrorXfer, msg));
                     if e.kind() != std::io::ErrorKind::NotFound {
                         self.out.io_error |= IOERR_GENERAL;
@@ -211,7 +227,11 @@ impl Walker<'_> {
                     let msg = format!("file has vanished: {}", self.full(name));
                     self.out.errors.push((MsgKind::Warning, msg));
                 } else {
-                    let msg = format!("rsync: [sender] readlink_stat({}) failed: {} ({code})", self.full(name), strip_os(&e));
+                    let msg = format!(
+                        "rsync: [sender] readlink_stat({}) failed: {} ({code})",
+                        self.full(name),
+                        strip_os(&e)
+                    );
                     self.err(msg);
                 }
                 return None;
@@ -220,7 +240,8 @@ impl Walker<'_> {
         if !lmd.file_type().is_symlink() {
             return Some((lmd, false));
         }
-        let follow = follow_top || self.o.copy_links || self.o.copy_dirlinks || self.o.copy_unsafe_links;
+        let follow =
+            follow_top || self.o.copy_links || self.o.copy_dirlinks || self.o.copy_unsafe_links;
         if !follow {
             return Some((lmd, false));
         }
@@ -238,7 +259,9 @@ impl Walker<'_> {
             true
         } else if self.o.copy_unsafe_links {
             let target = std::fs::read_link(local).ok();
-            target.map(|t| unsafe_symlink(t.as_os_str().as_bytes(), name)).unwrap_or(false)
+            target
+                .map(|t| unsafe_symlink(t.as_os_str().as_bytes(), name))
+                .unwrap_or(false)
         } else {
             false
         };
@@ -251,16 +274,35 @@ impl Walker<'_> {
 
     /// make_file + send_file_name: add one entry (returns true when it is a dir).
     /// Every file type is listed; the receiving generator decides what to skip.
-    fn add(&mut self, local: &Path, name: Vec<u8>, md: &std::fs::Metadata, top: bool, followed: bool) -> bool {
+    fn add(
+        &mut self,
+        local: &Path,
+        name: Vec<u8>,
+        md: &std::fs::Metadata,
+        top: bool,
+        followed: bool,
+    ) -> bool {
         let m = md.mode();
         let ft = md.file_type();
-        let mut e = FileEntry { name, mode: m, mtime: md.mtime(), mtime_nsec: md.mtime_nsec() as u32, uid: md.uid(), gid: md.gid(), ..Default::default() };
+        let mut e = FileEntry {
+            name,
+            mode: m,
+            mtime: md.mtime(),
+            mtime_nsec: md.mtime_nsec() as u32,
+            uid: md.uid(),
+            gid: md.gid(),
+            ..Default::default()
+        };
         if ft.is_symlink() {
             match std::fs::read_link(local) {
                 Ok(t) => {
                     let t = t.as_os_str().as_bytes().to_vec();
                     if self.o.safe_links && unsafe_symlink(&t, &e.name) {
-                        let msg = format!("ignoring unsafe symlink {} -> \"{}\"", self.full(&e.name), String::from_utf8_lossy(&t));
+                        let msg = format!(
+                            "ignoring unsafe symlink {} -> \"{}\"",
+                            self.full(&e.name),
+                            String::from_utf8_lossy(&t)
+                        );
                         self.out.errors.push((MsgKind::Info, msg));
                         return false;
                     }
@@ -270,7 +312,11 @@ impl Walker<'_> {
                     }
                 }
                 Err(err) => {
-                    let msg = format!("rsync: [sender] readlink {} failed: {}", self.full(&e.name), strip_os(&err));
+                    let msg = format!(
+                        "rsync: [sender] readlink {} failed: {}",
+                        self.full(&e.name),
+                        strip_os(&err)
+                    );
                     self.err(msg);
                     return false;
                 }
@@ -290,7 +336,14 @@ impl Walker<'_> {
         }
         let is_dir = ft.is_dir();
         let escapes = followed && self.escapes(local);
-        self.out.files.push(LocalFile { entry: e, path: local.to_path_buf(), dev: md.dev(), ino: md.ino(), nlink: md.nlink(), escapes });
+        self.out.files.push(LocalFile {
+            entry: e,
+            path: local.to_path_buf(),
+            dev: md.dev(),
+            ino: md.ino(),
+            nlink: md.nlink(),
+            escapes,
+        });
         is_dir
     }
 
@@ -301,8 +354,14 @@ impl Walker<'_> {
             return;
         }
         if escapes {
-            let shown = if name == b"." { self.full(b".") } else { self.full(name) };
-            self.err(format!("rsync: [sender] opendir {shown} failed: {ELOOP_TEXT}"));
+            let shown = if name == b"." {
+                self.full(b".")
+            } else {
+                self.full(name)
+            };
+            self.err(format!(
+                "rsync: [sender] opendir {shown} failed: {ELOOP_TEXT}"
+            ));
             return;
         }
         self.ex.enter_dir(name, local);
@@ -310,19 +369,31 @@ impl Walker<'_> {
             Ok(rd) => rd,
             Err(e) => {
                 let shown = self.full(name);
-                self.err(format!("rsync: [sender] opendir {shown} failed: {} ({})", strip_os(&e), e.raw_os_error().unwrap_or(0)));
+                self.err(format!(
+                    "rsync: [sender] opendir {shown} failed: {} ({})",
+                    strip_os(&e),
+                    e.raw_os_error().unwrap_or(0)
+                ));
                 self.ex.leave_dir();
                 return;
             }
         };
-        let names: Vec<Vec<u8>> = rd.filter_map(|d| d.ok()).map(|d| d.file_name().as_bytes().to_vec()).collect();
+        let names: Vec<Vec<u8>> = rd
+            .filter_map(|d| d.ok())
+            .map(|d| d.file_name().as_bytes().to_vec())
+            .collect();
         let mut subdirs = Vec::new();
         for n in names {
             let child_name = join(name, &n);
             let child_local = local.join(OsStr::from_bytes(&n));
-            let Some((md, followed)) = self.stat(&child_local, &child_name, false, false) else { continue };
+            let Some((md, followed)) = self.stat(&child_local, &child_name, false, false) else {
+                continue;
+            };
             if md.is_dir() && !self.o.xfer_dirs {
-                let msg = format!("skipping directory {}", String::from_utf8_lossy(&child_name));
+                let msg = format!(
+                    "skipping directory {}",
+                    String::from_utf8_lossy(&child_name)
+                );
                 self.out.errors.push((MsgKind::Info, msg));
                 continue;
             }
@@ -333,8 +404,14 @@ impl Walker<'_> {
                 continue;
             }
             let before = self.out.files.len();
-            if self.add(&child_local, child_name.clone(), &md, false, followed) && self.o.recursive {
-                let esc = self.out.files.get(before).map(|f| f.escapes).unwrap_or(false);
+            if self.add(&child_local, child_name.clone(), &md, false, followed) && self.o.recursive
+            {
+                let esc = self
+                    .out
+                    .files
+                    .get(before)
+                    .map(|f| f.escapes)
+                    .unwrap_or(false);
                 subdirs.push((child_local, child_name, md.dev(), esc));
             }
         }
@@ -387,17 +464,33 @@ impl Walker<'_> {
                 None => (Vec::new(), a),
             }
         };
-        let fname = if fname.is_empty() { b".".to_vec() } else { fname };
+        let fname = if fname.is_empty() {
+            b".".to_vec()
+        } else {
+            fname
+        };
         let is_dotdir = fname == b"." || fname.ends_with(b"/.");
-        let base = if dir.is_empty() { root.to_path_buf() } else { root.join(os(&dir)) };
+        let base = if dir.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(os(&dir))
+        };
         self.dir = dir.clone();
+        self.ex.set_base(&dir, &base);
         let local = base.join(os(&fname));
-        let Some((md, followed)) = self.stat(&local, &fname, is_dotdir || self.o.copy_dirlinks, true) else { return };
+        let Some((md, followed)) =
+            self.stat(&local, &fname, is_dotdir || self.o.copy_dirlinks, true)
+        else {
+            return;
+        };
         if !is_dotdir && self.ex.excluded(&fname, md.is_dir()) {
             return;
         }
         if md.is_dir() && !self.o.xfer_dirs {
-            self.out.errors.push((MsgKind::Info, format!("skipping directory {}", String::from_utf8_lossy(&fname))));
+            self.out.errors.push((
+                MsgKind::Info,
+                format!("skipping directory {}", String::from_utf8_lossy(&fname)),
+            ));
             return;
         }
         if self.o.relative && self.o.implied_dirs {
@@ -457,18 +550,36 @@ fn strip_os(e: &std::io::Error) -> String {
 }
 
 fn user_name(uid: u32) -> Option<Vec<u8>> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into_bytes())
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name.into_bytes())
 }
 
 fn group_name(gid: u32) -> Option<Vec<u8>> {
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name.into_bytes())
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name.into_bytes())
 }
 
 /// Build the file list for `args` under `root` (send_file_list): entries in
 /// arrival order are numbered for hard links, then sorted; `send_order`
 /// keeps the arrival order for the wire.
-pub fn build_file_list(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut dyn Excluder, numeric_ids: bool) -> FileList {
-    let mut w = Walker { o: opts, ex, out: FileList::default(), root_dev: 0, dir: Vec::new() };
+pub fn build_file_list(
+    root: &Path,
+    args: &[Vec<u8>],
+    opts: &BuildOpts,
+    ex: &mut dyn Excluder,
+    numeric_ids: bool,
+) -> FileList {
+    let mut w = Walker {
+        o: opts,
+        ex,
+        out: FileList::default(),
+        root_dev: 0,
+        dir: Vec::new(),
+    };
     for a in args {
         w.arg(root, a);
     }
@@ -476,16 +587,24 @@ pub fn build_file_list(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut
     let proto = opts.proto;
     // Overlapping arguments: keep the first of two identical names.
     let mut seen = std::collections::HashSet::new();
-    out.files.retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
+    out.files
+        .retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
     if opts.preserve_hard_links {
         let mut leaders: HashMap<(u64, u64), i32> = HashMap::new();
         for (i, f) in out.files.iter_mut().enumerate() {
-            let linkable = if proto >= 28 { !mode::is_dir(f.entry.mode) && f.nlink > 1 } else { mode::is_reg(f.entry.mode) };
+            let linkable = if proto >= 28 {
+                !mode::is_dir(f.entry.mode) && f.nlink > 1
+            } else {
+                mode::is_reg(f.entry.mode)
+            };
             if !linkable {
                 continue;
             }
             if proto < 30 {
-                f.entry.hard_link = Some(HardLink::DevIno { dev: f.dev as i64, ino: f.ino as i64 });
+                f.entry.hard_link = Some(HardLink::DevIno {
+                    dev: f.dev as i64,
+                    ino: f.ino as i64,
+                });
             } else if let Some(&first) = leaders.get(&(f.dev, f.ino)) {
                 f.entry.hard_link = Some(HardLink::Follower { first });
             } else {
@@ -498,7 +617,13 @@ pub fn build_file_list(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut
     let mut order: Vec<usize> = (0..out.files.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (&out.files[a].entry, &out.files[b].entry);
-        f_name_cmp(&x.name, mode::is_dir(x.mode), &y.name, mode::is_dir(y.mode), proto)
+        f_name_cmp(
+            &x.name,
+            mode::is_dir(x.mode),
+            &y.name,
+            mode::is_dir(y.mode),
+            proto,
+        )
     });
     let mut slots: Vec<Option<LocalFile>> = out.files.drain(..).map(Some).collect();
     let mut pos_of_arrival = vec![0usize; order.len()];
@@ -549,14 +674,28 @@ mod tests {
         std::fs::create_dir_all(d.join("src/sub")).unwrap();
         std::fs::write(d.join("src/f"), b"x").unwrap();
         std::fs::write(d.join("src/sub/g"), b"y").unwrap();
-        let o = BuildOpts { proto: 31, recursive: true, xfer_dirs: true, ..Default::default() };
-        let names = |fl: &FileList| fl.files.iter().map(|f| String::from_utf8_lossy(&f.entry.name).into_owned()).collect::<Vec<_>>();
+        let o = BuildOpts {
+            proto: 31,
+            recursive: true,
+            xfer_dirs: true,
+            ..Default::default()
+        };
+        let names = |fl: &FileList| {
+            fl.files
+                .iter()
+                .map(|f| String::from_utf8_lossy(&f.entry.name).into_owned())
+                .collect::<Vec<_>>()
+        };
         let fl = build_file_list(&d, &[b"src/".to_vec()], &o, &mut NoFilter, true);
         assert_eq!(names(&fl), [".", "f", "sub", "sub/g"]);
         assert!(fl.files[0].entry.top_dir);
         let fl = build_file_list(&d, &[b"src".to_vec()], &o, &mut NoFilter, true);
         assert_eq!(names(&fl), ["src", "src/f", "src/sub", "src/sub/g"]);
-        let o = BuildOpts { relative: true, implied_dirs: true, ..o };
+        let o = BuildOpts {
+            relative: true,
+            implied_dirs: true,
+            ..o
+        };
         let fl = build_file_list(&d, &[b"src/sub/g".to_vec()], &o, &mut NoFilter, true);
         assert_eq!(names(&fl), ["src", "src/sub", "src/sub/g"]);
         assert!(fl.files[0].entry.implied_dir);

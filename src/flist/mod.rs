@@ -2,6 +2,7 @@
 //! the sending side.
 
 pub mod build;
+pub mod filters;
 pub mod sort;
 
 pub use build::{build_file_list, BuildOpts, Excluder, FileList, LocalFile, NoFilter};

@@ -50,7 +50,11 @@ pub fn f_name_cmp(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool, proto: u8) -> Or
         let (ta, sa) = seg(&ac, a_dir, i);
         let (tb, sb) = seg(&bc, b_dir, i);
         if ta != tb {
-            return if ta == SegType::Item { Ordering::Less } else { Ordering::Greater };
+            return if ta == SegType::Item {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
         }
         let o = cmp_seg(sa, ta == SegType::Path, sb, tb == SegType::Path);
         if o != Ordering::Equal {
@@ -75,8 +79,19 @@ mod tests {
 
     #[test]
     fn files_before_subdirs_and_dot_first() {
-        let items = [("b/y/z", false), ("b/y", true), ("b", true), ("c", false), (".", true), ("a", false), ("b/x", false)];
-        assert_eq!(sorted(&items, 31), [".", "a", "c", "b", "b/x", "b/y", "b/y/z"]);
+        let items = [
+            ("b/y/z", false),
+            ("b/y", true),
+            ("b", true),
+            ("c", false),
+            (".", true),
+            ("a", false),
+            ("b/x", false),
+        ];
+        assert_eq!(
+            sorted(&items, 31),
+            [".", "a", "c", "b", "b/x", "b/y", "b/y/z"]
+        );
     }
 
     #[test]
@@ -90,15 +105,38 @@ mod tests {
     #[test]
     fn sorttree_matches_capture_25() {
         let items: Vec<(&str, bool)> = vec![
-            (".", true), ("a", true), ("a/b", false), ("a/b-", false), ("a/ba", false), ("a/b.c", true), ("a/b.c/x", false),
-            ("a.d", true), ("a.d/y", false), ("x", true), ("x/a.b", false), ("x/a-", false), ("x/ab", false), ("x/a", true),
-            ("x/a/b", false), ("a b", false), ("a-", false), ("a.b", false), ("a0", false), ("ab", false), ("B", false),
-            ("Z", false), ("b", false), ("x-", false), ("x.txt", false), ("z", false),
+            (".", true),
+            ("a", true),
+            ("a/b", false),
+            ("a/b-", false),
+            ("a/ba", false),
+            ("a/b.c", true),
+            ("a/b.c/x", false),
+            ("a.d", true),
+            ("a.d/y", false),
+            ("x", true),
+            ("x/a.b", false),
+            ("x/a-", false),
+            ("x/ab", false),
+            ("x/a", true),
+            ("x/a/b", false),
+            ("a b", false),
+            ("a-", false),
+            ("a.b", false),
+            ("a0", false),
+            ("ab", false),
+            ("B", false),
+            ("Z", false),
+            ("b", false),
+            ("x-", false),
+            ("x.txt", false),
+            ("z", false),
         ];
         let got = sorted(&items, 32);
         let want = [
-            ".", "B", "Z", "a b", "a-", "a.b", "a0", "ab", "b", "x-", "x.txt", "z", "a.d", "a.d/y", "a", "a/b", "a/b-", "a/ba",
-            "a/b.c", "a/b.c/x", "x", "x/a-", "x/a.b", "x/ab", "x/a", "x/a/b",
+            ".", "B", "Z", "a b", "a-", "a.b", "a0", "ab", "b", "x-", "x.txt", "z", "a.d", "a.d/y",
+            "a", "a/b", "a/b-", "a/ba", "a/b.c", "a/b.c/x", "x", "x/a-", "x/a.b", "x/ab", "x/a",
+            "x/a/b",
         ];
         assert_eq!(got, want);
     }

@@ -17,7 +17,10 @@ pub fn open_for_send(path: &Path) -> io::Result<File> {
         .or_else(|e| {
             // A listed symlink target (-L / -k): follow it, it was checked at list time.
             if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(path)
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NONBLOCK)
+                    .open(path)
             } else {
                 Err(e)
             }

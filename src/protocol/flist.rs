@@ -187,7 +187,10 @@ pub struct FlistEncoder {
 impl FlistEncoder {
     /// New encoder.
     pub fn new(opts: FlistOpts) -> Self {
-        FlistEncoder { opts, ..Default::default() }
+        FlistEncoder {
+            opts,
+            ..Default::default()
+        }
     }
 
     /// `send_file_entry`.
@@ -313,7 +316,14 @@ impl FlistEncoder {
             xf |= xmit::LONG_NAME;
         }
         if o.varint_flags {
-            put_varint(out, if xf != 0 { xf as i32 } else { xmit::EXTENDED_FLAGS as i32 });
+            put_varint(
+                out,
+                if xf != 0 {
+                    xf as i32
+                } else {
+                    xmit::EXTENDED_FLAGS as i32
+                },
+            );
         } else if proto >= 28 {
             if xf == 0 && !mode::is_dir(m) {
                 xf |= xmit::TOP_DIR;
@@ -326,7 +336,11 @@ impl FlistEncoder {
             }
         } else {
             if xf & 0xFF == 0 {
-                xf |= if mode::is_dir(m) { xmit::LONG_NAME } else { xmit::TOP_DIR };
+                xf |= if mode::is_dir(m) {
+                    xmit::LONG_NAME
+                } else {
+                    xmit::TOP_DIR
+                };
             }
             put_byte(out, xf as u8);
         }
@@ -368,7 +382,10 @@ impl FlistEncoder {
         if is_dev || is_spec {
             if proto < 28 {
                 if xf & xmit::SAME_RDEV_PRE28 == 0 {
-                    put_int(out, ((self.rdev_major << 8) | (self.rdev_minor & 0xFF)) as i32);
+                    put_int(
+                        out,
+                        ((self.rdev_major << 8) | (self.rdev_minor & 0xFF)) as i32,
+                    );
                 }
             } else {
                 if xf & xmit::SAME_RDEV_MAJOR == 0 {
@@ -496,7 +513,10 @@ pub struct FlistDecoder {
 impl FlistDecoder {
     /// New decoder.
     pub fn new(opts: FlistOpts) -> Self {
-        FlistDecoder { opts, ..Default::default() }
+        FlistDecoder {
+            opts,
+            ..Default::default()
+        }
     }
 
     /// Read the next entry or the end marker.
@@ -523,8 +543,16 @@ impl FlistDecoder {
         if o.varint_flags && xf == xmit::EXTENDED_FLAGS {
             xf = 0;
         }
-        let l1 = if xf & xmit::SAME_NAME != 0 { read_byte(r)? as usize } else { 0 };
-        let l2 = if xf & xmit::LONG_NAME != 0 { read_varint30(r, proto)? } else { read_byte(r)? as i32 };
+        let l1 = if xf & xmit::SAME_NAME != 0 {
+            read_byte(r)? as usize
+        } else {
+            0
+        };
+        let l2 = if xf & xmit::LONG_NAME != 0 {
+            read_varint30(r, proto)?
+        } else {
+            read_byte(r)? as i32
+        };
         if l2 < 0 || l1 > self.last_name.len() || l1 + l2 as usize > MAX_PATH_LEN {
             return Err(ProtoError::invalid("overflow: file name too long"));
         }
@@ -533,12 +561,17 @@ impl FlistDecoder {
         name.resize(start + l2 as usize, 0);
         r.read_exact(&mut name[start..])?;
         self.last_name.clone_from(&name);
-        let mut e = FileEntry { name, ..Default::default() };
+        let mut e = FileEntry {
+            name,
+            ..Default::default()
+        };
         if proto >= 30 && xf & xmit::HLINKED != 0 && xf & xmit::HLINK_FIRST == 0 {
             let first = read_varint(r)?;
             let idx = first - self.ndx_start;
             let Some(leader) = (idx >= 0).then(|| self.entries.get(idx as usize)).flatten() else {
-                return Err(ProtoError::invalid(format!("hard-link reference out of range: {first}")));
+                return Err(ProtoError::invalid(format!(
+                    "hard-link reference out of range: {first}"
+                )));
             };
             let mut f = leader.clone();
             f.name = e.name;
@@ -549,10 +582,18 @@ impl FlistDecoder {
         }
         e.size = read_varlong30(r, 3, proto)?;
         if xf & xmit::SAME_TIME == 0 {
-            self.mtime = if proto >= 30 { read_varlong(r, 4)? } else { read_int(r)? as u32 as i64 };
+            self.mtime = if proto >= 30 {
+                read_varlong(r, 4)?
+            } else {
+                read_int(r)? as u32 as i64
+            };
         }
         e.mtime = self.mtime;
-        e.mtime_nsec = if xf & xmit::MOD_NSEC != 0 { read_varint(r)? as u32 } else { 0 };
+        e.mtime_nsec = if xf & xmit::MOD_NSEC != 0 {
+            read_varint(r)? as u32
+        } else {
+            0
+        };
         let _ = self.nsec;
         if xf & xmit::SAME_MODE == 0 {
             self.mode = read_int(r)? as u32;
@@ -612,7 +653,10 @@ impl FlistDecoder {
             r.read_exact(&mut t)?;
             e.link_target = Some(t);
         }
-        if o.preserve_hard_links && proto < 30 && (xf & xmit::HLINKED != 0 || (proto < 28 && mode::is_reg(m))) {
+        if o.preserve_hard_links
+            && proto < 30
+            && (xf & xmit::HLINKED != 0 || (proto < 28 && mode::is_reg(m)))
+        {
             if proto < 26 {
                 self.dev = read_int(r)? as i64 - 1;
                 let ino = read_int(r)? as i64;
@@ -660,22 +704,42 @@ mod tests {
 
     #[test]
     fn appendix_b_entry_bytes() {
-        let opts = FlistOpts { proto: 32, varint_flags: true, safe_flist: true, ..Default::default() };
+        let opts = FlistOpts {
+            proto: 32,
+            varint_flags: true,
+            safe_flist: true,
+            ..Default::default()
+        };
         let mut enc = FlistEncoder::new(opts);
         let mut out = Vec::new();
-        let e = FileEntry { name: b"five.txt".to_vec(), mode: 0o100644, size: 5, mtime: 1_700_000_000, ..Default::default() };
+        let e = FileEntry {
+            name: b"five.txt".to_vec(),
+            mode: 0o100644,
+            size: 5,
+            mtime: 1_700_000_000,
+            ..Default::default()
+        };
         enc.encode(&mut out, &e);
         enc.end(&mut out, 0);
         let mut want = vec![0x18, 8];
         want.extend_from_slice(b"five.txt");
-        want.extend_from_slice(&[0x00, 0x05, 0x00, 0x65, 0x00, 0xF1, 0x53, 0xA4, 0x81, 0x00, 0x00, 0x00, 0x00]);
+        want.extend_from_slice(&[
+            0x00, 0x05, 0x00, 0x65, 0x00, 0xF1, 0x53, 0xA4, 0x81, 0x00, 0x00, 0x00, 0x00,
+        ]);
         assert_eq!(out, want);
     }
 
     fn arb_entry() -> impl Strategy<Value = FileEntry> {
         (
             proptest::collection::vec(1u8..=255, 1..300),
-            prop_oneof![Just(0o100644u32), Just(0o040755), Just(0o120777), Just(0o020600), Just(0o010644), Just(0o100600)],
+            prop_oneof![
+                Just(0o100644u32),
+                Just(0o040755),
+                Just(0o120777),
+                Just(0o020600),
+                Just(0o010644),
+                Just(0o100600)
+            ],
             0i64..1 << 40,
             -(1i64 << 33)..(1i64 << 34),
             0u32..1_000_000_000,
@@ -684,7 +748,16 @@ mod tests {
             (0u32..300, 0u32..300),
         )
             .prop_map(|(name, mode, size, mtime, nsec, uid, gid, (maj, min))| {
-                let mut e = FileEntry { name, mode, size, mtime, mtime_nsec: nsec, uid, gid, ..Default::default() };
+                let mut e = FileEntry {
+                    name,
+                    mode,
+                    size,
+                    mtime,
+                    mtime_nsec: nsec,
+                    uid,
+                    gid,
+                    ..Default::default()
+                };
                 if mode::is_lnk(mode) {
                     e.link_target = Some(b"target".to_vec());
                 }

@@ -52,7 +52,14 @@ pub fn parse_greeting(line: &str) -> Option<Greeting> {
         Some(s) => Some(digits(s)?),
         None => None,
     };
-    Some(Greeting { proto, sub, digests: digests.split_ascii_whitespace().map(str::to_owned).collect() })
+    Some(Greeting {
+        proto,
+        sub,
+        digests: digests
+            .split_ascii_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 /// Read one daemon-phase line: ends at `\n`, `\r` dropped, NUL and overlong lines are errors.
@@ -90,7 +97,11 @@ pub fn read_arg(r: &mut impl Read, nul_terminated: bool) -> Result<Option<Vec<u8
     let mut b = [0u8; 1];
     loop {
         r.read_exact(&mut b)?;
-        let end = if nul_terminated { b[0] == 0 } else { b[0] == b'\n' };
+        let end = if nul_terminated {
+            b[0] == 0
+        } else {
+            b[0] == b'\n'
+        };
         if end {
             break;
         }

@@ -82,9 +82,12 @@ pub fn read_name_list(r: &mut impl Read) -> Result<String> {
 
 /// The server's choice: the first name in the client's list that we support.
 pub fn choose_as_server<'a>(client_list: &str, ours: &[&'a str]) -> Option<&'a str> {
-    client_list
-        .split_ascii_whitespace()
-        .find_map(|n| ours.iter().copied().chain(std::iter::once("none")).find(|o| *o == n))
+    client_list.split_ascii_whitespace().find_map(|n| {
+        ours.iter()
+            .copied()
+            .chain(std::iter::once("none"))
+            .find(|o| *o == n)
+    })
 }
 
 /// The client's choice: the entry of our own list, earliest in our order, that the server lists.
@@ -99,17 +102,29 @@ mod tests {
 
     #[test]
     fn compat_flags_match_captures_without_inc_recurse() {
-        assert_eq!(server_compat_flags(".iLsfxCIvu"), 0x1FE & !cf::SYMLINK_ICONV);
+        assert_eq!(
+            server_compat_flags(".iLsfxCIvu"),
+            0x1FE & !cf::SYMLINK_ICONV
+        );
         assert_eq!(server_compat_flags(""), cf::SYMLINK_TIMES);
     }
 
     #[test]
     fn choice_rules() {
-        assert_eq!(choose_as_server("xxh128 xxh3 xxh64 md5 md4 sha1", CHECKSUM_NAMES), Some("xxh128"));
+        assert_eq!(
+            choose_as_server("xxh128 xxh3 xxh64 md5 md4 sha1", CHECKSUM_NAMES),
+            Some("xxh128")
+        );
         assert_eq!(choose_as_server("sha1 md5", CHECKSUM_NAMES), Some("md5"));
         assert_eq!(choose_as_server("sha1", CHECKSUM_NAMES), None);
-        assert_eq!(choose_as_server("zstd lz4 zlibx zlib", COMPRESS_NAMES), Some("zstd"));
-        assert_eq!(choose_as_client("md4 md5 none", CHECKSUM_NAMES), Some("md5"));
+        assert_eq!(
+            choose_as_server("zstd lz4 zlibx zlib", COMPRESS_NAMES),
+            Some("zstd")
+        );
+        assert_eq!(
+            choose_as_client("md4 md5 none", CHECKSUM_NAMES),
+            Some("md5")
+        );
     }
 
     #[test]
@@ -117,6 +132,9 @@ mod tests {
         let mut v = Vec::new();
         put_name_list(&mut v, &name_list(CHECKSUM_NAMES, true)).unwrap();
         assert_eq!(v[0] as usize, v.len() - 1);
-        assert_eq!(read_name_list(&mut &v[..]).unwrap(), "xxh128 xxh3 xxh64 md5 md4 none");
+        assert_eq!(
+            read_name_list(&mut &v[..]).unwrap(),
+            "xxh128 xxh3 xxh64 md5 md4 none"
+        );
     }
 }

@@ -125,7 +125,12 @@ pub struct MuxWriter<W: Write> {
 impl<W: Write> MuxWriter<W> {
     /// A writer that starts out raw.
     pub fn new(inner: W) -> Self {
-        MuxWriter { inner, buf: Vec::with_capacity(OUT_CHUNK + 1024), muxed: false, bytes_written: 0 }
+        MuxWriter {
+            inner,
+            buf: Vec::with_capacity(OUT_CHUNK + 1024),
+            muxed: false,
+            bytes_written: 0,
+        }
     }
 
     /// Turn framing on (flushes pending raw bytes first).
@@ -146,7 +151,8 @@ impl<W: Write> MuxWriter<W> {
         }
         if self.muxed {
             for chunk in self.buf.chunks(MAX_FRAME) {
-                self.inner.write_all(&frame_header(MsgCode::Data, chunk.len()))?;
+                self.inner
+                    .write_all(&frame_header(MsgCode::Data, chunk.len()))?;
                 self.inner.write_all(chunk)?;
             }
         } else {
@@ -162,7 +168,11 @@ impl<W: Write> MuxWriter<W> {
             return Err(io::Error::other("message sent before multiplexing started"));
         }
         self.flush_data()?;
-        for chunk in payload.chunks(MAX_FRAME).chain(if payload.is_empty() { Some(&[][..]) } else { None }) {
+        for chunk in payload.chunks(MAX_FRAME).chain(if payload.is_empty() {
+            Some(&[][..])
+        } else {
+            None
+        }) {
             self.inner.write_all(&frame_header(code, chunk.len()))?;
             self.inner.write_all(chunk)?;
         }
@@ -217,7 +227,14 @@ pub struct Demux<R: Read> {
 impl<R: Read> Demux<R> {
     /// A reader that starts out raw.
     pub fn new(inner: R) -> Self {
-        Demux { inner, muxed: false, remaining: 0, messages: VecDeque::new(), bytes_read: 0, max_msg: 64 * 1024 }
+        Demux {
+            inner,
+            muxed: false,
+            remaining: 0,
+            messages: VecDeque::new(),
+            bytes_read: 0,
+            max_msg: 64 * 1024,
+        }
     }
 
     /// Turn frame parsing on or off (only between frames).
@@ -242,7 +259,9 @@ impl<R: Read> Demux<R> {
                 continue;
             }
             if len > self.max_msg {
-                return Err(ProtoError::invalid(format!("message of {len} bytes is too long")));
+                return Err(ProtoError::invalid(format!(
+                    "message of {len} bytes is too long"
+                )));
             }
             let mut payload = vec![0u8; len];
             self.inner.read_exact(&mut payload)?;
@@ -324,9 +343,18 @@ mod tests {
     #[test]
     fn header_layout_matches_upstream() {
         assert_eq!(frame_header(MsgCode::Data, 5), [5, 0, 0, 7]);
-        assert_eq!(parse_header([0x17, 0, 0, 7]).unwrap(), (MsgCode::Data, 0x17));
-        assert!(matches!(parse_header([0, 0, 0, 6]), Err(ProtoError::UnexpectedTag(6))));
-        assert!(matches!(parse_header([0, 0, 0, 7 + 50]), Err(ProtoError::UnexpectedTag(57))));
+        assert_eq!(
+            parse_header([0x17, 0, 0, 7]).unwrap(),
+            (MsgCode::Data, 0x17)
+        );
+        assert!(matches!(
+            parse_header([0, 0, 0, 6]),
+            Err(ProtoError::UnexpectedTag(6))
+        ));
+        assert!(matches!(
+            parse_header([0, 0, 0, 7 + 50]),
+            Err(ProtoError::UnexpectedTag(57))
+        ));
     }
 
     #[test]

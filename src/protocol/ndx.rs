@@ -63,7 +63,11 @@ pub struct NdxCodec {
 impl NdxCodec {
     /// Fresh state for a stream at protocol `proto`.
     pub fn new(proto: u8) -> Self {
-        NdxCodec { proto, prev_positive: -1, prev_negative: 1 }
+        NdxCodec {
+            proto,
+            prev_positive: -1,
+            prev_negative: 1,
+        }
     }
 
     /// `write_ndx`.
@@ -115,12 +119,19 @@ impl NdxCodec {
         if neg {
             b = read_byte(r)?;
         }
-        let prev = if neg { self.prev_negative } else { self.prev_positive };
+        let prev = if neg {
+            self.prev_negative
+        } else {
+            self.prev_positive
+        };
         let n = if b == 0xFE {
             let c = read_array::<2>(r)?;
             if c[0] & 0x80 != 0 {
                 let d = read_array::<2>(r)?;
-                ((c[0] as i32 & 0x7F) << 24) | c[1] as i32 | ((d[0] as i32) << 8) | ((d[1] as i32) << 16)
+                ((c[0] as i32 & 0x7F) << 24)
+                    | c[1] as i32
+                    | ((d[0] as i32) << 8)
+                    | ((d[1] as i32) << 16)
             } else {
                 (((c[0] as i32) << 8) | c[1] as i32).wrapping_add(prev)
             }

@@ -44,23 +44,40 @@ impl WireSumHead {
         let blength = read_int(r)?;
         let s2length = if proto >= 27 { read_int(r)? } else { 2 };
         let remainder = read_int(r)?;
-        let max_bl = if proto < 30 { OLD_MAX_BLOCK_SIZE } else { MAX_BLOCK_SIZE };
+        let max_bl = if proto < 30 {
+            OLD_MAX_BLOCK_SIZE
+        } else {
+            MAX_BLOCK_SIZE
+        };
         if !(0..=MAX_BLOCK_COUNT).contains(&count) {
-            return Err(ProtoError::invalid(format!("Invalid checksum count {count}")));
+            return Err(ProtoError::invalid(format!(
+                "Invalid checksum count {count}"
+            )));
         }
         if !(0..=max_bl).contains(&blength) {
-            return Err(ProtoError::invalid(format!("Invalid block length {blength}")));
+            return Err(ProtoError::invalid(format!(
+                "Invalid block length {blength}"
+            )));
         }
         if !(0..=MAX_DIGEST_LEN).contains(&s2length) {
-            return Err(ProtoError::invalid(format!("Invalid checksum length {s2length}")));
+            return Err(ProtoError::invalid(format!(
+                "Invalid checksum length {s2length}"
+            )));
         }
         if !(0..=blength).contains(&remainder) {
-            return Err(ProtoError::invalid(format!("Invalid remainder length {remainder}")));
+            return Err(ProtoError::invalid(format!(
+                "Invalid remainder length {remainder}"
+            )));
         }
         if count > 0 && blength == 0 {
             return Err(ProtoError::invalid("block sums with a zero block length"));
         }
-        Ok(WireSumHead { count, blength, s2length, remainder })
+        Ok(WireSumHead {
+            count,
+            blength,
+            s2length,
+            remainder,
+        })
     }
 }
 
@@ -79,7 +96,11 @@ pub struct WireSums {
 pub fn read_sums(r: &mut impl Read, head: &WireSumHead) -> Result<WireSums> {
     let n = head.count as usize;
     let s2 = head.s2length as usize;
-    let mut sums = WireSums { sum1: Vec::with_capacity(n.min(1 << 16)), sum2: Vec::with_capacity((n * s2).min(1 << 20)), s2length: s2 };
+    let mut sums = WireSums {
+        sum1: Vec::with_capacity(n.min(1 << 16)),
+        sum2: Vec::with_capacity((n * s2).min(1 << 20)),
+        s2length: s2,
+    };
     let mut buf = [0u8; MAX_DIGEST_LEN as usize];
     for _ in 0..n {
         sums.sum1.push(read_int(r)? as u32);
@@ -106,7 +127,13 @@ mod tests {
     fn bad_heads_are_refused() {
         let enc = |c: i32, b: i32, s: i32, r: i32| {
             let mut v = Vec::new();
-            WireSumHead { count: c, blength: b, s2length: s, remainder: r }.write(&mut v, 31);
+            WireSumHead {
+                count: c,
+                blength: b,
+                s2length: s,
+                remainder: r,
+            }
+            .write(&mut v, 31);
             v
         };
         assert!(WireSumHead::read(&mut &enc(-1, 700, 2, 0)[..], 31).is_err());

@@ -213,7 +213,9 @@ pub fn read_vstring(r: &mut impl Read, max: usize) -> Result<Vec<u8>> {
         len = ((len & 0x7F) << 8) | read_byte(r)? as usize;
     }
     if len > max {
-        return Err(ProtoError::invalid(format!("vstring too long ({len} > {max})")));
+        return Err(ProtoError::invalid(format!(
+            "vstring too long ({len} > {max})"
+        )));
     }
     let mut v = vec![0u8; len];
     r.read_exact(&mut v)?;

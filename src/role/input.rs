@@ -46,7 +46,9 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
             }
             match r {
                 Ok(0) => {
-                    let _ = tx.send(Input::End(ProtoError::Io(io::ErrorKind::UnexpectedEof.into())));
+                    let _ = tx.send(Input::End(ProtoError::Io(
+                        io::ErrorKind::UnexpectedEof.into(),
+                    )));
                     return;
                 }
                 Ok(n) => {
@@ -61,7 +63,13 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
             }
         }
     });
-    InputReader { rx, buf: Vec::new(), pos: 0, messages: Vec::new(), ended: None }
+    InputReader {
+        rx,
+        buf: Vec::new(),
+        pos: 0,
+        messages: Vec::new(),
+        ended: None,
+    }
 }
 
 impl InputReader {
@@ -84,7 +92,9 @@ impl InputReader {
             }
             Ok(Input::End(e)) => {
                 let err = match &e {
-                    ProtoError::PeerExit(c) => io::Error::new(io::ErrorKind::Other, ProtoError::PeerExit(*c)),
+                    ProtoError::PeerExit(c) => {
+                        io::Error::new(io::ErrorKind::Other, ProtoError::PeerExit(*c))
+                    }
                     ProtoError::Io(x) => io::Error::new(x.kind(), x.to_string()),
                     other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
                 };

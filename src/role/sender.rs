@@ -7,15 +7,18 @@ use super::input::InputReader;
 use super::setup::Negotiated;
 use super::RoleError;
 use crate::cli::options::Options;
+use crate::delta::matcher::{match_file, TokenSink};
+use crate::delta::sums::{BlockSums, SumHead};
 use crate::flist::FileList;
 use crate::protocol::flist::{mode, put_id_list, FlistEncoder, FlistOpts};
 use crate::protocol::mux::{MsgCode, MuxWriter};
 use crate::protocol::ndx::{iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE};
 use crate::protocol::sums::{read_sums, WireSumHead};
 use crate::protocol::tokens::TokenEncoder;
-use crate::protocol::varint::{put_int, put_short, put_varint, put_varlong30, put_vstring, read_byte, read_short, read_varint, read_vstring};
-use crate::delta::matcher::{match_file, TokenSink};
-use crate::delta::sums::{BlockSums, SumHead};
+use crate::protocol::varint::{
+    put_int, put_short, put_varint, put_varlong30, put_vstring, read_byte, read_short, read_varint,
+    read_vstring,
+};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,14 +53,23 @@ pub fn flist_opts(n: &Negotiated, o: &Options) -> FlistOpts {
         preserve_specials: o.specials,
         preserve_links: o.links,
         preserve_hard_links: o.hard_links > 0,
-        csum_len: if o.checksum { n.file_checksum.flist_len() } else { 0 },
+        csum_len: if o.checksum {
+            n.file_checksum.flist_len()
+        } else {
+            0
+        },
         safe_flist: n.safe_flist(),
     }
 }
 
 /// Send a text message the way a server does (MSG_INFO etc.; errors become
 /// MSG_ERROR_XFER below protocol 30 and warnings MSG_INFO).
-pub fn send_text<W: Write>(out: &mut MuxWriter<W>, proto: u8, code: MsgCode, text: &str) -> std::io::Result<()> {
+pub fn send_text<W: Write>(
+    out: &mut MuxWriter<W>,
+    proto: u8,
+    code: MsgCode,
+    text: &str,
+) -> std::io::Result<()> {
     let code = match code {
         MsgCode::Error if proto < 30 => MsgCode::ErrorXfer,
         MsgCode::Warning if proto < 30 => MsgCode::Info,
@@ -71,7 +83,12 @@ pub fn send_text<W: Write>(out: &mut MuxWriter<W>, proto: u8, code: MsgCode, tex
 }
 
 /// Write the file list (entries, end marker, id lists, io_error).
-pub fn send_file_list<W: Write>(out: &mut MuxWriter<W>, n: &Negotiated, o: &Options, fl: &FileList) -> Result<(), RoleError> {
+pub fn send_file_list<W: Write>(
+    out: &mut MuxWriter<W>,
+    n: &Negotiated,
+    o: &Options,
+    fl: &FileList,
+) -> Result<(), RoleError> {
     let fo = flist_opts(n, o);
     let mut enc = FlistEncoder::new(fo);
     let mut buf = Vec::with_capacity(64 * 1024);
@@ -100,9 +117,15 @@ pub fn send_file_list<W: Write>(out: &mut MuxWriter<W>, n: &Negotiated, o: &Opti
                 return None;
             }
             let name = if g {
-                nix::unistd::Group::from_gid(0.into()).ok().flatten().map(|g| g.name)
+                nix::unistd::Group::from_gid(0.into())
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
             } else {
-                nix::unistd::User::from_uid(0.into()).ok().flatten().map(|u| u.name)
+                nix::unistd::User::from_uid(0.into())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
             };
             Some(name.unwrap_or_default().into_bytes())
         };
@@ -159,7 +182,12 @@ fn read_request<R: Read, W: Write>(
     loop {
         let ndx = rx.read(input)?;
         if ndx == NDX_DONE {
-            return Ok(Request { ndx, iflags: 0, basis_type: None, xname: None });
+            return Ok(Request {
+                ndx,
+                iflags: 0,
+                basis_type: None,
+                xname: None,
+            });
         }
         if ndx == NDX_DEL_STATS {
             let v = read_del_stats(input)?;
@@ -169,22 +197,50 @@ fn read_request<R: Read, W: Write>(
             continue;
         }
         if ndx < 0 {
-            return Err(RoleError::Protocol(format!("Invalid file index: {ndx} (-1 - {}) [sender]", nfiles as i64 - 1)));
+            return Err(RoleError::Protocol(format!(
+                "Invalid file index: {ndx} (-1 - {}) [sender]",
+                nfiles as i64 - 1
+            )));
         }
-        let fl = if proto >= 29 { read_short(input)? } else { iflags::TRANSFER };
+        let fl = if proto >= 29 {
+            read_short(input)?
+        } else {
+            iflags::TRANSFER
+        };
         if proto < 30 && ndx as usize == nfiles && fl == iflags::IS_NEW {
             continue; // protocol-29 keep-alive
         }
         if ndx as usize >= nfiles {
-            return Err(RoleError::Protocol(format!("Invalid file index: {ndx} (-1 - {}) [sender]", nfiles as i64 - 1)));
+            return Err(RoleError::Protocol(format!(
+                "Invalid file index: {ndx} (-1 - {}) [sender]",
+                nfiles as i64 - 1
+            )));
         }
-        let basis_type = if fl & iflags::BASIS_TYPE_FOLLOWS != 0 { Some(read_byte(input)?) } else { None };
-        let xname = if fl & iflags::XNAME_FOLLOWS != 0 { Some(read_vstring(input, crate::protocol::MAX_PATH_LEN)?) } else { None };
-        return Ok(Request { ndx, iflags: fl, basis_type, xname });
+        let basis_type = if fl & iflags::BASIS_TYPE_FOLLOWS != 0 {
+            Some(read_byte(input)?)
+        } else {
+            None
+        };
+        let xname = if fl & iflags::XNAME_FOLLOWS != 0 {
+            Some(read_vstring(input, crate::protocol::MAX_PATH_LEN)?)
+        } else {
+            None
+        };
+        return Ok(Request {
+            ndx,
+            iflags: fl,
+            basis_type,
+            xname,
+        });
     }
 }
 
-fn write_ndx_and_attrs(buf: &mut Vec<u8>, tx: &mut NdxCodec, proto: u8, r: &Request) -> Result<(), RoleError> {
+fn write_ndx_and_attrs(
+    buf: &mut Vec<u8>,
+    tx: &mut NdxCodec,
+    proto: u8,
+    r: &Request,
+) -> Result<(), RoleError> {
     tx.write(buf, r.ndx);
     if proto >= 29 {
         put_short(buf, r.iflags);
@@ -215,7 +271,12 @@ pub struct SenderCtx<'a> {
 }
 
 /// send_files + handle_stats + read_final_goodbye.
-pub fn run<W: Write>(ctx: &SenderCtx, input: &mut InputReader, out: &mut MuxWriter<W>, stats: &mut SendStats) -> Result<(), RoleError> {
+pub fn run<W: Write>(
+    ctx: &SenderCtx,
+    input: &mut InputReader,
+    out: &mut MuxWriter<W>,
+    stats: &mut SendStats,
+) -> Result<(), RoleError> {
     let proto = ctx.n.proto;
     let nfiles = ctx.flist.files.len();
     let mut rx = NdxCodec::new(proto);
@@ -247,10 +308,15 @@ pub fn run<W: Write>(ctx: &SenderCtx, input: &mut InputReader, out: &mut MuxWrit
             continue;
         }
         if phase == 2 {
-            return Err(RoleError::Protocol("got transfer request in phase 2 [sender]".into()));
+            return Err(RoleError::Protocol(
+                "got transfer request in phase 2 [sender]".into(),
+            ));
         }
         if !mode::is_reg(file.entry.mode) {
-            return Err(RoleError::Protocol(format!("received request to transfer non-regular file: {} [sender]", req.ndx)));
+            return Err(RoleError::Protocol(format!(
+                "received request to transfer non-regular file: {} [sender]",
+                req.ndx
+            )));
         }
         let redo = sent[req.ndx as usize];
         stats.xferred_files += 1;
@@ -273,10 +339,23 @@ pub fn run<W: Write>(ctx: &SenderCtx, input: &mut InputReader, out: &mut MuxWrit
                 let name = (ctx.full_fname)(&file.entry.name, &file.path);
                 if e.kind() == std::io::ErrorKind::NotFound {
                     stats.io_error |= crate::flist::build::IOERR_VANISHED;
-                    send_text(out, proto, MsgCode::Warning, &format!("file has vanished: {name}"))?;
+                    send_text(
+                        out,
+                        proto,
+                        MsgCode::Warning,
+                        &format!("file has vanished: {name}"),
+                    )?;
                 } else {
                     stats.io_error |= crate::flist::build::IOERR_GENERAL;
-                    send_text(out, proto, MsgCode::ErrorXfer, &format!("rsync: [sender] send_files failed to open {name}: {}", crate::fs::os_error_text(&e)))?;
+                    send_text(
+                        out,
+                        proto,
+                        MsgCode::ErrorXfer,
+                        &format!(
+                            "rsync: [sender] send_files failed to open {name}: {}",
+                            crate::fs::os_error_text(&e)
+                        ),
+                    )?;
                 }
                 if proto >= 30 {
                     out.send_msg(MsgCode::NoSend, &req.ndx.to_le_bytes())?;
@@ -302,7 +381,10 @@ pub fn run<W: Write>(ctx: &SenderCtx, input: &mut InputReader, out: &mut MuxWrit
     out.flush()?;
     if ctx.am_server {
         let (read, written) = match &ctx.counters {
-            Some((r, rb, w, wb)) => ((r.load(Ordering::Relaxed) - rb) as i64, (w.load(Ordering::Relaxed) - wb) as i64),
+            Some((r, rb, w, wb)) => (
+                (r.load(Ordering::Relaxed) - rb) as i64,
+                (w.load(Ordering::Relaxed) - wb) as i64,
+            ),
             None => (0, out.bytes_written as i64),
         };
         put_varlong30(&mut buf, read, 3, proto);
@@ -328,7 +410,9 @@ pub fn run<W: Write>(ctx: &SenderCtx, input: &mut InputReader, out: &mut MuxWrit
             last = read_request(input, out, &mut rx, &mut tx, proto, nfiles)?.ndx;
         }
         if last != NDX_DONE {
-            return Err(RoleError::Protocol(format!("Invalid packet at end of run ({last}) [sender]")));
+            return Err(RoleError::Protocol(format!(
+                "Invalid packet at end of run ({last}) [sender]"
+            )));
         }
     }
     out.flush()?;
@@ -354,14 +438,20 @@ impl<W: Write> EncSink<'_, W> {
 
 impl<W: Write> TokenSink for EncSink<'_, W> {
     fn literal(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.enc.literal(&mut self.buf, data).map_err(std::io::Error::other)?;
+        self.enc
+            .literal(&mut self.buf, data)
+            .map_err(std::io::Error::other)?;
         self.spill()
     }
     fn matched(&mut self, block_index: u32, data: &[u8]) -> std::io::Result<()> {
         if self.enc.emits_matches() {
-            self.enc.matched(&mut self.buf, block_index, data).map_err(std::io::Error::other)?;
+            self.enc
+                .matched(&mut self.buf, block_index, data)
+                .map_err(std::io::Error::other)?;
         } else {
-            self.enc.literal(&mut self.buf, data).map_err(std::io::Error::other)?;
+            self.enc
+                .literal(&mut self.buf, data)
+                .map_err(std::io::Error::other)?;
         }
         self.spill()
     }
@@ -379,19 +469,40 @@ fn send_file_delta<W: Write>(
     enc: &mut TokenEncoder,
     out: &mut MuxWriter<W>,
 ) -> Result<(u64, u64), RoleError> {
-    let sh = SumHead { count: head.count, blength: head.blength, s2length: head.s2length, remainder: head.remainder };
+    let sh = SumHead {
+        count: head.count,
+        blength: head.blength,
+        s2length: head.s2length,
+        remainder: head.remainder,
+    };
     let mut bs = BlockSums::new(sh);
     for (i, s1) in sums.sum1.iter().enumerate() {
-        bs.push(*s1, &sums.sum2[i * sums.s2length..(i + 1) * sums.s2length]).map_err(|e| RoleError::Protocol(e.to_string()))?;
+        bs.push(*s1, &sums.sum2[i * sums.s2length..(i + 1) * sums.s2length])
+            .map_err(|e| RoleError::Protocol(e.to_string()))?;
     }
-    let mut sink = EncSink { enc, buf: Vec::with_capacity(64 * 1024), out };
-    let outcome = match_file(&mut f, &bs, n.checksum, n.seed as u32, n.proper_seed_order(), &mut sink).map_err(|e| match e {
+    let mut sink = EncSink {
+        enc,
+        buf: Vec::with_capacity(64 * 1024),
+        out,
+    };
+    let outcome = match_file(
+        &mut f,
+        &bs,
+        n.checksum,
+        n.seed as u32,
+        n.proper_seed_order(),
+        &mut sink,
+    )
+    .map_err(|e| match e {
         crate::delta::DeltaError::Io(io) => RoleError::from(io),
         other => RoleError::Protocol(other.to_string()),
     })?;
-    sink.enc.end_file(&mut sink.buf).map_err(|e| RoleError::Protocol(e.to_string()))?;
+    sink.enc
+        .end_file(&mut sink.buf)
+        .map_err(|e| RoleError::Protocol(e.to_string()))?;
     let d = outcome.digest;
-    sink.buf.extend_from_slice(&d.as_bytes()[..n.checksum.digest_len().min(d.len())]);
+    sink.buf
+        .extend_from_slice(&d.as_bytes()[..n.checksum.digest_len().min(d.len())]);
     let EncSink { buf, out, .. } = sink;
     out.write_all(&buf)?;
     Ok((outcome.stats.literal_bytes, outcome.stats.matched_bytes))

@@ -47,7 +47,8 @@ impl Negotiated {
 
 fn checksum_by_name(name: &str) -> Result<ChecksumKind, RoleError> {
     let n = if name == "xxhash" { "xxh64" } else { name };
-    ChecksumKind::from_name(n).map_err(|_| RoleError::Unsupported(format!("unknown checksum name: {name}")))
+    ChecksumKind::from_name(n)
+        .map_err(|_| RoleError::Unsupported(format!("unknown checksum name: {name}")))
 }
 
 fn compress_by_name(name: &str) -> Result<CompressKind, RoleError> {
@@ -57,12 +58,22 @@ fn compress_by_name(name: &str) -> Result<CompressKind, RoleError> {
         "zlibx" => CompressKind::Zlibx,
         "zlib" => CompressKind::Zlib,
         "none" => CompressKind::None,
-        _ => return Err(RoleError::Unsupported(format!("unknown compress name: {name}"))),
+        _ => {
+            return Err(RoleError::Unsupported(format!(
+                "unknown compress name: {name}"
+            )))
+        }
     })
 }
 
 /// Run setup_protocol as the server, on the raw stream (before multiplexing).
-pub fn server_setup<R: Read, W: Write>(r: &mut R, w: &mut W, proto: u8, opts: &Options, seed: i32) -> Result<Negotiated, RoleError> {
+pub fn server_setup<R: Read, W: Write>(
+    r: &mut R,
+    w: &mut W,
+    proto: u8,
+    opts: &Options,
+    seed: i32,
+) -> Result<Negotiated, RoleError> {
     let mut out = Vec::new();
     let mut compat = 0;
     let caps = opts.caps.clone().unwrap_or_default();
@@ -87,10 +98,16 @@ pub fn server_setup<R: Read, W: Write>(r: &mut R, w: &mut W, proto: u8, opts: &O
     let list_checksums = negotiate && xfer_sum.is_none();
     let list_compress = negotiate && opts.compress && opts.compress_choice.is_none();
     if list_checksums {
-        handshake::put_name_list(&mut out, &handshake::name_list(handshake::CHECKSUM_NAMES, true))?;
+        handshake::put_name_list(
+            &mut out,
+            &handshake::name_list(handshake::CHECKSUM_NAMES, true),
+        )?;
     }
     if list_compress {
-        handshake::put_name_list(&mut out, &handshake::name_list(handshake::COMPRESS_NAMES, true))?;
+        handshake::put_name_list(
+            &mut out,
+            &handshake::name_list(handshake::COMPRESS_NAMES, true),
+        )?;
     }
     w.write_all(&out)?;
     w.flush()?;
@@ -98,7 +115,9 @@ pub fn server_setup<R: Read, W: Write>(r: &mut R, w: &mut W, proto: u8, opts: &O
     if list_checksums {
         let theirs = handshake::read_name_list(r)?;
         let Some(c) = handshake::choose_as_server(&theirs, handshake::CHECKSUM_NAMES) else {
-            return Err(RoleError::Unsupported("Failed to negotiate a checksum choice.".into()));
+            return Err(RoleError::Unsupported(
+                "Failed to negotiate a checksum choice.".into(),
+            ));
         };
         let k = checksum_by_name(c)?;
         xfer_sum = Some(k);
@@ -107,7 +126,9 @@ pub fn server_setup<R: Read, W: Write>(r: &mut R, w: &mut W, proto: u8, opts: &O
     if list_compress {
         let theirs = handshake::read_name_list(r)?;
         let Some(c) = handshake::choose_as_server(&theirs, handshake::COMPRESS_NAMES) else {
-            return Err(RoleError::Unsupported("Failed to negotiate a compression choice.".into()));
+            return Err(RoleError::Unsupported(
+                "Failed to negotiate a compression choice.".into(),
+            ));
         };
         compress = compress_by_name(c)?;
     }
