@@ -74,6 +74,22 @@ pub fn tokens(data: &[u8]) {
     crate::protocol::tokens::decoder_fuzz_entry(data);
 }
 
+/// A client's filter list as a server reads it, then matching a few names.
+pub fn filter_wire(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else { return };
+    let proto = 27 + (sel % 6) as u32;
+    let mut list = crate::filter::FilterList::new(crate::filter::ParseOptions { protocol: proto, ..Default::default() });
+    let x = crate::filter::XferOptions { protocol: proto, am_sender: true, delete_mode: false, delete_excluded: false, prune_empty_dirs: false, cvs_exclude: false };
+    let mut r = rest;
+    let mut no_files = |_: &[u8]| None;
+    if crate::filter::recv_filter_list(&mut r, &mut list, &x, &mut no_files).is_ok() {
+        for name in [&b"a"[..], b"a/b.txt", b"dir/sub/x", r] {
+            let _ = list.is_excluded(name, false, crate::filter::Side::Sender);
+            let _ = list.is_excluded(name, true, crate::filter::Side::Sender);
+        }
+    }
+}
+
 /// rsyncd.conf text.
 pub fn config(data: &[u8]) {
     if let Ok(s) = std::str::from_utf8(data) {
@@ -94,6 +110,7 @@ mod tests {
             super::greeting(&data);
             super::tokens(&data);
             super::config(&data);
+            super::filter_wire(&data);
         }
     }
 }

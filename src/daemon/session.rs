@@ -401,7 +401,7 @@ fn run_module<R: Read + Send + 'static, W: Write>(
         return RERR_SOCKETIO;
     }
     if proto >= 31 && module.timeout > 0 {
-        let _ = out.send_msg(MsgCode::IoTimeout, &(module.timeout as i32).to_le_bytes());
+        let _ = out.send_msg(MsgCode::IoTimeout, &module.timeout.to_le_bytes());
     }
     let mut demux = Demux::new(r);
     demux.set_mux(proto >= 30);

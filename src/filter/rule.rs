@@ -295,17 +295,17 @@ pub(crate) fn prefix(flags: u32, pat: &[u8], xfer: Option<XferPrefix>) -> Option
         out.push(b'x');
     }
     let proto = xfer.map(|x| x.protocol);
-    if flags & f::SENDER_SIDE != 0 && proto.map_or(true, |p| p >= 29) {
+    if flags & f::SENDER_SIDE != 0 && proto.is_none_or(|p| p >= 29) {
         out.push(b's');
     }
     if flags & f::RECEIVER_SIDE != 0
-        && (proto.map_or(true, |p| p >= 29)
+        && (proto.is_none_or(|p| p >= 29)
             || matches!(xfer, Some(x) if x.delete_excluded && x.am_sender))
     {
         out.push(b'r');
     }
     if flags & f::PERISHABLE != 0 {
-        if proto.map_or(true, |p| p >= 30) {
+        if proto.is_none_or(|p| p >= 30) {
             out.push(b'p');
         } else if matches!(xfer, Some(x) if x.am_sender) {
             return None;

@@ -932,7 +932,7 @@ fn decode_bounds() {
     ));
     let mut b = Vec::new();
     b.extend_from_slice(&5119u32.to_le_bytes());
-    b.extend(std::iter::repeat(b'a').take(5119));
+    b.extend(std::iter::repeat_n(b'a', 5119));
     b.extend_from_slice(&[0; 4]);
     assert_eq!(decode_rules(&mut b.as_slice()).unwrap().len(), 1);
     // the rule count is bounded

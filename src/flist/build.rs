@@ -253,9 +253,7 @@ impl Walker<'_> {
             }
             return Some((lmd, false));
         };
-        let want = if self.o.copy_links || follow_top {
-            true
-        } else if self.o.copy_dirlinks && md.is_dir() {
+        let want = if self.o.copy_links || follow_top || (self.o.copy_dirlinks && md.is_dir()) {
             true
         } else if self.o.copy_unsafe_links {
             let target = std::fs::read_link(local).ok();

@@ -92,9 +92,7 @@ impl InputReader {
             }
             Ok(Input::End(e)) => {
                 let err = match &e {
-                    ProtoError::PeerExit(c) => {
-                        io::Error::new(io::ErrorKind::Other, ProtoError::PeerExit(*c))
-                    }
+                    ProtoError::PeerExit(c) => io::Error::other(ProtoError::PeerExit(*c)),
                     ProtoError::Io(x) => io::Error::new(x.kind(), x.to_string()),
                     other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
                 };
