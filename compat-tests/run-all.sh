@@ -11,7 +11,8 @@ if ! command -v rsync >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq rsync >/dev/null
 fi
-rsync --version | head -1
+first_line() { local v; v=$("$@" --version); echo "${v%%$'\n'*}"; }
+first_line rsync
 
 R327_DIR="${RSYNC_327_DIR:-$PWD/target/rsync-3.2.7}"
 if [ ! -x "$R327_DIR/usr/bin/rsync" ]; then
@@ -23,7 +24,7 @@ if [ ! -x "$R327_DIR/usr/bin/rsync" ]; then
   rm -rf "$tmp"
 fi
 export RSYNC_327="$R327_DIR/usr/bin/rsync"
-"$RSYNC_327" --version | head -1
+first_line "$RSYNC_327"
 
 # Layering rule: the sans-I/O layers never touch sockets, files or tokio.
 if grep -rnE 'std::fs|tokio|nix::|std::net' src/protocol src/checksum src/delta >/dev/null; then
@@ -32,5 +33,5 @@ if grep -rnE 'std::fs|tokio|nix::|std::net' src/protocol src/checksum src/delta 
   exit 1
 fi
 
-cargo build --release --locked 2>&1 | tail -3
+cargo build --release --locked
 cargo test --release --locked --all-targets 2>&1
