@@ -307,3 +307,106 @@ compat_test! {
         still_serves(&srv);
     }
 }
+
+/// Runs the text phase and the argument list of a pull on a raw socket,
+/// reads the server's setup (compat flags + seed; no negotiation because no
+/// capability letters are sent), and returns the socket ready for the
+/// multiplexed stream.
+fn raw_pull_setup(daemon: &Daemon) -> TcpStream {
+    let mut s =
+        TcpStream::connect_timeout(&net::addr(daemon.port()), Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(CLOSE_WITHIN)).unwrap();
+    s.write_all(format!("@RSYNCD: 32.0 md5 md4\n{MODULE}\n").as_bytes())
+        .unwrap();
+    let mut text = Vec::new();
+    let mut b = [0u8; 1];
+    while !String::from_utf8_lossy(&text).contains("@RSYNCD: OK\n") {
+        assert!(
+            s.read(&mut b).unwrap() == 1,
+            "{}: closed during the text phase",
+            daemon.label()
+        );
+        text.push(b[0]);
+    }
+    s.write_all(format!("--server\0--sender\0-r\0.\0{MODULE}/\0\0").as_bytes())
+        .unwrap();
+    let mut setup = [0u8; 5]; // varint compat flags (1 byte) + int32 seed
+    s.read_exact(&mut setup).unwrap();
+    s
+}
+
+/// Reads until the daemon closes; panics if it keeps the socket open.
+fn expect_close(mut s: TcpStream, who: &str) {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("{who}: still open after {:?} (hang)", start.elapsed())
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+compat_test! {
+    fn bad_huge_filter_rule_length_is_refused() {
+        let srv = small_servers("bad_huge_filter_rule_length_is_refused");
+        for d in [&srv.pair.stock, &srv.pair.ours] {
+            let mut s = raw_pull_setup(d);
+            // One MSG_DATA frame carrying a filter rule that claims 2 GiB.
+            let mut frame = vec![4, 0, 0, 7];
+            frame.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
+            s.write_all(&frame).unwrap();
+            let _ = s.shutdown(Shutdown::Write);
+            expect_close(s, d.label());
+        }
+        still_serves(&srv);
+    }
+}
+
+compat_test! {
+    fn bad_huge_message_frame_is_refused() {
+        let srv = small_servers("bad_huge_message_frame_is_refused");
+        for d in [&srv.pair.stock, &srv.pair.ours] {
+            let mut s = raw_pull_setup(d);
+            // An MSG_INFO frame header announcing 16 MiB - 1, then nothing more.
+            s.write_all(&[0xff, 0xff, 0xff, 7 + 2]).unwrap();
+            s.write_all(b"short").unwrap();
+            let _ = s.shutdown(Shutdown::Write);
+            expect_close(s, d.label());
+        }
+        still_serves(&srv);
+    }
+}
+
+compat_test! {
+    fn bad_bogus_file_index_is_refused() {
+        let srv = small_servers("bad_bogus_file_index_is_refused");
+        for d in [&srv.pair.stock, &srv.pair.ours] {
+            let mut s = raw_pull_setup(d);
+            // Empty filter list, then (after the file list arrives) a request for index 1000000.
+            s.write_all(&[4, 0, 0, 7, 0, 0, 0, 0]).unwrap();
+            // ndx 1000000 in the 5-byte form, iflags ITEM_TRANSFER.
+            s.write_all(&[7, 0, 0, 7, 0xfe, 0x80, 0x40, 0x42, 0x0f, 0x00, 0x80]).unwrap();
+            let _ = s.shutdown(Shutdown::Write);
+            expect_close(s, d.label());
+        }
+        still_serves(&srv);
+    }
+}
+
+// A client that connects and then says nothing must not stop others being served.
+compat_test! {
+    fn bad_idle_connections_do_not_block_others() {
+        let srv = small_servers("bad_idle_connections_do_not_block_others");
+        let idle: Vec<TcpStream> = (0..20)
+            .flat_map(|_| [&srv.pair.stock, &srv.pair.ours])
+            .map(|d| TcpStream::connect_timeout(&net::addr(d.port()), Duration::from_secs(5)).unwrap())
+            .collect();
+        still_serves(&srv);
+        drop(idle);
+    }
+}

@@ -22,4 +22,5 @@
 mod harness;
 
 mod bad_input;
+mod daemon_module;
 mod pull;

@@ -76,10 +76,22 @@ pub fn tokens(data: &[u8]) {
 
 /// A client's filter list as a server reads it, then matching a few names.
 pub fn filter_wire(data: &[u8]) {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let proto = 27 + (sel % 6) as u32;
-    let mut list = crate::filter::FilterList::new(crate::filter::ParseOptions { protocol: proto, ..Default::default() });
-    let x = crate::filter::XferOptions { protocol: proto, am_sender: true, delete_mode: false, delete_excluded: false, prune_empty_dirs: false, cvs_exclude: false };
+    let mut list = crate::filter::FilterList::new(crate::filter::ParseOptions {
+        protocol: proto,
+        ..Default::default()
+    });
+    let x = crate::filter::XferOptions {
+        protocol: proto,
+        am_sender: true,
+        delete_mode: false,
+        delete_excluded: false,
+        prune_empty_dirs: false,
+        cvs_exclude: false,
+    };
     let mut r = rest;
     let mut no_files = |_: &[u8]| None;
     if crate::filter::recv_filter_list(&mut r, &mut list, &x, &mut no_files).is_ok() {

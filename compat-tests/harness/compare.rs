@@ -457,7 +457,7 @@ pub fn normalize_stderr(s: &str) -> Vec<String> {
             let mut l = l.to_string();
             if let Some(i) = l.find(" at ") {
                 let rest = &l[i + 4..];
-                if let Some(j) = rest.find(".c(") {
+                if let Some(j) = rest.find(".c(").or_else(|| rest.find(".rs(")) {
                     if let Some(k) = rest[j..].find(')') {
                         let end = i + 4 + j + k + 1;
                         l.replace_range(i..end, "");

@@ -434,6 +434,14 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("max-alloc-size", None, Arg::Required),
 ];
 
+/// The short letter of a long option, if it has one.
+pub fn short_of(long: &str) -> Option<char> {
+    TABLE
+        .iter()
+        .find(|(l, _, _)| *l == long)
+        .and_then(|(_, s, _)| *s)
+}
+
 fn lookup_long(name: &str) -> Option<(&'static str, Arg)> {
     TABLE
         .iter()

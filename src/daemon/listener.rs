@@ -116,7 +116,9 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
         &peer_ip,
     );
     // Half-close so the client sees EOF after our last bytes, not a reset.
-    let _ = nix::sys::socket::shutdown(1, nix::sys::socket::Shutdown::Write);
+    if outcome.half_close {
+        let _ = nix::sys::socket::shutdown(1, nix::sys::socket::Shutdown::Write);
+    }
     outcome.code
 }
 

@@ -12,6 +12,7 @@ use crate::flist::{build_file_list, BuildOpts};
 use crate::protocol::greeting::{greeting_line, listing_line, parse_greeting, read_arg, read_line};
 use crate::protocol::mux::{Demux, MsgCode, MuxWriter};
 use crate::protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::role::input::InputReader;
 use crate::role::sender::{self, send_text, SendStats, SenderCtx};
 use crate::role::setup::{server_setup, Negotiated};
 use crate::role::RoleError;
@@ -28,6 +29,9 @@ pub const AUTH_DIGESTS: &str = "md5 md4";
 pub struct Outcome {
     /// rsync exit code.
     pub code: i32,
+    /// Close with a FIN after our last bytes (false: just close, as upstream
+    /// does after refusing the arguments, which the client sees as a reset).
+    pub half_close: bool,
 }
 
 /// Write a text line and flush.
@@ -46,10 +50,19 @@ pub fn serve<R: Read + Send + 'static, W: Write>(
     match serve_inner(cfg, &mut r, &mut w, peer) {
         Ok(Some((n, opts, module, args))) => {
             let code = run_module(cfg, n, opts, module, args, r, w);
-            Outcome { code }
+            Outcome {
+                code,
+                half_close: true,
+            }
         }
-        Ok(None) => Outcome { code: 0 },
-        Err(code) => Outcome { code },
+        Ok(None) => Outcome {
+            code: 0,
+            half_close: true,
+        },
+        Err(code) => Outcome {
+            code,
+            half_close: code != RERR_UNSUPPORTED,
+        },
     }
 }
 
@@ -148,6 +161,7 @@ fn serve_inner<R: Read, W: Write>(
         let _ = line(w, &format!("@ERROR: {msg}\n"));
         return Err(RERR_STARTCLIENT);
     }
+    set_io_timeout(module.timeout);
     line(w, "@RSYNCD: OK\n").map_err(io)?;
     let nul = proto >= 30;
     let mut argv: Vec<Vec<u8>> = Vec::new();
@@ -188,6 +202,7 @@ fn serve_inner<R: Read, W: Write>(
                     proto,
                     &opts,
                     &format!("The server is configured to refuse {refused}"),
+                    &opt_strs,
                 );
                 return Err(RERR_UNSUPPORTED);
             }
@@ -198,6 +213,7 @@ fn serve_inner<R: Read, W: Write>(
                     proto,
                     &opts,
                     "rrsync does not support --iconv, -A, -X or --crtimes yet",
+                    &opt_strs,
                 );
                 return Err(RERR_UNSUPPORTED);
             }
@@ -209,7 +225,14 @@ fn serve_inner<R: Read, W: Write>(
                 caps: caps_of(&opt_strs),
                 ..Default::default()
             };
-            refuse(r, w, proto, &opts, &format!("on remote machine: {e}"));
+            refuse(
+                r,
+                w,
+                proto,
+                &opts,
+                &format!("on remote machine: {e}"),
+                &opt_strs,
+            );
             Err(RERR_UNSUPPORTED)
         }
     }
@@ -231,7 +254,10 @@ fn refused_option(module: &ModuleConfig, opts: &Options) -> Option<String> {
             if crate::filter::wildmatch::wildmatch(pat.as_bytes(), seen.as_bytes())
                 || (pat == "delete" && seen.starts_with("delete"))
             {
-                return Some(format!("--{seen}"));
+                return Some(match options::short_of(seen) {
+                    Some(c) => format!("--{seen} (-{c})"),
+                    None => format!("--{seen}"),
+                });
             }
         }
     }
@@ -308,30 +334,119 @@ fn lookup_gid(g: &str) -> Option<u32> {
 
 /// Report an error after the text phase as stock does: finish protocol
 /// setup, start multiplexing, send the error, then wait for the client to go.
-fn refuse<R: Read, W: Write>(r: &mut R, w: &mut W, proto: u8, opts: &Options, msg: &str) {
+fn refuse<R: Read, W: Write>(
+    r: &mut R,
+    w: &mut W,
+    proto: u8,
+    opts: &Options,
+    msg: &str,
+    raw_args: &[String],
+) {
     let seed = std::process::id() as i32;
     let Ok(_n) = server_setup(r, w, proto, opts, seed) else {
         return;
     };
+    // A receiving server that was sent --files-from writes one byte first (upstream does).
+    if !opts.sender && raw_args.iter().any(|a| a.starts_with("--files-from")) {
+        let _ = w.write_all(&[0]);
+    }
     let mut out = MuxWriter::new(&mut *w);
     if out.start_mux().is_err() {
         return;
     }
+    // Upstream sends the message, sleeps 400 ms and exits (no exit message,
+    // no MSG_ERROR_EXIT, no draining): the client reports the message and
+    // then the dropped connection. We do the same.
     let _ = send_text(&mut out, proto, MsgCode::Error, &format!("rsync: {msg}"));
     let _ = out.flush();
-    drain(r, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(400));
+    let _ = r;
 }
 
-/// Read and discard until EOF or `limit` (upstream noop_io_until_death, bounded).
-fn drain<R: Read>(r: &mut R, limit: Duration) {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    while start.elapsed() < limit {
-        match r.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+/// End a multiplexed session with an error the way upstream's exit_cleanup
+/// does: the message, the `rsync error: ... (code N)` line, MSG_ERROR_EXIT
+/// (protocol 31+), then wait (bounded) for the client to hang up so our last
+/// bytes are not lost to a reset.
+pub fn end_with_error<W: Write>(
+    out: &mut MuxWriter<W>,
+    proto: u8,
+    role: &str,
+    code: i32,
+    msg: Option<&str>,
+    at: (&str, u32),
+    rest: PeerInput<'_>,
+) {
+    if let Some(m) = msg {
+        let _ = send_text(out, proto, MsgCode::Error, m);
+    }
+    let file = at.0.rsplit('/').next().unwrap_or(at.0);
+    let version = env!("CARGO_PKG_VERSION");
+    let (kind, code_msg) = if code == RERR_VANISHED {
+        ("warning", MsgCode::Warning)
+    } else {
+        ("error", MsgCode::Error)
+    };
+    let line = format!(
+        "rsync {kind}: {} (code {code}) at {file}({}) [{role}=rrsync-{version}]",
+        crate::exit::text(code),
+        at.1
+    );
+    let _ = send_text(out, proto, code_msg, &line);
+    if proto >= 31 && !matches!(code, RERR_SOCKETIO | RERR_STREAMIO | 19 | RERR_TIMEOUT) {
+        let _ = out.send_msg(MsgCode::ErrorExit, &code.to_le_bytes());
+    }
+    let _ = out.flush();
+    rest.wait_for_exit(Duration::from_secs(30));
+}
+
+/// What is left of the client's input when a session fails: read from it
+/// until the client exits (EOF or its MSG_ERROR_EXIT), bounded in time.
+pub enum PeerInput<'a> {
+    /// Read through the demultiplexer.
+    Demux(&'a mut Demux<BoxedRead>),
+    /// Read by the input pump.
+    Pump(InputReader),
+}
+
+impl PeerInput<'_> {
+    fn wait_for_exit(self, limit: Duration) {
+        set_recv_timeout(1);
+        let start = Instant::now();
+        let mut buf = [0u8; 16 * 1024];
+        match self {
+            PeerInput::Pump(p) => p.wait_end(limit),
+            PeerInput::Demux(d) => drain(d, &mut buf, start, limit),
         }
     }
+}
+
+fn drain<R: Read + ?Sized>(r: &mut R, buf: &mut [u8], start: Instant, limit: Duration) {
+    while start.elapsed() < limit {
+        match r.read(buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// A receive timeout on the client socket (so draining can watch the clock).
+fn set_recv_timeout(secs: i64) {
+    use std::os::fd::AsFd;
+    let tv = nix::sys::time::TimeVal::new(secs, 0);
+    let stdin = std::io::stdin();
+    let _ = nix::sys::socket::setsockopt(
+        &stdin.as_fd(),
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &tv,
+    );
 }
 
 /// Counts bytes passing through (for the stats' total_read/total_written).
@@ -353,6 +468,40 @@ impl<T: Read> Read for Counting<T> {
         self.count
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+/// A socket reader under a receive timeout that only gives up when the
+/// other direction was idle too (upstream's timeout means "no I/O either
+/// way"): a timed-out read is retried while `out_activity` keeps moving.
+pub struct IdleTimeout<R> {
+    inner: R,
+    out_activity: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    seen: u64,
+}
+
+impl<R: Read> Read for IdleTimeout<R> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.inner.read(b) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    let now = self.out_activity.load(std::sync::atomic::Ordering::Relaxed);
+                    if now == self.seen {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "io timeout",
+                        ));
+                    }
+                    self.seen = now;
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -381,7 +530,14 @@ fn run_module<R: Read + Send + 'static, W: Write>(
     use std::sync::Arc;
     let rc = Arc::new(AtomicU64::new(0));
     let wc = Arc::new(AtomicU64::new(0));
-    let mut r = Counting::new(r, rc.clone());
+    let mut r = Counting::new(
+        IdleTimeout {
+            inner: r,
+            out_activity: wc.clone(),
+            seen: 0,
+        },
+        rc.clone(),
+    );
     let mut w = Counting::new(w, wc.clone());
     let seed = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -403,21 +559,23 @@ fn run_module<R: Read + Send + 'static, W: Write>(
     if proto >= 31 && module.timeout > 0 {
         let _ = out.send_msg(MsgCode::IoTimeout, &module.timeout.to_le_bytes());
     }
-    let mut demux = Demux::new(r);
+    let mut demux: Demux<BoxedRead> = Demux::new(Box::new(r));
     demux.set_mux(proto >= 30);
+    let mut input: Option<InputReader> = None;
     let result = if opts.sender {
         serve_pull(
             n,
             &opts,
             &module,
             &paths,
-            demux,
+            &mut demux,
+            &mut input,
             &mut out,
             (rc, rbase),
             (wc, wbase),
         )
     } else if module.read_only {
-        Err(RoleError::Unsupported("ERROR: module is read only".into()))
+        Err(RoleError::Refused("ERROR: module is read only".into()))
     } else {
         Err(RoleError::Unsupported(
             "ERROR: uploads are not supported by this rrsync yet".into(),
@@ -426,16 +584,31 @@ fn run_module<R: Read + Send + 'static, W: Write>(
     match result {
         Ok(code) => code,
         Err(e) => {
-            let code = match &e {
-                RoleError::Unsupported(m) if m.contains("read only") => RERR_SYNTAX,
-                e => e.exit_code(),
-            };
-            if !matches!(e, RoleError::Proto(_) | RoleError::PeerExit(_)) {
-                let _ = send_text(&mut out, proto, MsgCode::Error, &e.to_string());
-                if proto >= 31 {
-                    let _ = out.send_msg(MsgCode::ErrorExit, &code.to_le_bytes());
+            let code = e.exit_code();
+            let role = if opts.sender { "sender" } else { "Receiver" };
+            match &e {
+                RoleError::PeerExit(_)
+                | RoleError::Proto(crate::protocol::ProtoError::PeerExit(_)) => {}
+                RoleError::Proto(p) if p.is_eof() => {}
+                _ => {
+                    let msg = match &e {
+                        RoleError::Proto(_) => format!("rsync: {e}"),
+                        _ => e.to_string(),
+                    };
+                    let rest = match input.take() {
+                        Some(p) => PeerInput::Pump(p),
+                        None => PeerInput::Demux(&mut demux),
+                    };
+                    end_with_error(
+                        &mut out,
+                        proto,
+                        role,
+                        code,
+                        Some(&msg),
+                        (file!(), line!()),
+                        rest,
+                    );
                 }
-                let _ = out.flush();
             }
             tracing::warn!("session ended: {e}");
             code
@@ -443,22 +616,26 @@ fn run_module<R: Read + Send + 'static, W: Write>(
     }
 }
 
+/// The client socket's read side, boxed so it can be handed to the input pump.
+type BoxedRead = Box<dyn Read + Send>;
+
 type Counter = (std::sync::Arc<std::sync::atomic::AtomicU64>, u64);
 
 #[allow(clippy::too_many_arguments)]
-fn serve_pull<R: Read + Send + 'static, W: Write>(
+fn serve_pull<W: Write>(
     n: Negotiated,
     opts: &Options,
     module: &ModuleConfig,
     paths: &[Vec<u8>],
-    mut demux: Demux<R>,
+    demux: &mut Demux<BoxedRead>,
+    input_slot: &mut Option<InputReader>,
     out: &mut MuxWriter<W>,
     rcount: Counter,
     wcount: Counter,
 ) -> Result<i32, RoleError> {
     use std::sync::atomic::Ordering;
     if module.write_only {
-        return Err(RoleError::Unsupported("ERROR: module is write only".into()));
+        return Err(RoleError::Refused("ERROR: module is write only".into()));
     }
     let proto = n.proto;
     // Filter rules from the client.
@@ -484,12 +661,12 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         let c = confine.clone();
         let mut read =
             |rel: &[u8]| crate::flist::filters::read_confined(Path::new("."), c.as_deref(), rel);
-        crate::filter::recv_filter_list(&mut demux, &mut client_rules, &x, &mut read).map_err(
-            |e| match e {
+        crate::filter::recv_filter_list(demux, &mut client_rules, &x, &mut read).map_err(|e| {
+            match e {
                 crate::filter::FilterError::Io(io) => RoleError::from(io),
                 other => RoleError::Protocol(other.to_string()),
-            },
-        )?;
+            }
+        })?;
     }
     let daemon_rules = module_filters(module, &popts)?;
     // --files-from=- : names follow on the input (raw below protocol 31).
@@ -504,7 +681,7 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         if proto < 31 {
             demux.set_mux(false);
         }
-        let names = read_files_from(&mut demux)?;
+        let names = read_files_from(demux)?;
         if proto == 30 {
             demux.set_mux(true);
         }
@@ -576,6 +753,15 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
             }
         }
     }
+    if let Some(spec) = module.outgoing_chmod.as_deref() {
+        let chmod = crate::flist::chmod::Chmod::parse(spec, current_umask())
+            .map_err(|e| RoleError::Unsupported(format!("outgoing chmod: {e}")))?;
+        for f in fl.files.iter_mut() {
+            if !crate::protocol::flist::mode::is_lnk(f.entry.mode) && f.entry.mode != 0 {
+                f.entry.mode = chmod.apply(f.entry.mode);
+            }
+        }
+    }
     let buildtime = start.elapsed().as_millis() as i64;
     for (kind, e) in &fl.errors {
         let code = match kind {
@@ -592,7 +778,8 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         out.flush()?;
         return Ok(0);
     }
-    let mut input = crate::role::input::spawn(demux);
+    let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
+    let input = input_slot.insert(crate::role::input::spawn(pumped));
     let total_size = fl
         .files
         .iter()
@@ -630,7 +817,7 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
         full_fname: &full,
         counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
     };
-    sender::run(&ctx, &mut input, out, &mut stats)?;
+    sender::run(&ctx, input, out, &mut stats)?;
     let _ = Ordering::Relaxed;
     fl.files.clear();
     Ok(
@@ -642,6 +829,30 @@ fn serve_pull<R: Read + Send + 'static, W: Write>(
             0
         },
     )
+}
+
+/// The process umask (read without changing it for longer than the call).
+fn current_umask() -> u32 {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(old);
+    old.bits()
+}
+
+/// Apply the module's `timeout` to both directions of the client socket.
+fn set_io_timeout(secs: i32) {
+    use std::os::fd::AsFd;
+    if secs <= 0 {
+        return;
+    }
+    let tv = nix::sys::time::TimeVal::new(secs as i64, 0);
+    let stdin = std::io::stdin();
+    let _ = nix::sys::socket::setsockopt(
+        &stdin.as_fd(),
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &tv,
+    );
+    let _ =
+        nix::sys::socket::setsockopt(&stdin.as_fd(), nix::sys::socket::sockopt::SendTimeout, &tv);
 }
 
 /// Read NUL-separated names until an empty one (upstream: forward_filesfrom_data receiver side).

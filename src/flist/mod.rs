@@ -2,6 +2,7 @@
 //! the sending side.
 
 pub mod build;
+pub mod chmod;
 pub mod filters;
 pub mod sort;
 

@@ -73,6 +73,22 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
 }
 
 impl InputReader {
+    /// Discard input until the peer ends the stream (EOF, error or its
+    /// MSG_ERROR_EXIT) or `limit` passes.
+    pub fn wait_end(self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(Input::End(_)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
     fn refill(&mut self) -> io::Result<bool> {
         if let Some(e) = &self.ended {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()));

@@ -19,6 +19,9 @@ pub enum RoleError {
     /// Options that cannot work together or are not supported.
     #[error("{0}")]
     Unsupported(String),
+    /// The request is not allowed here (read-only / write-only module...): exit 1 like stock.
+    #[error("{0}")]
+    Refused(String),
     /// Local file selection failed (chdir to the source...).
     #[error("{0}")]
     FileSelect(String),
@@ -40,12 +43,21 @@ impl RoleError {
         use crate::protocol::ProtoError;
         match self {
             RoleError::Proto(ProtoError::PeerExit(c)) | RoleError::PeerExit(c) => *c,
+            RoleError::Proto(ProtoError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                RERR_TIMEOUT
+            }
             RoleError::Proto(ProtoError::Io(_)) => RERR_STREAMIO,
             RoleError::Proto(ProtoError::UnexpectedTag(_)) => RERR_STREAMIO,
             RoleError::Proto(_) => RERR_PROTOCOL,
             RoleError::Protocol(_) => RERR_PROTOCOL,
             RoleError::Unsupported(_) => RERR_UNSUPPORTED,
             RoleError::FileSelect(_) => RERR_FILESELECT,
+            RoleError::Refused(_) => RERR_SYNTAX,
         }
     }
 }

@@ -1,0 +1,174 @@
+//! Module settings of rsyncd.conf that shape a pull (`exclude`, `filter`,
+//! `outgoing chmod`, `refuse options`, `write only`, `read only`,
+//! `numeric ids`, `timeout`, `dont compress`, `&include`), and config errors.
+//! Each compares ours with a stock daemon on the same config.
+
+use crate::harness::bins;
+use crate::harness::compare::{normalize_stderr, PullCase, PullSpec, MODULE};
+use crate::harness::fixture::{issue2_tree, small_tree};
+use crate::harness::process::{client_timeout, run_cmd};
+use crate::harness::tmp::TempDir;
+
+/// Error lines of a client run, with version tags and source locations removed.
+fn error_lines(stderr: &str) -> Vec<String> {
+    let keep: Vec<String> = stderr
+        .lines()
+        .filter(|l| l.starts_with("rsync") || l.starts_with("ERROR") || l.starts_with("@ERROR"))
+        .filter(|l| {
+            !l.contains("connection unexpectedly closed")
+                && !l.contains("read error")
+                && !l.contains("write error")
+        })
+        .map(str::to_string)
+        .collect();
+    normalize_stderr(&keep.join("\n"))
+        .into_iter()
+        .chain(
+            keep.iter()
+                .filter(|l| {
+                    !l.starts_with("rsync error:")
+                        && !l.contains("[sender]")
+                        && !l.starts_with("@ERROR")
+                })
+                .cloned(),
+        )
+        .collect()
+}
+
+compat_test! {
+    fn module_exclude_hides_files() {
+        PullCase::new("module_exclude_hides_files", issue2_tree)
+            .module_line("exclude = *.bin nested/a/ many/")
+            .args(&["-a", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_filter_and_include() {
+        PullCase::new("module_filter_and_include", issue2_tree)
+            .module_line("filter = - /many/ - *.bin")
+            .module_line("include = f700.bin")
+            .args(&["-a", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_outgoing_chmod() {
+        PullCase::new("module_outgoing_chmod", issue2_tree)
+            .module_line("outgoing chmod = Fo-w,Fg+w,D+x,Da-s")
+            .args(&["-a", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_numeric_ids() {
+        PullCase::new("module_numeric_ids", issue2_tree)
+            .module_line("numeric ids = yes")
+            .args(&["-a", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_timeout_announced() {
+        PullCase::new("module_timeout_announced", issue2_tree)
+            .module_line("timeout = 60")
+            .args(&["-a", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_dont_compress_with_z() {
+        PullCase::new("module_dont_compress_with_z", issue2_tree)
+            .module_line("dont compress = *.bin *.txt")
+            .args(&["-a", "-i", "-z"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_refuse_options_checksum() {
+        PullCase::new("module_refuse_options_checksum", small_tree)
+            .module_line("refuse options = checksum")
+            .args(&["-a", "-c"])
+            .expect_stock_code(None)
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_refuse_options_wildcard_delete() {
+        PullCase::new("module_refuse_options_wildcard_delete", small_tree)
+            .module_line("refuse options = delete*")
+            .args(&["-a", "--delete"])
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_write_only_refuses_pull() {
+        PullCase::new("module_write_only_refuses_pull", small_tree)
+            .module_line("write only = yes")
+            .args(&["-a"])
+            .expect_stock_code(Some(1))
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn module_included_from_other_file() {
+        let inc = TempDir::new("include");
+        let inc_path = inc.join("extra.conf");
+        std::fs::write(&inc_path, format!("[incl]\n    path = {}\n    comment = from an include\n", inc.path().display())).unwrap();
+        std::fs::write(inc.join("hello.txt"), b"hi\n").unwrap();
+        let servers = PullCase::new("module_included_from_other_file", small_tree)
+            .extra_config(&format!("&include {}\n", inc_path.display()))
+            .serve();
+        let spec = PullSpec { args: vec!["-a".into(), "-i".into()], remote: "incl/".into(), ..PullSpec::default() };
+        servers.pull(&spec);
+        let list = PullSpec { args: vec![], remote: String::new(), dest: None, ..PullSpec::default() };
+        servers.pull(&list);
+    }
+}
+
+// A push into a read-only module: both refuse it the same way.
+compat_test! {
+    fn module_read_only_refuses_push() {
+        let servers = PullCase::new("module_read_only_refuses_push", small_tree).serve();
+        let src = TempDir::new("push-src");
+        small_tree(&src.join("tree"));
+        let run = |d: &crate::harness::daemon::Daemon| {
+            run_cmd(&bins::stock(), ["-a".to_string(), format!("{}/", src.join("tree").display()), d.url(&format!("{MODULE}/"))], None, client_timeout())
+        };
+        let s = run(&servers.pair.stock);
+        let o = run(&servers.pair.ours);
+        assert_eq!(s.code, o.code, "exit codes: stock {}\nours {}", s.describe(), o.describe());
+        assert_eq!(error_lines(&s.stderr), error_lines(&o.stderr), "stock {}\nours {}", s.describe(), o.describe());
+    }
+}
+
+// A config error names the file and line, and the daemon does not start.
+compat_test! {
+    fn config_error_names_file_and_line() {
+        let dir = TempDir::new("badconf");
+        let conf = dir.join("rsyncd.conf");
+        std::fs::write(&conf, "use chroot = no\n[mod]\n    path = /tmp\n    frobnicate = yes\n").unwrap();
+        let port = crate::harness::net::free_port().to_string();
+        let o = run_cmd(
+            &bins::ours(),
+            ["--daemon", "--no-detach", &format!("--config={}", conf.display()), &format!("--port={port}"), "--address=127.0.0.1"],
+            None,
+            client_timeout(),
+        );
+        assert_ne!(o.code, 0, "{}", o.describe());
+        let want = format!("{}:4", conf.display());
+        assert!(o.stderr.contains(&want) && o.stderr.contains("frobnicate"), "stderr lacks {want}: {}", o.describe());
+    }
+}
