@@ -444,3 +444,15 @@ compat_test! {
         );
     }
 }
+
+compat_test! {
+    fn pull_verbose_messages() {
+        PullCase::new("pull_verbose_messages", issue2_tree).args(&["-av"]).run();
+    }
+}
+
+compat_test! {
+    fn pull_verbose_stats() {
+        PullCase::new("pull_verbose_stats", issue2_tree).args(&["-av", "--stats"]).run();
+    }
+}
