@@ -7,13 +7,14 @@ use super::config::{DaemonConfig, ModuleConfig};
 use super::paths::module_args;
 use crate::cli::options::{self, Options};
 use crate::exit::*;
-use crate::flist::build::MsgKind;
-use crate::flist::{build_file_list, BuildOpts};
+use crate::flist::build::{build_file_list_with, FileList, ListState};
+use crate::flist::incremental::IncrementalLister;
+use crate::flist::BuildOpts;
 use crate::protocol::greeting::{greeting_line, listing_line, parse_greeting, read_arg, read_line};
 use crate::protocol::mux::{Demux, MsgCode, MuxWriter};
 use crate::protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::role::input::InputReader;
-use crate::role::sender::{self, send_text, SendStats, SenderCtx};
+use crate::role::sender::{self, send_text, MoreLists, SendStats, SenderCtx};
 use crate::role::setup::{server_setup, Negotiated};
 use crate::role::RoleError;
 use std::io::{Read, Write};
@@ -343,7 +344,7 @@ fn refuse<R: Read, W: Write>(
     raw_args: &[String],
 ) {
     let seed = std::process::id() as i32;
-    let Ok(_n) = server_setup(r, w, proto, opts, seed) else {
+    let Ok(_n) = server_setup(r, w, proto, opts, seed, false) else {
         return;
     };
     // A receiving server that was sent --files-from writes one byte first (upstream does).
@@ -544,7 +545,14 @@ fn run_module<R: Read + Send + 'static, W: Write>(
         .map(|d| d.as_secs())
         .unwrap_or(0) as i32)
         ^ ((std::process::id() as i32) << 6);
-    let n = match server_setup(&mut r, &mut w, proto, &opts, seed) {
+    // Incremental recursion is offered for the plain recursive single-source pull.
+    let allow_inc = opts.sender
+        && opts.recursive
+        && !opts.relative
+        && opts.files_from.is_none()
+        && paths.len() <= 1
+        && !opts.misc.iter().any(|m| m == "use-qsort");
+    let n = match server_setup(&mut r, &mut w, proto, &opts, seed, allow_inc) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!("setup failed: {e}");
@@ -725,54 +733,48 @@ fn serve_pull<W: Write>(
         module: Some(module.name.clone()),
     };
     let start = Instant::now();
-    let client = if client_rules.is_empty() {
-        None
-    } else {
-        Some(client_rules)
+    let client = if client_rules.is_empty() { None } else { Some(client_rules) };
+    let mut excluder = crate::flist::filters::SenderFilters::new(client, daemon_rules, confine.clone());
+    let numeric_ids = opts.numeric_ids || module.numeric_ids_with(module.use_chroot_with(|| nix::unistd::geteuid().is_root()));
+    let chmod = match module.outgoing_chmod.as_deref() {
+        Some(spec) => Some(crate::flist::chmod::Chmod::parse(spec, current_umask()).map_err(|e| RoleError::Unsupported(format!("outgoing chmod: {e}")))?),
+        None => None,
     };
-    let mut excluder =
-        crate::flist::filters::SenderFilters::new(client, daemon_rules, confine.clone());
-    let mut fl = build_file_list(
-        &root,
-        &args,
-        &bo,
-        &mut excluder,
-        opts.numeric_ids
-            || module.numeric_ids_with(module.use_chroot_with(|| nix::unistd::geteuid().is_root())),
-    );
-    if opts.checksum {
+    let file_checksum = if opts.checksum { Some(n.file_checksum) } else { None };
+    // What every list gets before it is sent: `-c` sums and `outgoing chmod`.
+    let post = move |fl: &mut FileList| {
         for f in fl.files.iter_mut() {
-            if crate::protocol::flist::mode::is_reg(f.entry.mode) {
-                if let Ok(mut file) = std::fs::File::open(&f.path) {
-                    if let Ok(d) =
-                        crate::checksum::strong::file_checksum(n.file_checksum, &mut file)
-                    {
+            let m = f.entry.mode;
+            if let (Some(kind), true) = (file_checksum, crate::protocol::flist::mode::is_reg(m)) {
+                if let Ok(mut file) = crate::fs::open_for_send(&f.path) {
+                    if let Ok(d) = crate::checksum::strong::file_checksum(kind, &mut file) {
                         f.entry.checksum = Some(d.as_bytes().to_vec());
                     }
                 }
             }
-        }
-    }
-    if let Some(spec) = module.outgoing_chmod.as_deref() {
-        let chmod = crate::flist::chmod::Chmod::parse(spec, current_umask())
-            .map_err(|e| RoleError::Unsupported(format!("outgoing chmod: {e}")))?;
-        for f in fl.files.iter_mut() {
-            if !crate::protocol::flist::mode::is_lnk(f.entry.mode) && f.entry.mode != 0 {
-                f.entry.mode = chmod.apply(f.entry.mode);
+            if let (Some(c), false) = (&chmod, crate::protocol::flist::mode::is_lnk(m) || m == 0) {
+                f.entry.mode = c.apply(m);
             }
         }
-    }
+    };
+    let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
+    let state = ListState::new(inc, n.id0_names(), numeric_ids);
+    let mut lister = None;
+    let mut fl = if inc {
+        let arg = args.first().cloned().unwrap_or_default();
+        let (l, first) = IncrementalLister::start(&root, &arg, &bo, &mut excluder, state);
+        lister = Some(l);
+        first
+    } else {
+        build_file_list_with(&root, &args, &bo, &mut excluder, state)
+    };
+    post(&mut fl);
     let buildtime = start.elapsed().as_millis() as i64;
     for (kind, e) in &fl.errors {
-        let code = match kind {
-            MsgKind::ErrorXfer => MsgCode::ErrorXfer,
-            MsgKind::Warning => MsgCode::Warning,
-            MsgKind::Info => MsgCode::Info,
-        };
-        send_text(out, proto, code, e)?;
+        send_text(out, proto, kind.msg_code(), e)?;
     }
     let t1 = Instant::now();
-    sender::send_file_list(out, &n, opts, &fl)?;
+    let enc = sender::send_file_list(out, &n, opts, &fl, inc)?;
     let xfertime = t1.elapsed().as_millis() as i64;
     if fl.files.is_empty() {
         out.flush()?;
@@ -780,14 +782,8 @@ fn serve_pull<W: Write>(
     }
     let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
     let input = input_slot.insert(crate::role::input::spawn(pumped));
-    let total_size = fl
-        .files
-        .iter()
-        .filter(|f| !crate::protocol::flist::mode::is_dir(f.entry.mode))
-        .map(|f| f.entry.size)
-        .sum();
     let mut stats = SendStats {
-        total_size,
+        total_size: sender::list_size(&fl),
         flist_buildtime: buildtime,
         flist_xfertime: xfertime,
         io_error: fl.io_error,
@@ -812,23 +808,39 @@ fn serve_pull<W: Write>(
     let ctx = SenderCtx {
         n,
         opts,
-        flist: &fl,
+        inc_recurse: inc,
+        first_encoder: std::cell::Cell::new(Some(enc)),
         am_server: true,
         full_fname: &full,
         counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
     };
-    sender::run(&ctx, input, out, &mut stats)?;
+    let mut feed = lister.map(|l| ListFeed { lister: l, post: &post });
+    sender::run(&ctx, fl, feed.as_mut().map(|f| f as &mut dyn MoreLists), input, out, &mut stats)?;
     let _ = Ordering::Relaxed;
-    fl.files.clear();
-    Ok(
-        if stats.io_error & crate::flist::build::IOERR_GENERAL != 0 {
-            RERR_PARTIAL
-        } else if stats.io_error != 0 {
-            RERR_VANISHED
-        } else {
-            0
-        },
-    )
+    Ok(if stats.io_error & crate::flist::build::IOERR_GENERAL != 0 {
+        RERR_PARTIAL
+    } else if stats.io_error != 0 {
+        RERR_VANISHED
+    } else {
+        0
+    })
+}
+
+/// Sub-lists for the sender, post-processed like the first list.
+struct ListFeed<'a, 'b> {
+    lister: IncrementalLister<'a>,
+    post: &'b dyn Fn(&mut FileList),
+}
+
+impl MoreLists for ListFeed<'_, '_> {
+    fn next_list(&mut self) -> Option<(i32, FileList)> {
+        let (d, mut l) = self.lister.next_list()?;
+        (self.post)(&mut l);
+        Some((d, l))
+    }
+    fn done(&self) -> bool {
+        self.lister.is_done()
+    }
 }
 
 /// The process umask (read without changing it for longer than the call).

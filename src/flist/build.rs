@@ -87,6 +87,8 @@ pub struct LocalFile {
     dev: u64,
     ino: u64,
     nlink: u64,
+    /// Device of the top argument this entry came from (for `-x`).
+    pub(crate) top_dev: u64,
     /// Reached through a followed symlink that leads outside the confinement root:
     /// reading it fails as stock's confined open does (ELOOP).
     pub escapes: bool,
@@ -103,6 +105,32 @@ pub enum MsgKind {
     ErrorXfer,
 }
 
+impl ListState {
+    /// State for a transfer: names inline or not, id 0 named or not, names at all or not.
+    pub fn new(inline_names: bool, id0_names: bool, numeric_ids: bool) -> Self {
+        ListState { inline_names, id0_names, numeric_ids, ..Default::default() }
+    }
+}
+
+impl MsgKind {
+    /// The multiplexed message that carries it.
+    pub fn msg_code(self) -> crate::protocol::mux::MsgCode {
+        use crate::protocol::mux::MsgCode;
+        match self {
+            MsgKind::Info => MsgCode::Info,
+            MsgKind::Warning => MsgCode::Warning,
+            MsgKind::ErrorXfer => MsgCode::ErrorXfer,
+        }
+    }
+}
+
+impl LocalFile {
+    /// The device the entry lives on.
+    pub fn dev_of(&self) -> u64 {
+        self.dev
+    }
+}
+
 /// A built, sorted file list.
 #[derive(Debug, Default)]
 pub struct FileList {
@@ -113,6 +141,9 @@ pub struct FileList {
     pub send_order: Vec<usize>,
     /// Non-fatal problems, formatted as rsync prints them.
     pub errors: Vec<(MsgKind, String)>,
+    /// Wire index of the first entry (0, or with incremental recursion the
+    /// running count upstream's flist_new keeps).
+    pub ndx_start: i32,
     /// IOERR_* bits.
     pub io_error: i32,
     /// uid -> name for the id list.
@@ -126,13 +157,39 @@ pub const IOERR_GENERAL: i32 = 1;
 /// IOERR_VANISHED.
 pub const IOERR_VANISHED: i32 = 2;
 
-struct Walker<'a> {
+/// The tree walk (upstream: send_file_list / send_directory / make_file).
+pub(crate) struct Walker<'a> {
     o: &'a BuildOpts,
-    ex: &'a mut dyn Excluder,
+    pub(crate) ex: &'a mut dyn Excluder,
     out: FileList,
-    root_dev: u64,
+    pub(crate) root_dev: u64,
     /// The current argument's directory relative to the module root (for messages).
     dir: Vec<u8>,
+    /// Incremental recursion: list directories one level at a time; the
+    /// caller drives the descent and the per-directory filter stack.
+    divert: bool,
+}
+
+impl<'a> Walker<'a> {
+    pub(crate) fn new(o: &'a BuildOpts, ex: &'a mut dyn Excluder, divert: bool) -> Self {
+        Walker { o, ex, out: FileList::default(), root_dev: 0, dir: Vec::new(), divert }
+    }
+
+    /// The entries (and messages) gathered since the last call.
+    pub(crate) fn take(&mut self) -> FileList {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Set the argument directory used in messages and module-relative filters.
+    pub(crate) fn set_dir(&mut self, dir: &[u8], base: &Path) {
+        self.dir = dir.to_vec();
+        self.ex.set_base(dir, base);
+    }
+
+    /// List one directory's immediate contents (incremental recursion).
+    pub(crate) fn list_dir(&mut self, local: &Path, name: &[u8], dev: u64, escapes: bool) {
+        self.descend(local, name, dev, escapes);
+    }
 }
 
 /// ELOOP, what a confined open reports for a path escaping through a symlink.
@@ -340,6 +397,7 @@ impl Walker<'_> {
             dev: md.dev(),
             ino: md.ino(),
             nlink: md.nlink(),
+            top_dev: self.root_dev,
             escapes,
         });
         is_dir
@@ -413,6 +471,9 @@ impl Walker<'_> {
                 subdirs.push((child_local, child_name, md.dev(), esc));
             }
         }
+        if self.divert {
+            return;
+        }
         for (l, n, d, esc) in subdirs {
             self.descend(&l, &n, d, esc);
         }
@@ -440,7 +501,7 @@ impl Walker<'_> {
         }
     }
 
-    fn arg(&mut self, root: &Path, arg: &[u8]) {
+    pub(crate) fn arg(&mut self, root: &Path, arg: &[u8]) {
         let (dir, fname): (Vec<u8>, Vec<u8>) = if self.o.relative {
             match find_sub(arg, b"/./") {
                 Some(p) => (arg[..p].to_vec(), clean(&arg[p + 3..])),
@@ -473,8 +534,7 @@ impl Walker<'_> {
         } else {
             root.join(os(&dir))
         };
-        self.dir = dir.clone();
-        self.ex.set_base(&dir, &base);
+        self.set_dir(&dir, &base);
         let local = base.join(os(&fname));
         let Some((md, followed)) =
             self.stat(&local, &fname, is_dotdir || self.o.copy_dirlinks, true)
@@ -504,7 +564,12 @@ impl Walker<'_> {
                 f.entry.top_dir = true;
                 esc = f.escapes;
             }
-            self.descend(&local, &fname, md.dev(), esc);
+            if !self.divert {
+                self.descend(&local, &fname, md.dev(), esc);
+            } else if is_dotdir {
+                self.ex.enter_dir(&fname, &local);
+                self.descend(&local, &fname, md.dev(), esc);
+            }
         } else if is_dir {
             if let Some(f) = self.out.files.get_mut(before) {
                 f.entry.top_dir = false;
@@ -561,53 +626,65 @@ fn group_name(gid: u32) -> Option<Vec<u8>> {
         .map(|g| g.name.into_bytes())
 }
 
-/// Build the file list for `args` under `root` (send_file_list): entries in
-/// arrival order are numbered for hard links, then sorted; `send_order`
-/// keeps the arrival order for the wire.
-pub fn build_file_list(
-    root: &Path,
-    args: &[Vec<u8>],
-    opts: &BuildOpts,
-    ex: &mut dyn Excluder,
-    numeric_ids: bool,
-) -> FileList {
-    let mut w = Walker {
-        o: opts,
-        ex,
-        out: FileList::default(),
-        root_dev: 0,
-        dir: Vec::new(),
-    };
-    for a in args {
-        w.arg(root, a);
-    }
-    let mut out = w.out;
+/// State carried from one list to the next (hard-link leaders, ids whose
+/// names were already sent).
+#[derive(Debug, Default)]
+pub struct ListState {
+    leaders: HashMap<(u64, u64), i32>,
+    seen_uids: std::collections::HashSet<u32>,
+    seen_gids: std::collections::HashSet<u32>,
+    /// Send id names inline (incremental recursion) instead of in id lists.
+    pub inline_names: bool,
+    /// Names for id 0 are sent (CF_ID0_NAMES).
+    pub id0_names: bool,
+    /// No names at all (`--numeric-ids`, or a daemon's `numeric ids`).
+    pub numeric_ids: bool,
+}
+
+/// Turn the entries walked for one list into a sent list: drop duplicate
+/// names, number hard links in arrival order (`ndx_start` + position), sort,
+/// remember the arrival order, and collect id names.
+pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mut ListState) {
     let proto = opts.proto;
     // Overlapping arguments: keep the first of two identical names.
     let mut seen = std::collections::HashSet::new();
-    out.files
-        .retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
+    out.files.retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
     if opts.preserve_hard_links {
-        let mut leaders: HashMap<(u64, u64), i32> = HashMap::new();
         for (i, f) in out.files.iter_mut().enumerate() {
-            let linkable = if proto >= 28 {
-                !mode::is_dir(f.entry.mode) && f.nlink > 1
-            } else {
-                mode::is_reg(f.entry.mode)
-            };
+            let linkable = if proto >= 28 { !mode::is_dir(f.entry.mode) && f.nlink > 1 } else { mode::is_reg(f.entry.mode) };
             if !linkable {
                 continue;
             }
             if proto < 30 {
-                f.entry.hard_link = Some(HardLink::DevIno {
-                    dev: f.dev as i64,
-                    ino: f.ino as i64,
-                });
-            } else if let Some(&first) = leaders.get(&(f.dev, f.ino)) {
+                f.entry.hard_link = Some(HardLink::DevIno { dev: f.dev as i64, ino: f.ino as i64 });
+            } else if let Some(&first) = st.leaders.get(&(f.dev, f.ino)) {
                 f.entry.hard_link = Some(HardLink::Follower { first });
             } else {
-                leaders.insert((f.dev, f.ino), i as i32);
+                st.leaders.insert((f.dev, f.ino), ndx_start + i as i32);
                 f.entry.hard_link = Some(HardLink::First);
+            }
+        }
+    }
+    if !st.numeric_ids {
+        for f in out.files.iter_mut() {
+            let e = &mut f.entry;
+            if opts.preserve_uid && (e.uid != 0 || st.id0_names) && st.seen_uids.insert(e.uid) {
+                if let Some(n) = user_name(e.uid) {
+                    if st.inline_names {
+                        e.user_name = Some(n);
+                    } else if e.uid != 0 {
+                        out.uid_names.push((e.uid, n));
+                    }
+                }
+            }
+            if opts.preserve_gid && (e.gid != 0 || st.id0_names) && st.seen_gids.insert(e.gid) {
+                if let Some(n) = group_name(e.gid) {
+                    if st.inline_names {
+                        e.group_name = Some(n);
+                    } else if e.gid != 0 {
+                        out.gid_names.push((e.gid, n));
+                    }
+                }
             }
         }
     }
@@ -615,13 +692,7 @@ pub fn build_file_list(
     let mut order: Vec<usize> = (0..out.files.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (&out.files[a].entry, &out.files[b].entry);
-        f_name_cmp(
-            &x.name,
-            mode::is_dir(x.mode),
-            &y.name,
-            mode::is_dir(y.mode),
-            proto,
-        )
+        f_name_cmp(&x.name, mode::is_dir(x.mode), &y.name, mode::is_dir(y.mode), proto)
     });
     let mut slots: Vec<Option<LocalFile>> = out.files.drain(..).map(Some).collect();
     let mut pos_of_arrival = vec![0usize; order.len()];
@@ -632,23 +703,23 @@ pub fn build_file_list(
         }
     }
     out.send_order = pos_of_arrival;
-    if !numeric_ids {
-        let mut seen_u = std::collections::HashSet::new();
-        let mut seen_g = std::collections::HashSet::new();
-        for &i in &out.send_order {
-            let e = &out.files[i].entry;
-            if opts.preserve_uid && e.uid != 0 && seen_u.insert(e.uid) {
-                if let Some(n) = user_name(e.uid) {
-                    out.uid_names.push((e.uid, n));
-                }
-            }
-            if opts.preserve_gid && e.gid != 0 && seen_g.insert(e.gid) {
-                if let Some(n) = group_name(e.gid) {
-                    out.gid_names.push((e.gid, n));
-                }
-            }
-        }
+    out.ndx_start = ndx_start;
+}
+
+/// Build the whole file list for `args` under `root` at once (send_file_list
+/// without incremental recursion).
+pub fn build_file_list(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut dyn Excluder, numeric_ids: bool) -> FileList {
+    build_file_list_with(root, args, opts, ex, ListState::new(false, false, numeric_ids))
+}
+
+/// `build_file_list` with explicit list state (id name handling).
+pub fn build_file_list_with(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut dyn Excluder, mut st: ListState) -> FileList {
+    let mut w = Walker::new(opts, ex, false);
+    for a in args {
+        w.arg(root, a);
     }
+    let mut out = w.take();
+    finish_list(&mut out, opts, 0, &mut st);
     out
 }
 

@@ -143,6 +143,10 @@ pub struct FileEntry {
     pub no_content_dir: bool,
     /// Implied directory of `--relative` (sent as TOP_DIR|NO_CONTENT_DIR).
     pub implied_dir: bool,
+    /// User name sent inline (incremental recursion, first use of the uid).
+    pub user_name: Option<Vec<u8>>,
+    /// Group name sent inline (incremental recursion, first use of the gid).
+    pub group_name: Option<Vec<u8>>,
 }
 
 /// What the session negotiated that shapes entries.
@@ -182,6 +186,15 @@ pub struct FlistEncoder {
     rdev_major: u32,
     rdev_minor: u32,
     dev: i64,
+    ndx_start: i32,
+}
+
+impl FlistEncoder {
+    /// Index of the first entry of the list being written (hard-link
+    /// followers of a leader in this list end early).
+    pub fn set_ndx_start(&mut self, n: i32) {
+        self.ndx_start = n;
+    }
 }
 
 impl FlistEncoder {
@@ -262,11 +275,17 @@ impl FlistEncoder {
             xf |= xmit::SAME_UID;
         } else {
             self.uid = e.uid;
+            if proto >= 30 && e.user_name.is_some() {
+                xf |= xmit::USER_NAME_FOLLOWS;
+            }
         }
         if !o.preserve_gid || (e.gid == self.gid && !first) {
             xf |= xmit::SAME_GID;
         } else {
             self.gid = e.gid;
+            if proto >= 30 && e.group_name.is_some() {
+                xf |= xmit::GROUP_NAME_FOLLOWS;
+            }
         }
         if e.mtime == self.mtime {
             xf |= xmit::SAME_TIME;
@@ -357,7 +376,9 @@ impl FlistEncoder {
         self.last_name.extend_from_slice(name);
         if let Some(f) = first_hlink {
             put_varint(out, f);
-            return;
+            if f >= self.ndx_start {
+                return;
+            }
         }
         put_varlong30(out, e.size, 3, proto);
         if xf & xmit::SAME_TIME == 0 {
@@ -375,9 +396,19 @@ impl FlistEncoder {
         }
         if o.preserve_uid && xf & xmit::SAME_UID == 0 {
             put_varint30(out, e.uid as i32, proto);
+            if let (true, Some(n)) = (xf & xmit::USER_NAME_FOLLOWS != 0, &e.user_name) {
+                let n = &n[..n.len().min(255)];
+                put_byte(out, n.len() as u8);
+                out.extend_from_slice(n);
+            }
         }
         if o.preserve_gid && xf & xmit::SAME_GID == 0 {
             put_varint30(out, e.gid as i32, proto);
+            if let (true, Some(n)) = (xf & xmit::GROUP_NAME_FOLLOWS != 0, &e.group_name) {
+                let n = &n[..n.len().min(255)];
+                put_byte(out, n.len() as u8);
+                out.extend_from_slice(n);
+            }
         }
         if is_dev || is_spec {
             if proto < 28 {
@@ -605,6 +636,7 @@ impl FlistDecoder {
                 let len = read_byte(r)? as usize;
                 let mut n = vec![0u8; len];
                 r.read_exact(&mut n)?;
+                e.user_name = Some(n);
             }
         }
         e.uid = self.uid;
@@ -614,6 +646,7 @@ impl FlistDecoder {
                 let len = read_byte(r)? as usize;
                 let mut n = vec![0u8; len];
                 r.read_exact(&mut n)?;
+                e.group_name = Some(n);
             }
         }
         e.gid = self.gid;

@@ -12,7 +12,7 @@ use crate::delta::sums::{BlockSums, SumHead};
 use crate::flist::FileList;
 use crate::protocol::flist::{mode, put_id_list, FlistEncoder, FlistOpts};
 use crate::protocol::mux::{MsgCode, MuxWriter};
-use crate::protocol::ndx::{iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE};
+use crate::protocol::ndx::{iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE, NDX_FLIST_EOF, NDX_FLIST_OFFSET};
 use crate::protocol::sums::{read_sums, WireSumHead};
 use crate::protocol::tokens::TokenEncoder;
 use crate::protocol::varint::{
@@ -88,9 +88,11 @@ pub fn send_file_list<W: Write>(
     n: &Negotiated,
     o: &Options,
     fl: &FileList,
-) -> Result<(), RoleError> {
+    inc_recurse: bool,
+) -> Result<FlistEncoder, RoleError> {
     let fo = flist_opts(n, o);
     let mut enc = FlistEncoder::new(fo);
+    enc.set_ndx_start(fl.ndx_start);
     let mut buf = Vec::with_capacity(64 * 1024);
     for &i in &fl.send_order {
         enc.encode(&mut buf, &fl.files[i].entry);
@@ -110,8 +112,8 @@ pub fn send_file_list<W: Write>(
     } else {
         enc.end(&mut buf, if o.ignore_errors { 0 } else { io_error });
     }
-    // No incremental recursion: id lists follow unless --numeric-ids.
-    if !o.numeric_ids {
+    // Without incremental recursion the id lists follow, unless --numeric-ids.
+    if !o.numeric_ids && !inc_recurse {
         let id0 = |g: bool| -> Option<Vec<u8>> {
             if !n.id0_names() {
                 return None;
@@ -141,7 +143,7 @@ pub fn send_file_list<W: Write>(
     }
     out.write_all(&buf)?;
     out.flush()?;
-    Ok(())
+    Ok(enc)
 }
 
 fn read_del_stats(r: &mut impl Read) -> Result<[i32; 5], RoleError> {
@@ -260,10 +262,12 @@ pub struct SenderCtx<'a> {
     pub n: Negotiated,
     /// Options of the run.
     pub opts: &'a Options,
-    /// The list that was sent.
-    pub flist: &'a FileList,
+    /// Incremental recursion is on (CF_INC_RECURSE): more lists follow the first.
+    pub inc_recurse: bool,
     /// Whether we are the server (then we send the stats).
     pub am_server: bool,
+    /// The encoder that wrote the first list (its state continues into the sub-lists).
+    pub first_encoder: std::cell::Cell<Option<FlistEncoder>>,
     /// Renders a file name for messages (upstream full_fname).
     pub full_fname: &'a dyn Fn(&[u8], &std::path::Path) -> String,
     /// Raw byte counters (read, read at setup end, written, written at setup end).
@@ -271,25 +275,158 @@ pub struct SenderCtx<'a> {
 }
 
 /// send_files + handle_stats + read_final_goodbye.
+/// Where further file lists come from (incremental recursion).
+pub trait MoreLists {
+    /// The next list and the `dir_ndx` that announces it; `None` when done.
+    fn next_list(&mut self) -> Option<(i32, FileList)>;
+    /// No list is left to produce.
+    fn done(&self) -> bool;
+}
+
+/// The lists sent and not yet finished by the generator.
+struct ActiveLists {
+    lists: std::collections::VecDeque<FileList>,
+}
+
+enum Lookup<'l> {
+    File(&'l crate::flist::LocalFile),
+    ParentDir,
+    Invalid,
+}
+
+impl ActiveLists {
+    fn lookup(&self, ndx: i32) -> Lookup<'_> {
+        for l in &self.lists {
+            let rel = ndx - l.ndx_start;
+            if rel >= 0 && (rel as usize) < l.files.len() {
+                return Lookup::File(&l.files[rel as usize]);
+            }
+            // The hole before a list stands for its parent directory; for the
+            // first list that is its "." entry, when it has one.
+            let first_is_dot = l.files.first().is_some_and(|f| f.entry.name == b".");
+            if rel == -1 && (l.ndx_start > 1 || first_is_dot) {
+                return Lookup::ParentDir;
+            }
+        }
+        Lookup::Invalid
+    }
+
+    /// Files listed beyond the oldest unfinished list: what the generator
+    /// can work on without waiting for us.
+    fn upcoming(&self) -> usize {
+        self.lists.iter().skip(1).map(|l| l.files.len()).sum()
+    }
+}
+
+/// How many files stay listed ahead of the generator (MIN_FILECNT_LOOKAHEAD).
+const LOOKAHEAD: usize = 1000;
+
+/// send_extra_file_list: announce and send one more list, or NDX_FLIST_EOF.
+#[allow(clippy::too_many_arguments)]
+fn send_extra_list<W: Write>(
+    more: &mut dyn MoreLists,
+    enc: &mut FlistEncoder,
+    tx: &mut NdxCodec,
+    out: &mut MuxWriter<W>,
+    ctx: &SenderCtx,
+    active: &mut ActiveLists,
+    stats: &mut SendStats,
+    eof: &mut bool,
+) -> Result<(), RoleError> {
+    let proto = ctx.n.proto;
+    let mut buf = Vec::new();
+    match more.next_list() {
+        None => {
+            tx.write(&mut buf, NDX_FLIST_EOF);
+            *eof = true;
+        }
+        Some((dir_ndx, list)) => {
+            for (kind, text) in &list.errors {
+                send_text(out, proto, kind.msg_code(), text)?;
+            }
+            tx.write(&mut buf, NDX_FLIST_OFFSET - dir_ndx);
+            enc.set_ndx_start(list.ndx_start);
+            for &i in &list.send_order {
+                enc.encode(&mut buf, &list.files[i].entry);
+                if buf.len() >= 32 * 1024 {
+                    out.write_all(&buf)?;
+                    buf.clear();
+                }
+            }
+            let err = if ctx.opts.ignore_errors || !ctx.n.safe_flist() { 0 } else { list.io_error };
+            enc.end(&mut buf, err);
+            stats.io_error |= list.io_error;
+            stats.total_size += list_size(&list);
+            active.lists.push_back(list);
+            if more.done() {
+                tx.write(&mut buf, NDX_FLIST_EOF);
+                *eof = true;
+            }
+        }
+    }
+    out.write_all(&buf)?;
+    Ok(())
+}
+
+/// The bytes a list accounts for in the stats' total size.
+pub fn list_size(l: &FileList) -> i64 {
+    l.files.iter().filter(|f| !mode::is_dir(f.entry.mode)).map(|f| f.entry.size).sum()
+}
+
+/// send_files + handle_stats + read_final_goodbye. `first` is the list
+/// already sent; with incremental recursion `more` yields the rest.
 pub fn run<W: Write>(
     ctx: &SenderCtx,
+    first: FileList,
+    mut more: Option<&mut dyn MoreLists>,
     input: &mut InputReader,
     out: &mut MuxWriter<W>,
     stats: &mut SendStats,
 ) -> Result<(), RoleError> {
     let proto = ctx.n.proto;
-    let nfiles = ctx.flist.files.len();
     let mut rx = NdxCodec::new(proto);
     let mut tx = NdxCodec::new(proto);
     let max_phase = if proto >= 29 { 2 } else { 1 };
     let mut phase = 0;
     let mut encoder = TokenEncoder::new(ctx.n.compress, ctx.opts.compress_level, proto);
-    let mut sent = vec![false; nfiles];
+    let mut sent = std::collections::HashSet::new();
     let dry_run = ctx.opts.dry_run;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let first_len = first.files.len();
+    let mut active = ActiveLists { lists: std::collections::VecDeque::from([first]) };
+    let mut eof = !ctx.inc_recurse;
+    let mut flist_enc = FlistEncoder::new(flist_opts(&ctx.n, ctx.opts));
+    let nfiles_bound = if ctx.inc_recurse { usize::MAX } else { first_len };
+    if let (false, Some(m)) = (eof, more.as_deref_mut()) {
+        // Continue the encoder state of the first list (sent by the caller).
+        flist_enc = ctx.first_encoder.take().unwrap_or(flist_enc);
+        if m.done() {
+            tx.write(&mut buf, NDX_FLIST_EOF);
+            out.write_all(&buf)?;
+            buf.clear();
+            eof = true;
+        } else if first_len == 1 {
+            send_extra_list(m, &mut flist_enc, &mut tx, out, ctx, &mut active, stats, &mut eof)?;
+        }
+    }
     loop {
-        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles)?;
+        if let (false, Some(m)) = (eof, more.as_deref_mut()) {
+            while !eof && active.upcoming() < LOOKAHEAD {
+                send_extra_list(m, &mut flist_enc, &mut tx, out, ctx, &mut active, stats, &mut eof)?;
+            }
+        }
+        out.flush()?;
+        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?;
         if req.ndx == NDX_DONE {
+            if ctx.inc_recurse && !active.lists.is_empty() {
+                active.lists.pop_front();
+                if !active.lists.is_empty() {
+                    tx.write(&mut buf, NDX_DONE);
+                    out.write_all(&buf)?;
+                    buf.clear();
+                    continue;
+                }
+            }
             phase += 1;
             if phase > max_phase {
                 break;
@@ -300,7 +437,16 @@ pub fn run<W: Write>(
             buf.clear();
             continue;
         }
-        let file = &ctx.flist.files[req.ndx as usize];
+        let file = match active.lookup(req.ndx) {
+            Lookup::File(f) => f,
+            Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
+                write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
+                out.write_all(&buf)?;
+                buf.clear();
+                continue;
+            }
+            _ => return Err(RoleError::Protocol(format!("Invalid file index: {} [sender]", req.ndx))),
+        };
         if req.iflags & iflags::TRANSFER == 0 {
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
             out.write_all(&buf)?;
@@ -318,7 +464,7 @@ pub fn run<W: Write>(
                 req.ndx
             )));
         }
-        let redo = sent[req.ndx as usize];
+        let redo = sent.contains(&req.ndx);
         stats.xferred_files += 1;
         if dry_run {
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
@@ -370,7 +516,7 @@ pub fn run<W: Write>(
         let (lit, matched) = send_file_delta(f, &head, &sums, &ctx.n, redo, &mut encoder, out)?;
         stats.literal_data += lit;
         stats.matched_data += matched;
-        sent[req.ndx as usize] = true;
+        sent.insert(req.ndx);
     }
     if stats.io_error != 0 && proto >= 30 {
         out.send_msg(MsgCode::IoError, &stats.io_error.to_le_bytes())?;
@@ -400,14 +546,14 @@ pub fn run<W: Write>(
     }
     // read_final_goodbye
     if proto >= 24 {
-        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles)?;
+        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?;
         let mut last = req.ndx;
         if proto >= 31 && last == NDX_DONE {
             tx.write(&mut buf, NDX_DONE);
             out.write_all(&buf)?;
             out.flush()?;
             buf.clear();
-            last = read_request(input, out, &mut rx, &mut tx, proto, nfiles)?.ndx;
+            last = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?.ndx;
         }
         if last != NDX_DONE {
             return Err(RoleError::Protocol(format!(

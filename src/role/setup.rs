@@ -67,18 +67,24 @@ fn compress_by_name(name: &str) -> Result<CompressKind, RoleError> {
 }
 
 /// Run setup_protocol as the server, on the raw stream (before multiplexing).
+/// `allow_inc_recurse`: we may offer incremental recursion (used when the
+/// client's capabilities include `i`).
 pub fn server_setup<R: Read, W: Write>(
     r: &mut R,
     w: &mut W,
     proto: u8,
     opts: &Options,
     seed: i32,
+    allow_inc_recurse: bool,
 ) -> Result<Negotiated, RoleError> {
     let mut out = Vec::new();
     let mut compat = 0;
     let caps = opts.caps.clone().unwrap_or_default();
     if proto >= 30 {
         compat = handshake::server_compat_flags(&caps);
+        if allow_inc_recurse && caps.contains('i') {
+            compat |= cf::INC_RECURSE;
+        }
         put_varint(&mut out, compat as i32);
     }
     let negotiate = proto >= 30 && compat & cf::VARINT_FLIST_FLAGS != 0;
