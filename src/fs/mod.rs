@@ -1,6 +1,12 @@
 //! Filesystem access for the roles: opening source files safely and
 //! rendering OS errors the way rsync prints them.
 
+pub mod backup;
+pub mod dest;
+pub mod meta;
+pub mod sparse;
+pub mod tempfile;
+
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
