@@ -733,14 +733,27 @@ fn serve_pull<W: Write>(
         module: Some(module.name.clone()),
     };
     let start = Instant::now();
-    let client = if client_rules.is_empty() { None } else { Some(client_rules) };
-    let mut excluder = crate::flist::filters::SenderFilters::new(client, daemon_rules, confine.clone());
-    let numeric_ids = opts.numeric_ids || module.numeric_ids_with(module.use_chroot_with(|| nix::unistd::geteuid().is_root()));
+    let client = if client_rules.is_empty() {
+        None
+    } else {
+        Some(client_rules)
+    };
+    let mut excluder =
+        crate::flist::filters::SenderFilters::new(client, daemon_rules, confine.clone());
+    let numeric_ids = opts.numeric_ids
+        || module.numeric_ids_with(module.use_chroot_with(|| nix::unistd::geteuid().is_root()));
     let chmod = match module.outgoing_chmod.as_deref() {
-        Some(spec) => Some(crate::flist::chmod::Chmod::parse(spec, current_umask()).map_err(|e| RoleError::Unsupported(format!("outgoing chmod: {e}")))?),
+        Some(spec) => Some(
+            crate::flist::chmod::Chmod::parse(spec, current_umask())
+                .map_err(|e| RoleError::Unsupported(format!("outgoing chmod: {e}")))?,
+        ),
         None => None,
     };
-    let file_checksum = if opts.checksum { Some(n.file_checksum) } else { None };
+    let file_checksum = if opts.checksum {
+        Some(n.file_checksum)
+    } else {
+        None
+    };
     // What every list gets before it is sent: `-c` sums and `outgoing chmod`.
     let post = move |fl: &mut FileList| {
         for f in fl.files.iter_mut() {
@@ -814,16 +827,28 @@ fn serve_pull<W: Write>(
         full_fname: &full,
         counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
     };
-    let mut feed = lister.map(|l| ListFeed { lister: l, post: &post });
-    sender::run(&ctx, fl, feed.as_mut().map(|f| f as &mut dyn MoreLists), input, out, &mut stats)?;
+    let mut feed = lister.map(|l| ListFeed {
+        lister: l,
+        post: &post,
+    });
+    sender::run(
+        &ctx,
+        fl,
+        feed.as_mut().map(|f| f as &mut dyn MoreLists),
+        input,
+        out,
+        &mut stats,
+    )?;
     let _ = Ordering::Relaxed;
-    Ok(if stats.io_error & crate::flist::build::IOERR_GENERAL != 0 {
-        RERR_PARTIAL
-    } else if stats.io_error != 0 {
-        RERR_VANISHED
-    } else {
-        0
-    })
+    Ok(
+        if stats.io_error & crate::flist::build::IOERR_GENERAL != 0 {
+            RERR_PARTIAL
+        } else if stats.io_error != 0 {
+            RERR_VANISHED
+        } else {
+            0
+        },
+    )
 }
 
 /// Sub-lists for the sender, post-processed like the first list.

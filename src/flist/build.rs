@@ -108,7 +108,12 @@ pub enum MsgKind {
 impl ListState {
     /// State for a transfer: names inline or not, id 0 named or not, names at all or not.
     pub fn new(inline_names: bool, id0_names: bool, numeric_ids: bool) -> Self {
-        ListState { inline_names, id0_names, numeric_ids, ..Default::default() }
+        ListState {
+            inline_names,
+            id0_names,
+            numeric_ids,
+            ..Default::default()
+        }
     }
 }
 
@@ -172,7 +177,14 @@ pub(crate) struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     pub(crate) fn new(o: &'a BuildOpts, ex: &'a mut dyn Excluder, divert: bool) -> Self {
-        Walker { o, ex, out: FileList::default(), root_dev: 0, dir: Vec::new(), divert }
+        Walker {
+            o,
+            ex,
+            out: FileList::default(),
+            root_dev: 0,
+            dir: Vec::new(),
+            divert,
+        }
     }
 
     /// The entries (and messages) gathered since the last call.
@@ -648,15 +660,23 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
     let proto = opts.proto;
     // Overlapping arguments: keep the first of two identical names.
     let mut seen = std::collections::HashSet::new();
-    out.files.retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
+    out.files
+        .retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
     if opts.preserve_hard_links {
         for (i, f) in out.files.iter_mut().enumerate() {
-            let linkable = if proto >= 28 { !mode::is_dir(f.entry.mode) && f.nlink > 1 } else { mode::is_reg(f.entry.mode) };
+            let linkable = if proto >= 28 {
+                !mode::is_dir(f.entry.mode) && f.nlink > 1
+            } else {
+                mode::is_reg(f.entry.mode)
+            };
             if !linkable {
                 continue;
             }
             if proto < 30 {
-                f.entry.hard_link = Some(HardLink::DevIno { dev: f.dev as i64, ino: f.ino as i64 });
+                f.entry.hard_link = Some(HardLink::DevIno {
+                    dev: f.dev as i64,
+                    ino: f.ino as i64,
+                });
             } else if let Some(&first) = st.leaders.get(&(f.dev, f.ino)) {
                 f.entry.hard_link = Some(HardLink::Follower { first });
             } else {
@@ -692,7 +712,13 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
     let mut order: Vec<usize> = (0..out.files.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (&out.files[a].entry, &out.files[b].entry);
-        f_name_cmp(&x.name, mode::is_dir(x.mode), &y.name, mode::is_dir(y.mode), proto)
+        f_name_cmp(
+            &x.name,
+            mode::is_dir(x.mode),
+            &y.name,
+            mode::is_dir(y.mode),
+            proto,
+        )
     });
     let mut slots: Vec<Option<LocalFile>> = out.files.drain(..).map(Some).collect();
     let mut pos_of_arrival = vec![0usize; order.len()];
@@ -708,12 +734,30 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
 
 /// Build the whole file list for `args` under `root` at once (send_file_list
 /// without incremental recursion).
-pub fn build_file_list(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut dyn Excluder, numeric_ids: bool) -> FileList {
-    build_file_list_with(root, args, opts, ex, ListState::new(false, false, numeric_ids))
+pub fn build_file_list(
+    root: &Path,
+    args: &[Vec<u8>],
+    opts: &BuildOpts,
+    ex: &mut dyn Excluder,
+    numeric_ids: bool,
+) -> FileList {
+    build_file_list_with(
+        root,
+        args,
+        opts,
+        ex,
+        ListState::new(false, false, numeric_ids),
+    )
 }
 
 /// `build_file_list` with explicit list state (id name handling).
-pub fn build_file_list_with(root: &Path, args: &[Vec<u8>], opts: &BuildOpts, ex: &mut dyn Excluder, mut st: ListState) -> FileList {
+pub fn build_file_list_with(
+    root: &Path,
+    args: &[Vec<u8>],
+    opts: &BuildOpts,
+    ex: &mut dyn Excluder,
+    mut st: ListState,
+) -> FileList {
     let mut w = Walker::new(opts, ex, false);
     for a in args {
         w.arg(root, a);

@@ -52,7 +52,13 @@ fn prefixes(name: &[u8]) -> Vec<Vec<u8>> {
 
 impl<'a> IncrementalLister<'a> {
     /// Build the first list for the single argument `arg` under `root`.
-    pub fn start(root: &Path, arg: &[u8], opts: &'a BuildOpts, ex: &'a mut dyn Excluder, state: ListState) -> (Self, FileList) {
+    pub fn start(
+        root: &Path,
+        arg: &[u8],
+        opts: &'a BuildOpts,
+        ex: &'a mut dyn Excluder,
+        state: ListState,
+    ) -> (Self, FileList) {
         let mut walker = Walker::new(opts, ex, true);
         walker.arg(root, arg);
         let mut first = walker.take();
@@ -63,8 +69,15 @@ impl<'a> IncrementalLister<'a> {
         if a.is_empty() || a.ends_with(b"/") {
             a.push(b'.');
         }
-        let arg_dir = a.iter().rposition(|&c| c == b'/').map(|p| a[..p].to_vec()).unwrap_or_default();
-        let dot_root = first.files.first().is_some_and(|f| f.entry.name == b"." && mode::is_dir(f.entry.mode));
+        let arg_dir = a
+            .iter()
+            .rposition(|&c| c == b'/')
+            .map(|p| a[..p].to_vec())
+            .unwrap_or_default();
+        let dot_root = first
+            .files
+            .first()
+            .is_some_and(|f| f.entry.name == b"." && mode::is_dir(f.entry.mode));
         let mut me = IncrementalLister {
             opts,
             walker,
@@ -74,7 +87,11 @@ impl<'a> IncrementalLister<'a> {
             next_ndx_start: 1 + first.files.len() as i32 + 1,
             root: root.to_path_buf(),
             arg_dir,
-            entered: if dot_root { vec![b".".to_vec()] } else { Vec::new() },
+            entered: if dot_root {
+                vec![b".".to_vec()]
+            } else {
+                Vec::new()
+            },
             eof: false,
         };
         me.add_dirs(-1, &first);
@@ -126,12 +143,22 @@ impl<'a> IncrementalLister<'a> {
             want.push(b".".to_vec());
         }
         want.extend(prefixes(name));
-        let common = self.entered.iter().zip(want.iter()).take_while(|(a, b)| a == b).count();
+        let common = self
+            .entered
+            .iter()
+            .zip(want.iter())
+            .take_while(|(a, b)| a == b)
+            .count();
         while self.entered.len() > common {
             self.entered.pop();
             self.walker.ex.leave_dir();
         }
-        let base = if self.arg_dir.is_empty() { self.root.clone() } else { self.root.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.arg_dir)) };
+        let base = if self.arg_dir.is_empty() {
+            self.root.clone()
+        } else {
+            self.root
+                .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.arg_dir))
+        };
         for d in &want[common..] {
             let local = base.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(d));
             self.walker.ex.enter_dir(d, &local);
@@ -157,7 +184,12 @@ impl<'a> IncrementalLister<'a> {
             (n.name.clone(), n.local.clone(), n.dev, n.top_dev, n.escapes)
         };
         self.sync_filters(&name);
-        let base = if self.arg_dir.is_empty() { self.root.clone() } else { self.root.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.arg_dir)) };
+        let base = if self.arg_dir.is_empty() {
+            self.root.clone()
+        } else {
+            self.root
+                .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.arg_dir))
+        };
         let arg_dir = self.arg_dir.clone();
         self.walker.set_dir(&arg_dir, &base);
         self.walker.root_dev = top_dev;

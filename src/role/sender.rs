@@ -12,7 +12,9 @@ use crate::delta::sums::{BlockSums, SumHead};
 use crate::flist::FileList;
 use crate::protocol::flist::{mode, put_id_list, FlistEncoder, FlistOpts};
 use crate::protocol::mux::{MsgCode, MuxWriter};
-use crate::protocol::ndx::{iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE, NDX_FLIST_EOF, NDX_FLIST_OFFSET};
+use crate::protocol::ndx::{
+    iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE, NDX_FLIST_EOF, NDX_FLIST_OFFSET,
+};
 use crate::protocol::sums::{read_sums, WireSumHead};
 use crate::protocol::tokens::TokenEncoder;
 use crate::protocol::varint::{
@@ -353,7 +355,11 @@ fn send_extra_list<W: Write>(
                     buf.clear();
                 }
             }
-            let err = if ctx.opts.ignore_errors || !ctx.n.safe_flist() { 0 } else { list.io_error };
+            let err = if ctx.opts.ignore_errors || !ctx.n.safe_flist() {
+                0
+            } else {
+                list.io_error
+            };
             enc.end(&mut buf, err);
             stats.io_error |= list.io_error;
             stats.total_size += list_size(&list);
@@ -370,7 +376,11 @@ fn send_extra_list<W: Write>(
 
 /// The bytes a list accounts for in the stats' total size.
 pub fn list_size(l: &FileList) -> i64 {
-    l.files.iter().filter(|f| !mode::is_dir(f.entry.mode)).map(|f| f.entry.size).sum()
+    l.files
+        .iter()
+        .filter(|f| !mode::is_dir(f.entry.mode))
+        .map(|f| f.entry.size)
+        .sum()
 }
 
 /// send_files + handle_stats + read_final_goodbye. `first` is the list
@@ -393,10 +403,16 @@ pub fn run<W: Write>(
     let dry_run = ctx.opts.dry_run;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let first_len = first.files.len();
-    let mut active = ActiveLists { lists: std::collections::VecDeque::from([first]) };
+    let mut active = ActiveLists {
+        lists: std::collections::VecDeque::from([first]),
+    };
     let mut eof = !ctx.inc_recurse;
     let mut flist_enc = FlistEncoder::new(flist_opts(&ctx.n, ctx.opts));
-    let nfiles_bound = if ctx.inc_recurse { usize::MAX } else { first_len };
+    let nfiles_bound = if ctx.inc_recurse {
+        usize::MAX
+    } else {
+        first_len
+    };
     if let (false, Some(m)) = (eof, more.as_deref_mut()) {
         // Continue the encoder state of the first list (sent by the caller).
         flist_enc = ctx.first_encoder.take().unwrap_or(flist_enc);
@@ -406,13 +422,31 @@ pub fn run<W: Write>(
             buf.clear();
             eof = true;
         } else if first_len == 1 {
-            send_extra_list(m, &mut flist_enc, &mut tx, out, ctx, &mut active, stats, &mut eof)?;
+            send_extra_list(
+                m,
+                &mut flist_enc,
+                &mut tx,
+                out,
+                ctx,
+                &mut active,
+                stats,
+                &mut eof,
+            )?;
         }
     }
     loop {
         if let (false, Some(m)) = (eof, more.as_deref_mut()) {
             while !eof && active.upcoming() < LOOKAHEAD {
-                send_extra_list(m, &mut flist_enc, &mut tx, out, ctx, &mut active, stats, &mut eof)?;
+                send_extra_list(
+                    m,
+                    &mut flist_enc,
+                    &mut tx,
+                    out,
+                    ctx,
+                    &mut active,
+                    stats,
+                    &mut eof,
+                )?;
             }
         }
         out.flush()?;
@@ -445,7 +479,12 @@ pub fn run<W: Write>(
                 buf.clear();
                 continue;
             }
-            _ => return Err(RoleError::Protocol(format!("Invalid file index: {} [sender]", req.ndx))),
+            _ => {
+                return Err(RoleError::Protocol(format!(
+                    "Invalid file index: {} [sender]",
+                    req.ndx
+                )))
+            }
         };
         if req.iflags & iflags::TRANSFER == 0 {
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
