@@ -20,6 +20,7 @@ use crate::role::RoleError;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Auth digests we announce in our greeting.
@@ -42,7 +43,7 @@ fn line<W: Write>(w: &mut W, s: &str) -> std::io::Result<()> {
 }
 
 /// Serve one connection: `r`/`w` are the two directions of the client socket.
-pub fn serve<R: Read + Send + 'static, W: Write>(
+pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     cfg: &DaemonConfig,
     mut r: R,
     mut w: W,
@@ -518,7 +519,7 @@ impl<T: Write> Write for Counting<T> {
     }
 }
 
-fn run_module<R: Read + Send + 'static, W: Write>(
+fn run_module<R: Read + Send + 'static, W: Write + Send>(
     _cfg: &DaemonConfig,
     proto: u8,
     opts: Options,
@@ -585,9 +586,7 @@ fn run_module<R: Read + Send + 'static, W: Write>(
     } else if module.read_only {
         Err(RoleError::Refused("ERROR: module is read only".into()))
     } else {
-        Err(RoleError::Unsupported(
-            "ERROR: uploads are not supported by this rrsync yet".into(),
-        ))
+        serve_push(n, &opts, &module, &paths, &mut demux, &mut input, &mut out)
     };
     match result {
         Ok(code) => code,
@@ -849,6 +848,188 @@ fn serve_pull<W: Write>(
             0
         },
     )
+}
+
+/// Options an upload cannot honour yet: refused up front, like a module's
+/// `refuse options`, so the client fails cleanly instead of getting a wrong tree.
+fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
+    if o.hard_links > 0 {
+        Some("--hard-links (-H)")
+    } else if o.backup {
+        Some("--backup (-b)")
+    } else if o.inplace {
+        Some("--inplace")
+    } else if o.append > 0 {
+        Some("--append")
+    } else if o.partial_dir.is_some() {
+        Some("--partial-dir")
+    } else if o.delay_updates {
+        Some("--delay-updates")
+    } else if !o.basis_dirs.is_empty() {
+        Some("--link-dest/--copy-dest/--compare-dest")
+    } else if o.sparse {
+        Some("--sparse (-S)")
+    } else if o.fuzzy > 0 {
+        Some("--fuzzy (-y)")
+    } else if o.temp_dir.is_some() {
+        Some("--temp-dir (-T)")
+    } else if o.files_from.is_some() {
+        Some("--files-from")
+    } else if o.remove_source_files {
+        Some("--remove-source-files")
+    } else if o.max_delete.is_some() {
+        Some("--max-delete")
+    } else if o.prune_empty_dirs {
+        Some("--prune-empty-dirs (-m)")
+    } else {
+        None
+    }
+}
+
+/// do_server_recv: receive the list, then run generator and receiver side by side.
+fn serve_push<W: Write + Send>(
+    n: Negotiated,
+    opts: &Options,
+    module: &ModuleConfig,
+    paths: &[Vec<u8>],
+    demux: &mut Demux<BoxedRead>,
+    input_slot: &mut Option<InputReader>,
+    out: &mut MuxWriter<W>,
+) -> Result<i32, RoleError> {
+    use crate::role::generator::{Generator, RecvConfig, RecvEvent};
+    let proto = n.proto;
+    if let Some(what) = unsupported_upload_option(opts) {
+        return Err(RoleError::Unsupported(format!(
+            "rsync: uploads with {what} are not supported by this rrsync yet"
+        )));
+    }
+    // Filter rules come first when the receiver needs them (deletions).
+    let popts = crate::filter::ParseOptions {
+        protocol: proto as u32,
+        delete_excluded: opts.delete_excluded,
+        ..Default::default()
+    };
+    let mut client_rules = crate::filter::FilterList::new(popts.clone());
+    let x = crate::filter::XferOptions {
+        protocol: proto as u32,
+        am_sender: false,
+        delete_mode: opts.delete,
+        delete_excluded: opts.delete_excluded,
+        prune_empty_dirs: opts.prune_empty_dirs,
+        cvs_exclude: opts.cvs_exclude,
+    };
+    let mut no_files = |_: &[u8]| None;
+    crate::filter::recv_filter_list(demux, &mut client_rules, &x, &mut no_files).map_err(|e| {
+        match e {
+            crate::filter::FilterError::Io(io) => RoleError::from(io),
+            other => RoleError::Protocol(other.to_string()),
+        }
+    })?;
+    let daemon_rules = module_filters(module, &popts)?;
+    let am_root = nix::unistd::geteuid().is_root();
+    let numeric_module = module.numeric_ids_with(module.use_chroot_with(|| am_root));
+    let fo = sender::flist_opts(&n, opts);
+    let list = crate::flist::recv::recv_file_list(
+        demux,
+        fo,
+        opts.numeric_ids,
+        n.id0_names(),
+        am_root && !opts.numeric_ids && !numeric_module,
+    )
+    .map_err(|e| match e {
+        crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
+        other => RoleError::Unsupported(other.to_string()),
+    })?;
+    // The destination: the first path argument, relative to the module.
+    let dest_rel = paths.first().cloned().unwrap_or_default();
+    let dest_rel = super::paths::sanitize(&dest_rel);
+    let dest_path = if dest_rel.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(std::ffi::OsStr::from_bytes(&dest_rel))
+    };
+    if !dest_path.exists() && !opts.dry_run {
+        if let Err(e) = std::fs::create_dir(&dest_path) {
+            return Err(RoleError::FileSelect(format!(
+                "rsync: [Receiver] mkdir {:?} failed: {e}",
+                String::from_utf8_lossy(&dest_rel)
+            )));
+        }
+    }
+    let dest = crate::fs::dest::DestRoot::open(&dest_path).map_err(|e| {
+        RoleError::FileSelect(format!(
+            "rsync: [Receiver] change_dir {:?} failed: {e}",
+            String::from_utf8_lossy(&dest_rel)
+        ))
+    })?;
+    let client_rules = Arc::new(client_rules);
+    let daemon_rules = daemon_rules.map(Arc::new);
+    let prefix = dest_rel.clone();
+    let excluded = {
+        let d = daemon_rules.clone();
+        let c = client_rules.clone();
+        let delete_excluded = opts.delete_excluded;
+        move |rel: &[u8], is_dir: bool| -> bool {
+            if let Some(d) = &d {
+                let mut mp = prefix.clone();
+                if !mp.is_empty() && !mp.ends_with(b"/") {
+                    mp.push(b'/');
+                }
+                mp.extend_from_slice(rel);
+                if d.is_excluded(&mp, is_dir, crate::filter::Side::Receiver) {
+                    return true;
+                }
+            }
+            !delete_excluded && c.is_excluded(rel, is_dir, crate::filter::Side::Receiver)
+        }
+    };
+    let chmod = match module.incoming_chmod.as_deref() {
+        Some(spec) => Some(
+            crate::flist::chmod::Chmod::parse(spec, current_umask())
+                .map_err(|e| RoleError::Unsupported(format!("incoming chmod: {e}")))?,
+        ),
+        None => None,
+    };
+    let cfg = RecvConfig {
+        n,
+        opts: opts.clone(),
+        dest,
+        am_root,
+        munge_symlinks: module.munge_symlinks_with(module.use_chroot_with(|| am_root), true),
+        chmod,
+        daemon_excluded: Box::new(excluded),
+        umask: current_umask(),
+    };
+    let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
+    let input = input_slot.insert(crate::role::input::spawn(pumped));
+    // Generator and receiver share the writer (the receiver only sends messages).
+    let shared = crate::role::generator::SharedOut(std::sync::Mutex::new(out));
+    let (tx, rx) = std::sync::mpsc::channel::<RecvEvent>();
+    let (gen_res, recv_res) = std::thread::scope(|s| {
+        let recv = s.spawn(|| {
+            let r = crate::role::receiver::run(&cfg, &list, input, &tx, &shared);
+            if r.is_err() {
+                let _ = tx.send(RecvEvent::Failed);
+            }
+            r
+        });
+        let mut g = Generator::new(&cfg, &list, &shared);
+        let gr = g.run(&rx).map(|()| g.io_error);
+        let rr = recv
+            .join()
+            .unwrap_or_else(|_| Err(RoleError::Protocol("receiver thread panicked".into())));
+        (gr, rr)
+    });
+    let rstats = recv_res?;
+    let gen_err = gen_res?;
+    let io = rstats.io_error | gen_err | list.io_error;
+    Ok(if io & crate::flist::build::IOERR_GENERAL != 0 {
+        RERR_PARTIAL
+    } else if io != 0 {
+        RERR_VANISHED
+    } else {
+        0
+    })
 }
 
 /// Sub-lists for the sender, post-processed like the first list.

@@ -5,6 +5,7 @@ pub mod build;
 pub mod chmod;
 pub mod filters;
 pub mod incremental;
+pub mod recv;
 pub mod sort;
 
 pub use build::{build_file_list, BuildOpts, Excluder, FileList, LocalFile, NoFilter};

@@ -2,7 +2,9 @@
 //! background input pump (`input`) and the sender (`sender`). The generator
 //! and receiver come with uploads.
 
+pub mod generator;
 pub mod input;
+pub mod receiver;
 pub mod sender;
 pub mod setup;
 

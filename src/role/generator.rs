@@ -1,0 +1,743 @@
+//! The generator of the receiving side (upstream: generator.c
+//! generate_files, recv_generator, itemize, delete_in_dir): walks the
+//! received list, creates directories, symlinks and specials, decides which
+//! files need data (quick check), asks the sender for them with block sums
+//! of the current file, deletes extraneous files, and drives the phase
+//! handshake. It owns the output direction of the connection.
+
+use super::setup::Negotiated;
+use super::RoleError;
+use crate::cli::options::Options;
+use crate::delta::sums::{generate_sums_with, SumHead};
+use crate::flist::recv::RecvList;
+use crate::flist::sort::f_name_cmp;
+use crate::fs::dest::{DestRoot, Stat};
+use crate::protocol::flist::{mode, FileEntry};
+use crate::protocol::mux::{MsgCode, MuxWriter};
+use crate::protocol::ndx::{iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE};
+use crate::protocol::sums::WireSumHead;
+use crate::protocol::varint::{put_int, put_short, put_varint};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
+
+/// What the receiver tells the generator.
+#[derive(Debug)]
+pub enum RecvEvent {
+    /// This index failed its checksum: request it again (redo phase).
+    Redo(i32),
+    /// The receiver saw the sender's end of a phase.
+    PhaseDone,
+    /// The receiver is finished.
+    Finished,
+    /// The receiver failed; stop.
+    Failed,
+}
+
+/// Decides whether a name (and whether it is a directory) is off limits.
+pub type NameFilter = Box<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
+
+/// Settings shared by generator and receiver.
+pub struct RecvConfig {
+    /// Negotiated session parameters.
+    pub n: Negotiated,
+    /// The client's options.
+    pub opts: Options,
+    /// Where files go.
+    pub dest: DestRoot,
+    /// We run as root (owners, devices).
+    pub am_root: bool,
+    /// Prefix symlink targets with "/rsyncd-munged/".
+    pub munge_symlinks: bool,
+    /// `incoming chmod` of the module.
+    pub chmod: Option<crate::flist::chmod::Chmod>,
+    /// Names the module's filters hide (never created or deleted).
+    pub daemon_excluded: NameFilter,
+    /// The process umask (for modes when -p is off).
+    pub umask: u32,
+}
+
+/// Upstream's SYMLINK_PREFIX for munged symlinks.
+pub const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
+
+/// Counts for the deletion statistics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DelStats {
+    /// Regular files and other non-dirs.
+    pub files: i32,
+    /// Directories.
+    pub dirs: i32,
+    /// Symlinks.
+    pub symlinks: i32,
+    /// Devices.
+    pub devices: i32,
+    /// Specials.
+    pub specials: i32,
+}
+
+/// The connection's output, shared by generator and receiver (the receiver
+/// only sends messages).
+pub struct SharedOut<'o, W: Write>(pub Mutex<&'o mut MuxWriter<W>>);
+
+impl<'o, W: Write> SharedOut<'o, W> {
+    /// Exclusive use of the writer.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, &'o mut MuxWriter<W>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+impl RecvConfig {
+    /// Does the mtime of `st` equal the entry's (seconds, and nanoseconds where the protocol carries them)?
+    pub fn same_mtime(&self, e: &FileEntry, st: &Stat) -> bool {
+        let window = self.opts.modify_window.unwrap_or(0) as i64;
+        if window > 0 {
+            return (e.mtime - st.mtime).abs() <= window;
+        }
+        e.mtime == st.mtime && (self.n.proto < 31 || e.mtime_nsec == st.mtime_nsec)
+    }
+
+    /// The permission bits a file gets (upstream: dest_mode).
+    pub fn dest_perms(&self, e: &FileEntry, existing: Option<&Stat>) -> u32 {
+        let mut m = if self.opts.perms {
+            e.mode & 0o7777
+        } else if let Some(st) = existing.filter(|st| st.mode & 0o170000 == e.mode & 0o170000) {
+            st.mode & 0o7777
+        } else {
+            let mut p = e.mode & 0o777 & !self.umask;
+            if !self.opts.executability && mode::is_reg(e.mode) {
+                p = e.mode & 0o777 & !self.umask;
+            }
+            p
+        };
+        if let Some(c) = &self.chmod {
+            m = c.apply((e.mode & 0o170000) | m) & 0o7777;
+        }
+        m
+    }
+
+    /// Owner and group to set (None = leave).
+    pub fn dest_owner(&self, e: &FileEntry) -> (Option<u32>, Option<u32>) {
+        let uid = (self.opts.owner && self.am_root).then_some(e.uid);
+        let gid = self.opts.group.then_some(e.gid);
+        (uid, gid)
+    }
+
+    /// upstream itemize(): the report bits for an entry against what exists.
+    pub fn itemize(&self, e: &FileEntry, st: Option<&Stat>, base: u16) -> u16 {
+        let mut fl = base;
+        match st {
+            None => fl |= iflags::IS_NEW,
+            Some(st) => {
+                if mode::is_reg(e.mode) && e.size as u64 != st.size {
+                    fl |= iflags::REPORT_SIZE;
+                }
+                let keep_time = self.opts.times
+                    && !(mode::is_dir(e.mode) && self.opts.omit_dir_times)
+                    && !(mode::is_lnk(e.mode) && self.opts.omit_link_times);
+                if keep_time {
+                    if !self.same_mtime(e, st) {
+                        fl |= iflags::REPORT_TIME;
+                    }
+                } else if fl & (iflags::TRANSFER | iflags::LOCAL_CHANGE) != 0 {
+                    fl |= iflags::REPORT_TIME;
+                }
+                if !mode::is_lnk(e.mode)
+                    && self.dest_perms(e, Some(st)) != st.mode & 0o7777
+                    && self.opts.perms
+                {
+                    fl |= iflags::REPORT_PERMS;
+                }
+                if self.opts.owner && self.am_root && e.uid != st.uid {
+                    fl |= iflags::REPORT_OWNER;
+                }
+                if self.opts.group && e.gid != st.gid {
+                    fl |= iflags::REPORT_GROUP;
+                }
+            }
+        }
+        fl
+    }
+
+    /// Set perms, owner and (unless told not to) times on an existing entry.
+    pub fn fix_attrs(
+        &self,
+        rel: &[u8],
+        e: &FileEntry,
+        st: &Stat,
+        times: bool,
+    ) -> Result<(), crate::fs::dest::FsError> {
+        let (uid, gid) = self.dest_owner(e);
+        let uid = uid.filter(|u| *u != st.uid);
+        let gid = gid.filter(|g| *g != st.gid);
+        self.dest.set_owner(rel, uid, gid)?;
+        if !mode::is_lnk(e.mode) {
+            let p = self.dest_perms(e, Some(st));
+            if p != st.mode & 0o7777 {
+                self.dest.set_mode(rel, p)?;
+            }
+        }
+        if times
+            && self.opts.times
+            && !self.same_mtime(e, st)
+            && !(mode::is_lnk(e.mode) && self.opts.omit_link_times)
+        {
+            self.dest.set_times(rel, e.mtime, e.mtime_nsec, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether an item record is worth sending (SIGNIFICANT_ITEM_FLAGS).
+fn significant(fl: u16) -> bool {
+    fl & !(iflags::BASIS_TYPE_FOLLOWS | iflags::XNAME_FOLLOWS | iflags::LOCAL_CHANGE) != 0
+}
+
+/// The generator's state for one run.
+pub struct Generator<'a, 'o, W: Write> {
+    cfg: &'a RecvConfig,
+    list: &'a RecvList,
+    out: &'a SharedOut<'o, W>,
+    tx: NdxCodec,
+    buf: Vec<u8>,
+    /// Per directory (by name), the indexes of its entries in the list.
+    children: HashMap<Vec<u8>, Vec<usize>>,
+    /// Deletion statistics.
+    pub del: DelStats,
+    /// IOERR_* bits met while generating.
+    pub io_error: i32,
+    itemize_all: bool,
+}
+
+fn parent_of(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|&c| c == b'/') {
+        Some(p) => &name[..p],
+        None => b".",
+    }
+}
+
+impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
+    /// A generator over `list` writing to `out`.
+    pub fn new(cfg: &'a RecvConfig, list: &'a RecvList, out: &'a SharedOut<'o, W>) -> Self {
+        let mut children: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        for (i, e) in list.files.iter().enumerate() {
+            if e.name != b"." && list.active[i] {
+                children
+                    .entry(parent_of(&e.name).to_vec())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let itemize_all = cfg
+            .opts
+            .log_format
+            .as_deref()
+            .is_some_and(|f| f.contains("%i%I"))
+            || cfg.opts.itemize > 1;
+        Generator {
+            cfg,
+            list,
+            out,
+            tx: NdxCodec::new(cfg.n.proto),
+            buf: Vec::with_capacity(64 * 1024),
+            children,
+            del: DelStats::default(),
+            io_error: 0,
+            itemize_all,
+        }
+    }
+
+    fn flush_buf(&mut self) -> Result<(), RoleError> {
+        if !self.buf.is_empty() {
+            let mut o = self.out.lock();
+            o.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, code: MsgCode, text: &str) -> Result<(), RoleError> {
+        self.flush_buf()?;
+        let mut o = self.out.lock();
+        super::sender::send_text(&mut o, self.cfg.n.proto, code, text)?;
+        Ok(())
+    }
+
+    fn error(&mut self, text: String) -> Result<(), RoleError> {
+        self.io_error |= crate::flist::build::IOERR_GENERAL;
+        self.message(MsgCode::ErrorXfer, &text)
+    }
+
+    fn item(&mut self, ndx: usize, fl: u16) -> Result<(), RoleError> {
+        if self.cfg.n.proto < 29 || !(significant(fl) || self.itemize_all) {
+            return Ok(());
+        }
+        self.tx.write(&mut self.buf, ndx as i32);
+        put_short(&mut self.buf, fl);
+        Ok(())
+    }
+
+    fn deleted(&mut self, rel: &[u8], is_dir: bool) -> Result<(), RoleError> {
+        if self.cfg.n.proto >= 29 {
+            let mut p = rel.to_vec();
+            if is_dir {
+                p.push(0);
+            }
+            self.flush_buf()?;
+            self.out.lock().send_msg(MsgCode::Deleted, &p)?;
+        }
+        Ok(())
+    }
+
+    /// Remove one existing item (recursively for dirs), reporting each deletion.
+    fn delete_item(&mut self, rel: &[u8], st: &Stat) -> Result<(), RoleError> {
+        if (self.cfg.daemon_excluded)(rel, mode::is_dir(st.mode)) {
+            return Ok(());
+        }
+        if mode::is_dir(st.mode) {
+            let mut names = self.cfg.dest.list_dir(rel).unwrap_or_default();
+            names.sort();
+            for n in names.iter().rev() {
+                let child = join(rel, n);
+                if let Ok(Some(cst)) = self.cfg.dest.stat(&child) {
+                    self.delete_item(&child, &cst)?;
+                }
+            }
+            if self.cfg.opts.dry_run {
+                self.del.dirs += 1;
+                return self.deleted(rel, true);
+            }
+            match self.cfg.dest.rmdir(rel) {
+                Ok(()) => {
+                    self.del.dirs += 1;
+                    self.deleted(rel, true)?;
+                }
+                Err(e) => self.error(format!("rsync: [generator] {e}"))?,
+            }
+        } else {
+            if !self.cfg.opts.dry_run {
+                if let Err(e) = self.cfg.dest.unlink(rel) {
+                    return self.error(format!("rsync: [generator] {e}"));
+                }
+            }
+            match st.mode & 0o170000 {
+                m if m == mode::S_IFLNK => self.del.symlinks += 1,
+                m if m == mode::S_IFCHR || m == mode::S_IFBLK => self.del.devices += 1,
+                m if m == mode::S_IFIFO || m == mode::S_IFSOCK => self.del.specials += 1,
+                _ => self.del.files += 1,
+            }
+            self.deleted(rel, false)?;
+        }
+        Ok(())
+    }
+
+    /// delete_in_dir: remove what the list does not have in directory `dir`.
+    fn delete_in_dir(&mut self, dir: &[u8]) -> Result<(), RoleError> {
+        if self.list.io_error != 0 && !self.cfg.opts.ignore_errors {
+            return self.message(
+                MsgCode::Info,
+                "IO error encountered -- skipping file deletion",
+            );
+        }
+        let Ok(names) = self.cfg.dest.list_dir(dir) else {
+            return Ok(());
+        };
+        let keep: std::collections::HashSet<Vec<u8>> = self
+            .children
+            .get(dir)
+            .map(|v| v.iter().map(|&i| self.list.files[i].name.clone()).collect())
+            .unwrap_or_default();
+        let mut gone: Vec<(Vec<u8>, Stat)> = Vec::new();
+        for n in names {
+            let rel = join(dir, &n);
+            if keep.contains(&rel) {
+                continue;
+            }
+            if let Ok(Some(st)) = self.cfg.dest.stat(&rel) {
+                gone.push((rel, st));
+            }
+        }
+        let proto = self.cfg.n.proto;
+        gone.sort_by(|a, b| {
+            f_name_cmp(
+                &a.0,
+                mode::is_dir(a.1.mode),
+                &b.0,
+                mode::is_dir(b.1.mode),
+                proto,
+            )
+        });
+        for (rel, st) in gone.iter().rev() {
+            self.delete_item(rel, st)?;
+        }
+        Ok(())
+    }
+
+    /// Send a transfer request for entry `ndx` (with block sums of the existing file when there is one).
+    fn request(
+        &mut self,
+        ndx: usize,
+        fl: u16,
+        basis: Option<&Stat>,
+        redo: bool,
+    ) -> Result<(), RoleError> {
+        let e = &self.list.files[ndx];
+        self.tx.write(&mut self.buf, ndx as i32);
+        if self.cfg.n.proto >= 29 {
+            put_short(&mut self.buf, fl);
+        }
+        if self.cfg.opts.dry_run {
+            return self.flush_buf();
+        }
+        let whole = self.cfg.opts.whole_file == Some(true);
+        let basis_len = basis
+            .filter(|st| mode::is_reg(st.mode) && !whole)
+            .map(|st| st.size as i64);
+        let digest_len = self.cfg.n.checksum.digest_len();
+        let head = match basis_len {
+            Some(len) if len > 0 => SumHead::for_file(
+                len,
+                self.cfg.n.proto,
+                self.cfg.opts.block_size,
+                redo,
+                digest_len,
+            )
+            .unwrap_or(SumHead::EMPTY),
+            _ => SumHead::EMPTY,
+        };
+        let file = if head.count > 0 {
+            self.cfg.dest.open_read(&e.name).ok()
+        } else {
+            None
+        };
+        let head = if file.is_some() { head } else { SumHead::EMPTY };
+        WireSumHead {
+            count: head.count,
+            blength: head.blength,
+            s2length: head.s2length,
+            remainder: head.remainder,
+        }
+        .write(&mut self.buf, self.cfg.n.proto);
+        if let Some(mut f) = file {
+            let (kind, seed, pso) = (
+                self.cfg.n.checksum,
+                self.cfg.n.seed as u32,
+                self.cfg.n.proper_seed_order(),
+            );
+            let mut sums = Vec::with_capacity(64 * 1024);
+            let r = generate_sums_with(&mut f, &head, kind, seed, pso, |s1, strong| {
+                put_int(&mut sums, s1 as i32);
+                sums.extend_from_slice(strong);
+                Ok(())
+            });
+            if r.is_err() {
+                // The basis changed under us: the zero-filled sums only cost matches.
+            }
+            self.buf.extend_from_slice(&sums);
+        }
+        if self.buf.len() >= 32 * 1024 {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    /// recv_generator for one entry.
+    fn entry(&mut self, ndx: usize) -> Result<(), RoleError> {
+        let cfg = self.cfg;
+        let e = &self.list.files[ndx];
+        let rel = e.name.clone();
+        let is_dir = mode::is_dir(e.mode);
+        if e.name != b"." && (cfg.daemon_excluded)(&rel, is_dir) {
+            return self.error(format!(
+                "ERROR: daemon refused to receive {} \"{}\"",
+                if is_dir { "directory" } else { "file" },
+                String::from_utf8_lossy(&rel)
+            ));
+        }
+        let st = match cfg.dest.stat(&rel) {
+            Ok(s) => s,
+            Err(err) => return self.error(format!("rsync: [generator] {err}")),
+        };
+        if is_dir {
+            let mut st = st;
+            if let Some(s) = &st {
+                if !mode::is_dir(s.mode) {
+                    let s = *s;
+                    self.delete_item(&rel, &s)?;
+                    st = None;
+                }
+            }
+            let fl = cfg.itemize(
+                e,
+                st.as_ref(),
+                if st.is_none() {
+                    iflags::LOCAL_CHANGE
+                } else {
+                    0
+                },
+            );
+            if st.is_none() && !cfg.opts.dry_run {
+                if let Err(err) = cfg.dest.mkdir(&rel, cfg.dest_perms(e, None) | 0o700) {
+                    return self.error(format!("rsync: [generator] {err}"));
+                }
+            }
+            self.item(ndx, fl)?;
+            if let (Some(s), false) = (&st, cfg.opts.dry_run) {
+                let _ = cfg.fix_attrs(&rel, e, s, false);
+            }
+            if cfg.opts.delete
+                && !e.no_content_dir
+                && !e.implied_dir
+                && (st.is_some() || cfg.opts.dry_run)
+            {
+                self.delete_in_dir(&rel)?;
+            }
+            return Ok(());
+        }
+        // A non-directory: anything else in the way goes first.
+        let mut st = st;
+        if let Some(s) = st {
+            if (s.mode & 0o170000) != (e.mode & 0o170000) {
+                if mode::is_dir(s.mode) && !cfg.opts.delete && !cfg.opts.force {
+                    return self.error(format!(
+                        "rsync: [generator] cannot delete non-empty directory: {}",
+                        String::from_utf8_lossy(&rel)
+                    ));
+                }
+                self.delete_item(&rel, &s)?;
+                st = None;
+            }
+        }
+        if mode::is_lnk(e.mode) {
+            if !cfg.opts.links {
+                return self.message(
+                    MsgCode::Info,
+                    &format!(
+                        "skipping non-regular file \"{}\"",
+                        String::from_utf8_lossy(&rel)
+                    ),
+                );
+            }
+            let mut target = e.link_target.clone().unwrap_or_default();
+            if cfg.munge_symlinks {
+                let mut t = MUNGE_PREFIX.to_vec();
+                t.extend_from_slice(&target);
+                target = t;
+            }
+            if let Some(s) = &st {
+                if cfg.dest.read_link(&rel).ok().as_deref() == Some(&target[..]) {
+                    let fl = cfg.itemize(e, Some(s), 0);
+                    if !cfg.opts.dry_run {
+                        let _ = cfg.fix_attrs(&rel, e, s, true);
+                    }
+                    return self.item(ndx, fl);
+                }
+                if !cfg.opts.dry_run {
+                    let _ = cfg.dest.unlink(&rel);
+                }
+            }
+            let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE);
+            if !cfg.opts.dry_run {
+                if let Err(err) = cfg.dest.symlink(&target, &rel) {
+                    return self.error(format!("rsync: [generator] {err}"));
+                }
+                let (uid, gid) = cfg.dest_owner(e);
+                let _ = cfg.dest.set_owner(&rel, uid, gid);
+                if cfg.opts.times && !cfg.opts.omit_link_times {
+                    let _ = cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None);
+                }
+            }
+            return self.item(ndx, fl);
+        }
+        if mode::is_device(e.mode) || mode::is_special(e.mode) {
+            let wanted = if mode::is_device(e.mode) {
+                cfg.opts.devices && cfg.am_root
+            } else {
+                cfg.opts.specials
+            };
+            if !wanted {
+                return self.message(
+                    MsgCode::Info,
+                    &format!(
+                        "skipping non-regular file \"{}\"",
+                        String::from_utf8_lossy(&rel)
+                    ),
+                );
+            }
+            if let Some(s) = &st {
+                if !mode::is_device(e.mode)
+                    || (s.rdev_major == e.rdev_major && s.rdev_minor == e.rdev_minor)
+                {
+                    let fl = cfg.itemize(e, Some(s), 0);
+                    if !cfg.opts.dry_run {
+                        let _ = cfg.fix_attrs(&rel, e, s, true);
+                    }
+                    return self.item(ndx, fl);
+                }
+                if !cfg.opts.dry_run {
+                    let _ = cfg.dest.unlink(&rel);
+                }
+            }
+            let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE);
+            if !cfg.opts.dry_run {
+                let m = (e.mode & 0o170000) | cfg.dest_perms(e, None);
+                if let Err(err) = cfg.dest.mknod(&rel, m, e.rdev_major, e.rdev_minor) {
+                    return self.error(format!("rsync: [generator] {err}"));
+                }
+                if let Ok(Some(s)) = cfg.dest.stat(&rel) {
+                    let _ = cfg.fix_attrs(&rel, e, &s, true);
+                }
+            }
+            return self.item(ndx, fl);
+        }
+        if !mode::is_reg(e.mode) {
+            return Ok(());
+        }
+        // Regular file: which ones to skip, which are current, which to send.
+        if cfg.opts.existing && st.is_none() {
+            return Ok(());
+        }
+        if cfg.opts.ignore_existing && st.is_some() {
+            return Ok(());
+        }
+        if let Some(s) = &st {
+            if cfg.opts.update && s.mtime > e.mtime {
+                return Ok(());
+            }
+        }
+        let current = match &st {
+            Some(s) if !cfg.opts.ignore_times => {
+                if cfg.opts.size_only {
+                    s.size == e.size as u64
+                } else if cfg.opts.checksum {
+                    s.size == e.size as u64 && self.same_checksum(&rel, e)
+                } else {
+                    s.size == e.size as u64 && cfg.same_mtime(e, s)
+                }
+            }
+            _ => false,
+        };
+        if let (true, Some(s)) = (current, &st) {
+            let fl = cfg.itemize(e, Some(s), 0);
+            if !cfg.opts.dry_run {
+                if let Err(err) = cfg.fix_attrs(&rel, e, s, true) {
+                    self.error(format!("rsync: [generator] {err}"))?;
+                }
+            }
+            return self.item(ndx, fl);
+        }
+        let mut fl = cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
+        if cfg.opts.checksum && st.is_some() && fl & iflags::REPORT_SIZE == 0 {
+            fl |= iflags::REPORT_CHANGE;
+        }
+        self.request(ndx, fl, st.as_ref(), false)
+    }
+
+    fn same_checksum(&self, rel: &[u8], e: &FileEntry) -> bool {
+        let Some(want) = &e.checksum else {
+            return false;
+        };
+        let Ok(mut f) = self.cfg.dest.open_read(rel) else {
+            return false;
+        };
+        match crate::checksum::strong::file_checksum(self.cfg.n.file_checksum, &mut f) {
+            Ok(d) => d.as_bytes().get(..want.len()) == Some(&want[..]),
+            Err(_) => false,
+        }
+    }
+
+    fn done(&mut self) -> Result<(), RoleError> {
+        self.tx.write(&mut self.buf, NDX_DONE);
+        self.flush_buf()?;
+        self.out.lock().flush()?;
+        Ok(())
+    }
+
+    /// generate_files: the whole run, phases included. `events` come from the receiver.
+    pub fn run(&mut self, events: &Receiver<RecvEvent>) -> Result<(), RoleError> {
+        let proto = self.cfg.n.proto;
+        for i in 0..self.list.files.len() {
+            if !self.list.active[i] {
+                continue;
+            }
+            self.entry(i)?;
+        }
+        self.done()?; // DONE#1: end of the file pass
+                      // Redo phase: re-request files whose checksum failed, until the receiver ends phase 0.
+        loop {
+            match events.recv() {
+                Ok(RecvEvent::Redo(ndx)) => {
+                    let Some(e) = self.list.files.get(ndx as usize) else {
+                        return Err(RoleError::Protocol(format!("invalid redo index {ndx}")));
+                    };
+                    let st = self.cfg.dest.stat(&e.name).ok().flatten();
+                    let fl = self.cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
+                    self.request(ndx as usize, fl, st.as_ref(), true)?;
+                }
+                Ok(RecvEvent::PhaseDone) => break,
+                Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
+                    return Err(RoleError::Protocol("receiver ended early".into()))
+                }
+            }
+        }
+        self.done()?; // DONE#2: end of the redo phase
+        if proto >= 29 {
+            self.done()?; // DONE#3: no --delay-updates
+        }
+        if proto >= 31 {
+            if self.cfg.opts.delete || self.cfg.opts.force {
+                let d = self.del;
+                self.tx.write(&mut self.buf, NDX_DEL_STATS);
+                for v in [d.files, d.dirs, d.symlinks, d.devices, d.specials] {
+                    put_varint(&mut self.buf, v);
+                }
+            }
+            self.done()?; // DONE#4: deletions done
+        }
+        loop {
+            match events.recv() {
+                Ok(RecvEvent::Finished) => break,
+                Ok(RecvEvent::PhaseDone) | Ok(RecvEvent::Redo(_)) => {}
+                Ok(RecvEvent::Failed) | Err(_) => {
+                    return Err(RoleError::Protocol("receiver failed".into()))
+                }
+            }
+        }
+        self.touch_up_dirs();
+        self.done()?; // the final goodbye
+        Ok(())
+    }
+
+    /// Directory times (and modes) are set last, once their contents stopped changing.
+    fn touch_up_dirs(&mut self) {
+        if self.cfg.opts.dry_run {
+            return;
+        }
+        for (i, e) in self.list.files.iter().enumerate().rev() {
+            if !self.list.active[i] || !mode::is_dir(e.mode) {
+                continue;
+            }
+            if let Ok(Some(st)) = self.cfg.dest.stat(&e.name) {
+                if mode::is_dir(st.mode) {
+                    let _ = self
+                        .cfg
+                        .fix_attrs(&e.name, e, &st, !self.cfg.opts.omit_dir_times);
+                }
+            }
+        }
+    }
+}
+
+/// `a/b` from `a` and `b` (`.` is the root).
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() || dir == b"." {
+        return name.to_vec();
+    }
+    let mut v = dir.to_vec();
+    v.push(b'/');
+    v.extend_from_slice(name);
+    v
+}

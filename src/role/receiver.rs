@@ -1,0 +1,276 @@
+//! The receiver of the receiving side (upstream: receiver.c recv_files,
+//! receive_data): reads each file's delta from the sender, rebuilds it from
+//! the basis into a temp file beside the destination, checks the whole-file
+//! digest and only then renames it into place. A mismatch is sent back to
+//! the generator for the redo phase; a failed file never replaces the old one.
+
+use super::generator::{RecvConfig, RecvEvent, SharedOut};
+use super::RoleError;
+use crate::checksum::StrongHasher;
+use crate::delta::patcher::Patcher;
+use crate::delta::sums::SumHead;
+use crate::flist::recv::RecvList;
+use crate::protocol::flist::mode;
+use crate::protocol::mux::MsgCode;
+use crate::protocol::ndx::{iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE};
+use crate::protocol::sums::WireSumHead;
+use crate::protocol::tokens::{CompressKind, Token, TokenDecoder};
+use crate::protocol::varint::{read_byte, read_short, read_varint, read_vstring};
+use std::io::{BufWriter, Read, Write};
+use std::sync::mpsc::Sender;
+
+/// What the receiver counted.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecvStats {
+    /// Files rebuilt and renamed into place.
+    pub files: u64,
+    /// IOERR_* bits.
+    pub io_error: i32,
+}
+
+/// A sink that discards (after a write error the stream must still be read to its end).
+struct Sink<W: Write> {
+    inner: Option<W>,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Some(w) = self.inner.as_mut() {
+            if let Err(e) = w.write_all(b) {
+                self.error = Some(e);
+                self.inner = None;
+            }
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.inner.as_mut() {
+            if let Err(e) = w.flush() {
+                self.error = Some(e);
+                self.inner = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// recv_files: run until the sender's last phase ends.
+pub fn run<R: Read, W: Write>(
+    cfg: &RecvConfig,
+    list: &RecvList,
+    input: &mut R,
+    events: &Sender<RecvEvent>,
+    out: &SharedOut<'_, W>,
+) -> Result<RecvStats, RoleError> {
+    let proto = cfg.n.proto;
+    let mut rx = NdxCodec::new(proto);
+    let max_phase = if proto >= 29 { 2 } else { 1 };
+    let mut phase = 0;
+    let mut dec = TokenDecoder::new(cfg.n.compress, proto);
+    let mut stats = RecvStats::default();
+    let text = |code: MsgCode, t: String| -> Result<(), RoleError> {
+        let mut o = out.lock();
+        super::sender::send_text(&mut o, proto, code, &t)?;
+        Ok(())
+    };
+    loop {
+        let ndx = rx.read(input)?;
+        if ndx == NDX_DONE {
+            phase += 1;
+            let _ = events.send(RecvEvent::PhaseDone);
+            if phase > max_phase {
+                break;
+            }
+            continue;
+        }
+        if ndx == NDX_DEL_STATS {
+            for _ in 0..5 {
+                read_varint(input)?;
+            }
+            continue;
+        }
+        if ndx < 0 || ndx as usize >= list.files.len() || !list.active[ndx as usize] {
+            return Err(RoleError::Protocol(format!(
+                "Invalid file index: {ndx} (-1 - {}) [receiver]",
+                list.files.len() as i64 - 1
+            )));
+        }
+        let fl = if proto >= 29 {
+            read_short(input)?
+        } else {
+            iflags::TRANSFER
+        };
+        if fl & iflags::BASIS_TYPE_FOLLOWS != 0 {
+            read_byte(input)?;
+        }
+        if fl & iflags::XNAME_FOLLOWS != 0 {
+            read_vstring(input, crate::protocol::MAX_PATH_LEN)?;
+        }
+        if fl & iflags::TRANSFER == 0 {
+            continue;
+        }
+        let e = &list.files[ndx as usize];
+        if !mode::is_reg(e.mode) {
+            return Err(RoleError::Protocol(format!(
+                "received request to transfer non-regular file: {ndx} [receiver]"
+            )));
+        }
+        if cfg.opts.dry_run {
+            continue;
+        }
+        let head = WireSumHead::read(input, proto)?;
+        let sh = SumHead {
+            count: head.count,
+            blength: head.blength,
+            s2length: head.s2length,
+            remainder: head.remainder,
+        };
+        let rel = &e.name;
+        let basis = if head.count > 0 {
+            cfg.dest.open_read(rel).ok()
+        } else {
+            None
+        };
+        let temp = cfg.dest.create_temp(rel);
+        let (file, tname) = match temp {
+            Ok((f, t)) => (Some(f), Some(t)),
+            Err(err) => {
+                text(
+                    MsgCode::ErrorXfer,
+                    format!(
+                        "rsync: [receiver] mkstemp {} failed: {}",
+                        cfg.dest.show(rel),
+                        err
+                    ),
+                )?;
+                stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                (None, None)
+            }
+        };
+        let writer = Sink {
+            inner: file
+                .as_ref()
+                .and_then(|f| f.try_clone().ok())
+                .map(|f| BufWriter::with_capacity(256 * 1024, f)),
+            error: None,
+        };
+        let mut patcher = Patcher::new(basis, writer, sh);
+        let mut hasher = StrongHasher::new_file(cfg.n.checksum, cfg.n.seed as u32);
+        let zlib = cfg.n.compress == CompressKind::Zlib;
+        let mut block_data = Vec::new();
+        let mut failed: Option<String> = None;
+        loop {
+            let tok = dec.next(input).map_err(|e| match e {
+                crate::protocol::tokens::TokenError::Io(io) => RoleError::from(io),
+                other => RoleError::Protocol(other.to_string()),
+            })?;
+            match tok {
+                Token::End => break,
+                Token::Literal(d) => {
+                    hasher.update(d);
+                    if failed.is_none() {
+                        if let Err(err) = patcher.literal(d) {
+                            failed = Some(err.to_string());
+                        }
+                    }
+                }
+                Token::Block(i) => {
+                    block_data.clear();
+                    let r = patcher.copy_block(i, |d| {
+                        hasher.update(d);
+                        if zlib {
+                            block_data.extend_from_slice(d);
+                        }
+                    });
+                    if let Err(err) = r {
+                        // Without the block the stream cannot be followed: the transfer is broken.
+                        return Err(RoleError::Protocol(format!("{err} [receiver]")));
+                    }
+                    if zlib {
+                        dec.see_block(&block_data)
+                            .map_err(|e| RoleError::Protocol(e.to_string()))?;
+                    }
+                }
+            }
+        }
+        let mut theirs = vec![0u8; cfg.n.checksum.digest_len()];
+        input.read_exact(&mut theirs)?;
+        let ours = hasher.finish();
+        let (mut sink, _) = patcher
+            .finish()
+            .map_err(|e| RoleError::Protocol(e.to_string()))?;
+        let _ = sink.flush();
+        if let Some(err) = sink.error.take() {
+            failed = Some(format!(
+                "write failed on {}: {}",
+                cfg.dest.show(rel),
+                crate::fs::os_error_text(&err)
+            ));
+        }
+        drop(sink);
+        let (Some(file), Some(tname)) = (file, tname) else {
+            continue;
+        };
+        if let Some(why) = failed {
+            let _ = tname.discard();
+            stats.io_error |= crate::flist::build::IOERR_GENERAL;
+            text(MsgCode::ErrorXfer, format!("rsync: [receiver] {why}"))?;
+            continue;
+        }
+        if ours.as_bytes() != &theirs[..] {
+            let _ = tname.discard();
+            if phase == 0 {
+                if cfg.opts.verbose > 0 {
+                    text(
+                        MsgCode::Warning,
+                        format!(
+                            "WARNING: {} failed verification -- update discarded (will try again).",
+                            String::from_utf8_lossy(rel)
+                        ),
+                    )?;
+                }
+                let _ = events.send(RecvEvent::Redo(ndx));
+            } else {
+                stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                text(
+                    MsgCode::ErrorXfer,
+                    format!(
+                        "ERROR: {} failed verification -- update discarded.",
+                        String::from_utf8_lossy(rel)
+                    ),
+                )?;
+            }
+            continue;
+        }
+        // Attributes on the temp file, then the atomic rename.
+        let existing = cfg.dest.stat(rel).ok().flatten();
+        let perms = cfg.dest_perms(e, existing.as_ref().filter(|s| mode::is_reg(s.mode)));
+        let (uid, gid) = cfg.dest_owner(e);
+        let mut res = tname.set_mode(&file, perms);
+        if res.is_ok() && (uid.is_some() || gid.is_some()) {
+            res = tname.set_owner(&file, uid, gid);
+        }
+        if res.is_ok() && cfg.opts.times {
+            res = tname.set_times(&file, e.mtime, e.mtime_nsec, None);
+        }
+        if let Err(err) = res {
+            text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+            stats.io_error |= crate::flist::build::IOERR_GENERAL;
+        }
+        drop(file);
+        match tname.commit(rel) {
+            Ok(()) => stats.files += 1,
+            Err(err) => {
+                stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+            }
+        }
+    }
+    let _ = events.send(RecvEvent::Finished);
+    // Protocol 31: the sender echoes the generator's DONE (read_final_goodbye); EOF may follow.
+    if proto >= 31 {
+        let _ = rx.read(input);
+    }
+    Ok(stats)
+}
