@@ -853,9 +853,7 @@ fn serve_pull<W: Write>(
 /// Options an upload cannot honour yet: refused up front, like a module's
 /// `refuse options`, so the client fails cleanly instead of getting a wrong tree.
 fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
-    if o.hard_links > 0 {
-        Some("--hard-links (-H)")
-    } else if o.backup {
+    if o.backup {
         Some("--backup (-b)")
     } else if o.inplace {
         Some("--inplace")

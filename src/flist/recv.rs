@@ -3,7 +3,9 @@
 //! name, sort, drop duplicates, and map owners by name.
 
 use super::sort::f_name_cmp;
-use crate::protocol::flist::{mode, read_id_list, FileEntry, FlistDecoder, FlistItem, FlistOpts};
+use crate::protocol::flist::{
+    mode, read_id_list, FileEntry, FlistDecoder, FlistItem, FlistOpts, HardLink,
+};
 use crate::protocol::varint::read_int;
 use crate::protocol::ProtoError;
 use std::collections::HashMap;
@@ -30,6 +32,8 @@ pub struct RecvList {
     pub active: Vec<bool>,
     /// The sender's io_error.
     pub io_error: i32,
+    /// For hard-link followers: the index of the entry they link to.
+    pub hlink_leader: Vec<Option<usize>>,
 }
 
 /// Is `name` safe to create under the destination: relative, no `..`
@@ -103,7 +107,9 @@ pub fn recv_file_list<R: Read>(
     // Sort stably, as the sender did, then drop duplicate names (keep a dir
     // over a non-dir, else the first).
     let proto = o.proto;
-    files.sort_by(|a, b| {
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&files[a], &files[b]);
         f_name_cmp(
             &a.name,
             mode::is_dir(a.mode),
@@ -112,6 +118,34 @@ pub fn recv_file_list<R: Read>(
             proto,
         )
     });
+    let mut slots: Vec<Option<FileEntry>> = files.into_iter().map(Some).collect();
+    let files: Vec<FileEntry> = order.iter().filter_map(|&a| slots[a].take()).collect();
+    // Hard-link groups: a follower names its group's first member by arrival
+    // index (protocol 30+); older protocols send dev/ino. As upstream's
+    // receiver does (hlink.c match_gnums), the member that sorts last gets
+    // the data and the others are linked to it.
+    let mut groups: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+    for (i, e) in files.iter().enumerate() {
+        let key = match &e.hard_link {
+            Some(HardLink::First) => Some((-1, order[i] as i64)),
+            Some(HardLink::Follower { first }) => Some((-1, *first as i64)),
+            Some(HardLink::DevIno { dev, ino }) => Some((*dev, *ino)),
+            None => None,
+        };
+        if let Some(k) = key {
+            groups.entry(k).or_default().push(i);
+        }
+    }
+    let mut hlink_leader = vec![None; files.len()];
+    for members in groups.values() {
+        if let Some(&last) = members.iter().max() {
+            for &m in members {
+                if m != last {
+                    hlink_leader[m] = Some(last);
+                }
+            }
+        }
+    }
     let mut active = vec![true; files.len()];
     let mut prev: Option<usize> = None;
     for i in 0..files.len() {
@@ -132,6 +166,7 @@ pub fn recv_file_list<R: Read>(
         files,
         active,
         io_error,
+        hlink_leader,
     })
 }
 

@@ -444,9 +444,62 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(())
     }
 
+    /// Link every hard-link follower to its leader once the leaders are in
+    /// place (upstream: hlink.c finish_hard_link), reporting `hf` items.
+    fn link_followers(&mut self) -> Result<(), RoleError> {
+        let cfg = self.cfg;
+        for i in 0..self.list.files.len() {
+            let Some(l) = self.list.hlink_leader[i] else {
+                continue;
+            };
+            if !self.list.active[i] {
+                continue;
+            }
+            let (name, leader) = (
+                self.list.files[i].name.clone(),
+                self.list.files[l].name.clone(),
+            );
+            let lst = cfg.dest.stat(&leader).ok().flatten();
+            let st = cfg.dest.stat(&name).ok().flatten();
+            if let (Some(a), Some(b)) = (&lst, &st) {
+                if a.dev == b.dev && a.ino == b.ino {
+                    continue;
+                }
+            }
+            if lst.is_none() && !cfg.opts.dry_run {
+                continue;
+            }
+            let e = &self.list.files[i];
+            let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE | iflags::XNAME_FOLLOWS);
+            if !cfg.opts.dry_run {
+                if let Some(s) = &st {
+                    if mode::is_dir(s.mode) {
+                        let s = *s;
+                        self.delete_item(&name, &s)?;
+                    } else {
+                        let _ = cfg.dest.unlink(&name);
+                    }
+                }
+                if let Err(err) = cfg.dest.hard_link(&leader, &name) {
+                    self.error(format!("rsync: [generator] {err}"))?;
+                    continue;
+                }
+            }
+            if self.cfg.n.proto >= 29 {
+                self.tx.write(&mut self.buf, i as i32);
+                put_short(&mut self.buf, fl);
+                crate::protocol::varint::put_vstring(&mut self.buf, &leader)?;
+            }
+        }
+        self.flush_buf()
+    }
+
     /// recv_generator for one entry.
     fn entry(&mut self, ndx: usize) -> Result<(), RoleError> {
         let cfg = self.cfg;
+        if cfg.opts.hard_links > 0 && self.list.hlink_leader[ndx].is_some() {
+            return Ok(());
+        }
         let e = &self.list.files[ndx];
         let rel = e.name.clone();
         let is_dir = mode::is_dir(e.mode);
@@ -684,6 +737,19 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         }
         self.done()?; // DONE#2: end of the redo phase
+        if self.cfg.opts.hard_links > 0 {
+            // Followers are linked once the redo phase has put every leader in place.
+            loop {
+                match events.recv() {
+                    Ok(RecvEvent::PhaseDone) => break,
+                    Ok(RecvEvent::Redo(_)) => {}
+                    Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
+                        return Err(RoleError::Protocol("receiver ended early".into()))
+                    }
+                }
+            }
+            self.link_followers()?;
+        }
         if proto >= 29 {
             self.done()?; // DONE#3: no --delay-updates
         }
