@@ -853,10 +853,8 @@ fn serve_pull<W: Write>(
 /// Options an upload cannot honour yet: refused up front, like a module's
 /// `refuse options`, so the client fails cleanly instead of getting a wrong tree.
 fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
-    if o.backup {
-        Some("--backup (-b)")
-    } else if o.inplace {
-        Some("--inplace")
+    if o.backup && o.inplace {
+        Some("--backup with --inplace")
     } else if o.append > 0 {
         Some("--append")
     } else if o.partial_dir.is_some() {

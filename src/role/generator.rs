@@ -58,6 +58,62 @@ pub struct RecvConfig {
     pub umask: u32,
 }
 
+/// Parse an rsync size argument (`--max-size=1.5M`, `100K`, `5GB`, `2MiB`; upstream options.c parse_size_arg).
+pub fn parse_size(arg: &str) -> Option<u64> {
+    let s = arg.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mut unit = unit.to_ascii_lowercase();
+    let mut adjust = 0i64;
+    if let Some(p) = unit.find(['+', '-']) {
+        adjust = unit[p..].parse().ok()?;
+        unit.truncate(p);
+    }
+    let base: f64 = if unit.ends_with("ib") || unit.len() <= 1 {
+        1024.0
+    } else if unit.ends_with('b') {
+        1000.0
+    } else {
+        return None;
+    };
+    let mult = match unit.chars().next() {
+        None => 1.0,
+        Some('b') => 1.0,
+        Some('k') => base,
+        Some('m') => base * base,
+        Some('g') => base * base * base,
+        Some('t') => base.powi(4),
+        Some('p') => base.powi(5),
+        _ => return None,
+    };
+    let v = (n * mult) as i64 + adjust;
+    u64::try_from(v).ok()
+}
+
+impl RecvConfig {
+    /// `--backup`: the suffix and the backup dir (relative to the destination).
+    pub fn backup(&self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        if !self.opts.backup {
+            return None;
+        }
+        let dir = self
+            .opts
+            .backup_dir
+            .as_ref()
+            .map(|d| crate::daemon::paths::sanitize(d.as_bytes()))
+            .filter(|d| !d.is_empty());
+        let suffix = match &self.opts.suffix {
+            Some(s) => s.as_bytes().to_vec(),
+            None if dir.is_some() => Vec::new(),
+            None => b"~".to_vec(),
+        };
+        Some((suffix, dir))
+    }
+}
+
 /// Upstream's SYMLINK_PREFIX for munged symlinks.
 pub const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
 
@@ -319,7 +375,15 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         } else {
             if !self.cfg.opts.dry_run {
-                if let Err(e) = self.cfg.dest.unlink(rel) {
+                let r = match self.cfg.backup() {
+                    Some((suffix, dir)) => self
+                        .cfg
+                        .dest
+                        .backup(rel, &suffix, dir.as_deref())
+                        .map(|_| ()),
+                    None => self.cfg.dest.unlink(rel),
+                };
+                if let Err(e) = r {
                     return self.error(format!("rsync: [generator] {e}"));
                 }
             }
@@ -650,6 +714,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return Ok(());
         }
         // Regular file: which ones to skip, which are current, which to send.
+        if let Some(max) = cfg.opts.max_size.as_deref().and_then(parse_size) {
+            if e.size as u64 > max {
+                return Ok(());
+            }
+        }
+        if let Some(min) = cfg.opts.min_size.as_deref().and_then(parse_size) {
+            if (e.size as u64) < min {
+                return Ok(());
+            }
+        }
         if cfg.opts.existing && st.is_none() {
             return Ok(());
         }

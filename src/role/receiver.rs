@@ -132,9 +132,14 @@ pub fn run<R: Read, W: Write>(
         } else {
             None
         };
-        let temp = cfg.dest.create_temp(rel);
+        let inplace = cfg.opts.inplace;
+        let temp = if inplace {
+            cfg.dest.open_inplace(rel).map(|f| (f, None))
+        } else {
+            cfg.dest.create_temp(rel).map(|(f, t)| (f, Some(t)))
+        };
         let (file, tname) = match temp {
-            Ok((f, t)) => (Some(f), Some(t)),
+            Ok((f, t)) => (Some(f), t),
             Err(err) => {
                 text(
                     MsgCode::ErrorXfer,
@@ -161,10 +166,24 @@ pub fn run<R: Read, W: Write>(
         let mut block_data = Vec::new();
         let mut failed: Option<String> = None;
         loop {
-            let tok = dec.next(input).map_err(|e| match e {
-                crate::protocol::tokens::TokenError::Io(io) => RoleError::from(io),
-                other => RoleError::Protocol(other.to_string()),
-            })?;
+            let tok = match dec.next(input) {
+                Ok(t) => t,
+                Err(e) => {
+                    let err = match e {
+                        crate::protocol::tokens::TokenError::Io(io) => RoleError::from(io),
+                        other => RoleError::Protocol(other.to_string()),
+                    };
+                    // --partial: keep what arrived under the real name, as the next run's basis.
+                    if cfg.opts.partial && !inplace {
+                        if let (Ok((mut sink, _)), Some(t)) = (patcher.finish(), tname) {
+                            let _ = sink.flush();
+                            drop(sink);
+                            let _ = t.commit(rel);
+                        }
+                    }
+                    return Err(err);
+                }
+            };
             match tok {
                 Token::End => break,
                 Token::Literal(d) => {
@@ -197,7 +216,7 @@ pub fn run<R: Read, W: Write>(
         let mut theirs = vec![0u8; cfg.n.checksum.digest_len()];
         input.read_exact(&mut theirs)?;
         let ours = hasher.finish();
-        let (mut sink, _) = patcher
+        let (mut sink, written) = patcher
             .finish()
             .map_err(|e| RoleError::Protocol(e.to_string()))?;
         let _ = sink.flush();
@@ -209,7 +228,15 @@ pub fn run<R: Read, W: Write>(
             ));
         }
         drop(sink);
-        let (Some(file), Some(tname)) = (file, tname) else {
+        let Some(file) = file else {
+            continue;
+        };
+        if inplace {
+            let ok = ours.as_bytes() == &theirs[..];
+            finish_inplace(cfg, rel, e, &file, written, failed, ok, &mut stats, &text)?;
+            continue;
+        }
+        let Some(tname) = tname else {
             continue;
         };
         if let Some(why) = failed {
@@ -259,6 +286,13 @@ pub fn run<R: Read, W: Write>(
             stats.io_error |= crate::flist::build::IOERR_GENERAL;
         }
         drop(file);
+        if let (Some((suffix, dir)), Some(ex)) = (cfg.backup(), &existing) {
+            if !mode::is_dir(ex.mode) {
+                if let Err(err) = cfg.dest.backup_keep(rel, &suffix, dir.as_deref()) {
+                    text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+                }
+            }
+        }
         match tname.commit(rel) {
             Ok(()) => stats.files += 1,
             Err(err) => {
@@ -273,4 +307,50 @@ pub fn run<R: Read, W: Write>(
         let _ = rx.read(input);
     }
     Ok(stats)
+}
+
+/// --inplace: the data went straight into the file; cut it to length and set its attributes.
+#[allow(clippy::too_many_arguments)]
+fn finish_inplace(
+    cfg: &RecvConfig,
+    rel: &[u8],
+    e: &crate::protocol::flist::FileEntry,
+    file: &std::fs::File,
+    len: u64,
+    failed: Option<String>,
+    digest_ok: bool,
+    stats: &mut RecvStats,
+    text: &dyn Fn(MsgCode, String) -> Result<(), RoleError>,
+) -> Result<(), RoleError> {
+    if let Some(why) = failed {
+        stats.io_error |= crate::flist::build::IOERR_GENERAL;
+        return text(MsgCode::ErrorXfer, format!("rsync: [receiver] {why}"));
+    }
+    if let Err(err) = file.set_len(len) {
+        stats.io_error |= crate::flist::build::IOERR_GENERAL;
+        return text(
+            MsgCode::ErrorXfer,
+            format!(
+                "rsync: [receiver] ftruncate {} failed: {}",
+                cfg.dest.show(rel),
+                crate::fs::os_error_text(&err)
+            ),
+        );
+    }
+    if !digest_ok {
+        stats.io_error |= crate::flist::build::IOERR_GENERAL;
+        return text(
+            MsgCode::ErrorXfer,
+            format!(
+                "ERROR: {} failed verification -- update retained.",
+                String::from_utf8_lossy(rel)
+            ),
+        );
+    }
+    let existing = cfg.dest.stat(rel).ok().flatten();
+    if let Some(st) = existing {
+        let _ = cfg.fix_attrs(rel, e, &st, true);
+    }
+    stats.files += 1;
+    Ok(())
 }
