@@ -881,3 +881,20 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     v.extend_from_slice(name);
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn size_arguments() {
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("1.5M"), Some(1_572_864));
+        assert_eq!(parse_size("2MB"), Some(2_000_000));
+        assert_eq!(parse_size("1KiB"), Some(1024));
+        assert_eq!(parse_size("1k-1"), Some(1023));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("5q"), None);
+    }
+}

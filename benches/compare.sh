@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: a stock client pulling from / pushing to a stock
+# rsyncd and an rrsync daemon serving the same trees, interleaved rounds, on tmpfs.
+# Reports medians of wall time and of the daemon side's CPU time (user+sys of
+# the per-connection process tree, read from the daemons' cgroup-free
+# accounting: we time the whole daemon process group via /proc), and ratios.
+#
+#   benches/compare.sh [rounds]        (default 5)
+#
+# Scenarios, each as a pull and as a push: 20,000 small files; a no-change
+# re-sync of that tree; one 1 GiB file; a delta re-sync of the 1 GiB file
+# with 200 scattered edits. Also the daemon's peak RSS (max over its
+# per-connection processes, sampled).
+# Everything it starts is killed by PID on exit.
+set -euo pipefail
+ROUNDS=${1:-5}
+ROOT=$(mktemp -d /dev/shm/rrsync-bench.XXXXXX)
+BIN=${RRSYNC_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/rrsync}
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$ROOT"; }
+trap cleanup EXIT
+
+python3 - "$ROOT" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+r = random.Random(7)
+small = os.path.join(root, "small")
+for d in range(200):
+    dd = os.path.join(small, f"d{d:03}")
+    os.makedirs(dd)
+    for f in range(100):
+        with open(os.path.join(dd, f"f{f:03}.txt"), "wb") as fh:
+            fh.write(r.randbytes(r.randint(0, 4096)))
+big = os.path.join(root, "big")
+os.makedirs(big)
+with open(os.path.join(big, "one.bin"), "wb") as fh:
+    for _ in range(1024):
+        fh.write(r.randbytes(1 << 20))
+PY
+
+mkdir -p "$ROOT/up-stock" "$ROOT/up-ours"
+cat > "$ROOT/rsyncd.conf" <<CONF
+use chroot = no
+uid = root
+gid = root
+[small]
+    path = $ROOT/small
+[big]
+    path = $ROOT/big
+[up-stock]
+    path = $ROOT/up-stock
+    read only = no
+[up-ours]
+    path = $ROOT/up-ours
+    read only = no
+CONF
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_STOCK=$(port); P_OURS=$(port)
+rsync --daemon --no-detach --config="$ROOT/rsyncd.conf" --port="$P_STOCK" --address=127.0.0.1 & PIDS+=($!)
+"$BIN" --daemon --no-detach --config="$ROOT/rsyncd.conf" --port="$P_OURS" --address=127.0.0.1 & PIDS+=($!)
+sleep 1
+
+# Daemon-side CPU: sum utime+stime of finished children of the daemon (cutime/cstime in /proc/PID/stat).
+child_cpu() { awk '{print $16+$17}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
+# Peak RSS (KiB) of the daemon's children while a command runs.
+peak_rss() { # daemon_pid outfile
+  local pid=$1 out=$2 peak=0
+  while [ -e "$out.run" ]; do
+    for c in $(pgrep -P "$pid" 2>/dev/null); do
+      r=$(awk '/VmHWM/{print $2}' "/proc/$c/status" 2>/dev/null || echo 0)
+      [ "${r:-0}" -gt "$peak" ] && peak=$r
+    done
+    sleep 0.05
+  done
+  echo "$peak" > "$out"
+}
+
+run() { # name port src dst args...   (prints: wall cpu rss)
+  local name=$1 port=$2 src=$3 dst=$4; shift 4
+  local pid=${PIDS[0]}; [ "$port" = "$P_OURS" ] && pid=${PIDS[1]}
+  local before; before=$(child_cpu "$pid")
+  local mark="$ROOT/rss-$name"; touch "$mark.run"; peak_rss "$pid" "$mark" &
+  local t0 t1; t0=$(date +%s.%N)
+  rsync "$@" "$src" "$dst" >/dev/null
+  t1=$(date +%s.%N)
+  sleep 0.2; rm -f "$mark.run"; wait $! 2>/dev/null || true
+  local after; after=$(child_cpu "$pid")
+  echo "$(echo "$t1 - $t0" | bc) $(echo "($after - $before) / $TICK" | bc -l) $(cat "$mark")"
+}
+
+edit_big() {
+  python3 - "$1" <<'PY'
+import random, sys
+r = random.Random(11)
+with open(sys.argv[1], "r+b") as f:
+    for _ in range(200):
+        f.seek(r.randrange(0, (1 << 30) - 64)); f.write(r.randbytes(32))
+PY
+}
+
+declare -A W C M
+rec() { W[$1]+="$2 "; C[$1]+="$3 "; M[$1]+="$4 "; }
+for round in $(seq "$ROUNDS"); do
+  for side in stock ours; do
+    p=$P_STOCK; [ $side = ours ] && p=$P_OURS
+    U="rsync://127.0.0.1:$p"
+    D="$ROOT/dst-$side"; rm -rf "$D"
+    read -r w c m < <(run "$side" "$p" "$U/small/" "$D/" -a); rec "pull-small-$side" $w $c $m
+    read -r w c m < <(run "$side" "$p" "$U/small/" "$D/" -a); rec "pull-nochange-$side" $w $c $m
+    rm -rf "$D"
+    read -r w c m < <(run "$side" "$p" "$U/big/" "$D/" -a); rec "pull-big-$side" $w $c $m
+    edit_big "$D/one.bin"; touch -d '2001-01-01' "$D/one.bin"
+    read -r w c m < <(run "$side" "$p" "$U/big/" "$D/" -a --no-whole-file); rec "pull-delta-$side" $w $c $m
+    rm -rf "$D"
+    M_="up-$side"; UP="$ROOT/$M_"; rm -rf "$UP"/* "$UP"/.??* 2>/dev/null || true
+    read -r w c m < <(run "$side" "$p" "$ROOT/small/" "$U/$M_/small/" -a); rec "push-small-$side" $w $c $m
+    read -r w c m < <(run "$side" "$p" "$ROOT/small/" "$U/$M_/small/" -a); rec "push-nochange-$side" $w $c $m
+    read -r w c m < <(run "$side" "$p" "$ROOT/big/" "$U/$M_/big/" -a); rec "push-big-$side" $w $c $m
+    edit_big "$UP/big/one.bin"; touch -d '2001-01-01' "$UP/big/one.bin"
+    read -r w c m < <(run "$side" "$p" "$ROOT/big/" "$U/$M_/big/" -a --no-whole-file); rec "push-delta-$side" $w $c $m
+    rm -rf "$UP"/*
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+printf "%-15s %10s %10s %6s %9s %9s %6s %9s %9s\n" scenario stock_wall ours_wall ratio stock_cpu ours_cpu ratio stock_kib ours_kib
+for s in pull-small pull-nochange pull-big pull-delta push-small push-nochange push-big push-delta; do
+  ws=$(echo "${W[$s-stock]}" | median); wo=$(echo "${W[$s-ours]}" | median)
+  cs=$(echo "${C[$s-stock]}" | median); co=$(echo "${C[$s-ours]}" | median)
+  ms=$(echo "${M[$s-stock]}" | median); mo=$(echo "${M[$s-ours]}" | median)
+  printf "%-15s %10.3f %10.3f %6.2f %9.3f %9.3f %6.2f %9s %9s\n" "$s" "$ws" "$wo" "$(echo "$wo/$ws" | bc -l)" "$cs" "$co" "$(echo "if ($cs>0) $co/$cs else 0" | bc -l)" "$ms" "$mo"
+done
