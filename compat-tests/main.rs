@@ -24,3 +24,4 @@ mod harness;
 mod bad_input;
 mod daemon_module;
 mod pull;
+mod push;

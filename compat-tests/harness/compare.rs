@@ -56,7 +56,8 @@ pub enum Client {
 }
 
 impl Client {
-    fn path(self) -> PathBuf {
+    /// The client binary.
+    pub fn path(self) -> PathBuf {
         match self {
             Client::Stock => bins::stock(),
             Client::Rsync327 => bins::rsync_327(),
@@ -453,30 +454,36 @@ pub fn normalize_stderr(s: &str) -> Vec<String> {
         .filter(|l| {
             l.contains("[sender]") || l.starts_with("@ERROR") || l.starts_with("rsync error:")
         })
-        .map(|l| {
-            let mut l = l.to_string();
-            if let Some(i) = l.find(" at ") {
-                let rest = &l[i + 4..];
-                if let Some(j) = rest.find(".c(").or_else(|| rest.find(".rs(")) {
-                    if let Some(k) = rest[j..].find(')') {
-                        let end = i + 4 + j + k + 1;
-                        l.replace_range(i..end, "");
-                    }
-                }
-            }
-            if l.ends_with(']') {
-                if let Some(i) = l.rfind(" [") {
-                    if l[i..].contains('=') {
-                        l.truncate(i);
-                    }
-                }
-            }
-            l
-        })
+        .map(strip_location_and_tag)
         .collect()
 }
 
-fn first_line_diff(a: &[String], b: &[String]) -> String {
+/// Removes what legitimately differs inside one error line: a source
+/// location like ` at main.c(1234)` and a trailing version tag like
+/// ` [sender=3.5.0]`.
+pub fn strip_location_and_tag(l: &str) -> String {
+    let mut l = l.to_string();
+    if let Some(i) = l.find(" at ") {
+        let rest = &l[i + 4..];
+        if let Some(j) = rest.find(".c(").or_else(|| rest.find(".rs(")) {
+            if let Some(k) = rest[j..].find(')') {
+                let end = i + 4 + j + k + 1;
+                l.replace_range(i..end, "");
+            }
+        }
+    }
+    if l.ends_with(']') {
+        if let Some(i) = l.rfind(" [") {
+            if l[i..].contains('=') {
+                l.truncate(i);
+            }
+        }
+    }
+    l
+}
+
+/// Where two line lists first differ, for failure messages.
+pub fn first_line_diff(a: &[String], b: &[String]) -> String {
     let n = a.len().max(b.len());
     for i in 0..n {
         let x = a.get(i).map(String::as_str);

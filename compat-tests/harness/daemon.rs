@@ -122,6 +122,12 @@ impl Daemon {
         format!("rsync://127.0.0.1:{}/{}", self.port, path)
     }
 
+    /// PID of the daemon (the listener; per-connection sessions are its
+    /// descendants).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Label given at start ("stock", "ours").
     pub fn label(&self) -> &str {
         &self.label

@@ -9,6 +9,7 @@ pub mod expected;
 pub mod fixture;
 pub mod net;
 pub mod process;
+pub mod push;
 pub mod tmp;
 pub mod tree;
 
