@@ -356,12 +356,28 @@ fn refuse<R: Read, W: Write>(
     if out.start_mux().is_err() {
         return;
     }
-    // Upstream sends the message, sleeps 400 ms and exits (no exit message,
-    // no MSG_ERROR_EXIT, no draining): the client reports the message and
-    // then the dropped connection. We do the same.
+    // Upstream sends the message, sleeps 400 ms, its exit line and MSG_ERROR_EXIT,
+    // then exits without draining (the unread input turns the close into a
+    // reset, which the client may see first). We do the same.
     let _ = send_text(&mut out, proto, MsgCode::Error, &format!("rsync: {msg}"));
     let _ = out.flush();
     std::thread::sleep(Duration::from_millis(400));
+    // Upstream's exit path flushes its exit line and MSG_ERROR_EXIT only when
+    // it is not the sender; a refused pull loses them to the reset.
+    if !opts.sender {
+        let version = env!("CARGO_PKG_VERSION");
+        let line = format!(
+            "rsync error: {} (code {RERR_UNSUPPORTED}) at {}({}) [server=rrsync-{version}]",
+            crate::exit::text(RERR_UNSUPPORTED),
+            file!().rsplit('/').next().unwrap_or("session.rs"),
+            line!()
+        );
+        let _ = send_text(&mut out, proto, MsgCode::Error, &line);
+        if proto >= 31 {
+            let _ = out.send_msg(MsgCode::ErrorExit, &RERR_UNSUPPORTED.to_le_bytes());
+        }
+        let _ = out.flush();
+    }
     let _ = r;
 }
 
@@ -863,8 +879,6 @@ fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
         Some("--delay-updates")
     } else if !o.basis_dirs.is_empty() {
         Some("--link-dest/--copy-dest/--compare-dest")
-    } else if o.sparse {
-        Some("--sparse (-S)")
     } else if o.fuzzy > 0 {
         Some("--fuzzy (-y)")
     } else if o.temp_dir.is_some() {
@@ -873,8 +887,6 @@ fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
         Some("--files-from")
     } else if o.remove_source_files {
         Some("--remove-source-files")
-    } else if o.max_delete.is_some() {
-        Some("--max-delete")
     } else if o.prune_empty_dirs {
         Some("--prune-empty-dirs (-m)")
     } else {
@@ -986,15 +998,24 @@ fn serve_push<W: Write + Send>(
         ),
         None => None,
     };
+    let mut ropts = opts.clone();
+    if ropts.backup && ropts.backup_dir.is_none() {
+        ropts.omit_dir_times = true; // upstream: --backup without --backup-dir implies -O
+    }
     let cfg = RecvConfig {
         n,
-        opts: opts.clone(),
+        opts: ropts,
         dest,
         am_root,
         munge_symlinks: module.munge_symlinks_with(module.use_chroot_with(|| am_root), true),
         chmod,
         daemon_excluded: Box::new(excluded),
         umask: current_umask(),
+        sanitize_links: !module.use_chroot_with(|| am_root),
+        dest_depth: dest_rel
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .count(),
     };
     let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
     let input = input_slot.insert(crate::role::input::spawn(pumped));
@@ -1018,7 +1039,7 @@ fn serve_push<W: Write + Send>(
     });
     let rstats = recv_res?;
     let gen_err = gen_res?;
-    let io = rstats.io_error | gen_err | list.io_error;
+    let io = (rstats.io_error | gen_err | list.io_error) & !4;
     Ok(if io & crate::flist::build::IOERR_GENERAL != 0 {
         RERR_PARTIAL
     } else if io != 0 {

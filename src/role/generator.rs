@@ -56,6 +56,38 @@ pub struct RecvConfig {
     pub daemon_excluded: NameFilter,
     /// The process umask (for modes when -p is off).
     pub umask: u32,
+    /// Clean symlink targets so they cannot climb out (a daemon without
+    /// chroot and without munging; upstream sanitize_paths).
+    pub sanitize_links: bool,
+    /// Directory depth of the destination inside the module.
+    pub dest_depth: usize,
+}
+
+/// upstream sanitize_path for a symlink target at `depth` directories below
+/// the root: a leading `/` is dropped and `..` may climb at most to the root.
+pub fn sanitize_link_target(target: &[u8], depth: usize) -> Vec<u8> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut ups = 0usize;
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                if out.last().is_some_and(|l| *l != b"..") {
+                    out.pop();
+                } else if ups < depth {
+                    ups += 1;
+                    out.push(b"..");
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    let v = out.join(&b'/');
+    if v.is_empty() {
+        b".".to_vec()
+    } else {
+        v
+    }
 }
 
 /// Parse an rsync size argument (`--max-size=1.5M`, `100K`, `5GB`, `2MiB`; upstream options.c parse_size_arg).
@@ -247,6 +279,15 @@ impl RecvConfig {
     }
 }
 
+/// When the generator deletes extraneous files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeleteTiming {
+    None,
+    Before,
+    During,
+    After,
+}
+
 /// Whether an item record is worth sending (SIGNIFICANT_ITEM_FLAGS).
 fn significant(fl: u16) -> bool {
     fl & !(iflags::BASIS_TYPE_FOLLOWS | iflags::XNAME_FOLLOWS | iflags::LOCAL_CHANGE) != 0
@@ -266,6 +307,7 @@ pub struct Generator<'a, 'o, W: Write> {
     /// IOERR_* bits met while generating.
     pub io_error: i32,
     itemize_all: bool,
+    skipped_deletes: i32,
 }
 
 fn parent_of(name: &[u8]) -> &[u8] {
@@ -303,6 +345,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             del: DelStats::default(),
             io_error: 0,
             itemize_all,
+            skipped_deletes: 0,
         }
     }
 
@@ -348,54 +391,120 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(())
     }
 
-    /// Remove one existing item (recursively for dirs), reporting each deletion.
-    fn delete_item(&mut self, rel: &[u8], st: &Stat) -> Result<(), RoleError> {
+    /// Deletions still allowed by --max-delete (None = no limit).
+    fn delete_allowed(&mut self) -> bool {
+        let limit = match self.cfg.opts.max_delete {
+            None => return true,
+            Some(-1) => 0,
+            Some(n) if n < 0 => return true,
+            Some(n) => n,
+        };
+        let done = self.del.files
+            + self.del.dirs
+            + self.del.symlinks
+            + self.del.devices
+            + self.del.specials;
+        if done >= limit {
+            self.skipped_deletes += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Remove one existing item (recursively for dirs), reporting each
+    /// deletion; false when it (or, for a directory, part of it) stayed.
+    fn delete_item(&mut self, rel: &[u8], st: &Stat) -> Result<bool, RoleError> {
         if (self.cfg.daemon_excluded)(rel, mode::is_dir(st.mode)) {
-            return Ok(());
+            return Ok(false);
         }
         if mode::is_dir(st.mode) {
-            let mut names = self.cfg.dest.list_dir(rel).unwrap_or_default();
-            names.sort();
-            for n in names.iter().rev() {
-                let child = join(rel, n);
+            // Contents first, in reverse list order (upstream delete_dir_contents).
+            let mut kids: Vec<(Vec<u8>, Stat)> = Vec::new();
+            for n in self.cfg.dest.list_dir(rel).unwrap_or_default() {
+                let child = join(rel, &n);
                 if let Ok(Some(cst)) = self.cfg.dest.stat(&child) {
-                    self.delete_item(&child, &cst)?;
+                    kids.push((child, cst));
                 }
+            }
+            let proto = self.cfg.n.proto;
+            kids.sort_by(|a, b| {
+                f_name_cmp(
+                    &a.0,
+                    mode::is_dir(a.1.mode),
+                    &b.0,
+                    mode::is_dir(b.1.mode),
+                    proto,
+                )
+            });
+            let mut all_gone = true;
+            for (child, cst) in kids.iter().rev() {
+                all_gone &= self.delete_item(child, cst)?;
+            }
+            if !all_gone {
+                self.message(
+                    MsgCode::Info,
+                    &format!(
+                        "cannot delete non-empty directory: {}",
+                        String::from_utf8_lossy(rel)
+                    ),
+                )?;
+                return Ok(false);
+            }
+            if !self.delete_allowed() {
+                return Ok(false);
             }
             if self.cfg.opts.dry_run {
                 self.del.dirs += 1;
-                return self.deleted(rel, true);
+                self.deleted(rel, true)?;
+                return Ok(true);
             }
-            match self.cfg.dest.rmdir(rel) {
+            return match self.cfg.dest.rmdir(rel) {
                 Ok(()) => {
                     self.del.dirs += 1;
                     self.deleted(rel, true)?;
+                    Ok(true)
                 }
-                Err(e) => self.error(format!("rsync: [generator] {e}"))?,
-            }
-        } else {
-            if !self.cfg.opts.dry_run {
-                let r = match self.cfg.backup() {
-                    Some((suffix, dir)) => self
-                        .cfg
-                        .dest
-                        .backup(rel, &suffix, dir.as_deref())
-                        .map(|_| ()),
-                    None => self.cfg.dest.unlink(rel),
-                };
-                if let Err(e) = r {
-                    return self.error(format!("rsync: [generator] {e}"));
+                Err(e) if e.errno() == nix::libc::ENOTEMPTY || e.errno() == nix::libc::EEXIST => {
+                    self.message(
+                        MsgCode::Info,
+                        &format!(
+                            "cannot delete non-empty directory: {}",
+                            String::from_utf8_lossy(rel)
+                        ),
+                    )?;
+                    Ok(false)
                 }
-            }
-            match st.mode & 0o170000 {
-                m if m == mode::S_IFLNK => self.del.symlinks += 1,
-                m if m == mode::S_IFCHR || m == mode::S_IFBLK => self.del.devices += 1,
-                m if m == mode::S_IFIFO || m == mode::S_IFSOCK => self.del.specials += 1,
-                _ => self.del.files += 1,
-            }
-            self.deleted(rel, false)?;
+                Err(e) => {
+                    self.error(format!("rsync: [generator] {e}"))?;
+                    Ok(false)
+                }
+            };
         }
-        Ok(())
+        if !self.delete_allowed() {
+            return Ok(false);
+        }
+        if !self.cfg.opts.dry_run {
+            let r = match self.cfg.backup() {
+                Some((suffix, dir)) => self
+                    .cfg
+                    .dest
+                    .backup(rel, &suffix, dir.as_deref())
+                    .map(|_| ()),
+                None => self.cfg.dest.unlink(rel),
+            };
+            if let Err(e) = r {
+                self.error(format!("rsync: [generator] {e}"))?;
+                return Ok(false);
+            }
+        }
+        match st.mode & 0o170000 {
+            m if m == mode::S_IFLNK => self.del.symlinks += 1,
+            m if m == mode::S_IFCHR || m == mode::S_IFBLK => self.del.devices += 1,
+            m if m == mode::S_IFIFO || m == mode::S_IFSOCK => self.del.specials += 1,
+            _ => self.del.files += 1,
+        }
+        self.deleted(rel, false)?;
+        Ok(true)
     }
 
     /// delete_in_dir: remove what the list does not have in directory `dir`.
@@ -512,10 +621,13 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// place (upstream: hlink.c finish_hard_link), reporting `hf` items.
     fn link_followers(&mut self) -> Result<(), RoleError> {
         let cfg = self.cfg;
-        for i in 0..self.list.files.len() {
-            let Some(l) = self.list.hlink_leader[i] else {
-                continue;
-            };
+        // Upstream links a group's members from the last to the first once the
+        // member holding the data is done; groups come in the order of that member.
+        let mut order: Vec<(usize, usize)> = (0..self.list.files.len())
+            .filter_map(|i| self.list.hlink_leader[i].map(|l| (l, i)))
+            .collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        for (l, i) in order {
             if !self.list.active[i] {
                 continue;
             }
@@ -578,6 +690,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             Ok(s) => s,
             Err(err) => return self.error(format!("rsync: [generator] {err}")),
         };
+        if cfg.opts.existing && st.is_none() {
+            return Ok(());
+        }
+        if cfg.opts.ignore_existing && st.is_some() && !is_dir {
+            return Ok(());
+        }
         if is_dir {
             let mut st = st;
             if let Some(s) = &st {
@@ -643,7 +761,13 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 let mut t = MUNGE_PREFIX.to_vec();
                 t.extend_from_slice(&target);
                 target = t;
+            } else if cfg.sanitize_links {
+                target = sanitize_link_target(
+                    &target,
+                    cfg.dest_depth + rel.iter().filter(|&&c| c == b'/').count(),
+                );
             }
+            let mut changed = 0;
             if let Some(s) = &st {
                 if cfg.dest.read_link(&rel).ok().as_deref() == Some(&target[..]) {
                     let fl = cfg.itemize(e, Some(s), 0);
@@ -652,11 +776,19 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     }
                     return self.item(ndx, fl);
                 }
+                changed = iflags::REPORT_CHANGE;
                 if !cfg.opts.dry_run {
-                    let _ = cfg.dest.unlink(&rel);
+                    match cfg.backup() {
+                        Some((suffix, dir)) => {
+                            let _ = cfg.dest.backup(&rel, &suffix, dir.as_deref());
+                        }
+                        None => {
+                            let _ = cfg.dest.unlink(&rel);
+                        }
+                    }
                 }
             }
-            let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE);
+            let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE | changed);
             if !cfg.opts.dry_run {
                 if let Err(err) = cfg.dest.symlink(&target, &rel) {
                     return self.error(format!("rsync: [generator] {err}"));
@@ -783,9 +915,42 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(())
     }
 
+    /// When deletions happen (a plain --delete is "before" below protocol 30).
+    fn delete_timing(&self) -> DeleteTiming {
+        let o = &self.cfg.opts;
+        if !o.delete {
+            return DeleteTiming::None;
+        }
+        match o.delete_when {
+            Some("delete-before") => DeleteTiming::Before,
+            Some("delete-after") | Some("delete-delay") => DeleteTiming::After,
+            Some(_) => DeleteTiming::During,
+            None if self.cfg.n.proto < 30 => DeleteTiming::Before,
+            None => DeleteTiming::During,
+        }
+    }
+
+    /// do_delete_pass: clean every directory whose contents were sent.
+    fn delete_pass(&mut self) -> Result<(), RoleError> {
+        for i in 0..self.list.files.len() {
+            let e = &self.list.files[i];
+            if !self.list.active[i] || !mode::is_dir(e.mode) || e.no_content_dir || e.implied_dir {
+                continue;
+            }
+            let name = e.name.clone();
+            if matches!(self.cfg.dest.stat(&name), Ok(Some(st)) if mode::is_dir(st.mode)) {
+                self.delete_in_dir(&name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// generate_files: the whole run, phases included. `events` come from the receiver.
     pub fn run(&mut self, events: &Receiver<RecvEvent>) -> Result<(), RoleError> {
         let proto = self.cfg.n.proto;
+        if self.delete_timing() == DeleteTiming::Before {
+            self.delete_pass()?;
+        }
         for i in 0..self.list.files.len() {
             if !self.list.active[i] {
                 continue;
@@ -826,6 +991,17 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         if proto >= 29 {
             self.done()?; // DONE#3: no --delay-updates
+        }
+        if self.delete_timing() == DeleteTiming::After {
+            self.delete_pass()?;
+        }
+        if self.skipped_deletes > 0 {
+            let n = self.skipped_deletes;
+            self.message(
+                MsgCode::Warning,
+                &format!("Deletions stopped due to --max-delete limit ({n} skipped)"),
+            )?;
+            self.io_error |= 4; // IOERR_DEL_LIMIT
         }
         if proto >= 31 {
             if self.cfg.opts.delete || self.cfg.opts.force {
@@ -885,6 +1061,16 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::parse_size;
+
+    #[test]
+    fn link_targets_are_sanitized() {
+        use super::sanitize_link_target as s;
+        assert_eq!(s(b"/etc/passwd", 0), b"etc/passwd");
+        assert_eq!(s(b"../../../etc/passwd", 1), b"../etc/passwd");
+        assert_eq!(s(b"../a.txt", 1), b"../a.txt");
+        assert_eq!(s(b"a/../../x", 0), b"x");
+        assert_eq!(s(b"x/./y", 3), b"x/y");
+    }
 
     #[test]
     fn size_arguments() {

@@ -55,6 +55,31 @@ impl<W: Write> Write for Sink<W> {
     }
 }
 
+/// Where rebuilt data goes: buffered, or sparse (`-S`: runs of zeros become holes).
+enum OutFile {
+    Plain(BufWriter<std::fs::File>),
+    Sparse { file: std::fs::File, hole: u64 },
+}
+
+impl Write for OutFile {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            OutFile::Plain(w) => w.write(b),
+            OutFile::Sparse { file, hole } => {
+                crate::fs::sparse::write_sparse(file, b, hole).map(|()| b.len())
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            OutFile::Plain(w) => w.flush(),
+            OutFile::Sparse { file, hole } => {
+                crate::fs::sparse::finish_sparse(file, hole).map(|_| ())
+            }
+        }
+    }
+}
+
 /// recv_files: run until the sender's last phase ends.
 pub fn run<R: Read, W: Write>(
     cfg: &RecvConfig,
@@ -111,6 +136,7 @@ pub fn run<R: Read, W: Write>(
             continue;
         }
         let e = &list.files[ndx as usize];
+        let entry = e;
         if !mode::is_reg(e.mode) {
             return Err(RoleError::Protocol(format!(
                 "received request to transfer non-regular file: {ndx} [receiver]"
@@ -153,11 +179,15 @@ pub fn run<R: Read, W: Write>(
                 (None, None)
             }
         };
+        let sparse = cfg.opts.sparse && !inplace;
         let writer = Sink {
-            inner: file
-                .as_ref()
-                .and_then(|f| f.try_clone().ok())
-                .map(|f| BufWriter::with_capacity(256 * 1024, f)),
+            inner: file.as_ref().and_then(|f| f.try_clone().ok()).map(|f| {
+                if sparse {
+                    OutFile::Sparse { file: f, hole: 0 }
+                } else {
+                    OutFile::Plain(BufWriter::with_capacity(256 * 1024, f))
+                }
+            }),
             error: None,
         };
         let mut patcher = Patcher::new(basis, writer, sh);
@@ -175,9 +205,24 @@ pub fn run<R: Read, W: Write>(
                     };
                     // --partial: keep what arrived under the real name, as the next run's basis.
                     if cfg.opts.partial && !inplace {
-                        if let (Ok((mut sink, _)), Some(t)) = (patcher.finish(), tname) {
+                        if let (Ok((mut sink, _)), Some(t), Some(f)) =
+                            (patcher.finish(), tname, file.as_ref())
+                        {
                             let _ = sink.flush();
                             drop(sink);
+                            // Like upstream's finish_transfer from cleanup: modes and owner, not the time.
+                            let existing = cfg.dest.stat(rel).ok().flatten();
+                            let _ = t.set_mode(
+                                f,
+                                cfg.dest_perms(
+                                    entry,
+                                    existing.as_ref().filter(|s| mode::is_reg(s.mode)),
+                                ),
+                            );
+                            let (uid, gid) = cfg.dest_owner(entry);
+                            if uid.is_some() || gid.is_some() {
+                                let _ = t.set_owner(f, uid, gid);
+                            }
                             let _ = t.commit(rel);
                         }
                     }
