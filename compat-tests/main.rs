@@ -23,5 +23,6 @@ mod harness;
 
 mod bad_input;
 mod daemon_module;
+mod malicious_push;
 mod pull;
 mod push;
