@@ -314,24 +314,24 @@ fn enter_module(m: &ModuleConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// A uid by number or name.
 fn lookup_uid(u: &str) -> Option<u32> {
-    if let Ok(n) = u.parse() {
-        return Some(n);
-    }
-    nix::unistd::User::from_name(u)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw())
+    u.parse().ok().or_else(|| {
+        nix::unistd::User::from_name(u)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    })
 }
 
+/// A gid by number or name.
 fn lookup_gid(g: &str) -> Option<u32> {
-    if let Ok(n) = g.parse() {
-        return Some(n);
-    }
-    nix::unistd::Group::from_name(g)
-        .ok()
-        .flatten()
-        .map(|g| g.gid.as_raw())
+    g.parse().ok().or_else(|| {
+        nix::unistd::Group::from_name(g)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    })
 }
 
 /// Report an error after the text phase as stock does: finish protocol

@@ -419,23 +419,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         if mode::is_dir(st.mode) {
             // Contents first, in reverse list order (upstream delete_dir_contents).
-            let mut kids: Vec<(Vec<u8>, Stat)> = Vec::new();
-            for n in self.cfg.dest.list_dir(rel).unwrap_or_default() {
-                let child = join(rel, &n);
-                if let Ok(Some(cst)) = self.cfg.dest.stat(&child) {
-                    kids.push((child, cst));
-                }
-            }
-            let proto = self.cfg.n.proto;
-            kids.sort_by(|a, b| {
-                f_name_cmp(
-                    &a.0,
-                    mode::is_dir(a.1.mode),
-                    &b.0,
-                    mode::is_dir(b.1.mode),
-                    proto,
-                )
-            });
+            let kids = self.sorted_dir(rel, |_| false);
             let mut all_gone = true;
             for (child, cst) in kids.iter().rev() {
                 all_gone &= self.delete_item(child, cst)?;
@@ -515,26 +499,32 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 "IO error encountered -- skipping file deletion",
             );
         }
-        let Ok(names) = self.cfg.dest.list_dir(dir) else {
-            return Ok(());
-        };
         let keep: std::collections::HashSet<Vec<u8>> = self
             .children
             .get(dir)
             .map(|v| v.iter().map(|&i| self.list.files[i].name.clone()).collect())
             .unwrap_or_default();
-        let mut gone: Vec<(Vec<u8>, Stat)> = Vec::new();
-        for n in names {
+        let gone = self.sorted_dir(dir, |rel| keep.contains(rel));
+        for (rel, st) in gone.iter().rev() {
+            self.delete_item(rel, st)?;
+        }
+        Ok(())
+    }
+
+    /// What exists in directory `dir` (minus `skip`), in file-list order.
+    fn sorted_dir(&self, dir: &[u8], skip: impl Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Stat)> {
+        let mut v: Vec<(Vec<u8>, Stat)> = Vec::new();
+        for n in self.cfg.dest.list_dir(dir).unwrap_or_default() {
             let rel = join(dir, &n);
-            if keep.contains(&rel) {
+            if skip(&rel) {
                 continue;
             }
             if let Ok(Some(st)) = self.cfg.dest.stat(&rel) {
-                gone.push((rel, st));
+                v.push((rel, st));
             }
         }
         let proto = self.cfg.n.proto;
-        gone.sort_by(|a, b| {
+        v.sort_by(|a, b| {
             f_name_cmp(
                 &a.0,
                 mode::is_dir(a.1.mode),
@@ -543,10 +533,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 proto,
             )
         });
-        for (rel, st) in gone.iter().rev() {
-            self.delete_item(rel, st)?;
-        }
-        Ok(())
+        v
     }
 
     /// Send a transfer request for entry `ndx` (with block sums of the existing file when there is one).
