@@ -877,8 +877,8 @@ fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
         Some("--partial-dir")
     } else if o.delay_updates {
         Some("--delay-updates")
-    } else if !o.basis_dirs.is_empty() {
-        Some("--link-dest/--copy-dest/--compare-dest")
+    } else if o.basis_dirs.len() > 20 {
+        Some("more than 20 --link-dest/--copy-dest/--compare-dest dirs")
     } else if o.fuzzy > 0 {
         Some("--fuzzy (-y)")
     } else if o.temp_dir.is_some() {
@@ -956,13 +956,24 @@ fn serve_push<W: Write + Send>(
     } else {
         PathBuf::from(std::ffi::OsStr::from_bytes(&dest_rel))
     };
-    if !dest_path.exists() && !opts.dry_run {
+    let dest_created = !dest_path.exists();
+    if dest_created && !opts.dry_run {
         if let Err(e) = std::fs::create_dir(&dest_path) {
             return Err(RoleError::FileSelect(format!(
                 "rsync: [Receiver] mkdir {:?} failed: {e}",
                 String::from_utf8_lossy(&dest_rel)
             )));
         }
+    }
+    if dest_created {
+        let shown =
+            String::from_utf8_lossy(dest_rel.strip_suffix(b"/").unwrap_or(&dest_rel)).into_owned();
+        send_text(
+            out,
+            proto,
+            MsgCode::Info,
+            &format!("created directory {shown}"),
+        )?;
     }
     let dest = crate::fs::dest::DestRoot::open(&dest_path).map_err(|e| {
         RoleError::FileSelect(format!(
@@ -998,6 +1009,30 @@ fn serve_push<W: Write + Send>(
         ),
         None => None,
     };
+    // Basis dirs are relative to the destination and must stay inside the module.
+    let mut basis_dirs = Vec::new();
+    for (kind, arg) in &opts.basis_dirs {
+        let Some(kind) = crate::role::generator::BasisKind::from_option(kind) else {
+            continue;
+        };
+        let mut p = dest_rel.clone();
+        if !p.is_empty() && !p.ends_with(b"/") {
+            p.push(b'/');
+        }
+        p.extend_from_slice(arg.as_bytes());
+        if arg.starts_with('/') {
+            p = arg.as_bytes().to_vec();
+        }
+        let rel = super::paths::sanitize(&p);
+        let path = if rel.is_empty() {
+            PathBuf::from(".")
+        } else {
+            PathBuf::from(std::ffi::OsStr::from_bytes(&rel))
+        };
+        if let Ok(root) = crate::fs::dest::DestRoot::open(&path) {
+            basis_dirs.push((kind, root));
+        }
+    }
     let mut ropts = opts.clone();
     if ropts.backup && ropts.backup_dir.is_none() {
         ropts.omit_dir_times = true; // upstream: --backup without --backup-dir implies -O
@@ -1012,6 +1047,8 @@ fn serve_push<W: Write + Send>(
         daemon_excluded: Box::new(excluded),
         umask: current_umask(),
         sanitize_links: !module.use_chroot_with(|| am_root),
+        basis_dirs,
+        dest_created,
         dest_depth: dest_rel
             .split(|&c| c == b'/')
             .filter(|c| !c.is_empty() && *c != b".")

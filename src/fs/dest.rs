@@ -813,6 +813,36 @@ impl DestRoot {
         .map_err(|e| FsError::os(what(), e))
     }
 
+    /// Hard-link `existing_rel` of another root (e.g. a `--link-dest` dir)
+    /// to `new_rel` here, following neither leaf.
+    pub fn link_from(
+        &self,
+        other: &DestRoot,
+        existing_rel: &[u8],
+        new_rel: &[u8],
+    ) -> Result<(), FsError> {
+        let what = || {
+            format!(
+                "link {} => {} failed",
+                self.show(new_rel),
+                other.show(existing_rel)
+            )
+        };
+        let old = other.resolve_named(existing_rel, what)?;
+        let new = self.resolve_named(new_rel, what)?;
+        // SAFETY: valid fds and C strings; flags 0 = do not follow.
+        check(unsafe {
+            libc::linkat(
+                old.dirfd(),
+                old.leaf.as_ptr(),
+                new.dirfd(),
+                new.leaf.as_ptr(),
+                0,
+            )
+        })
+        .map_err(|e| FsError::os(what(), e))
+    }
+
     /// Create a device, fifo or socket. `mode` carries the type bits
     /// (`S_IFCHR`, `S_IFBLK`, `S_IFIFO`, `S_IFSOCK`) and the permissions.
     pub fn mknod(&self, rel: &[u8], mode: u32, major: u32, minor: u32) -> Result<(), FsError> {

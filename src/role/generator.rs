@@ -61,6 +61,33 @@ pub struct RecvConfig {
     pub sanitize_links: bool,
     /// Directory depth of the destination inside the module.
     pub dest_depth: usize,
+    /// `--compare-dest` / `--copy-dest` / `--link-dest` directories, in order.
+    pub basis_dirs: Vec<(BasisKind, DestRoot)>,
+    /// The destination directory was created for this transfer (its `.` is new).
+    pub dest_created: bool,
+}
+
+/// What a basis directory is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasisKind {
+    /// `--compare-dest`: an identical file there means "skip".
+    Compare,
+    /// `--copy-dest`: an identical file there is copied locally.
+    Copy,
+    /// `--link-dest`: an identical file there is hard-linked.
+    Link,
+}
+
+impl BasisKind {
+    /// From the option name.
+    pub fn from_option(name: &str) -> Option<Self> {
+        match name {
+            "compare-dest" => Some(BasisKind::Compare),
+            "copy-dest" => Some(BasisKind::Copy),
+            "link-dest" => Some(BasisKind::Link),
+            _ => None,
+        }
+    }
 }
 
 /// upstream sanitize_path for a symlink target at `depth` directories below
@@ -511,6 +538,115 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(())
     }
 
+    /// The first basis directory holding `rel` with the entry's type (upstream try_dests_*).
+    fn find_in_basis(&self, rel: &[u8], e: &FileEntry) -> Option<(usize, Stat)> {
+        self.cfg
+            .basis_dirs
+            .iter()
+            .enumerate()
+            .find_map(|(j, (_, root))| {
+                let st = root.stat(rel).ok().flatten()?;
+                ((st.mode & 0o170000) == (e.mode & 0o170000)).then_some((j, st))
+            })
+    }
+
+    /// Is the basis file `j` the same as the entry (quick check, or `-c`)?
+    fn basis_matches(&self, j: usize, rel: &[u8], e: &FileEntry, st: &Stat) -> bool {
+        let cfg = self.cfg;
+        if st.size != e.size as u64 {
+            return false;
+        }
+        if cfg.opts.checksum {
+            let Some(want) = &e.checksum else {
+                return false;
+            };
+            let Ok(mut f) = cfg.basis_dirs[j].1.open_read(rel) else {
+                return false;
+            };
+            return crate::checksum::strong::file_checksum(cfg.n.file_checksum, &mut f)
+                .map(|d| d.as_bytes().get(..want.len()) == Some(&want[..]))
+                .unwrap_or(false);
+        }
+        cfg.opts.size_only || cfg.same_mtime(e, st)
+    }
+
+    /// A regular file missing here: an identical one in a basis dir is
+    /// skipped, copied or linked; a different one serves as the delta basis.
+    /// Returns true when the entry is done.
+    fn try_basis_dirs(&mut self, ndx: usize, rel: &[u8]) -> Result<bool, RoleError> {
+        let cfg = self.cfg;
+        let e = &self.list.files[ndx];
+        let mut first: Option<(usize, Stat)> = None;
+        for (j, (kind, root)) in cfg.basis_dirs.iter().enumerate() {
+            let Some(st) = root.stat(rel).ok().flatten() else {
+                continue;
+            };
+            if !mode::is_reg(st.mode) {
+                continue;
+            }
+            if first.is_none() {
+                first = Some((j, st));
+            }
+            if !self.basis_matches(j, rel, e, &st) {
+                continue;
+            }
+            let same_attrs = cfg.itemize(e, Some(&st), 0)
+                & (iflags::REPORT_PERMS
+                    | iflags::REPORT_OWNER
+                    | iflags::REPORT_GROUP
+                    | iflags::REPORT_TIME)
+                == 0;
+            match kind {
+                BasisKind::Compare => return Ok(true),
+                BasisKind::Link if same_attrs => {
+                    if !cfg.opts.dry_run {
+                        if let Err(err) = cfg.dest.link_from(root, rel, rel) {
+                            self.error(format!("rsync: [generator] {err}"))?;
+                        }
+                    }
+                    let fl = cfg.itemize(e, Some(&st), iflags::LOCAL_CHANGE);
+                    self.item(ndx, fl)?;
+                    return Ok(true);
+                }
+                _ => {
+                    // --copy-dest (or a link-dest file whose attributes differ): a local copy.
+                    if !cfg.opts.dry_run {
+                        let copied = (|| -> Result<(), crate::fs::dest::FsError> {
+                            let mut from = root.open_read(rel)?;
+                            let (mut to, tname) = cfg.dest.create_temp(rel)?;
+                            std::io::copy(&mut from, &mut to).map_err(|e| {
+                                crate::fs::dest::FsError::os(
+                                    format!("copy {}", cfg.dest.show(rel)),
+                                    e.raw_os_error().unwrap_or(nix::libc::EIO),
+                                )
+                            })?;
+                            tname.set_mode(&to, cfg.dest_perms(e, None))?;
+                            let (uid, gid) = cfg.dest_owner(e);
+                            tname.set_owner(&to, uid, gid)?;
+                            if cfg.opts.times {
+                                tname.set_times(&to, e.mtime, e.mtime_nsec, None)?;
+                            }
+                            drop(to);
+                            tname.commit(rel)
+                        })();
+                        if let Err(err) = copied {
+                            self.error(format!("rsync: [generator] {err}"))?;
+                        }
+                    }
+                    let fl = cfg.itemize(e, Some(&st), iflags::LOCAL_CHANGE);
+                    self.item(ndx, fl)?;
+                    return Ok(true);
+                }
+            }
+        }
+        if let Some((j, st)) = first {
+            let fl = cfg.itemize(e, Some(&st), iflags::TRANSFER);
+            self.request_from(ndx, fl, Some(&st), false, Some(j))?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// What exists in directory `dir` (minus `skip`), in file-list order.
     fn sorted_dir(&self, dir: &[u8], skip: impl Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Stat)> {
         let mut v: Vec<(Vec<u8>, Stat)> = Vec::new();
@@ -544,10 +680,28 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         basis: Option<&Stat>,
         redo: bool,
     ) -> Result<(), RoleError> {
+        self.request_from(ndx, fl, basis, redo, None)
+    }
+
+    /// `request` with the basis taken from basis directory `alt` (`ITEM_BASIS_TYPE_FOLLOWS`).
+    fn request_from(
+        &mut self,
+        ndx: usize,
+        mut fl: u16,
+        basis: Option<&Stat>,
+        redo: bool,
+        alt: Option<usize>,
+    ) -> Result<(), RoleError> {
         let e = &self.list.files[ndx];
         self.tx.write(&mut self.buf, ndx as i32);
+        if alt.is_some() {
+            fl |= iflags::BASIS_TYPE_FOLLOWS;
+        }
         if self.cfg.n.proto >= 29 {
             put_short(&mut self.buf, fl);
+            if let Some(j) = alt {
+                self.buf.push(j as u8);
+            }
         }
         if self.cfg.opts.dry_run {
             return self.flush_buf();
@@ -568,8 +722,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             .unwrap_or(SumHead::EMPTY),
             _ => SumHead::EMPTY,
         };
+        let root = match alt {
+            Some(j) => &self.cfg.basis_dirs[j].1,
+            None => &self.cfg.dest,
+        };
         let file = if head.count > 0 {
-            self.cfg.dest.open_read(&e.name).ok()
+            root.open_read(&e.name).ok()
         } else {
             None
         };
@@ -692,15 +850,19 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     st = None;
                 }
             }
-            let fl = cfg.itemize(
-                e,
-                st.as_ref(),
-                if st.is_none() {
-                    iflags::LOCAL_CHANGE
-                } else {
-                    0
-                },
-            );
+            // A directory missing here but present in a basis dir is reported against that one.
+            let fresh = st.is_none() || (e.name == b"." && cfg.dest_created);
+            let basis_st = if fresh {
+                self.find_in_basis(&rel, e).map(|(_, b)| b)
+            } else {
+                None
+            };
+            let shown = if fresh {
+                basis_st.as_ref()
+            } else {
+                st.as_ref()
+            };
+            let fl = cfg.itemize(e, shown, if fresh { iflags::LOCAL_CHANGE } else { 0 });
             if st.is_none() && !cfg.opts.dry_run {
                 if let Err(err) = cfg.dest.mkdir(&rel, cfg.dest_perms(e, None) | 0o700) {
                     return self.error(format!("rsync: [generator] {err}"));
@@ -710,7 +872,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             if let (Some(s), false) = (&st, cfg.opts.dry_run) {
                 let _ = cfg.fix_attrs(&rel, e, s, false);
             }
-            if cfg.opts.delete
+            if self.delete_timing() == DeleteTiming::During
                 && !e.no_content_dir
                 && !e.implied_dir
                 && (st.is_some() || cfg.opts.dry_run)
@@ -755,6 +917,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 );
             }
             let mut changed = 0;
+            let mut report_st = st;
+            if st.is_none() {
+                // Reported against a basis dir's symlink, when one has it.
+                if let Some((j, b)) = self.find_in_basis(&rel, e) {
+                    if cfg.basis_dirs[j].1.read_link(&rel).ok().as_deref() != Some(&target[..]) {
+                        changed = iflags::REPORT_CHANGE;
+                    }
+                    report_st = Some(b);
+                }
+            }
             if let Some(s) = &st {
                 if cfg.dest.read_link(&rel).ok().as_deref() == Some(&target[..]) {
                     let fl = cfg.itemize(e, Some(s), 0);
@@ -775,7 +947,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     }
                 }
             }
-            let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE | changed);
+            let fl = cfg.itemize(e, report_st.as_ref(), iflags::LOCAL_CHANGE | changed);
             if !cfg.opts.dry_run {
                 if let Err(err) = cfg.dest.symlink(&target, &rel) {
                     return self.error(format!("rsync: [generator] {err}"));
@@ -874,6 +1046,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 }
             }
             return self.item(ndx, fl);
+        }
+        if st.is_none() && !cfg.basis_dirs.is_empty() && self.try_basis_dirs(ndx, &rel)? {
+            return Ok(());
         }
         let mut fl = cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
         if cfg.opts.checksum && st.is_some() && fl & iflags::REPORT_SIZE == 0 {

@@ -126,8 +126,9 @@ pub fn run<R: Read, W: Write>(
         } else {
             iflags::TRANSFER
         };
+        let mut basis_type: Option<u8> = None;
         if fl & iflags::BASIS_TYPE_FOLLOWS != 0 {
-            read_byte(input)?;
+            basis_type = Some(read_byte(input)?);
         }
         if fl & iflags::XNAME_FOLLOWS != 0 {
             read_vstring(input, crate::protocol::MAX_PATH_LEN)?;
@@ -153,8 +154,18 @@ pub fn run<R: Read, W: Write>(
             remainder: head.remainder,
         };
         let rel = &e.name;
+        // The basis: the file itself, or the same name in a --*-dest dir.
+        let basis_root = match basis_type {
+            Some(j) if (j as usize) < cfg.basis_dirs.len() => &cfg.basis_dirs[j as usize].1,
+            Some(j) if j & 0x80 == 0 => {
+                return Err(RoleError::Protocol(format!(
+                    "invalid basis type {j} [receiver]"
+                )))
+            }
+            _ => &cfg.dest,
+        };
         let basis = if head.count > 0 {
-            cfg.dest.open_read(rel).ok()
+            basis_root.open_read(rel).ok()
         } else {
             None
         };
