@@ -881,12 +881,8 @@ fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
         Some("more than 20 --link-dest/--copy-dest/--compare-dest dirs")
     } else if o.fuzzy > 0 {
         Some("--fuzzy (-y)")
-    } else if o.temp_dir.is_some() {
-        Some("--temp-dir (-T)")
     } else if o.files_from.is_some() {
         Some("--files-from")
-    } else if o.remove_source_files {
-        Some("--remove-source-files")
     } else if o.prune_empty_dirs {
         Some("--prune-empty-dirs (-m)")
     } else {
@@ -1049,6 +1045,11 @@ fn serve_push<W: Write + Send>(
         sanitize_links: !module.use_chroot_with(|| am_root),
         basis_dirs,
         dest_created,
+        temp_dir: opts
+            .temp_dir
+            .as_ref()
+            .map(|t| super::paths::sanitize(t.as_bytes()))
+            .filter(|t| !t.is_empty()),
         dest_depth: dest_rel
             .split(|&c| c == b'/')
             .filter(|c| !c.is_empty() && *c != b".")

@@ -65,6 +65,8 @@ pub struct RecvConfig {
     pub basis_dirs: Vec<(BasisKind, DestRoot)>,
     /// The destination directory was created for this transfer (its `.` is new).
     pub dest_created: bool,
+    /// `--temp-dir`, relative to the destination (inside the module).
+    pub temp_dir: Option<Vec<u8>>,
 }
 
 /// What a basis directory is for.
@@ -1039,6 +1041,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             _ => false,
         };
         if let (true, Some(s)) = (current, &st) {
+            if cfg.opts.remove_source_files && cfg.n.proto >= 29 {
+                self.flush_buf()?;
+                self.out
+                    .lock()
+                    .send_msg(MsgCode::Success, &(ndx as i32).to_le_bytes())?;
+            }
             let fl = cfg.itemize(e, Some(s), 0);
             if !cfg.opts.dry_run {
                 if let Err(err) = cfg.fix_attrs(&rel, e, s, true) {

@@ -173,7 +173,9 @@ pub fn run<R: Read, W: Write>(
         let temp = if inplace {
             cfg.dest.open_inplace(rel).map(|f| (f, None))
         } else {
-            cfg.dest.create_temp(rel).map(|(f, t)| (f, Some(t)))
+            cfg.dest
+                .create_temp_in(rel, cfg.temp_dir.as_deref())
+                .map(|(f, t)| (f, Some(t)))
         };
         let (file, tname) = match temp {
             Ok((f, t)) => (Some(f), t),
@@ -350,7 +352,14 @@ pub fn run<R: Read, W: Write>(
             }
         }
         match tname.commit(rel) {
-            Ok(()) => stats.files += 1,
+            Ok(()) => {
+                stats.files += 1;
+                if cfg.opts.remove_source_files && proto >= 29 {
+                    // The sender may now remove its copy (upstream: MSG_SUCCESS).
+                    let mut o = out.lock();
+                    o.send_msg(MsgCode::Success, &ndx.to_le_bytes())?;
+                }
+            }
             Err(err) => {
                 stats.io_error |= crate::flist::build::IOERR_GENERAL;
                 text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
