@@ -109,9 +109,11 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
         Ok(fd) => std::fs::File::from(fd),
         Err(_) => return RERR_SOCKETIO,
     };
+    // Buffered both ways: the demultiplexer reads 4-byte headers and small
+    // items, which must not each cost a system call.
     let outcome = super::session::serve(
         cfg,
-        r,
+        std::io::BufReader::with_capacity(64 * 1024, r),
         std::io::BufWriter::with_capacity(64 * 1024, w),
         &peer_ip,
     );

@@ -536,8 +536,10 @@ pub struct FlistDecoder {
     rdev_major: u32,
     rdev_minor: u32,
     dev: i64,
-    /// Entries decoded so far (for hard-link followers, which copy their leader).
+    /// Entries decoded so far (for hard-link followers, which copy their leader; kept only with -H).
     entries: Vec<FileEntry>,
+    /// Entries decoded so far.
+    count: usize,
     ndx_start: i32,
 }
 
@@ -608,6 +610,7 @@ impl FlistDecoder {
             f.name = e.name;
             f.hard_link = Some(HardLink::Follower { first });
             f.top_dir = false;
+            self.count += 1;
             self.entries.push(f.clone());
             return Ok(FlistItem::Entry(f));
         }
@@ -722,10 +725,14 @@ impl FlistDecoder {
                 }
             }
         }
-        if self.entries.len() >= 1 << 24 {
+        self.count += 1;
+        if self.count >= 1 << 24 {
             return Err(ProtoError::invalid("file list too long"));
         }
-        self.entries.push(e.clone());
+        // Only hard-link followers look back at earlier entries.
+        if o.preserve_hard_links && proto >= 30 {
+            self.entries.push(e.clone());
+        }
         Ok(FlistItem::Entry(e))
     }
 }
