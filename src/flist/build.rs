@@ -720,14 +720,11 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
             proto,
         )
     });
-    let mut slots: Vec<Option<LocalFile>> = out.files.drain(..).map(Some).collect();
     let mut pos_of_arrival = vec![0usize; order.len()];
     for (sorted_pos, &arrival) in order.iter().enumerate() {
         pos_of_arrival[arrival] = sorted_pos;
-        if let Some(f) = slots[arrival].take() {
-            out.files.push(f);
-        }
     }
+    super::sort::permute(&mut out.files, &order);
     out.send_order = pos_of_arrival;
     out.ndx_start = ndx_start;
 }

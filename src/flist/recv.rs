@@ -118,8 +118,7 @@ pub fn recv_file_list<R: Read>(
             proto,
         )
     });
-    let mut slots: Vec<Option<FileEntry>> = files.into_iter().map(Some).collect();
-    let files: Vec<FileEntry> = order.iter().filter_map(|&a| slots[a].take()).collect();
+    super::sort::permute(&mut files, &order);
     // Hard-link groups: a follower names its group's first member by arrival
     // index (protocol 30+); older protocols send dev/ino. As upstream's
     // receiver does (hlink.c match_gnums), the member that sorts last gets

@@ -67,8 +67,44 @@ pub fn f_name_cmp(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool, proto: u8) -> Or
     }
 }
 
+/// Reorder `v` in place so that `v[i]` becomes the old `v[order[i]]`
+/// (`order` is a permutation), without a second copy of the list.
+pub fn permute<T>(v: &mut [T], order: &[usize]) {
+    let mut done = vec![false; v.len()];
+    for start in 0..v.len() {
+        if done[start] {
+            continue;
+        }
+        let mut i = start;
+        loop {
+            done[i] = true;
+            let j = order[i];
+            if j == start {
+                break;
+            }
+            v.swap(i, j);
+            i = j;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn permute_gathers(mut order in Just((0..40usize).collect::<Vec<_>>()).prop_shuffle()) {
+            let src: Vec<usize> = (100..140).collect();
+            let mut v = src.clone();
+            super::permute(&mut v, &order);
+            for (i, &o) in order.iter().enumerate() {
+                prop_assert_eq!(v[i], src[o]);
+            }
+            order.clear();
+        }
+    }
+
     use super::*;
 
     fn sorted(items: &[(&str, bool)], proto: u8) -> Vec<String> {

@@ -30,7 +30,7 @@ pub struct InputReader {
 }
 
 /// Chunks in flight at most (each up to 64 KiB): bounds memory spent on read-ahead.
-const DEPTH: usize = 64;
+const DEPTH: usize = 16;
 
 /// Start pumping `demux` on a thread.
 pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
