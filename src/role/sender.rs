@@ -7,7 +7,7 @@ use super::input::InputReader;
 use super::setup::Negotiated;
 use super::RoleError;
 use crate::cli::options::Options;
-use crate::delta::matcher::{match_file, TokenSink};
+use crate::delta::matcher::{Matcher, TokenSink};
 use crate::delta::sums::{BlockSums, SumHead};
 use crate::flist::FileList;
 use crate::protocol::flist::{mode, put_id_list, FlistEncoder, FlistOpts};
@@ -399,7 +399,8 @@ pub fn run<W: Write>(
     let max_phase = if proto >= 29 { 2 } else { 1 };
     let mut phase = 0;
     let mut encoder = TokenEncoder::new(ctx.n.compress, ctx.opts.compress_level, proto);
-    let mut sent = std::collections::HashSet::new();
+    // One matcher for the run: its hash table and window buffer are reused per file.
+    let mut matcher = Matcher::new();
     let dry_run = ctx.opts.dry_run;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let first_len = first.files.len();
@@ -503,7 +504,6 @@ pub fn run<W: Write>(
                 req.ndx
             )));
         }
-        let redo = sent.contains(&req.ndx);
         stats.xferred_files += 1;
         if dry_run {
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
@@ -552,10 +552,10 @@ pub fn run<W: Write>(
         head.write(&mut buf, proto);
         out.write_all(&buf)?;
         buf.clear();
-        let (lit, matched) = send_file_delta(f, &head, &sums, &ctx.n, redo, &mut encoder, out)?;
+        let (lit, matched) =
+            send_file_delta(f, &head, &sums, &ctx.n, &mut matcher, &mut encoder, out)?;
         stats.literal_data += lit;
         stats.matched_data += matched;
-        sent.insert(req.ndx);
     }
     if stats.io_error != 0 && proto >= 30 {
         out.send_msg(MsgCode::IoError, &stats.io_error.to_le_bytes())?;
@@ -650,7 +650,7 @@ fn send_file_delta<W: Write>(
     head: &WireSumHead,
     sums: &crate::protocol::sums::WireSums,
     n: &Negotiated,
-    _redo: bool,
+    matcher: &mut Matcher,
     enc: &mut TokenEncoder,
     out: &mut MuxWriter<W>,
 ) -> Result<(u64, u64), RoleError> {
@@ -670,18 +670,19 @@ fn send_file_delta<W: Write>(
         buf: Vec::with_capacity(64 * 1024),
         out,
     };
-    let outcome = match_file(
-        &mut f,
-        &bs,
-        n.checksum,
-        n.seed as u32,
-        n.proper_seed_order(),
-        &mut sink,
-    )
-    .map_err(|e| match e {
-        crate::delta::DeltaError::Io(io) => RoleError::from(io),
-        other => RoleError::Protocol(other.to_string()),
-    })?;
+    let outcome = matcher
+        .match_file(
+            &mut f,
+            &bs,
+            n.checksum,
+            n.seed as u32,
+            n.proper_seed_order(),
+            &mut sink,
+        )
+        .map_err(|e| match e {
+            crate::delta::DeltaError::Io(io) => RoleError::from(io),
+            other => RoleError::Protocol(other.to_string()),
+        })?;
     sink.enc
         .end_file(&mut sink.buf)
         .map_err(|e| RoleError::Protocol(e.to_string()))?;
