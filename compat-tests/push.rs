@@ -634,3 +634,103 @@ compat_test! {
         }
     }
 }
+
+compat_test! {
+    fn push_delay_updates() {
+        PushCase::new("push_delay_updates", push_tree)
+            .prefill(prefill_mixed)
+            .args(&["-a", "-i", "--delay-updates"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn push_remove_source_files_and_temp_dir() {
+        // The module gets a temp dir; the sources are removed once they are in place.
+        let servers = PushCase::new("push_remove_source_files_and_temp_dir", push_tree)
+            .prefill(|dir, _src| {
+                mkdir(dir, "");
+                mkdir(dir, "tmpd");
+            })
+            .serve();
+        for side in Which::BOTH {
+            let copy = servers.src.parent().unwrap().join(format!("src-{}", side.label()));
+            crate::harness::fixture::copy_tree(&servers.src, &copy);
+        }
+        let run = |side: Which| {
+            let copy = servers.src.parent().unwrap().join(format!("src-{}", side.label()));
+            crate::harness::process::run_cmd(
+                &crate::harness::bins::stock(),
+                ["-a".to_string(), "-i".into(), "--remove-source-files".into(), "--temp-dir=tmpd".into(), format!("{}/", copy.display()), servers.daemon(side).url(&format!("{MODULE}/"))],
+                None,
+                crate::harness::process::client_timeout(),
+            )
+        };
+        let (s, o) = (run(Which::Stock), run(Which::Ours));
+        assert_eq!(s.code, o.code, "stock {}\nours {}", s.describe(), o.describe());
+        assert_eq!(s.stdout, o.stdout, "itemize output");
+        for side in Which::BOTH {
+            let copy = servers.src.parent().unwrap().join(format!("src-{}", side.label()));
+            let left: Vec<_> = walk_files(&copy);
+            assert!(left.is_empty(), "{}: source files not removed: {left:?}", side.label());
+        }
+    }
+}
+
+fn walk_files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+compat_test! {
+    fn push_partial_dir_resumes_after_killed_client() {
+        const BIG: usize = 4 << 20;
+        let servers = PushCase::new("push_partial_dir_resumes_after_killed_client", |src: &Path| {
+            mkdir(src, "");
+            write(src, "a.txt", b"first, small\n");
+            write_random(src, "big.bin", 98, BIG);
+            pin_times(src, &[]);
+        })
+        .serve();
+        let slow = PushSpec::with_args(&["-a", "--partial-dir=.rsync-partial", "--bwlimit=1000"]);
+        let full = std::fs::read(servers.src.join("big.bin")).unwrap();
+        for side in Which::BOTH {
+            let module = servers.module(side);
+            let mut client = servers.spawn_push(side, &slow);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while client.running() && !temp_with_data(&module, "big.bin") && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            client.kill().unwrap_or_else(|o| panic!("{}: ended before the kill:\n{}", side.label(), o.describe()));
+            wait_sessions_end(servers.daemon(side), SESSION_END_TIMEOUT).unwrap();
+            assert!(!module.join("big.bin").exists(), "{}: a partial file under the real name", side.label());
+            let kept = std::fs::read(module.join(".rsync-partial/big.bin"))
+                .unwrap_or_else(|e| panic!("{}: no partial file in the partial dir ({e})", side.label()));
+            assert!(!kept.is_empty() && kept.len() < BIG && full.starts_with(&kept), "{}: partial file is not a prefix", side.label());
+        }
+        servers.push(&PushSpec::with_args(&["-a", "-i", "--partial-dir=.rsync-partial"]));
+        for side in Which::BOTH {
+            let d = diff_against_source(&servers.src, &servers.module(side));
+            assert!(d.is_empty(), "{}: after the resumed push:\n{}", side.label(), format_diff(&d, 20));
+        }
+    }
+}
+
+compat_test! {
+    fn push_prune_empty_dirs() {
+        PushCase::new("push_prune_empty_dirs", issue2_tree)
+            .args(&["-a", "-i", "-m", "--exclude=*.bin"])
+            .run();
+    }
+}

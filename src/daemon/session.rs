@@ -873,18 +873,12 @@ fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
         Some("--backup with --inplace")
     } else if o.append > 0 {
         Some("--append")
-    } else if o.partial_dir.is_some() {
-        Some("--partial-dir")
-    } else if o.delay_updates {
-        Some("--delay-updates")
     } else if o.basis_dirs.len() > 20 {
         Some("more than 20 --link-dest/--copy-dest/--compare-dest dirs")
     } else if o.fuzzy > 0 {
         Some("--fuzzy (-y)")
     } else if o.files_from.is_some() {
         Some("--files-from")
-    } else if o.prune_empty_dirs {
-        Some("--prune-empty-dirs (-m)")
     } else {
         None
     }
@@ -933,7 +927,7 @@ fn serve_push<W: Write + Send>(
     let am_root = nix::unistd::geteuid().is_root();
     let numeric_module = module.numeric_ids_with(module.use_chroot_with(|| am_root));
     let fo = sender::flist_opts(&n, opts);
-    let list = crate::flist::recv::recv_file_list(
+    let mut list = crate::flist::recv::recv_file_list(
         demux,
         fo,
         opts.numeric_ids,
@@ -944,6 +938,9 @@ fn serve_push<W: Write + Send>(
         crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
         other => RoleError::Unsupported(other.to_string()),
     })?;
+    if opts.prune_empty_dirs {
+        crate::flist::recv::prune_empty_dirs(&mut list);
+    }
     // The destination: the first path argument, relative to the module.
     let dest_rel = paths.first().cloned().unwrap_or_default();
     let dest_rel = super::paths::sanitize(&dest_rel);

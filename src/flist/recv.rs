@@ -169,6 +169,39 @@ pub fn recv_file_list<R: Read>(
     })
 }
 
+/// `-m` (upstream flist_sort_and_clean with prune_empty_dirs): directories
+/// with no file anywhere below them are left out (the top `.` stays).
+pub fn prune_empty_dirs(list: &mut RecvList) {
+    let mut needed: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    for (i, e) in list.files.iter().enumerate() {
+        if !list.active[i] || mode::is_dir(e.mode) {
+            continue;
+        }
+        let mut p = &e.name[..];
+        while let Some(pos) = p.iter().rposition(|&c| c == b'/') {
+            p = &p[..pos];
+            if !needed.insert(p) {
+                break;
+            }
+        }
+    }
+    let drop: Vec<usize> = list
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            list.active[*i]
+                && mode::is_dir(e.mode)
+                && e.name != b"."
+                && !needed.contains(&e.name[..])
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for i in drop {
+        list.active[i] = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

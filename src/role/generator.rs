@@ -69,6 +69,45 @@ pub struct RecvConfig {
     pub temp_dir: Option<Vec<u8>>,
 }
 
+/// Upstream's default partial dir for --delay-updates.
+pub const DELAY_DIR: &[u8] = b".~tmp~";
+
+impl RecvConfig {
+    /// The partial dir (`--partial-dir`, or `.~tmp~` with `--delay-updates`), if any.
+    pub fn partial_dir(&self) -> Option<Vec<u8>> {
+        match &self.opts.partial_dir {
+            Some(d) => {
+                let d = crate::daemon::paths::sanitize(d.as_bytes());
+                (!d.is_empty()).then_some(d)
+            }
+            None if self.opts.delay_updates => Some(DELAY_DIR.to_vec()),
+            None => None,
+        }
+    }
+
+    /// Where `rel`'s partial file lives: `DIR/name` beside it (a relative
+    /// partial dir is per directory, as upstream's partial_dir_fname).
+    pub fn partial_path(&self, rel: &[u8]) -> Option<Vec<u8>> {
+        let pd = self.partial_dir()?;
+        let (dir, base) = match rel.iter().rposition(|&c| c == b'/') {
+            Some(p) => (&rel[..p], &rel[p + 1..]),
+            None => (&b""[..], rel),
+        };
+        let mut v = Vec::new();
+        if !dir.is_empty() {
+            v.extend_from_slice(dir);
+            v.push(b'/');
+        }
+        v.extend_from_slice(&pd);
+        v.push(b'/');
+        v.extend_from_slice(base);
+        Some(v)
+    }
+}
+
+/// FNAMECMP_PARTIAL_DIR: the basis is the partial file.
+pub const PARTIAL_BASIS: u8 = 0x81;
+
 /// What a basis directory is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BasisKind {
@@ -724,12 +763,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             .unwrap_or(SumHead::EMPTY),
             _ => SumHead::EMPTY,
         };
+        let partial = (alt == Some(PARTIAL_BASIS as usize))
+            .then(|| self.cfg.partial_path(&e.name))
+            .flatten();
         let root = match alt {
-            Some(j) => &self.cfg.basis_dirs[j].1,
-            None => &self.cfg.dest,
+            Some(j) if j < self.cfg.basis_dirs.len() => &self.cfg.basis_dirs[j].1,
+            _ => &self.cfg.dest,
         };
+        let src = partial.as_deref().unwrap_or(&e.name);
         let file = if head.count > 0 {
-            root.open_read(&e.name).ok()
+            root.open_read(src).ok()
         } else {
             None
         };
@@ -1058,6 +1101,24 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if st.is_none() && !cfg.basis_dirs.is_empty() && self.try_basis_dirs(ndx, &rel)? {
             return Ok(());
         }
+        // A partial file from an interrupted transfer is the better basis (FNAMECMP_PARTIAL_DIR).
+        if let Some(pp) = cfg
+            .partial_path(&rel)
+            .filter(|_| cfg.opts.partial_dir.is_some())
+        {
+            if let Ok(Some(pst)) = cfg.dest.stat(&pp) {
+                if mode::is_reg(pst.mode) {
+                    let fl = cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
+                    return self.request_from(
+                        ndx,
+                        fl,
+                        Some(&pst),
+                        false,
+                        Some(PARTIAL_BASIS as usize),
+                    );
+                }
+            }
+        }
         let mut fl = cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
         if cfg.opts.checksum && st.is_some() && fl & iflags::REPORT_SIZE == 0 {
             fl |= iflags::REPORT_CHANGE;
@@ -1146,8 +1207,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         }
         self.done()?; // DONE#2: end of the redo phase
-        if self.cfg.opts.hard_links > 0 {
-            // Followers are linked once the redo phase has put every leader in place.
+        if self.cfg.opts.hard_links > 0 || self.cfg.opts.delay_updates {
+            // Followers are linked (and delayed updates renamed) once the redo phase has put every file in place.
             loop {
                 match events.recv() {
                     Ok(RecvEvent::PhaseDone) => break,
@@ -1157,7 +1218,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     }
                 }
             }
-            self.link_followers()?;
+            if self.cfg.opts.hard_links > 0 {
+                self.link_followers()?;
+            }
         }
         if proto >= 29 {
             self.done()?; // DONE#3: no --delay-updates

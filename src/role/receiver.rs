@@ -4,7 +4,7 @@
 //! digest and only then renames it into place. A mismatch is sent back to
 //! the generator for the redo phase; a failed file never replaces the old one.
 
-use super::generator::{RecvConfig, RecvEvent, SharedOut};
+use super::generator::{RecvConfig, RecvEvent, SharedOut, PARTIAL_BASIS};
 use super::RoleError;
 use crate::checksum::StrongHasher;
 use crate::delta::patcher::Patcher;
@@ -94,6 +94,8 @@ pub fn run<R: Read, W: Write>(
     let mut phase = 0;
     let mut dec = TokenDecoder::new(cfg.n.compress, proto);
     let mut stats = RecvStats::default();
+    // --delay-updates: (partial path, final name) renamed once the redo phase is over.
+    let mut pending: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let text = |code: MsgCode, t: String| -> Result<(), RoleError> {
         let mut o = out.lock();
         super::sender::send_text(&mut o, proto, code, &t)?;
@@ -103,6 +105,9 @@ pub fn run<R: Read, W: Write>(
         let ndx = rx.read(input)?;
         if ndx == NDX_DONE {
             phase += 1;
+            if phase == 2 && !pending.is_empty() {
+                finish_delayed(cfg, &mut pending, &text)?;
+            }
             let _ = events.send(RecvEvent::PhaseDone);
             if phase > max_phase {
                 break;
@@ -164,8 +169,12 @@ pub fn run<R: Read, W: Write>(
             }
             _ => &cfg.dest,
         };
+        let partial_basis = (basis_type == Some(PARTIAL_BASIS))
+            .then(|| cfg.partial_path(rel))
+            .flatten();
+        let basis_name = partial_basis.as_deref().unwrap_or(rel);
         let basis = if head.count > 0 {
-            basis_root.open_read(rel).ok()
+            basis_root.open_read(basis_name).ok()
         } else {
             None
         };
@@ -236,7 +245,20 @@ pub fn run<R: Read, W: Write>(
                             if uid.is_some() || gid.is_some() {
                                 let _ = t.set_owner(f, uid, gid);
                             }
-                            let _ = t.commit(rel);
+                            match cfg
+                                .partial_path(rel)
+                                .filter(|_| cfg.opts.partial_dir.is_some())
+                            {
+                                Some(pp) => {
+                                    if let Some(d) = pp.iter().rposition(|&c| c == b'/') {
+                                        let _ = cfg.dest.make_path(&pp[..d], 0o700);
+                                    }
+                                    let _ = t.commit(&pp);
+                                }
+                                None => {
+                                    let _ = t.commit(rel);
+                                }
+                            }
                         }
                     }
                     return Err(err);
@@ -351,8 +373,28 @@ pub fn run<R: Read, W: Write>(
                 }
             }
         }
-        match tname.commit(rel) {
+        let delayed = if cfg.opts.delay_updates {
+            cfg.partial_path(rel)
+        } else {
+            None
+        };
+        if let Some(pp) = &delayed {
+            if let Some(d) = pp.iter().rposition(|&c| c == b'/') {
+                let _ = cfg.dest.make_path(&pp[..d], 0o700);
+            }
+        }
+        match tname.commit(delayed.as_deref().unwrap_or(rel)) {
             Ok(()) => {
+                if let Some(pp) = delayed {
+                    pending.push((pp, rel.clone()));
+                }
+                // A partial file used as the basis is no longer needed.
+                if let Some(pb) = &partial_basis {
+                    let _ = cfg.dest.unlink(pb);
+                    if let Some(d) = pb.iter().rposition(|&c| c == b'/') {
+                        let _ = cfg.dest.rmdir(&pb[..d]);
+                    }
+                }
                 stats.files += 1;
                 if cfg.opts.remove_source_files && proto >= 29 {
                     // The sender may now remove its copy (upstream: MSG_SUCCESS).
@@ -372,6 +414,28 @@ pub fn run<R: Read, W: Write>(
         let _ = rx.read(input);
     }
     Ok(stats)
+}
+
+/// handle_delayed_updates: move every delayed file into place, then drop the
+/// emptied partial dirs.
+fn finish_delayed(
+    cfg: &RecvConfig,
+    pending: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    text: &dyn Fn(MsgCode, String) -> Result<(), RoleError>,
+) -> Result<(), RoleError> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (from, to) in pending.drain(..) {
+        if let Err(err) = cfg.dest.rename(&from, &to) {
+            text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+        }
+        if let Some(d) = from.iter().rposition(|&c| c == b'/') {
+            dirs.insert(from[..d].to_vec());
+        }
+    }
+    for d in dirs.iter().rev() {
+        let _ = cfg.dest.rmdir(d);
+    }
+    Ok(())
 }
 
 /// --inplace: the data went straight into the file; cut it to length and set its attributes.
