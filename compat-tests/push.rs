@@ -734,3 +734,26 @@ compat_test! {
             .run();
     }
 }
+
+fn prefill_appendable(dir: &Path, src: &Path) {
+    copy_tree(src, dir);
+    // Shorter copies of two files (a prefix), with another mtime: --append sends only the tails.
+    let m = std::fs::read(src.join("m.bin")).unwrap();
+    std::fs::write(dir.join("m.bin"), &m[..m.len() / 2]).unwrap();
+    set_mtime(&dir.join("m.bin"), 1_500_000_000, 0);
+    let a = std::fs::read(src.join("a.txt")).unwrap();
+    std::fs::write(dir.join("a.txt"), &a[..a.len() / 2]).unwrap();
+    set_mtime(&dir.join("a.txt"), 1_500_000_000, 0);
+}
+
+compat_test! {
+    fn push_append() {
+        PushCase::new("push_append", push_tree).prefill(prefill_appendable).args(&["-a", "-i", "--append", "--stats"]).run();
+    }
+}
+
+compat_test! {
+    fn push_append_verify() {
+        PushCase::new("push_append_verify", push_tree).prefill(prefill_appendable).args(&["-a", "-i", "--append-verify", "--stats"]).run();
+    }
+}

@@ -871,8 +871,6 @@ fn serve_pull<W: Write>(
 fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
     if o.backup && o.inplace {
         Some("--backup with --inplace")
-    } else if o.append > 0 {
-        Some("--append")
     } else if o.basis_dirs.len() > 20 {
         Some("more than 20 --link-dest/--copy-dest/--compare-dest dirs")
     } else if o.fuzzy > 0 {

@@ -784,7 +784,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             remainder: head.remainder,
         }
         .write(&mut self.buf, self.cfg.n.proto);
-        if let Some(mut f) = file {
+        // --append: the header alone tells the sender how much is already here.
+        if let Some(mut f) = file.filter(|_| self.cfg.opts.append == 0) {
             let (kind, seed, pso) = (
                 self.cfg.n.checksum,
                 self.cfg.n.seed as u32,
@@ -1097,6 +1098,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 }
             }
             return self.item(ndx, fl);
+        }
+        if let (true, Some(s)) = (cfg.opts.append > 0, &st) {
+            if s.size >= e.size as u64 {
+                return Ok(());
+            }
         }
         if st.is_none() && !cfg.basis_dirs.is_empty() && self.try_basis_dirs(ndx, &rel)? {
             return Ok(());

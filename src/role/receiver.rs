@@ -178,7 +178,9 @@ pub fn run<R: Read, W: Write>(
         } else {
             None
         };
-        let inplace = cfg.opts.inplace;
+        // --append implies --inplace: the existing prefix stays, new data goes after it.
+        let append = cfg.opts.append > 0 && head.count > 0;
+        let inplace = cfg.opts.inplace || append;
         let temp = if inplace {
             cfg.dest.open_inplace(rel).map(|f| (f, None))
         } else {
@@ -214,6 +216,36 @@ pub fn run<R: Read, W: Write>(
         };
         let mut patcher = Patcher::new(basis, writer, sh);
         let mut hasher = StrongHasher::new_file(cfg.n.checksum, cfg.n.seed as u32);
+        let mut prefix = 0u64;
+        if append {
+            // upstream receive_data: the prefix length the header describes; with
+            // --append-verify (and below protocol 30) it is part of the digest.
+            prefix = (head.count as u64) * (head.blength as u64);
+            if head.remainder != 0 {
+                prefix -= (head.blength - head.remainder) as u64;
+            }
+            if cfg.opts.append > 1 || proto < 30 {
+                if let Ok(mut f) = cfg.dest.open_read(rel) {
+                    let mut left = prefix;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while left > 0 {
+                        let want = buf.len().min(left as usize);
+                        match f.read(&mut buf[..want]) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                hasher.update(&buf[..n]);
+                                left -= n as u64;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(f) = file.as_ref() {
+                use std::io::Seek;
+                let mut f = f;
+                let _ = f.seek(std::io::SeekFrom::Start(prefix));
+            }
+        }
         let zlib = cfg.n.compress == CompressKind::Zlib;
         let mut block_data = Vec::new();
         let mut failed: Option<String> = None;
@@ -313,7 +345,17 @@ pub fn run<R: Read, W: Write>(
         };
         if inplace {
             let ok = ours.as_bytes() == &theirs[..];
-            finish_inplace(cfg, rel, e, &file, written, failed, ok, &mut stats, &text)?;
+            finish_inplace(
+                cfg,
+                rel,
+                e,
+                &file,
+                prefix + written,
+                failed,
+                ok,
+                &mut stats,
+                &text,
+            )?;
             continue;
         }
         let Some(tname) = tname else {
