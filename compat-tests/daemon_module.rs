@@ -172,3 +172,93 @@ compat_test! {
         assert!(o.stderr.contains(&want) && o.stderr.contains("frobnicate"), "stderr lacks {want}: {}", o.describe());
     }
 }
+
+/// A pull as `user` with the password in a file; returns both outcomes.
+fn auth_pull(
+    name: &str,
+    module_lines: &[&str],
+    user: &str,
+    password: &str,
+    extra: &[&str],
+) -> (
+    crate::harness::process::Outcome,
+    crate::harness::process::Outcome,
+) {
+    let dir = TempDir::new(name);
+    let secrets = dir.join("secrets");
+    std::fs::write(&secrets, "# users\nalice:s3cret\nbob:b0b\n@root:grouppw\n").unwrap();
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let pwfile = dir.join("pw");
+    std::fs::write(&pwfile, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut case = PullCase::new(name, small_tree)
+        .module_line(&format!("secrets file = {}", secrets.display()));
+    for l in module_lines {
+        case = case.module_line(l);
+    }
+    let servers = case.serve();
+    let run = |d: &crate::harness::daemon::Daemon, tag: &str| {
+        let dest = dir.join(format!("dest-{tag}"));
+        let mut args: Vec<String> = vec![
+            "-a".into(),
+            "-i".into(),
+            format!("--password-file={}", pwfile.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(format!("rsync://{user}@127.0.0.1:{}/{MODULE}/", d.port()));
+        args.push(format!("{}/", dest.display()));
+        run_cmd(&bins::stock(), args, None, client_timeout())
+    };
+    (
+        run(&servers.pair.stock, "stock"),
+        run(&servers.pair.ours, "ours"),
+    )
+}
+
+compat_test! {
+    fn auth_right_password_pulls() {
+        let (s, o) = auth_pull("auth_right_password_pulls", &["auth users = alice, bob:ro"], "alice", "s3cret", &[]);
+        assert_eq!(s.code, 0, "stock {}", s.describe());
+        assert_eq!(o.code, s.code, "ours {}", o.describe());
+        assert_eq!(o.stdout.replace("dest-ours", "dest-X"), s.stdout.replace("dest-stock", "dest-X"));
+    }
+}
+
+compat_test! {
+    fn auth_wrong_password_is_refused() {
+        let (s, o) = auth_pull("auth_wrong_password_is_refused", &["auth users = alice"], "alice", "wrong", &[]);
+        assert_eq!(s.code, 5, "stock {}", s.describe());
+        assert_eq!(o.code, s.code, "ours {}", o.describe());
+        assert_eq!(error_lines(&o.stderr), error_lines(&s.stderr));
+    }
+}
+
+compat_test! {
+    fn auth_unlisted_user_and_deny_are_refused() {
+        let (s, o) = auth_pull("auth_unlisted_user_is_refused", &["auth users = bob"], "alice", "s3cret", &[]);
+        assert_eq!((s.code, o.code), (5, 5), "stock {}\nours {}", s.describe(), o.describe());
+        let (s, o) = auth_pull("auth_deny_is_refused", &["auth users = alice:deny, *"], "alice", "s3cret", &[]);
+        assert_eq!((s.code, o.code), (5, 5), "stock {}\nours {}", s.describe(), o.describe());
+    }
+}
+
+compat_test! {
+    fn auth_group_secret() {
+        let (s, o) = auth_pull("auth_group_secret", &["auth users = @root"], "root", "grouppw", &[]);
+        assert_eq!(s.code, 0, "stock {}", s.describe());
+        assert_eq!(o.code, s.code, "ours {}", o.describe());
+    }
+}
+
+compat_test! {
+    fn auth_protocol_29_client() {
+        let (s, o) = auth_pull("auth_protocol_29_client", &["auth users = alice"], "alice", "s3cret", &["--protocol=29"]);
+        assert_eq!(s.code, 0, "stock {}", s.describe());
+        assert_eq!(o.code, s.code, "ours {}", o.describe());
+        assert_eq!(o.stdout.replace("dest-ours", "dest-X"), s.stdout.replace("dest-stock", "dest-X"));
+    }
+}

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Auth digests we announce in our greeting.
-pub const AUTH_DIGESTS: &str = "md5 md4";
+pub const AUTH_DIGESTS: &str = "md5 md4"; // keep in step with auth::DIGESTS
 
 /// How a session ended, for the exit status and the log.
 #[derive(Debug)]
@@ -143,21 +143,24 @@ fn serve_inner<R: Read, W: Write>(
         tracing::info!(peer, "unknown module {module_line:?}");
         return Err(RERR_STARTCLIENT);
     };
-    if module
-        .auth_users
-        .as_deref()
-        .is_some_and(|u| !u.trim().is_empty())
-    {
-        let _ = line(
-            w,
-            &format!("@ERROR: auth failed on module {}\n", module.name),
-        );
-        tracing::warn!(
-            peer,
-            "module {} needs auth, which this build does not do yet",
-            module.name
-        );
-        return Err(RERR_STARTCLIENT);
+    let mut module = module;
+    if let Some(users) = module.auth_users.clone().filter(|u| !u.trim().is_empty()) {
+        match authenticate(r, w, &module, &users, &g, peer) {
+            Ok(access) => match access {
+                super::auth::Access::ReadOnly => module.read_only = true,
+                super::auth::Access::ReadWrite => module.read_only = false,
+                super::auth::Access::Default => {}
+            },
+            Err(code) => {
+                // A short pause makes guessing passwords slow (the client waits anyway).
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = line(
+                    w,
+                    &format!("@ERROR: auth failed on module {}\n", module.name),
+                );
+                return Err(code);
+            }
+        }
     }
     if let Err(msg) = enter_module(&module) {
         let _ = line(w, &format!("@ERROR: {msg}\n"));
@@ -238,6 +241,79 @@ fn serve_inner<R: Read, W: Write>(
             Err(RERR_UNSUPPORTED)
         }
     }
+}
+
+/// auth_server: challenge, response, `auth users` and the secrets file.
+fn authenticate<R: Read, W: Write>(
+    r: &mut R,
+    w: &mut W,
+    module: &ModuleConfig,
+    users: &str,
+    g: &crate::protocol::greeting::Greeting,
+    peer: &str,
+) -> Result<super::auth::Access, i32> {
+    use super::auth;
+    let Some(digest) = auth::choose_digest(&g.digests, g.proto) else {
+        let _ = line(
+            w,
+            &format!(
+                "@ERROR: your client does not support one of our daemon-auth checksums: {}\n",
+                auth::DIGESTS.join(" ")
+            ),
+        );
+        return Err(RERR_STARTCLIENT);
+    };
+    let chal = auth::challenge();
+    line(w, &format!("@RSYNCD: AUTHREQD {chal}\n")).map_err(|_| RERR_SOCKETIO)?;
+    let reply = match read_line(r) {
+        Ok(Some(l)) => l,
+        _ => return Err(RERR_STARTCLIENT),
+    };
+    let Some((user, resp)) = reply.split_once(' ') else {
+        tracing::warn!(peer, "auth failed on module {}: no response", module.name);
+        return Err(RERR_STARTCLIENT);
+    };
+    let Some((access, group)) = auth::match_user(users, user) else {
+        tracing::warn!(
+            peer,
+            "auth failed on module {}: user {user} not allowed",
+            module.name
+        );
+        return Err(RERR_STARTCLIENT);
+    };
+    let Some(secrets) = module.secrets_file.as_deref() else {
+        tracing::warn!(
+            peer,
+            "auth failed on module {}: no secrets file",
+            module.name
+        );
+        return Err(RERR_STARTCLIENT);
+    };
+    let pw = match auth::find_secret(secrets, module.strict_modes, user, group.as_deref()) {
+        Ok(Some(pw)) => pw,
+        Ok(None) => {
+            tracing::warn!(
+                peer,
+                "auth failed on module {}: no secret for {user}",
+                module.name
+            );
+            return Err(RERR_STARTCLIENT);
+        }
+        Err(e) => {
+            tracing::warn!(peer, "auth failed on module {}: {e}", module.name);
+            return Err(RERR_STARTCLIENT);
+        }
+    };
+    let want = auth::response(digest, &pw, &chal);
+    if !auth::constant_time_eq(want.as_bytes(), resp.trim().as_bytes()) {
+        tracing::warn!(
+            peer,
+            "auth failed on module {}: password mismatch for {user}",
+            module.name
+        );
+        return Err(RERR_STARTCLIENT);
+    }
+    Ok(access)
 }
 
 /// The `-e` capability letters in a raw server argv, for setup after a parse failure.
