@@ -262,3 +262,68 @@ compat_test! {
         assert_eq!(o.stdout.replace("dest-ours", "dest-X"), s.stdout.replace("dest-stock", "dest-X"));
     }
 }
+
+compat_test! {
+    fn hosts_deny_by_address() {
+        PullCase::new("hosts_deny_by_address", small_tree)
+            .module_line("hosts deny = 127.0.0.1")
+            .args(&["-a"])
+            .expect_stock_code(Some(5))
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn hosts_allow_by_cidr() {
+        PullCase::new("hosts_allow_by_cidr", small_tree)
+            .module_line("hosts allow = 127.0.0.0/8")
+            .args(&["-a", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn hosts_allow_other_net_refuses() {
+        PullCase::new("hosts_allow_other_net_refuses", small_tree)
+            .module_line("hosts allow = 10.0.0.0/255.0.0.0")
+            .args(&["-a"])
+            .expect_stock_code(Some(5))
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn max_connections_one() {
+        use std::io::{Read, Write};
+        let dir = TempDir::new("maxconn");
+        let lock = dir.join("rsyncd.lock");
+        let servers = PullCase::new("max_connections_one", small_tree)
+            .module_line("max connections = 1")
+            .module_line(&format!("lock file = {}", lock.display()))
+            .serve();
+        let mut outs = Vec::new();
+        for d in [&servers.pair.stock, &servers.pair.ours] {
+            // Hold the only slot with a connection that got past the module line.
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port())).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            s.write_all(format!("@RSYNCD: 32.0 md5 md4\n{MODULE}\n").as_bytes()).unwrap();
+            let mut got = Vec::new();
+            let mut b = [0u8; 1];
+            while !String::from_utf8_lossy(&got).contains("@RSYNCD: OK") {
+                assert_eq!(s.read(&mut b).unwrap(), 1, "{}: closed before OK", d.label());
+                got.push(b[0]);
+            }
+            let dest = dir.join(format!("dest-{}", d.label()));
+            let o = run_cmd(&bins::stock(), ["-a".to_string(), d.url(&format!("{MODULE}/")), format!("{}/", dest.display())], None, client_timeout());
+            drop(s);
+            outs.push(o);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        let (s, o) = (&outs[0], &outs[1]);
+        assert_eq!(s.code, 5, "stock {}", s.describe());
+        assert_eq!(o.code, s.code, "ours {}", o.describe());
+        assert_eq!(error_lines(&o.stderr), error_lines(&s.stderr));
+    }
+}

@@ -2,6 +2,7 @@
 //! the per-connection session (`session`: greeting, module, arguments,
 //! then the sender role).
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod listener;

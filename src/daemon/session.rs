@@ -144,6 +144,54 @@ fn serve_inner<R: Read, W: Write>(
         return Err(RERR_STARTCLIENT);
     };
     let mut module = module;
+    // hosts allow / hosts deny (upstream rsync_module: before auth).
+    if let Ok(addr) = peer.parse::<std::net::IpAddr>() {
+        let host = if module.reverse_lookup {
+            super::access::reverse_name(addr)
+        } else {
+            None
+        };
+        if !super::access::allow_access(
+            module.hosts_allow.as_deref(),
+            module.hosts_deny.as_deref(),
+            addr,
+            host.as_deref(),
+        ) {
+            let msg = if module.list {
+                format!(
+                    "@ERROR: access denied to {} from {} ({peer})\n",
+                    module.name,
+                    host.as_deref().unwrap_or("UNKNOWN")
+                )
+            } else {
+                format!("@ERROR: Unknown module '{}'\n", module.name)
+            };
+            let _ = line(w, &msg);
+            tracing::warn!(peer, "access denied to module {}", module.name);
+            return Err(RERR_STARTCLIENT);
+        }
+    }
+    // max connections: a record lock in the lock file, held until this process ends.
+    if module.max_connections > 0 {
+        match super::access::claim_connection(&module.lock_file, module.max_connections) {
+            Ok(Some(slot)) => std::mem::forget(slot),
+            Ok(None) => {
+                let _ = line(
+                    w,
+                    &format!(
+                        "@ERROR: max connections ({}) reached -- try again later\n",
+                        module.max_connections
+                    ),
+                );
+                return Err(RERR_STARTCLIENT);
+            }
+            Err(e) => {
+                tracing::warn!(peer, "lock file {}: {e}", module.lock_file);
+                let _ = line(w, "@ERROR: failed to open lock file\n");
+                return Err(RERR_STARTCLIENT);
+            }
+        }
+    }
     if let Some(users) = module.auth_users.clone().filter(|u| !u.trim().is_empty()) {
         match authenticate(r, w, &module, &users, &g, peer) {
             Ok(access) => match access {
