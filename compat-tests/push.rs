@@ -757,3 +757,12 @@ compat_test! {
         PushCase::new("push_append_verify", push_tree).prefill(prefill_appendable).args(&["-a", "-i", "--append-verify", "--stats"]).run();
     }
 }
+
+compat_test! {
+    fn push_verbose_incremental() {
+        // -v shows "sending incremental file list": the daemon must offer incremental recursion.
+        PushCase::new("push_verbose_incremental", issue2_tree).prefill(|dir, _| {
+            mkdir(dir, "");
+        }).args(&["-av", "--delete"]).run();
+    }
+}

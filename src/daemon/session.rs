@@ -687,12 +687,26 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
         .unwrap_or(0) as i32)
         ^ ((std::process::id() as i32) << 6);
     // Incremental recursion is offered for the plain recursive single-source pull.
-    let allow_inc = opts.sender
-        && opts.recursive
-        && !opts.relative
-        && opts.files_from.is_none()
-        && paths.len() <= 1
-        && !opts.misc.iter().any(|m| m == "use-qsort");
+    let allow_inc = if opts.sender {
+        opts.recursive
+            && !opts.relative
+            && opts.files_from.is_none()
+            && paths.len() <= 1
+            && !opts.misc.iter().any(|m| m == "use-qsort")
+    } else {
+        // As a receiver (upstream set_allow_inc_recurse), minus what we do not
+        // yet do incrementally (hard links, -R).
+        opts.recursive
+            && !matches!(
+                opts.delete_when,
+                Some("delete-before") | Some("delete-after")
+            )
+            && !opts.delay_updates
+            && !opts.prune_empty_dirs
+            && opts.hard_links == 0
+            && !opts.relative
+            && !opts.misc.iter().any(|m| m == "use-qsort")
+    };
     let n = match server_setup(&mut r, &mut w, proto, &opts, seed, allow_inc) {
         Ok(n) => n,
         Err(e) => {
@@ -1049,20 +1063,27 @@ fn serve_push<W: Write + Send>(
     let am_root = nix::unistd::geteuid().is_root();
     let numeric_module = module.numeric_ids_with(module.use_chroot_with(|| am_root));
     let fo = sender::flist_opts(&n, opts);
-    let mut list = crate::flist::recv::recv_file_list(
-        demux,
+    let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
+    let mut lists = crate::flist::recv::ListReceiver::new(
         fo,
+        inc,
         opts.numeric_ids,
         n.id0_names(),
         am_root && !opts.numeric_ids && !numeric_module,
-    )
-    .map_err(|e| match e {
+    );
+    let mut list = lists.first(demux).map_err(|e| match e {
         crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
         other => RoleError::Unsupported(other.to_string()),
     })?;
     if opts.prune_empty_dirs {
         crate::flist::recv::prune_empty_dirs(&mut list);
     }
+    let list_io_error = list.io_error;
+    let registry = std::sync::Mutex::new(crate::role::generator::Registry {
+        recv: lists,
+        lists: vec![Arc::new(list)],
+        eof: !inc,
+    });
     // The destination: the first path argument, relative to the module.
     let dest_rel = paths.first().cloned().unwrap_or_default();
     let dest_rel = super::paths::sanitize(&dest_rel);
@@ -1181,13 +1202,13 @@ fn serve_push<W: Write + Send>(
     let (tx, rx) = std::sync::mpsc::channel::<RecvEvent>();
     let (gen_res, recv_res) = std::thread::scope(|s| {
         let recv = s.spawn(|| {
-            let r = crate::role::receiver::run(&cfg, &list, input, &tx, &shared);
+            let r = crate::role::receiver::run(&cfg, &registry, inc, input, &tx, &shared);
             if r.is_err() {
                 let _ = tx.send(RecvEvent::Failed);
             }
             r
         });
-        let mut g = Generator::new(&cfg, &list, &shared);
+        let mut g = Generator::new(&cfg, &registry, inc, &shared);
         let gr = g.run(&rx).map(|()| g.io_error);
         let rr = recv
             .join()
@@ -1196,7 +1217,7 @@ fn serve_push<W: Write + Send>(
     });
     let rstats = recv_res?;
     let gen_err = gen_res?;
-    let io = (rstats.io_error | gen_err | list.io_error) & !4;
+    let io = (rstats.io_error | gen_err | list_io_error) & !4;
     Ok(if io & crate::flist::build::IOERR_GENERAL != 0 {
         RERR_PARTIAL
     } else if io != 0 {

@@ -34,6 +34,159 @@ pub struct RecvList {
     pub io_error: i32,
     /// For hard-link followers: the index of the entry they link to.
     pub hlink_leader: Vec<Option<usize>>,
+    /// Wire index of the first entry (0 without incremental recursion).
+    pub ndx_start: i32,
+    /// Incremental recursion: the directory (index into the received
+    /// directories) whose contents this list holds; the first list's parent
+    /// is its `.` entry.
+    pub parent: Option<usize>,
+}
+
+impl RecvList {
+    /// The entry behind wire index `ndx`, if it is in this list.
+    pub fn get(&self, ndx: i32) -> Option<(usize, &FileEntry)> {
+        let rel = ndx.checked_sub(self.ndx_start)?;
+        let i = usize::try_from(rel).ok()?;
+        self.files.get(i).filter(|_| self.active[i]).map(|e| (i, e))
+    }
+}
+
+/// Receives the lists of one transfer (upstream recv_file_list and the
+/// directory list dir_flist of incremental recursion).
+pub struct ListReceiver {
+    dec: FlistDecoder,
+    o: FlistOpts,
+    inc: bool,
+    numeric_ids: bool,
+    id0_names: bool,
+    map_ids: bool,
+    uid_map: HashMap<u32, u32>,
+    gid_map: HashMap<u32, u32>,
+    next_ndx_start: i32,
+    /// Every directory received, in upstream's dir_flist order (sorted per list).
+    pub dirs: Vec<FileEntry>,
+}
+
+impl ListReceiver {
+    /// A receiver for a session.
+    pub fn new(o: FlistOpts, inc: bool, numeric_ids: bool, id0_names: bool, map_ids: bool) -> Self {
+        ListReceiver {
+            dec: FlistDecoder::new(o),
+            o,
+            inc,
+            numeric_ids,
+            id0_names,
+            map_ids,
+            uid_map: HashMap::new(),
+            gid_map: HashMap::new(),
+            next_ndx_start: if inc { 1 } else { 0 },
+            dirs: Vec::new(),
+        }
+    }
+
+    fn entries<R: Read>(&mut self, r: &mut R) -> Result<(Vec<FileEntry>, i32), RecvListError> {
+        self.dec.set_ndx_start(self.next_ndx_start);
+        let mut files = Vec::new();
+        let io_error = loop {
+            match self.dec.decode(r)? {
+                FlistItem::Entry(e) => {
+                    if !safe_name(&e.name) && e.name != b"." {
+                        return Err(RecvListError::UnsafeName(
+                            String::from_utf8_lossy(&e.name).into_owned(),
+                        ));
+                    }
+                    files.push(e);
+                }
+                FlistItem::End(err) => break err,
+            }
+        };
+        Ok((files, io_error))
+    }
+
+    fn map_inline_names(&mut self, files: &mut [FileEntry]) {
+        if !self.map_ids {
+            return;
+        }
+        for e in files.iter_mut() {
+            if let Some(n) = e.user_name.take() {
+                if let Some(u) = nix::unistd::User::from_name(&String::from_utf8_lossy(&n))
+                    .ok()
+                    .flatten()
+                {
+                    self.uid_map.insert(e.uid, u.uid.as_raw());
+                }
+            }
+            if let Some(n) = e.group_name.take() {
+                if let Some(g) = nix::unistd::Group::from_name(&String::from_utf8_lossy(&n))
+                    .ok()
+                    .flatten()
+                {
+                    self.gid_map.insert(e.gid, g.gid.as_raw());
+                }
+            }
+            if let Some(u) = self.uid_map.get(&e.uid) {
+                e.uid = *u;
+            }
+            if let Some(g) = self.gid_map.get(&e.gid) {
+                e.gid = *g;
+            }
+        }
+    }
+
+    /// The first list (with its id lists and io_error when not incremental).
+    pub fn first<R: Read>(&mut self, r: &mut R) -> Result<RecvList, RecvListError> {
+        if !self.inc {
+            let l = recv_file_list(r, self.o, self.numeric_ids, self.id0_names, self.map_ids)?;
+            return Ok(l);
+        }
+        let (mut files, io_error) = self.entries(r)?;
+        self.map_inline_names(&mut files);
+        let mut l = sort_and_clean(files, io_error, self.o.proto);
+        self.register(&mut l);
+        let first_is_dot = l
+            .files
+            .first()
+            .is_some_and(|e| e.name == b"." && mode::is_dir(e.mode));
+        l.parent = (first_is_dot && !self.dirs.is_empty()).then_some(0);
+        Ok(l)
+    }
+
+    /// A sub-list announced for directory `dir_ndx`: every entry must lie directly in it.
+    pub fn sub<R: Read>(&mut self, r: &mut R, dir_ndx: usize) -> Result<RecvList, RecvListError> {
+        let Some(dir) = self.dirs.get(dir_ndx).map(|d| d.name.clone()) else {
+            return Err(RecvListError::Proto(ProtoError::invalid(format!(
+                "Invalid dir index: {dir_ndx}"
+            ))));
+        };
+        let (mut files, io_error) = self.entries(r)?;
+        for e in &files {
+            let parent = match e.name.iter().rposition(|&c| c == b'/') {
+                Some(p) => &e.name[..p],
+                None => b".",
+            };
+            if parent != &dir[..] {
+                return Err(RecvListError::UnsafeName(format!(
+                    "ABORTING due to invalid path from sender: {}",
+                    String::from_utf8_lossy(&e.name)
+                )));
+            }
+        }
+        self.map_inline_names(&mut files);
+        let mut l = sort_and_clean(files, io_error, self.o.proto);
+        self.register(&mut l);
+        l.parent = Some(dir_ndx);
+        Ok(l)
+    }
+
+    fn register(&mut self, l: &mut RecvList) {
+        l.ndx_start = self.next_ndx_start;
+        self.next_ndx_start += l.files.len() as i32 + 1;
+        for (i, e) in l.files.iter().enumerate() {
+            if mode::is_dir(e.mode) && l.active[i] {
+                self.dirs.push(e.clone());
+            }
+        }
+    }
 }
 
 /// Is `name` safe to create under the destination: relative, no `..`
@@ -104,9 +257,12 @@ pub fn recv_file_list<R: Read>(
             }
         }
     }
-    // Sort stably, as the sender did, then drop duplicate names (keep a dir
-    // over a non-dir, else the first).
-    let proto = o.proto;
+    Ok(sort_and_clean(files, io_error, o.proto))
+}
+
+/// Sort stably, as the sender did, drop duplicate names (keep a dir over a
+/// non-dir, else the first) and group hard links.
+fn sort_and_clean(mut files: Vec<FileEntry>, io_error: i32, proto: u8) -> RecvList {
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&files[a], &files[b]);
@@ -161,12 +317,14 @@ pub fn recv_file_list<R: Read>(
         }
         prev = Some(i);
     }
-    Ok(RecvList {
+    RecvList {
         files,
         active,
         io_error,
         hlink_leader,
-    })
+        ndx_start: 0,
+        parent: None,
+    }
 }
 
 /// `-m` (upstream flist_sort_and_clean with prune_empty_dirs): directories

@@ -552,6 +552,12 @@ impl FlistDecoder {
         }
     }
 
+    /// Index of the first entry of the list being read (hard-link references
+    /// below it carry a full entry).
+    pub fn set_ndx_start(&mut self, n: i32) {
+        self.ndx_start = n;
+    }
+
     /// Read the next entry or the end marker.
     pub fn decode(&mut self, r: &mut impl Read) -> Result<FlistItem> {
         let o = self.opts;

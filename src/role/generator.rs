@@ -33,6 +33,32 @@ pub enum RecvEvent {
     Finished,
     /// The receiver failed; stop.
     Failed,
+    /// Incremental recursion: another list arrived (see the registry).
+    NewList,
+    /// Incremental recursion: no more lists will come.
+    FlistEof,
+    /// The receiver is done with this index (success or not).
+    FileDone(i32),
+}
+
+/// The lists received so far (shared by receiver and generator under
+/// incremental recursion; one list otherwise).
+pub struct Registry {
+    /// Reads further lists off the wire.
+    pub recv: crate::flist::recv::ListReceiver,
+    /// Lists in arrival order.
+    pub lists: Vec<std::sync::Arc<RecvList>>,
+    /// No more lists will come.
+    pub eof: bool,
+}
+
+impl Registry {
+    /// The list holding wire index `ndx`, and the position in it.
+    pub fn find(&self, ndx: i32) -> Option<(std::sync::Arc<RecvList>, usize)> {
+        self.lists
+            .iter()
+            .find_map(|l| l.get(ndx).map(|(i, _)| (l.clone(), i)))
+    }
 }
 
 /// Decides whether a name (and whether it is a directory) is off limits.
@@ -364,7 +390,14 @@ fn significant(fl: u16) -> bool {
 /// The generator's state for one run.
 pub struct Generator<'a, 'o, W: Write> {
     cfg: &'a RecvConfig,
-    list: &'a RecvList,
+    list: std::sync::Arc<RecvList>,
+    registry: &'a Mutex<Registry>,
+    /// Incremental recursion is on.
+    inc: bool,
+    /// Directories this run created (reported as new when handled in full).
+    created: std::collections::HashSet<Vec<u8>>,
+    /// Transfers requested and not yet finished, per list (by ndx_start).
+    pending: HashMap<i32, usize>,
     out: &'a SharedOut<'o, W>,
     tx: NdxCodec,
     buf: Vec<u8>,
@@ -378,6 +411,20 @@ pub struct Generator<'a, 'o, W: Write> {
     skipped_deletes: i32,
 }
 
+/// Per directory (by name), the indexes of its entries in `list`.
+fn children_of(list: &RecvList) -> HashMap<Vec<u8>, Vec<usize>> {
+    let mut children: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for (i, e) in list.files.iter().enumerate() {
+        if e.name != b"." && list.active[i] {
+            children
+                .entry(parent_of(&e.name).to_vec())
+                .or_default()
+                .push(i);
+        }
+    }
+    children
+}
+
 fn parent_of(name: &[u8]) -> &[u8] {
     match name.iter().rposition(|&c| c == b'/') {
         Some(p) => &name[..p],
@@ -387,16 +434,18 @@ fn parent_of(name: &[u8]) -> &[u8] {
 
 impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// A generator over `list` writing to `out`.
-    pub fn new(cfg: &'a RecvConfig, list: &'a RecvList, out: &'a SharedOut<'o, W>) -> Self {
-        let mut children: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-        for (i, e) in list.files.iter().enumerate() {
-            if e.name != b"." && list.active[i] {
-                children
-                    .entry(parent_of(&e.name).to_vec())
-                    .or_default()
-                    .push(i);
-            }
+    pub fn new(
+        cfg: &'a RecvConfig,
+        registry: &'a Mutex<Registry>,
+        inc: bool,
+        out: &'a SharedOut<'o, W>,
+    ) -> Self {
+        let list = match registry.lock() {
+            Ok(r) => r.lists.first().cloned(),
+            Err(p) => p.into_inner().lists.first().cloned(),
         }
+        .unwrap_or_default();
+        let children = children_of(&list);
         let itemize_all = cfg
             .opts
             .log_format
@@ -406,6 +455,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Generator {
             cfg,
             list,
+            registry,
+            inc,
+            created: std::collections::HashSet::new(),
+            pending: HashMap::new(),
             out,
             tx: NdxCodec::new(cfg.n.proto),
             buf: Vec::with_capacity(64 * 1024),
@@ -439,10 +492,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     }
 
     fn item(&mut self, ndx: usize, fl: u16) -> Result<(), RoleError> {
+        let wire = self.list.ndx_start + ndx as i32;
+        self.item_at(wire, fl)
+    }
+
+    /// An item record for a wire index (the parent-dir hole included).
+    fn item_at(&mut self, wire: i32, fl: u16) -> Result<(), RoleError> {
         if self.cfg.n.proto < 29 || !(significant(fl) || self.itemize_all) {
             return Ok(());
         }
-        self.tx.write(&mut self.buf, ndx as i32);
+        self.tx.write(&mut self.buf, wire);
         put_short(&mut self.buf, fl);
         Ok(())
     }
@@ -567,10 +626,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 "IO error encountered -- skipping file deletion",
             );
         }
+        let list = self.list.clone();
         let keep: std::collections::HashSet<Vec<u8>> = self
             .children
             .get(dir)
-            .map(|v| v.iter().map(|&i| self.list.files[i].name.clone()).collect())
+            .map(|v| v.iter().map(|&i| list.files[i].name.clone()).collect())
             .unwrap_or_default();
         let gone = self.sorted_dir(dir, |rel| keep.contains(rel));
         for (rel, st) in gone.iter().rev() {
@@ -616,7 +676,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// Returns true when the entry is done.
     fn try_basis_dirs(&mut self, ndx: usize, rel: &[u8]) -> Result<bool, RoleError> {
         let cfg = self.cfg;
-        let e = &self.list.files[ndx];
+        let list = self.list.clone();
+        let e = &list.files[ndx];
         let mut first: Option<(usize, Stat)> = None;
         for (j, (kind, root)) in cfg.basis_dirs.iter().enumerate() {
             let Some(st) = root.stat(rel).ok().flatten() else {
@@ -733,8 +794,13 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         redo: bool,
         alt: Option<usize>,
     ) -> Result<(), RoleError> {
-        let e = &self.list.files[ndx];
-        self.tx.write(&mut self.buf, ndx as i32);
+        let list = self.list.clone();
+        let e = &list.files[ndx];
+        let wire = list.ndx_start + ndx as i32;
+        self.tx.write(&mut self.buf, wire);
+        if fl & iflags::TRANSFER != 0 && !redo && !self.cfg.opts.dry_run {
+            *self.pending.entry(list.ndx_start).or_default() += 1;
+        }
         if alt.is_some() {
             fl |= iflags::BASIS_TYPE_FOLLOWS;
         }
@@ -814,18 +880,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let cfg = self.cfg;
         // Upstream links a group's members from the last to the first once the
         // member holding the data is done; groups come in the order of that member.
-        let mut order: Vec<(usize, usize)> = (0..self.list.files.len())
-            .filter_map(|i| self.list.hlink_leader[i].map(|l| (l, i)))
+        let list = self.list.clone();
+        let mut order: Vec<(usize, usize)> = (0..list.files.len())
+            .filter_map(|i| list.hlink_leader[i].map(|l| (l, i)))
             .collect();
         order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         for (l, i) in order {
-            if !self.list.active[i] {
+            if !list.active[i] {
                 continue;
             }
-            let (name, leader) = (
-                self.list.files[i].name.clone(),
-                self.list.files[l].name.clone(),
-            );
+            let (name, leader) = (list.files[i].name.clone(), list.files[l].name.clone());
             let lst = cfg.dest.stat(&leader).ok().flatten();
             let st = cfg.dest.stat(&name).ok().flatten();
             if let (Some(a), Some(b)) = (&lst, &st) {
@@ -836,7 +900,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             if lst.is_none() && !cfg.opts.dry_run {
                 continue;
             }
-            let e = &self.list.files[i];
+            let e = &list.files[i];
             let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE | iflags::XNAME_FOLLOWS);
             if !cfg.opts.dry_run {
                 if let Some(s) = &st {
@@ -864,10 +928,37 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// recv_generator for one entry.
     fn entry(&mut self, ndx: usize) -> Result<(), RoleError> {
         let cfg = self.cfg;
-        if cfg.opts.hard_links > 0 && self.list.hlink_leader[ndx].is_some() {
+        let list = self.list.clone();
+        if cfg.opts.hard_links > 0 && list.hlink_leader[ndx].is_some() {
             return Ok(());
         }
-        let e = &self.list.files[ndx];
+        let e = &list.files[ndx];
+        if self.inc && mode::is_dir(e.mode) {
+            // Incremental recursion: only make sure it exists now; it is
+            // handled in full right before its own list (upstream is_dir < 0).
+            let rel = e.name.clone();
+            if e.name != b"." && !cfg.opts.dry_run && !(cfg.daemon_excluded)(&rel, true) {
+                match cfg.dest.stat(&rel) {
+                    Ok(Some(s)) if mode::is_dir(s.mode) => {}
+                    Ok(other) => {
+                        if let Some(s) = other {
+                            self.delete_item(&rel, &s)?;
+                        }
+                        if cfg.dest.mkdir(&rel, (e.mode | 0o700) & 0o700).is_ok() {
+                            self.created.insert(rel);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            return Ok(());
+        }
+        self.entry_at(e, list.ndx_start + ndx as i32, ndx)
+    }
+
+    /// recv_generator for one entry at wire index `wire` (`ndx` its position in the current list).
+    fn entry_at(&mut self, e: &FileEntry, wire: i32, ndx: usize) -> Result<(), RoleError> {
+        let cfg = self.cfg;
         let rel = e.name.clone();
         let is_dir = mode::is_dir(e.mode);
         if e.name != b"." && (cfg.daemon_excluded)(&rel, is_dir) {
@@ -897,7 +988,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 }
             }
             // A directory missing here but present in a basis dir is reported against that one.
-            let fresh = st.is_none() || (e.name == b"." && cfg.dest_created);
+            let fresh =
+                st.is_none() || (e.name == b"." && cfg.dest_created) || self.created.contains(&rel);
             let basis_st = if fresh {
                 self.find_in_basis(&rel, e).map(|(_, b)| b)
             } else {
@@ -914,7 +1006,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     return self.error(format!("rsync: [generator] {err}"));
                 }
             }
-            self.item(ndx, fl)?;
+            self.item_at(wire, fl)?;
             if let (Some(s), false) = (&st, cfg.opts.dry_run) {
                 let _ = cfg.fix_attrs(&rel, e, s, false);
             }
@@ -1169,9 +1261,35 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     /// do_delete_pass: clean every directory whose contents were sent.
     fn delete_pass(&mut self) -> Result<(), RoleError> {
-        for i in 0..self.list.files.len() {
-            let e = &self.list.files[i];
-            if !self.list.active[i] || !mode::is_dir(e.mode) || e.no_content_dir || e.implied_dir {
+        if self.inc {
+            // Each list holds exactly the contents of its parent directory.
+            let (lists, dirs) = match self.registry.lock() {
+                Ok(r) => (r.lists.clone(), r.recv.dirs.clone()),
+                Err(p) => {
+                    let r = p.into_inner();
+                    (r.lists.clone(), r.recv.dirs.clone())
+                }
+            };
+            for l in lists {
+                let Some(dir) = l.parent.and_then(|p| dirs.get(p)) else {
+                    continue;
+                };
+                if dir.no_content_dir || dir.implied_dir {
+                    continue;
+                }
+                self.list = l.clone();
+                self.children = children_of(&l);
+                let name = dir.name.clone();
+                if matches!(self.cfg.dest.stat(&name), Ok(Some(st)) if mode::is_dir(st.mode)) {
+                    self.delete_in_dir(&name)?;
+                }
+            }
+            return Ok(());
+        }
+        let list = self.list.clone();
+        for i in 0..list.files.len() {
+            let e = &list.files[i];
+            if !list.active[i] || !mode::is_dir(e.mode) || e.no_content_dir || e.implied_dir {
                 continue;
             }
             let name = e.name.clone();
@@ -1188,25 +1306,27 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if self.delete_timing() == DeleteTiming::Before {
             self.delete_pass()?;
         }
-        for i in 0..self.list.files.len() {
-            if !self.list.active[i] {
-                continue;
+        let mut redo_queue: Vec<i32> = Vec::new();
+        if !self.inc {
+            let list = self.list.clone();
+            for i in 0..list.files.len() {
+                if list.active[i] {
+                    self.entry(i)?;
+                }
             }
-            self.entry(i)?;
+            self.done()?; // DONE#1: end of the file pass
+        } else {
+            self.generate_incremental(events)?;
         }
-        self.done()?; // DONE#1: end of the file pass
-                      // Redo phase: re-request files whose checksum failed, until the receiver ends phase 0.
+        // Redo phase: re-request files whose checksum failed, until the receiver ends phase 0.
+        for ndx in std::mem::take(&mut redo_queue) {
+            self.redo(ndx)?;
+        }
         loop {
             match events.recv() {
-                Ok(RecvEvent::Redo(ndx)) => {
-                    let Some(e) = self.list.files.get(ndx as usize) else {
-                        return Err(RoleError::Protocol(format!("invalid redo index {ndx}")));
-                    };
-                    let st = self.cfg.dest.stat(&e.name).ok().flatten();
-                    let fl = self.cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
-                    self.request(ndx as usize, fl, st.as_ref(), true)?;
-                }
+                Ok(RecvEvent::Redo(ndx)) => self.redo(ndx)?,
                 Ok(RecvEvent::PhaseDone) => break,
+                Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) | Ok(RecvEvent::FileDone(_)) => {}
                 Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                     return Err(RoleError::Protocol("receiver ended early".into()))
                 }
@@ -1218,7 +1338,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             loop {
                 match events.recv() {
                     Ok(RecvEvent::PhaseDone) => break,
-                    Ok(RecvEvent::Redo(_)) => {}
+                    Ok(RecvEvent::Redo(_))
+                    | Ok(RecvEvent::NewList)
+                    | Ok(RecvEvent::FlistEof)
+                    | Ok(RecvEvent::FileDone(_)) => {}
                     Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                         return Err(RoleError::Protocol("receiver ended early".into()))
                     }
@@ -1255,7 +1378,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         loop {
             match events.recv() {
                 Ok(RecvEvent::Finished) => break,
-                Ok(RecvEvent::PhaseDone) | Ok(RecvEvent::Redo(_)) => {}
+                Ok(RecvEvent::PhaseDone)
+                | Ok(RecvEvent::Redo(_))
+                | Ok(RecvEvent::NewList)
+                | Ok(RecvEvent::FlistEof)
+                | Ok(RecvEvent::FileDone(_)) => {}
                 Ok(RecvEvent::Failed) | Err(_) => {
                     return Err(RoleError::Protocol("receiver failed".into()))
                 }
@@ -1266,13 +1393,116 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(())
     }
 
+    /// Request a file again in the redo phase (full-length strong sums).
+    fn redo(&mut self, ndx: i32) -> Result<(), RoleError> {
+        let found = match self.registry.lock() {
+            Ok(r) => r.find(ndx),
+            Err(p) => p.into_inner().find(ndx),
+        };
+        let Some((list, i)) = found else {
+            return Err(RoleError::Protocol(format!("invalid redo index {ndx}")));
+        };
+        self.list = list.clone();
+        let e = &list.files[i];
+        let st = self.cfg.dest.stat(&e.name).ok().flatten();
+        let fl = self.cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
+        self.request(i, fl, st.as_ref(), true)
+    }
+
+    /// Incremental recursion: generate each list as it arrives (its parent
+    /// directory first, in full, under the hole index `ndx_start - 1`), and
+    /// send a DONE for every list whose transfers are over once the next one
+    /// exists; the last of them is DONE#1.
+    fn generate_incremental(&mut self, events: &Receiver<RecvEvent>) -> Result<(), RoleError> {
+        let mut next = 0usize;
+        let mut done_next = 0usize;
+        loop {
+            loop {
+                let (l, parent) = {
+                    let r = match self.registry.lock() {
+                        Ok(r) => r,
+                        Err(p) => p.into_inner(),
+                    };
+                    match r.lists.get(next) {
+                        Some(l) => (
+                            l.clone(),
+                            l.parent.and_then(|p| r.recv.dirs.get(p).cloned()),
+                        ),
+                        None => break,
+                    }
+                };
+                self.list = l.clone();
+                self.children = children_of(&l);
+                if let Some(dir) = parent {
+                    self.entry_at(&dir, l.ndx_start - 1, usize::MAX)?;
+                }
+                for i in 0..l.files.len() {
+                    if l.active[i] {
+                        self.entry(i)?;
+                    }
+                }
+                next += 1;
+            }
+            let (count, eof, starts) = {
+                let r = match self.registry.lock() {
+                    Ok(r) => r,
+                    Err(p) => p.into_inner(),
+                };
+                (
+                    r.lists.len(),
+                    r.eof,
+                    r.lists.iter().map(|l| l.ndx_start).collect::<Vec<_>>(),
+                )
+            };
+            while done_next < next
+                && self.pending.get(&starts[done_next]).copied().unwrap_or(0) == 0
+                && (done_next + 1 < count || eof)
+            {
+                self.tx.write(&mut self.buf, NDX_DONE);
+                done_next += 1;
+            }
+            self.flush_buf()?;
+            self.out.lock().flush()?;
+            if eof && done_next == count && next == count {
+                return Ok(());
+            }
+            match events.recv() {
+                Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
+                Ok(RecvEvent::FileDone(ndx)) => {
+                    if let Some(&start) = starts.iter().rev().find(|&&s| s <= ndx) {
+                        if let Some(p) = self.pending.get_mut(&start) {
+                            *p = p.saturating_sub(1);
+                        }
+                    }
+                }
+                // A failed file is asked for again at once, so its list can finish.
+                Ok(RecvEvent::Redo(ndx)) => self.redo(ndx)?,
+                Ok(RecvEvent::PhaseDone)
+                | Ok(RecvEvent::Finished)
+                | Ok(RecvEvent::Failed)
+                | Err(_) => return Err(RoleError::Protocol("receiver ended early".into())),
+            }
+        }
+    }
+
     /// Directory times (and modes) are set last, once their contents stopped changing.
     fn touch_up_dirs(&mut self) {
         if self.cfg.opts.dry_run {
             return;
         }
-        for (i, e) in self.list.files.iter().enumerate().rev() {
-            if !self.list.active[i] || !mode::is_dir(e.mode) {
+        let lists: Vec<std::sync::Arc<RecvList>> = match self.registry.lock() {
+            Ok(r) => r.lists.clone(),
+            Err(p) => p.into_inner().lists.clone(),
+        };
+        for (i, e) in lists.iter().rev().flat_map(|l| {
+            l.files
+                .iter()
+                .enumerate()
+                .rev()
+                .map(move |(i, e)| ((l.clone(), i), e))
+        }) {
+            let (l, i) = i;
+            if !l.active[i] || !mode::is_dir(e.mode) {
                 continue;
             }
             if let Ok(Some(st)) = self.cfg.dest.stat(&e.name) {

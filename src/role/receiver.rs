@@ -4,15 +4,16 @@
 //! digest and only then renames it into place. A mismatch is sent back to
 //! the generator for the redo phase; a failed file never replaces the old one.
 
-use super::generator::{RecvConfig, RecvEvent, SharedOut, PARTIAL_BASIS};
+use super::generator::{RecvConfig, RecvEvent, Registry, SharedOut, PARTIAL_BASIS};
 use super::RoleError;
 use crate::checksum::StrongHasher;
 use crate::delta::patcher::Patcher;
 use crate::delta::sums::SumHead;
-use crate::flist::recv::RecvList;
 use crate::protocol::flist::mode;
 use crate::protocol::mux::MsgCode;
-use crate::protocol::ndx::{iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE};
+use crate::protocol::ndx::{
+    iflags, NdxCodec, NDX_DEL_STATS, NDX_DONE, NDX_FLIST_EOF, NDX_FLIST_OFFSET,
+};
 use crate::protocol::sums::WireSumHead;
 use crate::protocol::tokens::{CompressKind, Token, TokenDecoder};
 use crate::protocol::varint::{read_byte, read_short, read_varint, read_vstring};
@@ -83,7 +84,8 @@ impl Write for OutFile {
 /// recv_files: run until the sender's last phase ends.
 pub fn run<R: Read, W: Write>(
     cfg: &RecvConfig,
-    list: &RecvList,
+    registry: &std::sync::Mutex<Registry>,
+    inc: bool,
     input: &mut R,
     events: &Sender<RecvEvent>,
     out: &SharedOut<'_, W>,
@@ -101,9 +103,40 @@ pub fn run<R: Read, W: Write>(
         super::sender::send_text(&mut o, proto, code, &t)?;
         Ok(())
     };
+    // Lists received and not yet finished by the sender's DONEs (incremental recursion).
+    let mut active_lists = 1usize;
+    let mut redone = std::collections::HashSet::new();
+    let lock = || match registry.lock() {
+        Ok(r) => r,
+        Err(p) => p.into_inner(),
+    };
     loop {
         let ndx = rx.read(input)?;
+        if inc && ndx == NDX_FLIST_EOF {
+            lock().eof = true;
+            let _ = events.send(RecvEvent::FlistEof);
+            continue;
+        }
+        if inc && ndx <= NDX_FLIST_OFFSET {
+            let dir_ndx = (NDX_FLIST_OFFSET - ndx) as usize;
+            let mut r = lock();
+            let l = r.recv.sub(input, dir_ndx).map_err(|e| match e {
+                crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
+                other => RoleError::Unsupported(other.to_string()),
+            })?;
+            r.lists.push(std::sync::Arc::new(l));
+            drop(r);
+            active_lists += 1;
+            let _ = events.send(RecvEvent::NewList);
+            continue;
+        }
         if ndx == NDX_DONE {
+            if inc && active_lists > 0 {
+                active_lists -= 1;
+                if active_lists > 0 {
+                    continue;
+                }
+            }
             phase += 1;
             if phase == 2 && !pending.is_empty() {
                 finish_delayed(cfg, &mut pending, &text)?;
@@ -120,10 +153,9 @@ pub fn run<R: Read, W: Write>(
             }
             continue;
         }
-        if ndx < 0 || ndx as usize >= list.files.len() || !list.active[ndx as usize] {
+        if ndx < 0 {
             return Err(RoleError::Protocol(format!(
-                "Invalid file index: {ndx} (-1 - {}) [receiver]",
-                list.files.len() as i64 - 1
+                "Invalid file index: {ndx} [receiver]"
             )));
         }
         let fl = if proto >= 29 {
@@ -141,8 +173,18 @@ pub fn run<R: Read, W: Write>(
         if fl & iflags::TRANSFER == 0 {
             continue;
         }
-        let e = &list.files[ndx as usize];
+        let Some((list, pos)) = lock().find(ndx) else {
+            return Err(RoleError::Protocol(format!(
+                "Invalid file index: {ndx} [receiver]"
+            )));
+        };
+        let e = &list.files[pos];
         let entry = e;
+        let _done = FileDoneGuard {
+            events,
+            ndx,
+            armed: std::cell::Cell::new(true),
+        };
         if !mode::is_reg(e.mode) {
             return Err(RoleError::Protocol(format!(
                 "received request to transfer non-regular file: {ndx} [receiver]"
@@ -369,7 +411,8 @@ pub fn run<R: Read, W: Write>(
         }
         if ours.as_bytes() != &theirs[..] {
             let _ = tname.discard();
-            if phase == 0 {
+            if phase == 0 && redone.insert(ndx) {
+                _done.armed.set(false);
                 if cfg.opts.verbose > 0 {
                     text(
                         MsgCode::Warning,
@@ -456,6 +499,21 @@ pub fn run<R: Read, W: Write>(
         let _ = rx.read(input);
     }
     Ok(stats)
+}
+
+/// Tells the generator a file is finished, whichever way the handling of it ends.
+struct FileDoneGuard<'e> {
+    events: &'e Sender<RecvEvent>,
+    ndx: i32,
+    armed: std::cell::Cell<bool>,
+}
+
+impl Drop for FileDoneGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed.get() {
+            let _ = self.events.send(RecvEvent::FileDone(self.ndx));
+        }
+    }
 }
 
 /// handle_delayed_updates: move every delayed file into place, then drop the
