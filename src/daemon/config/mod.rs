@@ -316,7 +316,9 @@ pub struct ModuleConfig {
     pub charset: Option<String>,
     /// `comment`: shown in the module list.
     pub comment: Option<String>,
-    /// `dont compress` (default [`DEFAULT_DONT_COMPRESS`]).
+    /// `dont compress` (default [`DEFAULT_DONT_COMPRESS`]).  Parsed and kept,
+    /// but like stock rsync 3.2+ (whose per-file level switch in token.c is
+    /// compiled out) it does not change the compressed stream.
     pub dont_compress: String,
     /// `early exec`: command run before the client's args are read.
     pub early_exec: Option<String>,
