@@ -26,3 +26,4 @@ mod daemon_module;
 mod malicious_push;
 mod pull;
 mod push;
+mod service_units;
