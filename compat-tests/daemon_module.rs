@@ -5,6 +5,7 @@
 
 use crate::harness::bins;
 use crate::harness::compare::{normalize_stderr, PullCase, PullSpec, MODULE};
+use crate::harness::daemon::Daemon;
 use crate::harness::fixture::{issue2_tree, small_tree};
 use crate::harness::process::{client_timeout, run_cmd};
 use crate::harness::tmp::TempDir;
@@ -325,5 +326,107 @@ compat_test! {
         assert_eq!(s.code, 5, "stock {}", s.describe());
         assert_eq!(o.code, s.code, "ours {}", o.describe());
         assert_eq!(error_lines(&o.stderr), error_lines(&s.stderr));
+    }
+}
+
+/// Like [`auth_pull`], but our daemon offers only the digests in
+/// `ours_offer` (stock's offers all of its own), and the client runs with
+/// `--debug=nstr` so the negotiated digest shows in its output.
+fn auth_pull_offering(
+    name: &str,
+    ours_offer: &str,
+    module_lines: &[&str],
+    password: &str,
+    extra: &[&str],
+) -> (
+    crate::harness::process::Outcome,
+    crate::harness::process::Outcome,
+) {
+    let dir = TempDir::new(name);
+    let src = dir.join("src");
+    small_tree(&src);
+    let secrets = dir.join("secrets");
+    std::fs::write(&secrets, "alice:s3cret\n").unwrap();
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let pwfile = dir.join("pw");
+    std::fs::write(&pwfile, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut lines = vec![format!("secrets file = {}", secrets.display())];
+    lines.extend(module_lines.iter().map(|s| s.to_string()));
+    let config = crate::harness::compare::config_text(&src, &[], &lines, "");
+    let stock = Daemon::start(&bins::stock(), &config, "stock");
+    let ours = Daemon::start_env(
+        &bins::ours(),
+        &config,
+        "ours",
+        &[("RRSYNC_AUTH_DIGESTS", ours_offer)],
+    );
+    let run = |d: &Daemon, tag: &str| {
+        let mut args: Vec<String> = vec![
+            "-a".into(),
+            "--debug=nstr".into(),
+            format!("--password-file={}", pwfile.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(format!("rsync://alice@127.0.0.1:{}/{MODULE}/", d.port()));
+        args.push(format!("{}/", dir.join(format!("dest-{tag}")).display()));
+        run_cmd(&bins::stock(), args, None, client_timeout())
+    };
+    (run(&stock, "stock"), run(&ours, "ours"))
+}
+
+/// The digest the client reports having negotiated (`--debug=nstr`).
+fn negotiated_digest(o: &crate::harness::process::Outcome) -> Option<String> {
+    let all = format!("{}\n{}", o.stdout, o.stderr);
+    all.lines()
+        .find_map(|l| l.split_once("negotiated daemon auth checksum: "))
+        .map(|(_, d)| d.trim().to_string())
+}
+
+compat_test! {
+    fn auth_each_digest_right_and_wrong_password() {
+        let (s, o) = auth_pull_offering("auth_digest_default", "", &["auth users = alice"], "s3cret", &[]);
+        assert_eq!((s.code, o.code), (0, 0), "stock {}\nours {}", s.describe(), o.describe());
+        assert_eq!(negotiated_digest(&o).as_deref(), Some("sha512"), "{}", o.describe());
+        assert_eq!(negotiated_digest(&s).as_deref(), Some("sha512"), "{}", s.describe());
+        for digest in ["sha512", "sha256", "sha1", "md5", "md4"] {
+            let name = format!("auth_digest_{digest}");
+            let (s, o) = auth_pull_offering(&name, digest, &["auth users = alice"], "s3cret", &[]);
+            assert_eq!(s.code, 0, "stock {}", s.describe());
+            assert_eq!(o.code, 0, "{digest}: ours {}", o.describe());
+            if !bins::self_mode() {
+                // (In self mode "ours" is stock, which ignores the offer limit.)
+                assert_eq!(negotiated_digest(&o).as_deref(), Some(digest), "{}", o.describe());
+            }
+            let (s, o) = auth_pull_offering(&name, digest, &["auth users = alice"], "wrong", &[]);
+            assert_eq!((s.code, o.code), (5, 5), "{digest}: stock {}\nours {}", s.describe(), o.describe());
+            assert_eq!(error_lines(&o.stderr), error_lines(&s.stderr), "{digest}");
+        }
+    }
+}
+
+compat_test! {
+    fn auth_digest_floor_refuses_weaker_client() {
+        let lines = ["auth users = alice", "auth digest = sha256"];
+        // (Every stock client since 3.2 sends its digest list, even with
+        // --protocol=29, so only a daemon limited to weak digests falls
+        // below the floor here.)
+        // A modern client negotiates sha512 and passes the floor.
+        let (s, o) = auth_pull_offering("auth_floor_ok", "", &lines, "s3cret", &[]);
+        assert_eq!((s.code, o.code), (0, 0), "stock {}\nours {}", s.describe(), o.describe());
+        if bins::self_mode() {
+            return; // stock ignores the offer limit used below
+        }
+        // Our daemon limited to md5 is below the floor even for a modern client.
+        let (_, o) = auth_pull_offering("auth_floor_md5", "md5", &lines, "s3cret", &[]);
+        assert_eq!(o.code, 5, "ours {}", o.describe());
+        assert!(o.stderr.contains("@ERROR: auth failed on module mod"), "{}", o.describe());
+        // Without the floor the same md5-only daemon lets the client in.
+        let (_, o) = auth_pull_offering("auth_nofloor_md5", "md5", &lines[..1], "s3cret", &[]);
+        assert_eq!(o.code, 0, "ours {}", o.describe());
     }
 }

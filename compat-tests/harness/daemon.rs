@@ -40,6 +40,11 @@ impl Daemon {
     /// daemon dies first (port taken). Panics with the daemon's output if it
     /// never comes up.
     pub fn start(bin: &Path, config: &str, label: &str) -> Daemon {
+        Daemon::start_env(bin, config, label, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables for the daemon.
+    pub fn start_env(bin: &Path, config: &str, label: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = TempDir::new(&format!("daemon-{label}"));
         let conf = dir.join("rsyncd.conf");
         std::fs::write(&conf, config).expect("write rsyncd.conf");
@@ -60,6 +65,7 @@ impl Daemon {
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(out))
                 .stderr(Stdio::from(err))
+                .envs(env.iter().copied())
                 .process_group(0);
             let mut child = cmd
                 .spawn()

@@ -4,11 +4,15 @@
 //! `:rw`, `:deny`), the secrets file with `strict modes`, and a
 //! constant-time comparison of the response.
 
-use md4::Digest as _;
 use std::io::Read;
 
-/// Digests we can verify, best first (what our greeting lists).
-pub const DIGESTS: &[&str] = &["md5", "md4"];
+/// Digests we can verify, strongest first (upstream's auth list order).
+pub const DIGESTS: &[&str] = &["sha512", "sha256", "sha1", "md5", "md4"];
+
+/// Environment variable restricting the digests the daemon offers (a
+/// space-separated subset of [`DIGESTS`]); for interop testing of each
+/// digest against stock clients, which always prefer the strongest.
+pub const OFFER_ENV: &str = "RRSYNC_AUTH_DIGESTS";
 
 /// How a client may use the module once authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +25,16 @@ pub enum Access {
     ReadWrite,
 }
 
-/// The digest for this connection: the first of the client's names we
-/// support; without a list, md5 (protocol 30+) or the old seeded md4.
+/// The digest for this connection: our most preferred one that the client
+/// also lists; without a list, md5 (protocol 30+) or the old seeded md4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthDigest {
+    /// SHA-512(password || challenge).
+    Sha512,
+    /// SHA-256(password || challenge).
+    Sha256,
+    /// SHA-1(password || challenge).
+    Sha1,
     /// MD5(password || challenge).
     Md5,
     /// MD4(password || challenge).
@@ -33,8 +43,58 @@ pub enum AuthDigest {
     Md4Old,
 }
 
-/// Pick the digest from the client's greeting list.
-pub fn choose_digest(client_list: &[String], proto: i32) -> Option<AuthDigest> {
+impl AuthDigest {
+    fn from_name(name: &str) -> Option<AuthDigest> {
+        match name {
+            "sha512" => Some(AuthDigest::Sha512),
+            "sha256" => Some(AuthDigest::Sha256),
+            "sha1" => Some(AuthDigest::Sha1),
+            "md5" => Some(AuthDigest::Md5),
+            "md4" => Some(AuthDigest::Md4),
+            _ => None,
+        }
+    }
+
+    /// The negotiated name (the old md4 is still "md4").
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthDigest::Sha512 => "sha512",
+            AuthDigest::Sha256 => "sha256",
+            AuthDigest::Sha1 => "sha1",
+            AuthDigest::Md5 => "md5",
+            AuthDigest::Md4 | AuthDigest::Md4Old => "md4",
+        }
+    }
+}
+
+/// Strength rank of a digest name (0 = strongest), `None` if unknown
+/// (upstream auth_digest_rank, for the `auth digest` floor).
+pub fn digest_rank(name: &str) -> Option<usize> {
+    DIGESTS.iter().position(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// The digests this daemon offers: [`DIGESTS`], narrowed by `restrict`
+/// (the value of [`OFFER_ENV`]) when that names at least one of them.
+pub fn offered(restrict: Option<&str>) -> Vec<&'static str> {
+    let Some(list) = restrict else {
+        return DIGESTS.to_vec();
+    };
+    let wanted: Vec<&str> = list.split_ascii_whitespace().collect();
+    let v: Vec<&'static str> = DIGESTS
+        .iter()
+        .copied()
+        .filter(|d| wanted.contains(d))
+        .collect();
+    if v.is_empty() {
+        DIGESTS.to_vec()
+    } else {
+        v
+    }
+}
+
+/// Pick the digest: the first of `offered` (our preference) that the
+/// client lists; with no client list, the protocol's fallback.
+pub fn choose_digest(client_list: &[String], proto: i32, offered: &[&str]) -> Option<AuthDigest> {
     if client_list.is_empty() {
         return Some(if proto >= 30 {
             AuthDigest::Md5
@@ -42,11 +102,10 @@ pub fn choose_digest(client_list: &[String], proto: i32) -> Option<AuthDigest> {
             AuthDigest::Md4Old
         });
     }
-    client_list.iter().find_map(|n| match n.as_str() {
-        "md5" => Some(AuthDigest::Md5),
-        "md4" => Some(AuthDigest::Md4),
-        _ => None,
-    })
+    offered
+        .iter()
+        .find(|d| client_list.iter().any(|c| c == *d))
+        .and_then(|d| AuthDigest::from_name(d))
 }
 
 /// base64 without `=` padding (upstream base64_encode with pad = 0).
@@ -86,22 +145,20 @@ pub fn challenge() -> String {
 
 /// generate_hash: the response a client with `password` gives to `challenge`.
 pub fn response(digest: AuthDigest, password: &[u8], challenge: &str) -> String {
+    fn hash<D: md4::Digest>(prefix: &[u8], password: &[u8], challenge: &str) -> String {
+        let mut h = D::new();
+        h.update(prefix);
+        h.update(password);
+        h.update(challenge.as_bytes());
+        base64_nopad(&h.finalize())
+    }
     match digest {
-        AuthDigest::Md5 => {
-            let mut h = md5::Md5::new();
-            h.update(password);
-            h.update(challenge.as_bytes());
-            base64_nopad(&h.finalize())
-        }
-        AuthDigest::Md4 | AuthDigest::Md4Old => {
-            let mut h = md4::Md4::new();
-            if digest == AuthDigest::Md4Old {
-                h.update([0u8; 4]);
-            }
-            h.update(password);
-            h.update(challenge.as_bytes());
-            base64_nopad(&h.finalize())
-        }
+        AuthDigest::Sha512 => hash::<sha2::Sha512>(&[], password, challenge),
+        AuthDigest::Sha256 => hash::<sha2::Sha256>(&[], password, challenge),
+        AuthDigest::Sha1 => hash::<sha1::Sha1>(&[], password, challenge),
+        AuthDigest::Md5 => hash::<md5::Md5>(&[], password, challenge),
+        AuthDigest::Md4 => hash::<md4::Md4>(&[], password, challenge),
+        AuthDigest::Md4Old => hash::<md4::Md4>(&[0u8; 4], password, challenge),
     }
 }
 
@@ -265,6 +322,15 @@ mod tests {
             response(AuthDigest::Md4, b"a", "b"),
             response(AuthDigest::Md4Old, b"a", "b")
         );
+        // Unpadded base64 of 64, 32 and 20 bytes.
+        assert_eq!(response(AuthDigest::Sha512, b"a", "b").len(), 86);
+        assert_eq!(response(AuthDigest::Sha256, b"a", "b").len(), 43);
+        assert_eq!(response(AuthDigest::Sha1, b"a", "b").len(), 27);
+        // SHA-1("abc") = a9993e36..., base64 "qZk+NkcGgWq6PiVxeFDCbJzQ2J0".
+        assert_eq!(
+            response(AuthDigest::Sha1, b"ab", "c"),
+            "qZk+NkcGgWq6PiVxeFDCbJzQ2J0"
+        );
     }
 
     #[test]
@@ -292,12 +358,30 @@ mod tests {
     #[test]
     fn digest_choice() {
         let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = offered(None);
         assert_eq!(
-            choose_digest(&l(&["sha512", "sha256", "sha1", "md5", "md4"]), 32),
-            Some(AuthDigest::Md5)
+            choose_digest(&l(&["sha512", "sha256", "sha1", "md5", "md4"]), 32, &all),
+            Some(AuthDigest::Sha512)
         );
-        assert_eq!(choose_digest(&l(&["md4"]), 31), Some(AuthDigest::Md4));
-        assert_eq!(choose_digest(&[], 29), Some(AuthDigest::Md4Old));
-        assert_eq!(choose_digest(&l(&["sha1"]), 32), None);
+        // Our preference wins over the client's order.
+        assert_eq!(
+            choose_digest(&l(&["md5", "sha1"]), 32, &all),
+            Some(AuthDigest::Sha1)
+        );
+        assert_eq!(choose_digest(&l(&["md4"]), 31, &all), Some(AuthDigest::Md4));
+        assert_eq!(choose_digest(&[], 29, &all), Some(AuthDigest::Md4Old));
+        assert_eq!(choose_digest(&[], 30, &all), Some(AuthDigest::Md5));
+        assert_eq!(choose_digest(&l(&["sha3"]), 32, &all), None);
+        let only_sha1 = offered(Some("sha1 bogus"));
+        assert_eq!(only_sha1, vec!["sha1"]);
+        assert_eq!(
+            choose_digest(&l(&["sha512", "sha1", "md5"]), 32, &only_sha1),
+            Some(AuthDigest::Sha1)
+        );
+        assert_eq!(choose_digest(&l(&["md5"]), 32, &only_sha1), None);
+        assert_eq!(offered(Some("nothing")), all);
+        assert_eq!(digest_rank("SHA256"), Some(1));
+        assert_eq!(digest_rank("md4"), Some(4));
+        assert_eq!(digest_rank("sha3"), None);
     }
 }

@@ -23,9 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Auth digests we announce in our greeting.
-pub const AUTH_DIGESTS: &str = "md5 md4"; // keep in step with auth::DIGESTS
-
 /// How a session ended, for the exit status and the log.
 #[derive(Debug)]
 pub struct Outcome {
@@ -77,7 +74,8 @@ fn serve_inner<R: Read, W: Write>(
     peer: &str,
 ) -> Result<Option<Accepted>, i32> {
     let io = |_e| RERR_SOCKETIO;
-    line(w, &greeting_line(PROTOCOL_VERSION, AUTH_DIGESTS)).map_err(io)?;
+    let offered = super::auth::offered(std::env::var(super::auth::OFFER_ENV).ok().as_deref());
+    line(w, &greeting_line(PROTOCOL_VERSION, &offered.join(" "))).map_err(io)?;
     if let Some(motd) = cfg.global.motd_file.as_deref() {
         if let Ok(text) = std::fs::read(motd) {
             w.write_all(&text).map_err(io)?;
@@ -193,7 +191,7 @@ fn serve_inner<R: Read, W: Write>(
         }
     }
     if let Some(users) = module.auth_users.clone().filter(|u| !u.trim().is_empty()) {
-        match authenticate(r, w, &module, &users, &g, peer) {
+        match authenticate(r, w, &module, &users, &g, peer, &offered) {
             Ok(access) => match access {
                 super::auth::Access::ReadOnly => module.read_only = true,
                 super::auth::Access::ReadWrite => module.read_only = false,
@@ -299,18 +297,43 @@ fn authenticate<R: Read, W: Write>(
     users: &str,
     g: &crate::protocol::greeting::Greeting,
     peer: &str,
+    offered: &[&str],
 ) -> Result<super::auth::Access, i32> {
     use super::auth;
-    let Some(digest) = auth::choose_digest(&g.digests, g.proto) else {
+    let Some(digest) = auth::choose_digest(&g.digests, g.proto, offered) else {
         let _ = line(
             w,
             &format!(
                 "@ERROR: your client does not support one of our daemon-auth checksums: {}\n",
-                auth::DIGESTS.join(" ")
+                offered.join(" ")
             ),
         );
         return Err(RERR_STARTCLIENT);
     };
+    // `auth digest`: a floor on the negotiated digest, checked before any
+    // challenge is sent (upstream check_secret's downgrade guard).
+    if let Some(floor) = module.auth_digest.as_deref().map(str::trim) {
+        match (auth::digest_rank(floor), auth::digest_rank(digest.name())) {
+            (None, _) => {
+                tracing::warn!(
+                    peer,
+                    "auth failed on module {}: the configured 'auth digest = {floor}' is not a supported digest on this build",
+                    module.name
+                );
+                return Err(RERR_STARTCLIENT);
+            }
+            (Some(want), Some(got)) if got <= want => {}
+            _ => {
+                tracing::warn!(
+                    peer,
+                    "auth failed on module {}: negotiated auth digest {} is weaker than the required 'auth digest = {floor}'",
+                    module.name,
+                    digest.name()
+                );
+                return Err(RERR_STARTCLIENT);
+            }
+        }
+    }
     let chal = auth::challenge();
     line(w, &format!("@RSYNCD: AUTHREQD {chal}\n")).map_err(|_| RERR_SOCKETIO)?;
     let reply = match read_line(r) {
