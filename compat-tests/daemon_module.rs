@@ -430,3 +430,36 @@ compat_test! {
         assert_eq!(o.code, 0, "ours {}", o.describe());
     }
 }
+
+compat_test! {
+    fn pre_xfer_exec_refuses_transfer_with_its_output() {
+        // The command's output reaches the client only on failure; it
+        // reports the environment, which must match stock's line for line.
+        let run = PullCase::new("pre_xfer_exec_refuses_transfer", small_tree)
+            .module_line(
+                "pre-xfer exec = echo \"m=$RSYNC_MODULE_NAME r=$RSYNC_REQUEST a=$RSYNC_HOST_ADDR h=$RSYNC_HOST_NAME u=$RSYNC_USER_NAME\"; env | grep '^RSYNC_ARG' | sort; exit 3",
+            )
+            .args(&["-a", "--exclude=*.bin"])
+            .expect_stock_code(None)
+            .compare_stderr()
+            .run();
+        let script_lines = |s: &str| -> Vec<String> {
+            s.lines().filter(|l| !l.starts_with("rsync")).map(str::to_string).collect()
+        };
+        let (s, o) = (&run.stock.outcome, &run.ours.outcome);
+        let want = script_lines(&s.stderr);
+        assert!(want.iter().any(|l| l.starts_with("pre-xfer exec returned failure (768):")), "stock {}", s.describe());
+        assert!(want.iter().any(|l| l == "m=mod r=mod/ a=127.0.0.1 h=localhost u="), "stock {}", s.describe());
+        assert_eq!(script_lines(&o.stderr), want, "ours {}", o.describe());
+        assert!(!run.ours.dest.as_ref().is_some_and(|d| d.join("a.txt").exists()), "transfer ran");
+    }
+}
+
+compat_test! {
+    fn pre_xfer_exec_success_lets_transfer_run() {
+        PullCase::new("pre_xfer_exec_success", small_tree)
+            .module_line("pre-xfer exec = test \"$RSYNC_MODULE_NAME\" = mod")
+            .args(&["-a", "-i"])
+            .run();
+    }
+}

@@ -1,6 +1,6 @@
 //! The rsync daemon: rsyncd.conf (`config`), the listener (`listener`) and
 //! the per-connection session (`session`: greeting, module, arguments,
-//! then the sender role).
+//! then the sender role) and `pre-xfer exec` (`xfer_exec`).
 
 pub mod access;
 pub mod auth;
@@ -8,5 +8,6 @@ pub mod config;
 pub mod listener;
 pub mod paths;
 pub mod session;
+pub mod xfer_exec;
 
 pub use listener::run_daemon;

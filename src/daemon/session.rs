@@ -190,13 +190,17 @@ fn serve_inner<R: Read, W: Write>(
             }
         }
     }
+    let mut auth_user = String::new();
     if let Some(users) = module.auth_users.clone().filter(|u| !u.trim().is_empty()) {
         match authenticate(r, w, &module, &users, &g, peer, &offered) {
-            Ok(access) => match access {
-                super::auth::Access::ReadOnly => module.read_only = true,
-                super::auth::Access::ReadWrite => module.read_only = false,
-                super::auth::Access::Default => {}
-            },
+            Ok((access, user)) => {
+                auth_user = user;
+                match access {
+                    super::auth::Access::ReadOnly => module.read_only = true,
+                    super::auth::Access::ReadWrite => module.read_only = false,
+                    super::auth::Access::Default => {}
+                }
+            }
             Err(code) => {
                 // A short pause makes guessing passwords slow (the client waits anyway).
                 std::thread::sleep(Duration::from_millis(200));
@@ -208,6 +212,22 @@ fn serve_inner<R: Read, W: Write>(
             }
         }
     }
+    // pre-xfer exec starts before the module is entered, as upstream.
+    let pre_xfer = match module
+        .pre_xfer_exec
+        .as_deref()
+        .filter(|_| std::env::var_os("RSYNC_NO_XFER_EXEC").is_none())
+    {
+        Some(cmd) => match super::xfer_exec::start(cmd, &xfer_env(&module, peer, &auth_user)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(peer, "pre-xfer exec preparation failed: {e}");
+                let _ = line(w, "@ERROR: pre-xfer exec preparation failed\n");
+                return Err(RERR_STARTCLIENT);
+            }
+        },
+        None => None,
+    };
     if let Err(msg) = enter_module(&module) {
         let _ = line(w, &format!("@ERROR: {msg}\n"));
         return Err(RERR_STARTCLIENT);
@@ -252,10 +272,28 @@ fn serve_inner<R: Read, W: Write>(
                     w,
                     proto,
                     &opts,
-                    &format!("The server is configured to refuse {refused}"),
+                    &format!("rsync: The server is configured to refuse {refused}"),
                     &opt_strs,
                 );
                 return Err(RERR_UNSUPPORTED);
+            }
+            if let Some(pre) = pre_xfer {
+                let request: Vec<String> = path_args
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                let mut args = vec!["rsyncd".to_string()];
+                args.extend(opt_strs.iter().cloned());
+                // (An empty path is the module root, which upstream's glob
+                // expansion names ".".)
+                args.extend(paths.iter().map(|p| {
+                    String::from_utf8_lossy(if p.is_empty() { b"." } else { p }).into_owned()
+                }));
+                if let Some(text) = pre.finish(&request.join(" "), &args) {
+                    tracing::warn!(peer, "{}", text.trim_end());
+                    refuse(r, w, proto, &opts, &text, &opt_strs);
+                    return Err(RERR_UNSUPPORTED);
+                }
             }
             if opts.iconv.is_some() || opts.acls || opts.xattrs > 0 || opts.crtimes {
                 refuse(
@@ -263,7 +301,7 @@ fn serve_inner<R: Read, W: Write>(
                     w,
                     proto,
                     &opts,
-                    "rrsync does not support --iconv, -A, -X or --crtimes yet",
+                    "rsync: rrsync does not support --iconv, -A, -X or --crtimes yet",
                     &opt_strs,
                 );
                 return Err(RERR_UNSUPPORTED);
@@ -281,7 +319,7 @@ fn serve_inner<R: Read, W: Write>(
                 w,
                 proto,
                 &opts,
-                &format!("on remote machine: {e}"),
+                &format!("rsync: on remote machine: {e}"),
                 &opt_strs,
             );
             Err(RERR_UNSUPPORTED)
@@ -298,7 +336,7 @@ fn authenticate<R: Read, W: Write>(
     g: &crate::protocol::greeting::Greeting,
     peer: &str,
     offered: &[&str],
-) -> Result<super::auth::Access, i32> {
+) -> Result<(super::auth::Access, String), i32> {
     use super::auth;
     let Some(digest) = auth::choose_digest(&g.digests, g.proto, offered) else {
         let _ = line(
@@ -384,7 +422,28 @@ fn authenticate<R: Read, W: Write>(
         );
         return Err(RERR_STARTCLIENT);
     }
-    Ok(access)
+    Ok((access, user.to_string()))
+}
+
+/// The environment of `pre-xfer exec` known before the arguments arrive.
+fn xfer_env(module: &ModuleConfig, peer: &str, user: &str) -> Vec<(String, String)> {
+    let host = peer
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .filter(|_| module.reverse_lookup)
+        .and_then(super::access::reverse_name)
+        .unwrap_or_else(|| "UNDETERMINED".to_string());
+    vec![
+        ("RSYNC_MODULE_NAME".into(), module.name.clone()),
+        (
+            "RSYNC_MODULE_PATH".into(),
+            module.path.clone().unwrap_or_default(),
+        ),
+        ("RSYNC_HOST_ADDR".into(), peer.to_string()),
+        ("RSYNC_HOST_NAME".into(), host),
+        ("RSYNC_USER_NAME".into(), user.to_string()),
+        ("RSYNC_PID".into(), std::process::id().to_string()),
+    ]
 }
 
 /// The `-e` capability letters in a raw server argv, for setup after a parse failure.
@@ -506,7 +565,11 @@ fn refuse<R: Read, W: Write>(
     // Upstream sends the message, sleeps 400 ms, its exit line and MSG_ERROR_EXIT,
     // then exits without draining (the unread input turns the close into a
     // reset, which the client may see first). We do the same.
-    let _ = send_text(&mut out, proto, MsgCode::Error, &format!("rsync: {msg}"));
+    // One message per line, as upstream's rwrite per line (a newline inside
+    // a message would be shown escaped).
+    for l in msg.split_inclusive('\n') {
+        let _ = send_text(&mut out, proto, MsgCode::Error, l);
+    }
     let _ = out.flush();
     std::thread::sleep(Duration::from_millis(400));
     // Upstream's exit path flushes its exit line and MSG_ERROR_EXIT only when

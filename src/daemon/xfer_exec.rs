@@ -1,0 +1,162 @@
+//! `pre-xfer exec` (upstream: clientserver.c start_pre_exec,
+//! write_pre_exec_args, finish_pre_exec): a shell command the daemon runs
+//! before a transfer, whose failure refuses it.
+//!
+//! As upstream, the command is started *before* the module is entered (so
+//! outside any chroot, with the daemon's privileges) and waits on a pipe
+//! for the request and the client's arguments, which it receives as
+//! `RSYNC_REQUEST` and `RSYNC_ARG0..N` next to `RSYNC_MODULE_NAME`,
+//! `RSYNC_MODULE_PATH`, `RSYNC_HOST_ADDR`, `RSYNC_HOST_NAME`,
+//! `RSYNC_USER_NAME` and `RSYNC_PID`. Its stdout is shown to the client
+//! only when it fails.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe, ForkResult, Pid};
+
+/// Most bytes of the command's stdout kept for the error message
+/// (upstream's BIGPATHBUFLEN - 1).
+const MAX_OUTPUT: usize = 4095;
+/// Most bytes of request + arguments the waiting child accepts.
+const MAX_ARGS_BYTES: usize = 1 << 20;
+
+/// A started `pre-xfer exec` waiting for its arguments.
+#[derive(Debug)]
+pub struct PreXfer {
+    pid: Pid,
+    args: File,
+    output: File,
+}
+
+/// Forks the waiting child. `env` is what the session knows at this point
+/// (module, host, user, pid).
+pub fn start(cmd: &str, env: &[(String, String)]) -> std::io::Result<PreXfer> {
+    let (args_r, args_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    // SAFETY: the session process is single-threaded here (no transfer
+    // threads exist before the module is entered); the child only reads a
+    // pipe and execs.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(args_w);
+            drop(out_r);
+            child(cmd, env, args_r, out_w)
+        }
+        ForkResult::Parent { child } => {
+            drop(args_r);
+            drop(out_w);
+            Ok(PreXfer {
+                pid: child,
+                args: File::from(args_w),
+                output: File::from(out_r),
+            })
+        }
+    }
+}
+
+fn child(cmd: &str, env: &[(String, String)], args: OwnedFd, out: OwnedFd) -> ! {
+    let mut buf = Vec::new();
+    let ok = File::from(args)
+        .take(MAX_ARGS_BYTES as u64)
+        .read_to_end(&mut buf)
+        .is_ok();
+    let mut parts = buf
+        .split(|&b| b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let request = parts.next().filter(|r| ok && !r.is_empty());
+    let Some(request) = request else { exit_now(1) };
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RSYNC_REQUEST", request)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out));
+    for (i, a) in parts.take_while(|a| !a.is_empty()).enumerate() {
+        command.env(format!("RSYNC_ARG{i}"), a);
+    }
+    let _ = command.exec();
+    exit_now(1)
+}
+
+/// Leaves a forked child without running the parent's exit handlers.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit only ends the process.
+    unsafe { nix::libc::_exit(code) }
+}
+
+impl PreXfer {
+    /// Sends the request and arguments, waits for the command and returns
+    /// upstream's error text when it failed (`None` when it succeeded).
+    pub fn finish(mut self, request: &str, args: &[String]) -> Option<String> {
+        let mut data = Vec::new();
+        data.extend_from_slice(if request.is_empty() {
+            b"(NONE)"
+        } else {
+            request.as_bytes()
+        });
+        data.push(0);
+        for a in args {
+            data.extend_from_slice(a.as_bytes());
+            data.push(0);
+        }
+        data.push(0);
+        let _ = self.args.write_all(&data);
+        drop(self.args);
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.output.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = MAX_OUTPUT.saturating_sub(out.len());
+                    out.extend_from_slice(&chunk[..n.min(room)]);
+                }
+            }
+        }
+        let raw = loop {
+            match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, 0)) => return None,
+                Ok(WaitStatus::Exited(_, code)) => break code << 8,
+                Ok(WaitStatus::Signaled(_, sig, core)) => {
+                    break sig as i32 | if core { 0x80 } else { 0 }
+                }
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break -1,
+            }
+        };
+        Some(failure_text(raw, &out))
+    }
+}
+
+/// finish_pre_exec's message: `pre-xfer exec returned failure (STATUS)`,
+/// then `:` and the command's output (CR LF as LF) when it wrote any.
+pub fn failure_text(raw_status: i32, output: &[u8]) -> String {
+    let out = String::from_utf8_lossy(output).replace("\r\n", "\n");
+    let colon = if out.is_empty() { "" } else { ":" };
+    format!("pre-xfer exec returned failure ({raw_status}){colon}\n{out}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_text_shapes() {
+        assert_eq!(
+            failure_text(256, b""),
+            "pre-xfer exec returned failure (256)\n"
+        );
+        assert_eq!(
+            failure_text(512, b"no way\r\n"),
+            "pre-xfer exec returned failure (512):\nno way\n"
+        );
+    }
+}
