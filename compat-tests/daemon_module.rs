@@ -463,3 +463,55 @@ compat_test! {
             .run();
     }
 }
+
+/// Runs one pull against a daemon whose `post-xfer exec` records its
+/// environment into `record`; returns the client's outcome and the record.
+fn post_xfer_pull(
+    bin: &std::path::Path,
+    label: &str,
+    dir: &TempDir,
+    remote: &str,
+) -> (i32, String) {
+    let src = dir.join("src");
+    let record = dir.join(format!("post-{label}.txt"));
+    let line = format!(
+        "post-xfer exec = echo \"m=$RSYNC_MODULE_NAME e=$RSYNC_EXIT_STATUS raw=$RSYNC_RAW_STATUS r=$RSYNC_REQUEST a=$RSYNC_HOST_ADDR u=$RSYNC_USER_NAME\" > {}.tmp && mv {0}.tmp {0}",
+        record.display()
+    );
+    let config = crate::harness::compare::config_text(&src, &[], &[line], "");
+    let d = Daemon::start(bin, &config, label);
+    let dest = dir.join(format!("dest-{label}"));
+    let o = run_cmd(
+        &bins::stock(),
+        [
+            "-a".to_string(),
+            d.url(remote),
+            format!("{}/", dest.display()),
+        ],
+        None,
+        client_timeout(),
+    );
+    // The command runs after the session ends: wait for its record.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !record.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&record)
+        .unwrap_or_else(|_| format!("no record; daemon log:\n{}", d.logs()));
+    let _ = std::fs::remove_file(&record);
+    (o.code, text)
+}
+
+compat_test! {
+    fn post_xfer_exec_sees_exit_status() {
+        let dir = TempDir::new("post_xfer_exec");
+        small_tree(&dir.join("src"));
+        for remote in ["mod/", "mod/missing-file"] {
+            let (sc, st) = post_xfer_pull(&bins::stock(), "stock", &dir, remote);
+            let (oc, ot) = post_xfer_pull(&bins::ours(), "ours", &dir, remote);
+            assert_eq!(oc, sc, "{remote}: exit code");
+            assert!(st.starts_with("m=mod e="), "{remote}: stock record {st}");
+            assert_eq!(ot, st, "{remote}: post-xfer exec environment");
+        }
+    }
+}

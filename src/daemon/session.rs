@@ -46,7 +46,7 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     mut w: W,
     peer: &str,
 ) -> Outcome {
-    match serve_inner(cfg, &mut r, &mut w, peer) {
+    let outcome = match serve_inner(cfg, &mut r, &mut w, peer) {
         Ok(Some((n, opts, module, args))) => {
             let code = run_module(cfg, n, opts, module, args, r, w);
             Outcome {
@@ -58,11 +58,17 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
             code: 0,
             half_close: true,
         },
-        Err(code) => Outcome {
-            code,
-            half_close: code != RERR_UNSUPPORTED,
-        },
-    }
+        Err(code) => {
+            drop(r);
+            drop(w);
+            Outcome {
+                code,
+                half_close: code != RERR_UNSUPPORTED,
+            }
+        }
+    };
+    super::xfer_exec::notify_post(outcome.code);
+    outcome
 }
 
 type Accepted = (u8, Options, ModuleConfig, Vec<Vec<u8>>);
@@ -212,12 +218,17 @@ fn serve_inner<R: Read, W: Write>(
             }
         }
     }
-    // pre-xfer exec starts before the module is entered, as upstream.
-    let pre_xfer = match module
-        .pre_xfer_exec
-        .as_deref()
-        .filter(|_| std::env::var_os("RSYNC_NO_XFER_EXEC").is_none())
-    {
+    let no_xfer_exec = std::env::var_os("RSYNC_NO_XFER_EXEC").is_some();
+    // post-xfer exec is armed first, then pre-xfer exec starts, both before
+    // the module is entered, as upstream.
+    if let Some(cmd) = module.post_xfer_exec.as_deref().filter(|_| !no_xfer_exec) {
+        if let Err(e) = super::xfer_exec::arm_post(cmd, &xfer_env(&module, peer, &auth_user)) {
+            tracing::warn!(peer, "fork failed: {e}");
+            let _ = line(w, "@ERROR: fork failed\n");
+            return Err(RERR_STARTCLIENT);
+        }
+    }
+    let pre_xfer = match module.pre_xfer_exec.as_deref().filter(|_| !no_xfer_exec) {
         Some(cmd) => match super::xfer_exec::start(cmd, &xfer_env(&module, peer, &auth_user)) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -1025,12 +1036,23 @@ fn serve_pull<W: Write>(
     for (kind, e) in &fl.errors {
         send_text(out, proto, kind.msg_code(), e)?;
     }
+    // An error the client counts against the transfer counts against our
+    // exit status too (upstream's got_xfer_error), e.g. a missing source.
+    let list_errors = if fl
+        .errors
+        .iter()
+        .any(|(k, _)| *k == crate::flist::build::MsgKind::ErrorXfer)
+    {
+        crate::flist::build::IOERR_GENERAL
+    } else {
+        0
+    };
     let t1 = Instant::now();
     let enc = sender::send_file_list(out, &n, opts, &fl, inc)?;
     let xfertime = t1.elapsed().as_millis() as i64;
     if fl.files.is_empty() {
         out.flush()?;
-        return Ok(0);
+        return Ok(io_error_code(fl.io_error | list_errors));
     }
     let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
     let input = input_slot.insert(crate::role::input::spawn(pumped));
@@ -1079,15 +1101,18 @@ fn serve_pull<W: Write>(
         &mut stats,
     )?;
     let _ = Ordering::Relaxed;
-    Ok(
-        if stats.io_error & crate::flist::build::IOERR_GENERAL != 0 {
-            RERR_PARTIAL
-        } else if stats.io_error != 0 {
-            RERR_VANISHED
-        } else {
-            0
-        },
-    )
+    Ok(io_error_code(stats.io_error | list_errors))
+}
+
+/// The sender's exit code for its accumulated io_error flags.
+fn io_error_code(io_error: i32) -> i32 {
+    if io_error & crate::flist::build::IOERR_GENERAL != 0 {
+        RERR_PARTIAL
+    } else if io_error != 0 {
+        RERR_VANISHED
+    } else {
+        0
+    }
 }
 
 /// Options an upload cannot honour yet: refused up front, like a module's

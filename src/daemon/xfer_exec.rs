@@ -1,6 +1,7 @@
 //! `pre-xfer exec` (upstream: clientserver.c start_pre_exec,
 //! write_pre_exec_args, finish_pre_exec): a shell command the daemon runs
-//! before a transfer, whose failure refuses it.
+//! before a transfer, whose failure refuses it; and `post-xfer exec`, run
+//! after the session with `RSYNC_EXIT_STATUS` and `RSYNC_RAW_STATUS`.
 //!
 //! As upstream, the command is started *before* the module is entered (so
 //! outside any chroot, with the daemon's privileges) and waits on a pipe
@@ -142,6 +143,89 @@ pub fn failure_text(raw_status: i32, output: &[u8]) -> String {
     let out = String::from_utf8_lossy(output).replace("\r\n", "\n");
     let colon = if out.is_empty() { "" } else { ":" };
     format!("pre-xfer exec returned failure ({raw_status}){colon}\n{out}")
+}
+
+/// A started `post-xfer exec` child waiting for the session's exit code.
+#[derive(Debug)]
+pub struct PostXfer {
+    status: File,
+}
+
+/// The armed `post-xfer exec` of this session process, if any.
+static POST_XFER: std::sync::Mutex<Option<PostXfer>> = std::sync::Mutex::new(None);
+
+/// Forks the child that will run `cmd` once the session reports its exit
+/// code (upstream forks a waiting parent instead; either way the command
+/// runs outside any chroot, with the daemon's privileges). The child keeps
+/// no descriptor of the connection open.
+pub fn arm_post(cmd: &str, env: &[(String, String)]) -> std::io::Result<()> {
+    let (status_r, status_w) = pipe()?;
+    // SAFETY: as in `start`, the session is single-threaded here.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(status_w);
+            post_child(cmd, env, status_r)
+        }
+        ForkResult::Parent { .. } => {
+            drop(status_r);
+            if let Ok(mut slot) = POST_XFER.lock() {
+                *slot = Some(PostXfer {
+                    status: File::from(status_w),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reports the session's exit code to the armed `post-xfer exec`, if any.
+pub fn notify_post(code: i32) {
+    let armed = POST_XFER.lock().ok().and_then(|mut s| s.take());
+    if let Some(mut p) = armed {
+        let _ = p.status.write_all(&code.to_le_bytes());
+    }
+}
+
+fn post_child(cmd: &str, env: &[(String, String)], status: OwnedFd) -> ! {
+    use std::os::fd::AsRawFd;
+    let keep = status.as_raw_fd();
+    // Drop every inherited descriptor but the status pipe and stderr, so
+    // the connection closes when the session ends.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd != keep && fd != 2 {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    let mut code = [0u8; 4];
+    let (exit, raw) = match File::from(status).read_exact(&mut code) {
+        Ok(()) => {
+            let c = i32::from_le_bytes(code);
+            (c, c << 8)
+        }
+        // The session died without reporting (killed): upstream's -1.
+        Err(_) => (-1, -1),
+    };
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RSYNC_EXIT_STATUS", exit.to_string())
+        .env("RSYNC_RAW_STATUS", raw.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let code = match command.status() {
+        Ok(st) => st.code().unwrap_or(-1),
+        Err(_) => -1,
+    };
+    exit_now(code & 0xff)
 }
 
 #[cfg(test)]
