@@ -174,6 +174,23 @@ compat_test! {
     }
 }
 
+/// Writes the daemon's secrets file and the client's password file (both
+/// mode 0600, as strict modes and the client require) under `dir`.
+fn secret_files(
+    dir: &TempDir,
+    secrets: &str,
+    password: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let s = dir.join("secrets");
+    let p = dir.join("pw");
+    for (path, text) in [(&s, secrets.to_string()), (&p, format!("{password}\n"))] {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    (s, p)
+}
+
 /// A pull as `user` with the password in a file; returns both outcomes.
 fn auth_pull(
     name: &str,
@@ -186,16 +203,11 @@ fn auth_pull(
     crate::harness::process::Outcome,
 ) {
     let dir = TempDir::new(name);
-    let secrets = dir.join("secrets");
-    std::fs::write(&secrets, "# users\nalice:s3cret\nbob:b0b\n@root:grouppw\n").unwrap();
-    std::fs::set_permissions(
-        &secrets,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let pwfile = dir.join("pw");
-    std::fs::write(&pwfile, format!("{password}\n")).unwrap();
-    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (secrets, pwfile) = secret_files(
+        &dir,
+        "# users\nalice:s3cret\nbob:b0b\n@root:grouppw\n",
+        password,
+    );
     let mut case = PullCase::new(name, small_tree)
         .module_line(&format!("secrets file = {}", secrets.display()));
     for l in module_lines {
@@ -345,16 +357,7 @@ fn auth_pull_offering(
     let dir = TempDir::new(name);
     let src = dir.join("src");
     small_tree(&src);
-    let secrets = dir.join("secrets");
-    std::fs::write(&secrets, "alice:s3cret\n").unwrap();
-    std::fs::set_permissions(
-        &secrets,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let pwfile = dir.join("pw");
-    std::fs::write(&pwfile, format!("{password}\n")).unwrap();
-    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (secrets, pwfile) = secret_files(&dir, "alice:s3cret\n", password);
     let mut lines = vec![format!("secrets file = {}", secrets.display())];
     lines.extend(module_lines.iter().map(|s| s.to_string()));
     let config = crate::harness::compare::config_text(&src, &[], &lines, "");

@@ -15,9 +15,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::harness::compare::{config_text, MODULE};
+use crate::harness::compare::{config_text, tree_problem, unix_now, MODULE};
 use crate::harness::daemon::{Daemon, START_TIMEOUT};
 use crate::harness::process::{client_timeout, kill_group, run_client, Outcome};
 use crate::harness::tmp::TempDir;
@@ -80,13 +80,6 @@ impl Drop for Guard {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Pulls `rsync://127.0.0.1:PORT/mod/` with the stock client into a fresh
 /// `dest` under `dir`.
 fn pull(port: u16, dir: &TempDir, dest: &str) -> (Outcome, PathBuf) {
@@ -119,19 +112,19 @@ fn assert_like_stock(
         "{what}: pull from rrsync:\n{}",
         ours.0.describe()
     );
-    let opts = SnapOptions::default();
-    let mut a = tree::snapshot_with(&stock_dest, opts);
-    let mut b = tree::snapshot_with(&ours.1, opts);
-    let now = unix_now();
-    a.mark_fresh(started - 2, now + 2);
-    b.mark_fresh(started - 2, now + 2);
-    let d = tree::diff("stock", &a, "ours", &b);
-    assert!(
-        d.is_empty(),
-        "{what}: trees differ:\n{}",
-        tree::format_diff(&d, 30)
+    let problem = tree_problem(
+        "pulled",
+        &stock_dest,
+        &ours.1,
+        SnapOptions::default(),
+        started,
     );
-    assert!(b.entries.len() > 5, "{what}: pulled tree is nearly empty");
+    assert!(problem.is_none(), "{what}: {}", problem.unwrap_or_default());
+    let pulled = tree::snapshot(&ours.1);
+    assert!(
+        pulled.entries.len() > 5,
+        "{what}: pulled tree is nearly empty"
+    );
 }
 
 /// Serves one accepted connection with `bin args` on stdin/stdout (what

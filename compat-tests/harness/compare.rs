@@ -299,7 +299,8 @@ impl PullRun {
     }
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the epoch (for [`tree_problem`]'s fresh-time window).
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -526,57 +527,19 @@ pub fn check(name: &str, spec: &PullSpec, pair: &Pair, stock: &Side, ours: &Side
         let opts = SnapOptions {
             ignore_root: spec.ignore_root,
         };
-        let mut a = tree::snapshot_with(sd, opts);
-        let mut b = tree::snapshot_with(od, opts);
-        let now = unix_now();
-        a.mark_fresh(started - 2, now + 2);
-        b.mark_fresh(started - 2, now + 2);
-        let d = tree::diff("stock", &a, "ours", &b);
-        if !d.is_empty() {
-            problems.push(format!(
-                "destination trees differ ({} differences):\n{}",
-                d.len(),
-                tree::format_diff(&d, 30)
-            ));
-        }
+        problems.extend(tree_problem("destination", sd, od, opts, started));
     }
     let stats = spec.args.iter().any(|a| a == "--stats");
     if spec.compare_stdout {
-        let (a1, a2) = split_streams(normalize_stdout(&stock.outcome.stdout, stats));
-        let (b1, b2) = split_streams(normalize_stdout(&ours.outcome.stdout, stats));
-        if a1 != b1 {
-            problems.push(format!(
-                "stdout (transfer lines) differs: {}",
-                first_line_diff(&a1, &b1)
-            ));
-        }
-        if a2 != b2 {
-            problems.push(format!("stdout differs: {}", first_line_diff(&a2, &b2)));
-        }
+        problems.extend(stdout_problems(
+            "transfer lines",
+            &stock.outcome.stdout,
+            &ours.outcome.stdout,
+            stats,
+        ));
     }
     if stats {
-        let a = parse_stats(&stock.outcome.stdout);
-        let b = parse_stats(&ours.outcome.stdout);
-        for key in STATS_COMPARED {
-            let x = a.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-            let y = b.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-            if x != y {
-                problems.push(format!("--stats {key:?}: stock {x:?} vs ours {y:?}"));
-            }
-        }
-        for key in STATS_APPROX {
-            let x = stats_number(&a, key);
-            let y = stats_number(&b, key);
-            let close = match (x, y) {
-                (Some(x), Some(y)) => x.abs_diff(y) <= x.div_ceil(100),
-                (x, y) => x == y,
-            };
-            if !close {
-                problems.push(format!(
-                    "--stats {key:?}: stock {x:?} vs ours {y:?} (more than 1% apart)"
-                ));
-            }
-        }
+        problems.extend(stats_problems(&stock.outcome.stdout, &ours.outcome.stdout));
     }
     if spec.compare_stderr {
         let a = normalize_stderr(&stock.outcome.stderr);
@@ -674,4 +637,75 @@ mod divergence_tests {
         assert!(msg.contains("b.txt: mode 100644 vs 100600"), "{msg}");
         assert!(msg.contains("stdout"), "{msg}");
     }
+}
+
+/// Stock's and our tree under `a`/`b` compared (times set by the runs
+/// themselves, since `started`, count as equal); `None` when equal.
+pub fn tree_problem(
+    what: &str,
+    a: &Path,
+    b: &Path,
+    opts: SnapOptions,
+    started: i64,
+) -> Option<String> {
+    let mut ta = tree::snapshot_with(a, opts);
+    let mut tb = tree::snapshot_with(b, opts);
+    let now = unix_now();
+    ta.mark_fresh(started - 2, now + 2);
+    tb.mark_fresh(started - 2, now + 2);
+    let d = tree::diff("stock", &ta, "ours", &tb);
+    (!d.is_empty()).then(|| {
+        format!(
+            "{what} trees differ ({} differences):\n{}",
+            d.len(),
+            tree::format_diff(&d, 30)
+        )
+    })
+}
+
+/// Normalised stdout of both runs compared, in its two streams (`first`
+/// names the first: transfer lines, hard-link and deletion lines...).
+pub fn stdout_problems(first: &str, stock: &str, ours: &str, stats: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (a1, a2) = split_streams(normalize_stdout(stock, stats));
+    let (b1, b2) = split_streams(normalize_stdout(ours, stats));
+    if a1 != b1 {
+        problems.push(format!(
+            "stdout ({first}) differs: {}",
+            first_line_diff(&a1, &b1)
+        ));
+    }
+    if a2 != b2 {
+        problems.push(format!("stdout differs: {}", first_line_diff(&a2, &b2)));
+    }
+    problems
+}
+
+/// `--stats` disagreements: [`STATS_COMPARED`] exactly, [`STATS_APPROX`]
+/// within 1% of stock's value.
+pub fn stats_problems(stock_stdout: &str, ours_stdout: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let a = parse_stats(stock_stdout);
+    let b = parse_stats(ours_stdout);
+    for key in STATS_COMPARED {
+        let x = a.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let y = b.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        if x != y {
+            problems.push(format!("--stats {key:?}: stock {x:?} vs ours {y:?}"));
+        }
+    }
+    for key in STATS_APPROX {
+        let x = stats_number(&a, key);
+        let y = stats_number(&b, key);
+        let close = match (x, y) {
+            (Some(x), Some(y)) => x.abs_diff(y) <= x.div_ceil(100),
+            (x, y) => x == y,
+        };
+        if !close {
+            problems.push(format!(
+                "--stats {key:?}: stock {x:?} vs ours {y:?} (more than 1% apart)"
+            ));
+        }
+    }
+    problems
 }

@@ -17,15 +17,15 @@ use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use super::bins;
 use super::compare::{
-    config_text, first_line_diff, normalize_stdout, parse_stats, split_streams, stats_number,
-    strip_location_and_tag, Client, Pair, MODULE, STATS_APPROX, STATS_COMPARED,
+    config_text, first_line_diff, stats_problems, stdout_problems, strip_location_and_tag,
+    tree_problem, unix_now, Client, Pair, MODULE,
 };
 use super::daemon::Daemon;
 use super::fixture::copy_tree;
@@ -265,13 +265,6 @@ pub struct PushServers {
     pub work: TempDir,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl PushServers {
     /// The daemon of `side`.
     pub fn daemon(&self, side: Which) -> &Daemon {
@@ -470,32 +463,21 @@ pub fn check_push(
     let opts = SnapOptions {
         ignore_root: spec.ignore_root,
     };
-    let mut a = tree::snapshot_with(&stock.module, opts);
-    let mut b = tree::snapshot_with(&ours.module, opts);
-    let now = unix_now();
-    a.mark_fresh(started - 2, now + 2);
-    b.mark_fresh(started - 2, now + 2);
-    let d = tree::diff("stock", &a, "ours", &b);
-    if !d.is_empty() {
-        problems.push(format!(
-            "module trees differ ({} differences):\n{}",
-            d.len(),
-            tree::format_diff(&d, 30)
-        ));
-    }
+    problems.extend(tree_problem(
+        "module",
+        &stock.module,
+        &ours.module,
+        opts,
+        started,
+    ));
     let stats = spec.args.iter().any(|a| a == "--stats");
     if spec.compare_stdout {
-        let (a1, a2) = split_streams(normalize_stdout(&stock.outcome.stdout, stats));
-        let (b1, b2) = split_streams(normalize_stdout(&ours.outcome.stdout, stats));
-        if a1 != b1 {
-            problems.push(format!(
-                "stdout (hard-link and deletion lines) differs: {}",
-                first_line_diff(&a1, &b1)
-            ));
-        }
-        if a2 != b2 {
-            problems.push(format!("stdout differs: {}", first_line_diff(&a2, &b2)));
-        }
+        problems.extend(stdout_problems(
+            "hard-link and deletion lines",
+            &stock.outcome.stdout,
+            &ours.outcome.stdout,
+            stats,
+        ));
     }
     if stats {
         problems.extend(stats_problems(&stock.outcome.stdout, &ours.outcome.stdout));
@@ -532,35 +514,6 @@ pub fn check_push(
             truncate(&servers.pair.ours.logs(), 4000)
         );
     }
-}
-
-/// `--stats` disagreements: [`STATS_COMPARED`] exactly, [`STATS_APPROX`]
-/// within 1% of stock's value.
-pub fn stats_problems(stock_stdout: &str, ours_stdout: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let a = parse_stats(stock_stdout);
-    let b = parse_stats(ours_stdout);
-    for key in STATS_COMPARED {
-        let x = a.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let y = b.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        if x != y {
-            problems.push(format!("--stats {key:?}: stock {x:?} vs ours {y:?}"));
-        }
-    }
-    for key in STATS_APPROX {
-        let x = stats_number(&a, key);
-        let y = stats_number(&b, key);
-        let close = match (x, y) {
-            (Some(x), Some(y)) => x.abs_diff(y) <= x.div_ceil(100),
-            (x, y) => x == y,
-        };
-        if !close {
-            problems.push(format!(
-                "--stats {key:?}: stock {x:?} vs ours {y:?} (more than 1% apart)"
-            ));
-        }
-    }
-    problems
 }
 
 /// Differences between a module tree and the source it should equal

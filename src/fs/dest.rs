@@ -791,26 +791,7 @@ impl DestRoot {
     /// Hard-link `new_rel` to the existing `existing_rel` (a symlink is
     /// linked itself, never followed).
     pub fn hard_link(&self, existing_rel: &[u8], new_rel: &[u8]) -> Result<(), FsError> {
-        let what = || {
-            format!(
-                "link {} => {} failed",
-                self.show(new_rel),
-                self.show(existing_rel)
-            )
-        };
-        let old = self.resolve_named(existing_rel, what)?;
-        let new = self.resolve_named(new_rel, what)?;
-        // SAFETY: valid fds and C strings; flags 0 = do not follow.
-        check(unsafe {
-            libc::linkat(
-                old.dirfd(),
-                old.leaf.as_ptr(),
-                new.dirfd(),
-                new.leaf.as_ptr(),
-                0,
-            )
-        })
-        .map_err(|e| FsError::os(what(), e))
+        self.link_from(self, existing_rel, new_rel)
     }
 
     /// Hard-link `existing_rel` of another root (e.g. a `--link-dest` dir)

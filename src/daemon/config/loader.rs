@@ -278,7 +278,7 @@ impl<'o> Loader<'o> {
         // Push/pop only when sections are being processed (not globals-only).
         let manage_globals = manage_globals && !self.opts.globals_only;
         let target = Path::new(value);
-        let meta = std::fs::metadata(target).map_err(|source| {
+        let include_err = |source| {
             err(
                 origin,
                 line,
@@ -287,7 +287,8 @@ impl<'o> Loader<'o> {
                     source,
                 },
             )
-        })?;
+        };
+        let meta = std::fs::metadata(target).map_err(include_err)?;
         let files: Vec<PathBuf> = if meta.is_file() {
             vec![target.to_path_buf()]
         } else if meta.is_dir() {
@@ -296,16 +297,7 @@ impl<'o> Loader<'o> {
             } else {
                 b".inc"
             };
-            let rd = std::fs::read_dir(target).map_err(|source| {
-                err(
-                    origin,
-                    line,
-                    SyntaxError::Include {
-                        path: target.to_path_buf(),
-                        source,
-                    },
-                )
-            })?;
+            let rd = std::fs::read_dir(target).map_err(include_err)?;
             let mut names: Vec<PathBuf> = Vec::new();
             for entry in rd {
                 let entry = entry.map_err(|source| {
