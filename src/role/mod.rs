@@ -6,6 +6,7 @@ pub mod generator;
 pub mod input;
 pub mod receiver;
 pub mod sender;
+pub mod server;
 pub mod setup;
 
 /// Errors of a role run, each mapped to an rsync exit code at the edge.

@@ -1,0 +1,880 @@
+//! The server side of a transfer once the request is accepted (upstream:
+//! main.c start_server, do_server_sender, do_server_recv): protocol setup,
+//! multiplexing, then the sender for a pull or generator + receiver for an
+//! upload, and the stock way of ending a session with an error. Shared by a
+//! daemon module (`daemon::session`) and `rrsync --server` started by a
+//! remote shell; what differs between them is a `ServerEnv`.
+
+use crate::cli::options::Options;
+use crate::exit::*;
+use crate::filter::FilterList;
+use crate::flist::build::{build_file_list_with, FileList, ListState};
+use crate::flist::chmod::Chmod;
+use crate::flist::incremental::IncrementalLister;
+use crate::flist::BuildOpts;
+use crate::protocol::mux::{Demux, MsgCode, MuxWriter};
+use crate::role::input::InputReader;
+use crate::role::sender::{self, send_text, MoreLists, SendStats, SenderCtx};
+use crate::role::setup::{server_setup, Negotiated};
+use crate::role::RoleError;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the host of a server role imposes: a daemon module's settings, or
+/// nothing much for a plain `--server` started by a remote shell.
+#[derive(Default)]
+pub struct ServerEnv {
+    /// The module's name (daemon): shown in messages, and client paths are
+    /// confined beneath the working directory (the module root).
+    pub module: Option<String>,
+    /// Module `filter`/`include`/`exclude` rules.
+    pub daemon_rules: Option<FilterList>,
+    /// `outgoing chmod`.
+    pub outgoing_chmod: Option<Chmod>,
+    /// `incoming chmod`.
+    pub incoming_chmod: Option<Chmod>,
+    /// Ids are sent and applied numerically whatever the client asked (module `numeric ids`).
+    pub numeric_ids: bool,
+    /// `munge symlinks`.
+    pub munge_symlinks: bool,
+    /// Received symlink targets are made safe (a module without chroot).
+    pub sanitize_links: bool,
+    /// `read only`.
+    pub read_only: bool,
+    /// `write only`.
+    pub write_only: bool,
+    /// `timeout` (seconds, 0 = none), announced to protocol-31 clients.
+    pub timeout: i32,
+}
+
+impl ServerEnv {
+    fn confined(&self) -> bool {
+        self.module.is_some()
+    }
+    /// Sanitize a client path when serving a module; as given otherwise.
+    fn client_path(&self, p: &[u8]) -> Vec<u8> {
+        if self.confined() {
+            crate::daemon::paths::sanitize(p)
+        } else {
+            p.to_vec()
+        }
+    }
+}
+
+/// End a multiplexed session with an error the way upstream's exit_cleanup
+/// does: the message, the `rsync error: ... (code N)` line, MSG_ERROR_EXIT
+/// (protocol 31+), then wait (bounded) for the client to hang up so our last
+/// bytes are not lost to a reset.
+pub fn end_with_error<W: Write>(
+    out: &mut MuxWriter<W>,
+    proto: u8,
+    role: &str,
+    code: i32,
+    msg: Option<&str>,
+    at: (&str, u32),
+    rest: PeerInput<'_>,
+) {
+    if let Some(m) = msg {
+        let _ = send_text(out, proto, MsgCode::Error, m);
+    }
+    let file = at.0.rsplit('/').next().unwrap_or(at.0);
+    let version = env!("CARGO_PKG_VERSION");
+    let (kind, code_msg) = if code == RERR_VANISHED {
+        ("warning", MsgCode::Warning)
+    } else {
+        ("error", MsgCode::Error)
+    };
+    let line = format!(
+        "rsync {kind}: {} (code {code}) at {file}({}) [{role}=rrsync-{version}]",
+        crate::exit::text(code),
+        at.1
+    );
+    let _ = send_text(out, proto, code_msg, &line);
+    if proto >= 31 && !matches!(code, RERR_SOCKETIO | RERR_STREAMIO | 19 | RERR_TIMEOUT) {
+        let _ = out.send_msg(MsgCode::ErrorExit, &code.to_le_bytes());
+    }
+    let _ = out.flush();
+    rest.wait_for_exit(Duration::from_secs(30));
+}
+
+/// What is left of the client's input when a session fails: read from it
+/// until the client exits (EOF or its MSG_ERROR_EXIT), bounded in time.
+pub enum PeerInput<'a> {
+    /// Read through the demultiplexer.
+    Demux(&'a mut Demux<BoxedRead>),
+    /// Read by the input pump.
+    Pump(InputReader),
+}
+
+impl PeerInput<'_> {
+    fn wait_for_exit(self, limit: Duration) {
+        set_recv_timeout(1);
+        let start = Instant::now();
+        let mut buf = [0u8; 16 * 1024];
+        match self {
+            PeerInput::Pump(p) => p.wait_end(limit),
+            PeerInput::Demux(d) => drain(d, &mut buf, start, limit),
+        }
+    }
+}
+
+fn drain<R: Read + ?Sized>(r: &mut R, buf: &mut [u8], start: Instant, limit: Duration) {
+    while start.elapsed() < limit {
+        match r.read(buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// A receive timeout on the client socket (so draining can watch the clock).
+fn set_recv_timeout(secs: i64) {
+    use std::os::fd::AsFd;
+    let tv = nix::sys::time::TimeVal::new(secs, 0);
+    let stdin = std::io::stdin();
+    let _ = nix::sys::socket::setsockopt(
+        &stdin.as_fd(),
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &tv,
+    );
+}
+
+/// Counts bytes passing through (for the stats' total_read/total_written).
+pub struct Counting<T> {
+    inner: T,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<T> Counting<T> {
+    /// Wrap `inner`, counting into `count`.
+    pub fn new(inner: T, count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Counting { inner, count }
+    }
+}
+
+impl<T: Read> Read for Counting<T> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(b)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A socket reader under a receive timeout that only gives up when the
+/// other direction was idle too (upstream's timeout means "no I/O either
+/// way"): a timed-out read is retried while `out_activity` keeps moving.
+pub struct IdleTimeout<R> {
+    inner: R,
+    out_activity: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    seen: u64,
+}
+
+impl<R: Read> Read for IdleTimeout<R> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.inner.read(b) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    let now = self.out_activity.load(std::sync::atomic::Ordering::Relaxed);
+                    if now == self.seen {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "io timeout",
+                        ));
+                    }
+                    self.seen = now;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<T: Write> Write for Counting<T> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Serve one accepted request: setup, multiplexing, the role, and the
+/// stock error ending. `paths` are the path arguments after the `.`.
+pub fn run<R: Read + Send + 'static, W: Write + Send>(
+    env: &ServerEnv,
+    proto: u8,
+    opts: Options,
+    paths: Vec<Vec<u8>>,
+    r: R,
+    w: W,
+) -> i32 {
+    run_inner(env, proto, opts, paths, r, w, None)
+}
+
+/// Like `run`, for a request that already failed (a bad module setting):
+/// setup and multiplexing happen, then the error is reported as stock does.
+pub fn run_failed<R: Read + Send + 'static, W: Write + Send>(
+    env: &ServerEnv,
+    proto: u8,
+    opts: Options,
+    failure: RoleError,
+    r: R,
+    w: W,
+) -> i32 {
+    run_inner(env, proto, opts, Vec::new(), r, w, Some(failure))
+}
+
+fn run_inner<R: Read + Send + 'static, W: Write + Send>(
+    env: &ServerEnv,
+    proto: u8,
+    opts: Options,
+    paths: Vec<Vec<u8>>,
+    r: R,
+    w: W,
+    failure: Option<RoleError>,
+) -> i32 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let rc = Arc::new(AtomicU64::new(0));
+    let wc = Arc::new(AtomicU64::new(0));
+    let mut r = Counting::new(
+        IdleTimeout {
+            inner: r,
+            out_activity: wc.clone(),
+            seen: 0,
+        },
+        rc.clone(),
+    );
+    let mut w = Counting::new(w, wc.clone());
+    let seed = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i32)
+        ^ ((std::process::id() as i32) << 6);
+    // Incremental recursion is offered for the plain recursive single-source pull.
+    let allow_inc = if opts.sender {
+        opts.recursive
+            && !opts.relative
+            && opts.files_from.is_none()
+            && paths.len() <= 1
+            && !opts.misc.iter().any(|m| m == "use-qsort")
+    } else {
+        // As a receiver (upstream set_allow_inc_recurse), minus what we do not
+        // yet do incrementally (hard links, -R).
+        opts.recursive
+            && !matches!(
+                opts.delete_when,
+                Some("delete-before") | Some("delete-after")
+            )
+            && !opts.delay_updates
+            && !opts.prune_empty_dirs
+            && opts.hard_links == 0
+            && !opts.relative
+            && !opts.misc.iter().any(|m| m == "use-qsort")
+    };
+    let n = match server_setup(&mut r, &mut w, proto, &opts, seed, allow_inc) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("setup failed: {e}");
+            return e.exit_code();
+        }
+    };
+    let (rbase, wbase) = (rc.load(Ordering::Relaxed), wc.load(Ordering::Relaxed));
+    let mut out = MuxWriter::new(w);
+    if out.start_mux().is_err() {
+        return RERR_SOCKETIO;
+    }
+    if proto >= 31 && env.timeout > 0 {
+        let _ = out.send_msg(MsgCode::IoTimeout, &env.timeout.to_le_bytes());
+    }
+    let mut demux: Demux<BoxedRead> = Demux::new(Box::new(r));
+    demux.set_mux(proto >= 30);
+    let mut input: Option<InputReader> = None;
+    let result = if let Some(f) = failure {
+        Err(f)
+    } else if opts.sender {
+        serve_sender(
+            n,
+            &opts,
+            env,
+            &paths,
+            &mut demux,
+            &mut input,
+            &mut out,
+            (rc, rbase),
+            (wc, wbase),
+        )
+    } else if env.read_only {
+        Err(RoleError::Refused("ERROR: module is read only".into()))
+    } else {
+        serve_receiver(n, &opts, env, &paths, &mut demux, &mut input, &mut out)
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.exit_code();
+            let role = if opts.sender { "sender" } else { "Receiver" };
+            match &e {
+                RoleError::PeerExit(_)
+                | RoleError::Proto(crate::protocol::ProtoError::PeerExit(_)) => {}
+                RoleError::Proto(p) if p.is_eof() => {}
+                _ => {
+                    let msg = match &e {
+                        RoleError::Proto(_) => format!("rsync: {e}"),
+                        _ => e.to_string(),
+                    };
+                    let rest = match input.take() {
+                        Some(p) => PeerInput::Pump(p),
+                        None => PeerInput::Demux(&mut demux),
+                    };
+                    end_with_error(
+                        &mut out,
+                        proto,
+                        role,
+                        code,
+                        Some(&msg),
+                        (file!(), line!()),
+                        rest,
+                    );
+                }
+            }
+            tracing::warn!("session ended: {e}");
+            code
+        }
+    }
+}
+
+/// The client socket's read side, boxed so it can be handed to the input pump.
+type BoxedRead = Box<dyn Read + Send>;
+
+type Counter = (std::sync::Arc<std::sync::atomic::AtomicU64>, u64);
+
+#[allow(clippy::too_many_arguments)]
+fn serve_sender<W: Write>(
+    n: Negotiated,
+    opts: &Options,
+    env: &ServerEnv,
+    paths: &[Vec<u8>],
+    demux: &mut Demux<BoxedRead>,
+    input_slot: &mut Option<InputReader>,
+    out: &mut MuxWriter<W>,
+    rcount: Counter,
+    wcount: Counter,
+) -> Result<i32, RoleError> {
+    use std::sync::atomic::Ordering;
+    if env.write_only {
+        return Err(RoleError::Refused("ERROR: module is write only".into()));
+    }
+    let proto = n.proto;
+    // Filter rules from the client.
+    let confine = if env.confined() {
+        std::fs::canonicalize(".").ok()
+    } else {
+        None
+    };
+    let popts = crate::filter::ParseOptions {
+        protocol: proto as u32,
+        delete_excluded: opts.delete_excluded,
+        ..Default::default()
+    };
+    let mut client_rules = crate::filter::FilterList::new(popts.clone());
+    if let Some(c) = &confine {
+        client_rules.set_root_abs(c.as_os_str().as_encoded_bytes());
+    }
+    let x = crate::filter::XferOptions {
+        protocol: proto as u32,
+        am_sender: true,
+        delete_mode: opts.delete,
+        delete_excluded: opts.delete_excluded,
+        prune_empty_dirs: opts.prune_empty_dirs,
+        cvs_exclude: opts.cvs_exclude,
+    };
+    {
+        let c = confine.clone();
+        let mut read =
+            |rel: &[u8]| crate::flist::filters::read_confined(Path::new("."), c.as_deref(), rel);
+        crate::filter::recv_filter_list(demux, &mut client_rules, &x, &mut read).map_err(|e| {
+            match e {
+                crate::filter::FilterError::Io(io) => RoleError::from(io),
+                other => RoleError::Protocol(other.to_string()),
+            }
+        })?;
+    }
+    let daemon_rules = env.daemon_rules.clone();
+    // --files-from=- : names follow on the input (raw below protocol 31).
+    let mut args: Vec<Vec<u8>> = paths.to_vec();
+    let mut root = PathBuf::from(".");
+    if let Some(ff) = opts.files_from.as_deref() {
+        if ff != "-" {
+            return Err(RoleError::Unsupported(
+                "--files-from from a server-side file is not supported yet".into(),
+            ));
+        }
+        if proto < 31 {
+            demux.set_mux(false);
+        }
+        let names = read_files_from(demux)?;
+        if proto == 30 {
+            demux.set_mux(true);
+        }
+        // Names are relative to the first path argument (upstream: change_dir(argv[0])).
+        if let Some(base) = args.first() {
+            if !base.is_empty() {
+                use std::os::unix::ffi::OsStrExt;
+                root = root.join(std::ffi::OsStr::from_bytes(base));
+            }
+        }
+        args = names
+            .iter()
+            .map(|nm| env.client_path(nm))
+            .filter(|n| !n.is_empty())
+            .collect();
+    }
+    if args.is_empty()
+        && opts.files_from.is_none()
+        && (opts.recursive || opts.dirs || opts.list_only)
+    {
+        args.push(Vec::new());
+    }
+    let bo = BuildOpts {
+        proto,
+        recursive: opts.recursive,
+        xfer_dirs: opts.recursive || opts.dirs || opts.list_only || opts.files_from.is_some(),
+        relative: opts.relative || opts.files_from.is_some(),
+        implied_dirs: !opts.no_implied_dirs,
+        preserve_links: opts.links,
+        preserve_hard_links: opts.hard_links > 0,
+        preserve_devices: opts.devices,
+        preserve_specials: opts.specials,
+        copy_links: opts.copy_links,
+        copy_dirlinks: opts.copy_dirlinks,
+        copy_unsafe_links: opts.copy_unsafe_links,
+        safe_links: opts.safe_links,
+        one_file_system: opts.one_file_system,
+        preserve_uid: opts.owner,
+        preserve_gid: opts.group,
+        confine_to: confine.clone(),
+        module: env.module.clone(),
+    };
+    let start = Instant::now();
+    let client = if client_rules.is_empty() {
+        None
+    } else {
+        Some(client_rules)
+    };
+    let mut excluder =
+        crate::flist::filters::SenderFilters::new(client, daemon_rules, confine.clone());
+    let numeric_ids = opts.numeric_ids || env.numeric_ids;
+    let chmod = env.outgoing_chmod.clone();
+    let file_checksum = if opts.checksum {
+        Some(n.file_checksum)
+    } else {
+        None
+    };
+    // What every list gets before it is sent: `-c` sums and `outgoing chmod`.
+    let post = move |fl: &mut FileList| {
+        for f in fl.files.iter_mut() {
+            let m = f.entry.mode;
+            if let (Some(kind), true) = (file_checksum, crate::protocol::flist::mode::is_reg(m)) {
+                if let Ok(mut file) = crate::fs::open_for_send(&f.path) {
+                    if let Ok(d) = crate::checksum::strong::file_checksum(kind, &mut file) {
+                        f.entry.checksum = Some(d.as_bytes().to_vec());
+                    }
+                }
+            }
+            if let (Some(c), false) = (&chmod, crate::protocol::flist::mode::is_lnk(m) || m == 0) {
+                f.entry.mode = c.apply(m);
+            }
+        }
+    };
+    let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
+    let state = ListState::new(inc, n.id0_names(), numeric_ids);
+    let mut lister = None;
+    let mut fl = if inc {
+        let arg = args.first().cloned().unwrap_or_default();
+        let (l, first) = IncrementalLister::start(&root, &arg, &bo, &mut excluder, state);
+        lister = Some(l);
+        first
+    } else {
+        build_file_list_with(&root, &args, &bo, &mut excluder, state)
+    };
+    post(&mut fl);
+    let buildtime = start.elapsed().as_millis() as i64;
+    for (kind, e) in &fl.errors {
+        send_text(out, proto, kind.msg_code(), e)?;
+    }
+    // An error the client counts against the transfer counts against our
+    // exit status too (upstream's got_xfer_error), e.g. a missing source.
+    let list_errors = if fl
+        .errors
+        .iter()
+        .any(|(k, _)| *k == crate::flist::build::MsgKind::ErrorXfer)
+    {
+        crate::flist::build::IOERR_GENERAL
+    } else {
+        0
+    };
+    let t1 = Instant::now();
+    let enc = sender::send_file_list(out, &n, opts, &fl, inc)?;
+    let xfertime = t1.elapsed().as_millis() as i64;
+    if fl.files.is_empty() {
+        out.flush()?;
+        return Ok(io_error_code(fl.io_error | list_errors));
+    }
+    let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
+    let input = input_slot.insert(crate::role::input::spawn(pumped));
+    let mut stats = SendStats {
+        total_size: sender::list_size(&fl),
+        flist_buildtime: buildtime,
+        flist_xfertime: xfertime,
+        io_error: fl.io_error,
+        ..Default::default()
+    };
+    let modname = env.module.clone();
+    let full = move |name: &[u8], path: &Path| -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let rel = path.as_os_str().as_bytes();
+        let rel = rel.strip_prefix(b"./").unwrap_or(rel);
+        let dir = rel.strip_suffix(name).unwrap_or(b"");
+        let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+        let mut p = String::new();
+        if !dir.is_empty() && dir != b"." {
+            p.push('/');
+            p.push_str(&String::from_utf8_lossy(dir));
+            p.push('/');
+        }
+        p.push_str(&String::from_utf8_lossy(name));
+        match &modname {
+            Some(m) => format!("\"{p}\" (in {m})"),
+            None => {
+                // upstream full_fname: relative names are shown under the cwd.
+                let abs = std::env::current_dir()
+                    .map(|d| d.join(path))
+                    .unwrap_or_else(|_| path.to_path_buf());
+                let shown = abs.as_os_str().as_bytes();
+                let shown = shown.strip_suffix(b"/.").unwrap_or(shown);
+                format!("\"{}\"", String::from_utf8_lossy(shown).replace("/./", "/"))
+            }
+        }
+    };
+    let ctx = SenderCtx {
+        n,
+        opts,
+        inc_recurse: inc,
+        first_encoder: std::cell::Cell::new(Some(enc)),
+        am_server: true,
+        full_fname: &full,
+        counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
+    };
+    let mut feed = lister.map(|l| ListFeed {
+        lister: l,
+        post: &post,
+    });
+    sender::run(
+        &ctx,
+        fl,
+        feed.as_mut().map(|f| f as &mut dyn MoreLists),
+        input,
+        out,
+        &mut stats,
+    )?;
+    let _ = Ordering::Relaxed;
+    Ok(io_error_code(stats.io_error | list_errors))
+}
+
+/// The sender's exit code for its accumulated io_error flags.
+fn io_error_code(io_error: i32) -> i32 {
+    if io_error & crate::flist::build::IOERR_GENERAL != 0 {
+        RERR_PARTIAL
+    } else if io_error != 0 {
+        RERR_VANISHED
+    } else {
+        0
+    }
+}
+
+/// Options an upload cannot honour yet: refused up front, like a module's
+/// `refuse options`, so the client fails cleanly instead of getting a wrong tree.
+fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
+    if o.backup && o.inplace {
+        Some("--backup with --inplace")
+    } else if o.basis_dirs.len() > 20 {
+        Some("more than 20 --link-dest/--copy-dest/--compare-dest dirs")
+    } else if o.fuzzy > 0 {
+        Some("--fuzzy (-y)")
+    } else if o.files_from.is_some() {
+        Some("--files-from")
+    } else {
+        None
+    }
+}
+
+/// do_server_recv: receive the list, then run generator and receiver side by side.
+fn serve_receiver<W: Write + Send>(
+    n: Negotiated,
+    opts: &Options,
+    env: &ServerEnv,
+    paths: &[Vec<u8>],
+    demux: &mut Demux<BoxedRead>,
+    input_slot: &mut Option<InputReader>,
+    out: &mut MuxWriter<W>,
+) -> Result<i32, RoleError> {
+    use crate::role::generator::{Generator, RecvConfig, RecvEvent};
+    let proto = n.proto;
+    if let Some(what) = unsupported_upload_option(opts) {
+        return Err(RoleError::Unsupported(format!(
+            "rsync: uploads with {what} are not supported by this rrsync yet"
+        )));
+    }
+    // Filter rules come first when the receiver needs them (deletions).
+    let popts = crate::filter::ParseOptions {
+        protocol: proto as u32,
+        delete_excluded: opts.delete_excluded,
+        ..Default::default()
+    };
+    let mut client_rules = crate::filter::FilterList::new(popts.clone());
+    let x = crate::filter::XferOptions {
+        protocol: proto as u32,
+        am_sender: false,
+        delete_mode: opts.delete,
+        delete_excluded: opts.delete_excluded,
+        prune_empty_dirs: opts.prune_empty_dirs,
+        cvs_exclude: opts.cvs_exclude,
+    };
+    let mut no_files = |_: &[u8]| None;
+    crate::filter::recv_filter_list(demux, &mut client_rules, &x, &mut no_files).map_err(|e| {
+        match e {
+            crate::filter::FilterError::Io(io) => RoleError::from(io),
+            other => RoleError::Protocol(other.to_string()),
+        }
+    })?;
+    let daemon_rules = env.daemon_rules.clone();
+    let am_root = nix::unistd::geteuid().is_root();
+    let numeric_module = env.numeric_ids;
+    let fo = sender::flist_opts(&n, opts);
+    let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
+    let mut lists = crate::flist::recv::ListReceiver::new(
+        fo,
+        inc,
+        opts.numeric_ids,
+        n.id0_names(),
+        am_root && !opts.numeric_ids && !numeric_module,
+    );
+    let mut list = lists.first(demux).map_err(|e| match e {
+        crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
+        other => RoleError::Unsupported(other.to_string()),
+    })?;
+    if opts.prune_empty_dirs {
+        crate::flist::recv::prune_empty_dirs(&mut list);
+    }
+    let list_io_error = list.io_error;
+    let registry = std::sync::Mutex::new(crate::role::generator::Registry {
+        recv: lists,
+        lists: vec![Arc::new(list)],
+        eof: !inc,
+    });
+    // The destination: the first path argument, relative to the module.
+    let dest_rel = paths.first().cloned().unwrap_or_default();
+    let dest_rel = env.client_path(&dest_rel);
+    let dest_path = if dest_rel.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(std::ffi::OsStr::from_bytes(&dest_rel))
+    };
+    let dest_created = !dest_path.exists();
+    if dest_created && !opts.dry_run {
+        if let Err(e) = std::fs::create_dir(&dest_path) {
+            return Err(RoleError::FileSelect(format!(
+                "rsync: [Receiver] mkdir {:?} failed: {e}",
+                String::from_utf8_lossy(&dest_rel)
+            )));
+        }
+    }
+    if dest_created {
+        let shown =
+            String::from_utf8_lossy(dest_rel.strip_suffix(b"/").unwrap_or(&dest_rel)).into_owned();
+        send_text(
+            out,
+            proto,
+            MsgCode::Info,
+            &format!("created directory {shown}"),
+        )?;
+    }
+    let dest = crate::fs::dest::DestRoot::open(&dest_path).map_err(|e| {
+        RoleError::FileSelect(format!(
+            "rsync: [Receiver] change_dir {:?} failed: {e}",
+            String::from_utf8_lossy(&dest_rel)
+        ))
+    })?;
+    let client_rules = Arc::new(client_rules);
+    let daemon_rules = daemon_rules.map(Arc::new);
+    let prefix = dest_rel.clone();
+    let excluded = {
+        let d = daemon_rules.clone();
+        let c = client_rules.clone();
+        let delete_excluded = opts.delete_excluded;
+        move |rel: &[u8], is_dir: bool| -> bool {
+            if let Some(d) = &d {
+                let mut mp = prefix.clone();
+                if !mp.is_empty() && !mp.ends_with(b"/") {
+                    mp.push(b'/');
+                }
+                mp.extend_from_slice(rel);
+                if d.is_excluded(&mp, is_dir, crate::filter::Side::Receiver) {
+                    return true;
+                }
+            }
+            !delete_excluded && c.is_excluded(rel, is_dir, crate::filter::Side::Receiver)
+        }
+    };
+    let chmod = env.incoming_chmod.clone();
+    // Basis dirs are relative to the destination and must stay inside the module.
+    let mut basis_dirs = Vec::new();
+    for (kind, arg) in &opts.basis_dirs {
+        let Some(kind) = crate::role::generator::BasisKind::from_option(kind) else {
+            continue;
+        };
+        let mut p = dest_rel.clone();
+        if !p.is_empty() && !p.ends_with(b"/") {
+            p.push(b'/');
+        }
+        p.extend_from_slice(arg.as_bytes());
+        if arg.starts_with('/') {
+            p = arg.as_bytes().to_vec();
+        }
+        let rel = env.client_path(&p);
+        let path = if rel.is_empty() {
+            PathBuf::from(".")
+        } else {
+            PathBuf::from(std::ffi::OsStr::from_bytes(&rel))
+        };
+        if let Ok(root) = crate::fs::dest::DestRoot::open(&path) {
+            basis_dirs.push((kind, root));
+        }
+    }
+    let mut ropts = opts.clone();
+    if ropts.backup && ropts.backup_dir.is_none() {
+        ropts.omit_dir_times = true; // upstream: --backup without --backup-dir implies -O
+    }
+    let cfg = RecvConfig {
+        n,
+        opts: ropts,
+        dest,
+        am_root,
+        munge_symlinks: env.munge_symlinks,
+        chmod,
+        daemon_excluded: Box::new(excluded),
+        umask: current_umask(),
+        sanitize_links: env.sanitize_links,
+        basis_dirs,
+        dest_created,
+        temp_dir: opts
+            .temp_dir
+            .as_ref()
+            .map(|t| env.client_path(t.as_bytes()))
+            .filter(|t| !t.is_empty()),
+        dest_depth: dest_rel
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .count(),
+    };
+    let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
+    let input = input_slot.insert(crate::role::input::spawn(pumped));
+    // Generator and receiver share the writer (the receiver only sends messages).
+    let shared = crate::role::generator::SharedOut(std::sync::Mutex::new(out));
+    let (tx, rx) = std::sync::mpsc::channel::<RecvEvent>();
+    let (gen_res, recv_res) = std::thread::scope(|s| {
+        let recv = s.spawn(|| {
+            let r = crate::role::receiver::run(&cfg, &registry, inc, input, &tx, &shared);
+            if r.is_err() {
+                let _ = tx.send(RecvEvent::Failed);
+            }
+            r
+        });
+        let mut g = Generator::new(&cfg, &registry, inc, &shared);
+        let gr = g.run(&rx).map(|()| g.io_error);
+        let rr = recv
+            .join()
+            .unwrap_or_else(|_| Err(RoleError::Protocol("receiver thread panicked".into())));
+        (gr, rr)
+    });
+    let rstats = recv_res?;
+    let gen_err = gen_res?;
+    let io = (rstats.io_error | gen_err | list_io_error) & !4;
+    Ok(if io & crate::flist::build::IOERR_GENERAL != 0 {
+        RERR_PARTIAL
+    } else if io != 0 {
+        RERR_VANISHED
+    } else {
+        0
+    })
+}
+
+/// Sub-lists for the sender, post-processed like the first list.
+struct ListFeed<'a, 'b> {
+    lister: IncrementalLister<'a>,
+    post: &'b dyn Fn(&mut FileList),
+}
+
+impl MoreLists for ListFeed<'_, '_> {
+    fn next_list(&mut self) -> Option<(i32, FileList)> {
+        let (d, mut l) = self.lister.next_list()?;
+        (self.post)(&mut l);
+        Some((d, l))
+    }
+    fn done(&self) -> bool {
+        self.lister.is_done()
+    }
+}
+
+/// The process umask (read without changing it for longer than the call).
+pub(crate) fn current_umask() -> u32 {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(old);
+    old.bits()
+}
+
+/// Read NUL-separated names until an empty one (upstream: forward_filesfrom_data receiver side).
+fn read_files_from<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
+    let mut names = Vec::new();
+    let mut cur = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        r.read_exact(&mut b)?;
+        if b[0] == 0 {
+            if cur.is_empty() {
+                return Ok(names);
+            }
+            names.push(std::mem::take(&mut cur));
+            if names.len() > 10_000_000 {
+                return Err(RoleError::Protocol("files-from list too long".into()));
+            }
+        } else {
+            if cur.len() >= crate::protocol::MAX_PATH_LEN {
+                return Err(RoleError::Protocol("files-from name too long".into()));
+            }
+            cur.push(b[0]);
+        }
+    }
+}
+
