@@ -18,6 +18,8 @@ pub const RERR_SOCKETIO: i32 = 10;
 pub const RERR_FILEIO: i32 = 11;
 /// Error in rsync protocol data stream.
 pub const RERR_STREAMIO: i32 = 12;
+/// Error in IPC code (fork, pipe).
+pub const RERR_IPC: i32 = 14;
 /// Received SIGINT, SIGTERM, or SIGHUP.
 pub const RERR_SIGNAL: i32 = 20;
 /// Some files/attrs were not transferred.
@@ -26,6 +28,10 @@ pub const RERR_PARTIAL: i32 = 23;
 pub const RERR_VANISHED: i32 = 24;
 /// Timeout in data send/receive.
 pub const RERR_TIMEOUT: i32 = 30;
+/// Skipped some deletes due to --max-delete.
+pub const RERR_DEL_LIMIT: i32 = 25;
+/// Timeout waiting for the daemon connection.
+pub const RERR_CONTIMEOUT: i32 = 35;
 
 /// The text rsync prints for a code.
 pub fn text(code: i32) -> &'static str {
@@ -42,6 +48,14 @@ pub fn text(code: i32) -> &'static str {
         RERR_PARTIAL => "some files/attrs were not transferred (see previous errors)",
         RERR_VANISHED => "some files vanished before they could be transferred",
         RERR_TIMEOUT => "timeout in data send/receive",
+        RERR_DEL_LIMIT => "the --max-delete limit stopped deletions",
+        RERR_CONTIMEOUT => "timeout waiting for daemon connection",
+        RERR_IPC => "error in IPC code",
+        13 => "errors with program diagnostics",
+        124 => "remote shell failed",
+        125 => "remote shell killed",
+        126 => "remote command could not be run",
+        127 => "remote command not found",
         _ => "unexplained error",
     }
 }

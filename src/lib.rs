@@ -7,6 +7,7 @@
 
 pub mod checksum;
 pub mod cli;
+pub mod client;
 pub mod daemon;
 pub mod delta;
 pub mod exit;

@@ -2,6 +2,7 @@
 //! the rsync option grammar (`options`).
 
 pub mod options;
+pub mod server;
 
 use std::ffi::OsString;
 
@@ -32,6 +33,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
     if opts.daemon && !opts.server {
         return crate::daemon::run_daemon(&opts, &rest);
     }
-    eprintln!("rrsync: only --daemon mode is implemented so far");
-    1
+    if opts.server && !opts.daemon {
+        return server::run(opts, rest);
+    }
+    crate::client::run(opts, rest)
 }

@@ -20,6 +20,23 @@ pub enum OptError {
     BadArg(String, String),
 }
 
+/// One filter option, kept in command-line order (the order of the rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterArg {
+    /// `--filter=RULE` / `-f`.
+    Filter(String),
+    /// `--exclude=PATTERN`.
+    Exclude(String),
+    /// `--include=PATTERN`.
+    Include(String),
+    /// `--exclude-from=FILE`.
+    ExcludeFrom(String),
+    /// `--include-from=FILE`.
+    IncludeFrom(String),
+    /// `-F`.
+    DashF,
+}
+
 /// Parsed options. Field names follow upstream's globals.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -209,10 +226,17 @@ pub struct Options {
     pub info: Vec<String>,
     /// --debug words
     pub debug: Vec<String>,
-    /// --filter / --exclude / --include rules, in command-line order (already in filter syntax).
-    pub filters: Vec<String>,
-    /// -F count
-    pub filter_f: u8,
+    /// Filter options in command-line order (`--filter`, `--exclude`,
+    /// `--include`, `--exclude-from`, `--include-from`, `-F`).
+    pub filter_args: Vec<FilterArg>,
+    /// `--chmod` values, in order.
+    pub chmod: Vec<String>,
+    /// `--no-motd`.
+    pub no_motd: bool,
+    /// `--old-args`.
+    pub old_args: bool,
+    /// `-4` / `-6` (0: either).
+    pub ipv: u8,
     /// --port
     pub port: Option<u16>,
     /// --address
@@ -622,10 +646,18 @@ impl Options {
             "ignore-missing-args" => self.ignore_missing_args = on,
             "info" => self.info.push(v()),
             "debug" => self.debug.push(v()),
-            "filter" => self.filters.push(v()),
-            "exclude" => self.filters.push(format!("- {}", v())),
-            "include" => self.filters.push(format!("+ {}", v())),
-            "F" => self.filter_f = self.filter_f.saturating_add(1),
+            "filter" => self.filter_args.push(FilterArg::Filter(v())),
+            "exclude" => self.filter_args.push(FilterArg::Exclude(v())),
+            "include" => self.filter_args.push(FilterArg::Include(v())),
+            "exclude-from" => self.filter_args.push(FilterArg::ExcludeFrom(v())),
+            "include-from" => self.filter_args.push(FilterArg::IncludeFrom(v())),
+            "F" => self.filter_args.push(FilterArg::DashF),
+            "chmod" => self.chmod.push(v()),
+            "motd" => self.no_motd = !on,
+            "no-motd" => self.no_motd = true,
+            "old-args" => self.old_args = on,
+            "ipv4" => self.ipv = if on { 4 } else { 0 },
+            "ipv6" => self.ipv = if on { 6 } else { 0 },
             "port" => self.port = Some(parse_num(name, &v())?),
             "address" => self.address = Some(v()),
             "config" => self.config = Some(v()),

@@ -155,6 +155,8 @@ pub struct FileList {
     pub uid_names: Vec<(u32, Vec<u8>)>,
     /// gid -> name for the id list.
     pub gid_names: Vec<(u32, Vec<u8>)>,
+    /// Incremental recursion: the directory whose contents this list holds.
+    pub parent_entry: Option<crate::protocol::flist::FileEntry>,
 }
 
 /// IOERR_GENERAL.

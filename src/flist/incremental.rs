@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 struct DirNode {
     name: Vec<u8>,
+    entry: crate::protocol::flist::FileEntry,
     local: PathBuf,
     dev: u64,
     top_dev: u64,
@@ -111,6 +112,7 @@ impl<'a> IncrementalLister<'a> {
             let idx = self.dirs.len() as i32;
             self.dirs.push(DirNode {
                 name: f.entry.name.clone(),
+                entry: f.entry.clone(),
                 local: f.path.clone(),
                 dev: f.dev_of(),
                 top_dev: f.top_dev,
@@ -196,6 +198,7 @@ impl<'a> IncrementalLister<'a> {
         self.walker.list_dir(&local, &name, dev, escapes);
         let mut list = self.walker.take();
         finish_list(&mut list, self.opts, self.next_ndx_start, &mut self.state);
+        list.parent_entry = Some(self.dirs[dir_ndx as usize].entry.clone());
         self.next_ndx_start += list.files.len() as i32 + 1;
         self.add_dirs(dir_ndx, &list);
         // Depth first: first child, else the next sibling of this dir or of an ancestor.

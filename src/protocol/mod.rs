@@ -23,7 +23,7 @@ pub const MAX_PATH_LEN: usize = 4096;
 pub enum ProtoError {
     /// The underlying stream failed or ended early.
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// A value read off the wire is out of its allowed range.
     #[error("protocol error: {0}")]
     Invalid(String),
@@ -33,6 +33,22 @@ pub enum ProtoError {
     /// The peer announced it is exiting with this code.
     #[error("peer exited with code {0}")]
     PeerExit(i32),
+}
+
+impl From<std::io::Error> for ProtoError {
+    /// An I/O error, unless it carries a wire error of ours (a reader that
+    /// demultiplexes reports the peer's exit that way): then that error.
+    fn from(e: std::io::Error) -> Self {
+        if e.get_ref().is_some_and(|i| i.is::<ProtoError>()) {
+            let kind = e.kind();
+            return match e.into_inner().map(|b| b.downcast::<ProtoError>()) {
+                Some(Ok(p)) => *p,
+                Some(Err(b)) => ProtoError::Io(std::io::Error::new(kind, b.to_string())),
+                None => ProtoError::Io(kind.into()),
+            };
+        }
+        ProtoError::Io(e)
+    }
 }
 
 impl ProtoError {

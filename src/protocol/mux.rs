@@ -210,6 +210,13 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
+/// Handles a peer's message as it arrives (a client shows the server's
+/// texts at once); returns the message when the role should see it too.
+pub type MsgHandler = Box<dyn FnMut(Message) -> Option<Message> + Send>;
+
+/// Messages queued for the role at most (older ones are dropped).
+const MAX_QUEUED: usize = 1024;
+
 /// Input side: strips frames (when on) and queues out-of-band messages.
 pub struct Demux<R: Read> {
     inner: R,
@@ -222,6 +229,7 @@ pub struct Demux<R: Read> {
     pub bytes_read: u64,
     /// Largest non-data payload accepted.
     max_msg: usize,
+    handler: Option<MsgHandler>,
 }
 
 impl<R: Read> Demux<R> {
@@ -234,7 +242,27 @@ impl<R: Read> Demux<R> {
             messages: VecDeque::new(),
             bytes_read: 0,
             max_msg: 64 * 1024,
+            handler: None,
         }
+    }
+
+    /// Pass every message to `h` as it arrives.
+    pub fn set_handler(&mut self, h: MsgHandler) {
+        self.handler = Some(h);
+    }
+
+    fn queue(&mut self, m: Message) {
+        let m = match self.handler.as_mut() {
+            Some(h) => match h(m) {
+                Some(m) => m,
+                None => return,
+            },
+            None => m,
+        };
+        if self.messages.len() >= MAX_QUEUED {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(m);
     }
 
     /// Turn frame parsing on or off (only between frames).
@@ -273,10 +301,10 @@ impl<R: Read> Demux<R> {
                     } else {
                         0
                     };
-                    self.messages.push_back(Message { code, payload });
+                    self.queue(Message { code, payload });
                     return Err(ProtoError::PeerExit(c));
                 }
-                _ => self.messages.push_back(Message { code, payload }),
+                _ => self.queue(Message { code, payload }),
             }
         }
         Ok(())

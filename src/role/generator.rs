@@ -93,6 +93,11 @@ pub struct RecvConfig {
     pub dest_created: bool,
     /// `--temp-dir`, relative to the destination (inside the module).
     pub temp_dir: Option<Vec<u8>>,
+    /// A client shows messages and items itself (and reads the sender's stats).
+    pub local: Option<std::sync::Arc<crate::role::log::ClientLog>>,
+    /// The single file's name in the list, when it is written under another
+    /// name (messages show the list's name, as upstream).
+    pub shown_name: Option<Vec<u8>>,
 }
 
 /// Upstream's default partial dir for --delay-updates.
@@ -480,6 +485,13 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     }
 
     fn message(&mut self, code: MsgCode, text: &str) -> Result<(), RoleError> {
+        if let Some(l) = &self.cfg.local {
+            l.text(code, text.as_bytes());
+            if code == MsgCode::ErrorXfer {
+                self.io_error |= crate::flist::build::IOERR_GENERAL;
+            }
+            return Ok(());
+        }
         self.flush_buf()?;
         let mut o = self.out.lock();
         super::sender::send_text(&mut o, self.cfg.n.proto, code, text)?;
@@ -507,6 +519,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     }
 
     fn deleted(&mut self, rel: &[u8], is_dir: bool) -> Result<(), RoleError> {
+        if let Some(l) = &self.cfg.local {
+            l.log_delete(rel, if is_dir { mode::S_IFDIR } else { mode::S_IFREG });
+            return Ok(());
+        }
         if self.cfg.n.proto >= 29 {
             let mut p = rel.to_vec();
             if is_dir {

@@ -29,6 +29,9 @@ pub struct InputReader {
     ended: Option<ProtoError>,
 }
 
+/// Messages kept for the role at most (older ones are dropped).
+const MAX_KEPT_MESSAGES: usize = 1024;
+
 /// Chunks in flight at most (each up to 64 KiB): bounds memory spent on read-ahead.
 const DEPTH: usize = 16;
 
@@ -91,7 +94,10 @@ impl InputReader {
 
     fn refill(&mut self) -> io::Result<bool> {
         if let Some(e) = &self.ended {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()));
+            return Err(match e {
+                ProtoError::PeerExit(c) => io::Error::other(ProtoError::PeerExit(*c)),
+                other => io::Error::new(io::ErrorKind::UnexpectedEof, other.to_string()),
+            });
         }
         match self.rx.recv() {
             Ok(Input::Data(d)) => {
@@ -100,8 +106,9 @@ impl InputReader {
                 Ok(true)
             }
             Ok(Input::Msg(m)) => {
-                if m.code == crate::protocol::mux::MsgCode::ErrorExit {
-                    // The pump reports the exit itself right after.
+                // Bounded: a peer flooding messages cannot grow memory.
+                if self.messages.len() >= MAX_KEPT_MESSAGES {
+                    self.messages.remove(0);
                 }
                 self.messages.push(m);
                 Ok(false)

@@ -4,10 +4,12 @@
 
 pub mod generator;
 pub mod input;
+pub mod log;
 pub mod receiver;
 pub mod sender;
 pub mod server;
 pub mod setup;
+pub mod stats;
 
 /// Errors of a role run, each mapped to an rsync exit code at the edge.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum RoleError {
     /// Local file selection failed (chdir to the source...).
     #[error("{0}")]
     FileSelect(String),
+    /// A local file operation failed (mkdir of the destination...).
+    #[error("{0}")]
+    FileIo(String),
     /// The peer asked us to exit with this code.
     #[error("peer exited with code {0}")]
     PeerExit(i32),
@@ -60,6 +65,7 @@ impl RoleError {
             RoleError::Protocol(_) => RERR_PROTOCOL,
             RoleError::Unsupported(_) => RERR_UNSUPPORTED,
             RoleError::FileSelect(_) => RERR_FILESELECT,
+            RoleError::FileIo(_) => RERR_FILEIO,
             RoleError::Refused(_) => RERR_SYNTAX,
         }
     }

@@ -27,6 +27,25 @@ pub struct RecvStats {
     pub files: u64,
     /// IOERR_* bits.
     pub io_error: i32,
+    /// Files whose data was requested.
+    pub xferred_files: u64,
+    /// Their size.
+    pub total_transferred_size: i64,
+    /// Literal bytes received.
+    pub literal_data: u64,
+    /// Bytes copied from the basis.
+    pub matched_data: u64,
+    /// Items created, by type.
+    pub created: crate::role::stats::TypeCounts,
+    /// Deletions (files, dirs, symlinks, devices, specials), from the generator.
+    pub deleted: Option<[i32; 5]>,
+    /// Entries of all lists received, by type.
+    pub num_files: crate::role::stats::TypeCounts,
+    /// Bytes the file lists took on the wire.
+    pub flist_size: i64,
+    /// A client's copy of the sender's statistics: the sender's bytes read,
+    /// bytes written, total size, list build and transfer times (ms).
+    pub peer: Option<[i64; 5]>,
 }
 
 /// A sink that discards (after a write error the stream must still be read to its end).
@@ -99,10 +118,26 @@ pub fn run<R: Read, W: Write>(
     // --delay-updates: (partial path, final name) renamed once the redo phase is over.
     let mut pending: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let text = |code: MsgCode, t: String| -> Result<(), RoleError> {
+        if let Some(l) = &cfg.local {
+            l.text(code, t.as_bytes());
+            return Ok(());
+        }
         let mut o = out.lock();
         super::sender::send_text(&mut o, proto, code, &t)?;
         Ok(())
     };
+    let log = cfg.local.as_deref();
+    let shown = |e: &crate::protocol::flist::FileEntry| -> crate::protocol::flist::FileEntry {
+        match &cfg.shown_name {
+            Some(n) => crate::protocol::flist::FileEntry {
+                name: n.clone(),
+                ..e.clone()
+            },
+            None => e.clone(),
+        }
+    };
+    // Files whose data arrived once (a redo does not count them as created again).
+    let mut seen_new = std::collections::HashSet::new();
     // Lists received and not yet finished by the sender's DONEs (incremental recursion).
     let mut active_lists = 1usize;
     let mut redone = std::collections::HashSet::new();
@@ -167,10 +202,33 @@ pub fn run<R: Read, W: Write>(
         if fl & iflags::BASIS_TYPE_FOLLOWS != 0 {
             basis_type = Some(read_byte(input)?);
         }
-        if fl & iflags::XNAME_FOLLOWS != 0 {
-            read_vstring(input, crate::protocol::MAX_PATH_LEN)?;
-        }
+        let xname = if fl & iflags::XNAME_FOLLOWS != 0 {
+            read_vstring(input, crate::protocol::MAX_PATH_LEN)?
+        } else {
+            Vec::new()
+        };
         if fl & iflags::TRANSFER == 0 {
+            if let Some(l) = log {
+                let r = lock();
+                let found = match r.find(ndx) {
+                    Some((list, pos)) => Some(list.files[pos].clone()),
+                    None => r
+                        .lists
+                        .iter()
+                        .find(|l| l.ndx_start - 1 == ndx)
+                        .and_then(|l| match l.parent {
+                            Some(p) => r.recv.dirs.get(p).cloned(),
+                            None => l.files.first().cloned(),
+                        }),
+                };
+                drop(r);
+                if let Some(e) = found {
+                    l.maybe_log_item(&shown(&e), fl as u32, &xname);
+                    if fl & iflags::IS_NEW != 0 {
+                        stats.created.add(e.mode);
+                    }
+                }
+            }
             continue;
         }
         let Some((list, pos)) = lock().find(ndx) else {
@@ -190,7 +248,15 @@ pub fn run<R: Read, W: Write>(
                 "received request to transfer non-regular file: {ndx} [receiver]"
             )));
         }
+        if fl & iflags::IS_NEW != 0 && seen_new.insert(ndx) {
+            stats.created.add(e.mode);
+        }
+        stats.xferred_files += 1;
+        stats.total_transferred_size += e.size;
         if cfg.opts.dry_run {
+            if let Some(l) = log {
+                l.log_item(&shown(e), fl as u32, None);
+            }
             continue;
         }
         let head = WireSumHead::read(input, proto)?;
@@ -288,6 +354,14 @@ pub fn run<R: Read, W: Write>(
                 let _ = f.seek(std::io::SeekFrom::Start(prefix));
             }
         }
+        let before_transfer = log.is_some_and(|l| l.o.log_before_transfer());
+        if let Some(l) = log {
+            if before_transfer {
+                l.log_item(&shown(e), fl as u32, None);
+            } else if l.o.name >= 1 && l.o.progress == 1 {
+                l.info(&String::from_utf8_lossy(&shown(e).name));
+            }
+        }
         let zlib = cfg.n.compress == CompressKind::Zlib;
         let mut block_data = Vec::new();
         let mut failed: Option<String> = None;
@@ -341,6 +415,7 @@ pub fn run<R: Read, W: Write>(
             match tok {
                 Token::End => break,
                 Token::Literal(d) => {
+                    stats.literal_data += d.len() as u64;
                     hasher.update(d);
                     if failed.is_none() {
                         if let Err(err) = patcher.literal(d) {
@@ -351,6 +426,7 @@ pub fn run<R: Read, W: Write>(
                 Token::Block(i) => {
                     block_data.clear();
                     let r = patcher.copy_block(i, |d| {
+                        stats.matched_data += d.len() as u64;
                         hasher.update(d);
                         if zlib {
                             block_data.extend_from_slice(d);
@@ -369,6 +445,9 @@ pub fn run<R: Read, W: Write>(
         }
         let mut theirs = vec![0u8; cfg.n.checksum.digest_len()];
         input.read_exact(&mut theirs)?;
+        if let (Some(l), false) = (log, before_transfer) {
+            l.log_item(&shown(e), fl as u32, None);
+        }
         let ours = hasher.finish();
         let (mut sink, written) = patcher
             .finish()
@@ -492,6 +571,15 @@ pub fn run<R: Read, W: Write>(
                 text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
             }
         }
+    }
+    if log.is_some() {
+        // A client reads the sender's statistics here (upstream handle_stats).
+        let mut v = [0i64; 5];
+        let n = if proto >= 29 { 5 } else { 3 };
+        for x in v.iter_mut().take(n) {
+            *x = crate::protocol::varint::read_varlong30(input, 3, proto)?;
+        }
+        stats.peer = Some(v);
     }
     let _ = events.send(RecvEvent::Finished);
     // Protocol 31: the sender echoes the generator's DONE (read_final_goodbye); EOF may follow.

@@ -42,6 +42,17 @@ pub struct SendStats {
     pub flist_xfertime: i64,
     /// IOERR_* bits.
     pub io_error: i32,
+    /// Items the receiving side created, by type.
+    pub created: crate::role::stats::TypeCounts,
+    /// Size of the files whose data was sent.
+    pub total_transferred_size: i64,
+    /// Deletions the receiving side reported (protocol 31: files, dirs,
+    /// symlinks, devices, specials).
+    pub deleted: Option<[i32; 5]>,
+    /// Entries of all lists sent, by type.
+    pub num_files: crate::role::stats::TypeCounts,
+    /// Bytes the file lists took on the wire.
+    pub flist_size: i64,
 }
 
 /// The flist encoding options for a session.
@@ -182,6 +193,7 @@ fn read_request<R: Read, W: Write>(
     tx: &mut NdxCodec,
     proto: u8,
     nfiles: usize,
+    stats: &mut SendStats,
 ) -> Result<Request, RoleError> {
     loop {
         let ndx = rx.read(input)?;
@@ -195,6 +207,7 @@ fn read_request<R: Read, W: Write>(
         }
         if ndx == NDX_DEL_STATS {
             let v = read_del_stats(input)?;
+            stats.deleted = Some(v);
             let mut b = Vec::new();
             write_del_stats(&mut b, tx, &v);
             out.write_all(&b)?;
@@ -274,6 +287,24 @@ pub struct SenderCtx<'a> {
     pub full_fname: &'a dyn Fn(&[u8], &std::path::Path) -> String,
     /// Raw byte counters (read, read at setup end, written, written at setup end).
     pub counters: Option<(Arc<AtomicU64>, u64, Arc<AtomicU64>, u64)>,
+    /// A client shows items and messages on its terminal.
+    pub local: Option<&'a crate::role::log::ClientLog>,
+}
+
+impl SenderCtx<'_> {
+    /// A message for the user: to the client's terminal, or to the peer.
+    fn say<W: Write>(
+        &self,
+        out: &mut MuxWriter<W>,
+        code: MsgCode,
+        text: &str,
+    ) -> Result<(), RoleError> {
+        match self.local {
+            Some(l) => l.text(code, text.as_bytes()),
+            None => send_text(out, self.n.proto, code, text)?,
+        }
+        Ok(())
+    }
 }
 
 /// send_files + handle_stats + read_final_goodbye.
@@ -313,6 +344,19 @@ impl ActiveLists {
         Lookup::Invalid
     }
 
+    /// The directory a list's hole index stands for (its "." entry for the first list).
+    fn parent_dir(&self, ndx: i32) -> Option<&crate::protocol::flist::FileEntry> {
+        for l in &self.lists {
+            if ndx - l.ndx_start == -1 {
+                return l
+                    .parent_entry
+                    .as_ref()
+                    .or_else(|| l.files.first().map(|f| &f.entry));
+            }
+        }
+        None
+    }
+
     /// Files listed beyond the oldest unfinished list: what the generator
     /// can work on without waiting for us.
     fn upcoming(&self) -> usize {
@@ -335,7 +379,6 @@ fn send_extra_list<W: Write>(
     stats: &mut SendStats,
     eof: &mut bool,
 ) -> Result<(), RoleError> {
-    let proto = ctx.n.proto;
     let mut buf = Vec::new();
     match more.next_list() {
         None => {
@@ -344,7 +387,7 @@ fn send_extra_list<W: Write>(
         }
         Some((dir_ndx, list)) => {
             for (kind, text) in &list.errors {
-                send_text(out, proto, kind.msg_code(), text)?;
+                ctx.say(out, kind.msg_code(), text)?;
             }
             tx.write(&mut buf, NDX_FLIST_OFFSET - dir_ndx);
             enc.set_ndx_start(list.ndx_start);
@@ -363,6 +406,9 @@ fn send_extra_list<W: Write>(
             enc.end(&mut buf, err);
             stats.io_error |= list.io_error;
             stats.total_size += list_size(&list);
+            for f in &list.files {
+                stats.num_files.add(f.entry.mode);
+            }
             active.lists.push_back(list);
             if more.done() {
                 tx.write(&mut buf, NDX_FLIST_EOF);
@@ -408,6 +454,8 @@ pub fn run<W: Write>(
         lists: std::collections::VecDeque::from([first]),
     };
     let mut eof = !ctx.inc_recurse;
+    // Files whose data went out once (a redo does not count them again).
+    let mut sent = std::collections::HashSet::new();
     let mut flist_enc = FlistEncoder::new(flist_opts(&ctx.n, ctx.opts));
     let nfiles_bound = if ctx.inc_recurse {
         usize::MAX
@@ -451,7 +499,7 @@ pub fn run<W: Write>(
             }
         }
         out.flush()?;
-        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?;
+        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
         if req.ndx == NDX_DONE {
             if ctx.inc_recurse && !active.lists.is_empty() {
                 active.lists.pop_front();
@@ -475,6 +523,9 @@ pub fn run<W: Write>(
         let file = match active.lookup(req.ndx) {
             Lookup::File(f) => f,
             Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
+                if let (Some(l), Some(d)) = (ctx.local, active.parent_dir(req.ndx)) {
+                    l.maybe_log_item(d, req.iflags as u32, req.xname.as_deref().unwrap_or(b""));
+                }
                 write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
                 out.write_all(&buf)?;
                 buf.clear();
@@ -488,6 +539,16 @@ pub fn run<W: Write>(
             }
         };
         if req.iflags & iflags::TRANSFER == 0 {
+            if let Some(l) = ctx.local {
+                l.maybe_log_item(
+                    &file.entry,
+                    req.iflags as u32,
+                    req.xname.as_deref().unwrap_or(b""),
+                );
+            }
+            if req.iflags & iflags::IS_NEW != 0 {
+                stats.created.add(file.entry.mode);
+            }
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
             out.write_all(&buf)?;
             buf.clear();
@@ -504,8 +565,15 @@ pub fn run<W: Write>(
                 req.ndx
             )));
         }
+        if req.iflags & iflags::IS_NEW != 0 && sent.insert(req.ndx) {
+            stats.created.add(file.entry.mode);
+        }
         stats.xferred_files += 1;
+        stats.total_transferred_size += file.entry.size;
         if dry_run {
+            if let Some(l) = ctx.local {
+                l.log_item(&file.entry, req.iflags as u32, None);
+            }
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
             out.write_all(&buf)?;
             buf.clear();
@@ -524,17 +592,11 @@ pub fn run<W: Write>(
                 let name = (ctx.full_fname)(&file.entry.name, &file.path);
                 if e.kind() == std::io::ErrorKind::NotFound {
                     stats.io_error |= crate::flist::build::IOERR_VANISHED;
-                    send_text(
-                        out,
-                        proto,
-                        MsgCode::Warning,
-                        &format!("file has vanished: {name}"),
-                    )?;
+                    ctx.say(out, MsgCode::Warning, &format!("file has vanished: {name}"))?;
                 } else {
                     stats.io_error |= crate::flist::build::IOERR_GENERAL;
-                    send_text(
+                    ctx.say(
                         out,
-                        proto,
                         MsgCode::ErrorXfer,
                         &format!(
                             "rsync: [sender] send_files failed to open {name}: {}",
@@ -552,10 +614,26 @@ pub fn run<W: Write>(
         head.write(&mut buf, proto);
         out.write_all(&buf)?;
         buf.clear();
+        let before_transfer = ctx.local.is_some_and(|l| l.o.log_before_transfer());
+        if let Some(l) = ctx.local {
+            if before_transfer {
+                l.log_item(&file.entry, req.iflags as u32, None);
+            } else if l.o.name >= 1 && l.o.progress == 1 {
+                l.info(&String::from_utf8_lossy(&file.entry.name));
+            }
+        }
+        let written_before = out.bytes_written;
         let (lit, matched) =
             send_file_delta(f, &head, &sums, &ctx.n, &mut matcher, &mut encoder, out)?;
         stats.literal_data += lit;
         stats.matched_data += matched;
+        if let (Some(l), false) = (ctx.local, before_transfer) {
+            let bytes = crate::role::log::ByteCounts {
+                read: 0,
+                written: out.bytes_written.saturating_sub(written_before),
+            };
+            l.log_item_bytes(&file.entry, req.iflags as u32, bytes);
+        }
     }
     if stats.io_error != 0 && proto >= 30 {
         out.send_msg(MsgCode::IoError, &stats.io_error.to_le_bytes())?;
@@ -585,14 +663,14 @@ pub fn run<W: Write>(
     }
     // read_final_goodbye
     if proto >= 24 {
-        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?;
+        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
         let mut last = req.ndx;
         if proto >= 31 && last == NDX_DONE {
             tx.write(&mut buf, NDX_DONE);
             out.write_all(&buf)?;
             out.flush()?;
             buf.clear();
-            last = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?.ndx;
+            last = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?.ndx;
         }
         if last != NDX_DONE {
             return Err(RoleError::Protocol(format!(

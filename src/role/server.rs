@@ -381,7 +381,6 @@ fn serve_sender<W: Write>(
     rcount: Counter,
     wcount: Counter,
 ) -> Result<i32, RoleError> {
-    use std::sync::atomic::Ordering;
     if env.write_only {
         return Err(RoleError::Refused("ERROR: module is write only".into()));
     }
@@ -420,7 +419,6 @@ fn serve_sender<W: Write>(
             }
         })?;
     }
-    let daemon_rules = env.daemon_rules.clone();
     // --files-from=- : names follow on the input (raw below protocol 31).
     let mut args: Vec<Vec<u8>> = paths.to_vec();
     let mut root = PathBuf::from(".");
@@ -450,6 +448,54 @@ fn serve_sender<W: Write>(
             .filter(|n| !n.is_empty())
             .collect();
     }
+    let job = SendJob {
+        args,
+        root,
+        confine,
+        client_rules,
+        local: None,
+    };
+    send_files(n, opts, env, job, demux, input_slot, out, rcount, wcount).map(|(code, _)| code)
+}
+
+/// What the sending side works from once the peer's rules and names are in.
+pub(crate) struct SendJob {
+    /// The source arguments (relative to `root`, or absolute).
+    pub args: Vec<Vec<u8>>,
+    /// Where relative arguments start.
+    pub root: PathBuf,
+    /// Reads stay beneath this directory (a module root).
+    pub confine: Option<PathBuf>,
+    /// The receiving side's filter rules (or a client's own).
+    pub client_rules: crate::filter::FilterList,
+    /// A client shows items and messages itself.
+    pub local: Option<Arc<crate::role::log::ClientLog>>,
+}
+
+/// The sending side of a transfer: build and send the file list, then
+/// answer the generator's requests (upstream: send_file_list + send_files).
+/// Returns the exit code for the sender's own errors and its statistics.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send_files<W: Write>(
+    n: Negotiated,
+    opts: &Options,
+    env: &ServerEnv,
+    job: SendJob,
+    demux: &mut Demux<BoxedRead>,
+    input_slot: &mut Option<InputReader>,
+    out: &mut MuxWriter<W>,
+    rcount: Counter,
+    wcount: Counter,
+) -> Result<(i32, SendStats), RoleError> {
+    let proto = n.proto;
+    let SendJob {
+        mut args,
+        root,
+        confine,
+        client_rules,
+        local,
+    } = job;
+    let daemon_rules = env.daemon_rules.clone();
     if args.is_empty()
         && opts.files_from.is_none()
         && (opts.recursive || opts.dirs || opts.list_only)
@@ -521,7 +567,10 @@ fn serve_sender<W: Write>(
     post(&mut fl);
     let buildtime = start.elapsed().as_millis() as i64;
     for (kind, e) in &fl.errors {
-        send_text(out, proto, kind.msg_code(), e)?;
+        match &local {
+            Some(l) => l.text(kind.msg_code(), e.as_bytes()),
+            None => send_text(out, proto, kind.msg_code(), e)?,
+        }
     }
     // An error the client counts against the transfer counts against our
     // exit status too (upstream's got_xfer_error), e.g. a missing source.
@@ -535,11 +584,16 @@ fn serve_sender<W: Write>(
         0
     };
     let t1 = Instant::now();
+    let flist_start = out.bytes_written;
     let enc = sender::send_file_list(out, &n, opts, &fl, inc)?;
+    let flist_size = (out.bytes_written - flist_start) as i64;
     let xfertime = t1.elapsed().as_millis() as i64;
     if fl.files.is_empty() {
         out.flush()?;
-        return Ok(io_error_code(fl.io_error | list_errors));
+        return Ok((
+            io_error_code(fl.io_error | list_errors),
+            SendStats::default(),
+        ));
     }
     let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
     let input = input_slot.insert(crate::role::input::spawn(pumped));
@@ -548,8 +602,12 @@ fn serve_sender<W: Write>(
         flist_buildtime: buildtime,
         flist_xfertime: xfertime,
         io_error: fl.io_error,
+        flist_size,
         ..Default::default()
     };
+    for f in &fl.files {
+        stats.num_files.add(f.entry.mode);
+    }
     let modname = env.module.clone();
     let full = move |name: &[u8], path: &Path| -> String {
         use std::os::unix::ffi::OsStrExt;
@@ -582,7 +640,8 @@ fn serve_sender<W: Write>(
         opts,
         inc_recurse: inc,
         first_encoder: std::cell::Cell::new(Some(enc)),
-        am_server: true,
+        am_server: local.is_none(),
+        local: local.as_deref(),
         full_fname: &full,
         counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
     };
@@ -598,8 +657,7 @@ fn serve_sender<W: Write>(
         out,
         &mut stats,
     )?;
-    let _ = Ordering::Relaxed;
-    Ok(io_error_code(stats.io_error | list_errors))
+    Ok((io_error_code(stats.io_error | list_errors), stats))
 }
 
 /// The sender's exit code for its accumulated io_error flags.
@@ -639,7 +697,6 @@ fn serve_receiver<W: Write + Send>(
     input_slot: &mut Option<InputReader>,
     out: &mut MuxWriter<W>,
 ) -> Result<i32, RoleError> {
-    use crate::role::generator::{Generator, RecvConfig, RecvEvent};
     let proto = n.proto;
     if let Some(what) = unsupported_upload_option(opts) {
         return Err(RoleError::Unsupported(format!(
@@ -668,6 +725,41 @@ fn serve_receiver<W: Write + Send>(
             other => RoleError::Protocol(other.to_string()),
         }
     })?;
+    let dest_arg = paths.first().cloned().unwrap_or_default();
+    let dest_arg = env.client_path(&dest_arg);
+    receive_files(
+        n,
+        opts,
+        env,
+        &dest_arg,
+        client_rules,
+        demux,
+        input_slot,
+        out,
+        None,
+    )
+    .map(|(code, _)| code)
+}
+
+/// The receiving side of a transfer: read the file list, decide the
+/// destination, then run the generator and the receiver side by side
+/// (upstream: recv_file_list, get_local_name, do_recv). `rules` are the
+/// filter rules that protect the destination from deletion; `local` is set
+/// for a client, which shows items itself and reads the sender's stats.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn receive_files<W: Write + Send>(
+    n: Negotiated,
+    opts: &Options,
+    env: &ServerEnv,
+    dest_arg: &[u8],
+    client_rules: crate::filter::FilterList,
+    demux: &mut Demux<BoxedRead>,
+    input_slot: &mut Option<InputReader>,
+    out: &mut MuxWriter<W>,
+    local: Option<Arc<crate::role::log::ClientLog>>,
+) -> Result<(i32, crate::role::receiver::RecvStats), RoleError> {
+    use crate::role::generator::{Generator, RecvConfig, RecvEvent};
+    let proto = n.proto;
     let daemon_rules = env.daemon_rules.clone();
     let am_root = nix::unistd::geteuid().is_root();
     let numeric_module = env.numeric_ids;
@@ -680,52 +772,61 @@ fn serve_receiver<W: Write + Send>(
         n.id0_names(),
         am_root && !opts.numeric_ids && !numeric_module,
     );
+    let flist_start = demux.bytes_read;
     let mut list = lists.first(demux).map_err(|e| match e {
         crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
         other => RoleError::Unsupported(other.to_string()),
     })?;
+    let flist_size = (demux.bytes_read - flist_start) as i64;
     if opts.prune_empty_dirs {
         crate::flist::recv::prune_empty_dirs(&mut list);
     }
+    // The destination (upstream get_local_name): the first path argument
+    // (relative to the module for a daemon), a directory unless a single
+    // non-directory is sent to a name that is not one.
+    let dest_at = local_dest(dest_arg, &list, opts.dry_run)?;
+    let mut shown_name = None;
+    if let Some(name) = &dest_at.local_name {
+        if let Some(e) = list.files.first_mut() {
+            shown_name = Some(std::mem::replace(&mut e.name, name.clone()));
+        }
+    }
+    let dest_rel = dest_at.dir.clone();
+    let dest_path = if dest_rel.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(std::ffi::OsStr::from_bytes(&dest_rel))
+    };
+    let dest_created = dest_at.created;
+    if dest_created
+        && (opts.verbose > 0 || opts.log_format.as_deref().is_some_and(|f| f.contains("%i")))
+    {
+        let shown =
+            String::from_utf8_lossy(dest_rel.strip_suffix(b"/").unwrap_or(&dest_rel)).into_owned();
+        let text = format!("created directory {shown}");
+        match &local {
+            Some(l) => l.info(&text),
+            None => send_text(out, proto, MsgCode::Info, &text)?,
+        }
+    }
+    let dest = if dest_created && opts.dry_run {
+        // Nothing exists yet (upstream: dry_run++): a directory that is gone.
+        vanished_dir()
+    } else {
+        crate::fs::dest::DestRoot::open(&dest_path)
+    }
+    .map_err(|e| {
+        RoleError::FileSelect(format!(
+            "rsync: [Receiver] change_dir {:?} failed: {e}",
+            String::from_utf8_lossy(&dest_rel)
+        ))
+    })?;
     let list_io_error = list.io_error;
     let registry = std::sync::Mutex::new(crate::role::generator::Registry {
         recv: lists,
         lists: vec![Arc::new(list)],
         eof: !inc,
     });
-    // The destination: the first path argument, relative to the module.
-    let dest_rel = paths.first().cloned().unwrap_or_default();
-    let dest_rel = env.client_path(&dest_rel);
-    let dest_path = if dest_rel.is_empty() {
-        PathBuf::from(".")
-    } else {
-        PathBuf::from(std::ffi::OsStr::from_bytes(&dest_rel))
-    };
-    let dest_created = !dest_path.exists();
-    if dest_created && !opts.dry_run {
-        if let Err(e) = std::fs::create_dir(&dest_path) {
-            return Err(RoleError::FileSelect(format!(
-                "rsync: [Receiver] mkdir {:?} failed: {e}",
-                String::from_utf8_lossy(&dest_rel)
-            )));
-        }
-    }
-    if dest_created {
-        let shown =
-            String::from_utf8_lossy(dest_rel.strip_suffix(b"/").unwrap_or(&dest_rel)).into_owned();
-        send_text(
-            out,
-            proto,
-            MsgCode::Info,
-            &format!("created directory {shown}"),
-        )?;
-    }
-    let dest = crate::fs::dest::DestRoot::open(&dest_path).map_err(|e| {
-        RoleError::FileSelect(format!(
-            "rsync: [Receiver] change_dir {:?} failed: {e}",
-            String::from_utf8_lossy(&dest_rel)
-        ))
-    })?;
     let client_rules = Arc::new(client_rules);
     let daemon_rules = daemon_rules.map(Arc::new);
     let prefix = dest_rel.clone();
@@ -797,6 +898,8 @@ fn serve_receiver<W: Write + Send>(
             .split(|&c| c == b'/')
             .filter(|c| !c.is_empty() && *c != b".")
             .count(),
+        local,
+        shown_name,
     };
     let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
     let input = input_slot.insert(crate::role::input::spawn(pumped));
@@ -812,22 +915,32 @@ fn serve_receiver<W: Write + Send>(
             r
         });
         let mut g = Generator::new(&cfg, &registry, inc, &shared);
-        let gr = g.run(&rx).map(|()| g.io_error);
+        let gr = g.run(&rx).map(|()| (g.io_error, g.del));
         let rr = recv
             .join()
             .unwrap_or_else(|_| Err(RoleError::Protocol("receiver thread panicked".into())));
         (gr, rr)
     });
-    let rstats = recv_res?;
-    let gen_err = gen_res?;
+    let mut rstats = recv_res?;
+    let (gen_err, del) = gen_res?;
+    rstats.flist_size = flist_size;
+    if let Ok(r) = registry.lock() {
+        for l in &r.lists {
+            for e in &l.files {
+                rstats.num_files.add(e.mode);
+            }
+        }
+    }
+    rstats.deleted = Some([del.files, del.dirs, del.symlinks, del.devices, del.specials]);
     let io = (rstats.io_error | gen_err | list_io_error) & !4;
-    Ok(if io & crate::flist::build::IOERR_GENERAL != 0 {
+    let code = if io & crate::flist::build::IOERR_GENERAL != 0 {
         RERR_PARTIAL
     } else if io != 0 {
         RERR_VANISHED
     } else {
         0
-    })
+    };
+    Ok((code, rstats))
 }
 
 /// Sub-lists for the sender, post-processed like the first list.
@@ -878,3 +991,130 @@ fn read_files_from<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
     }
 }
 
+/// Where received files go (upstream get_local_name).
+#[derive(Debug)]
+struct LocalDest {
+    /// The directory the transfer writes beneath.
+    dir: Vec<u8>,
+    /// The name of the single file, when it is written under another name.
+    local_name: Option<Vec<u8>>,
+    /// The directory was created for this transfer.
+    created: bool,
+}
+
+/// Decide the destination like upstream: an existing directory is entered;
+/// several files, a directory, or a trailing slash need a directory (made if
+/// missing); a single file otherwise takes the destination's name.
+fn local_dest(
+    dest: &[u8],
+    list: &crate::flist::recv::RecvList,
+    dry_run: bool,
+) -> Result<LocalDest, RoleError> {
+    let shown = |d: &[u8]| String::from_utf8_lossy(d).into_owned();
+    let dest: Vec<u8> = if dest.is_empty() {
+        b".".to_vec()
+    } else {
+        dest.to_vec()
+    };
+    let total = list.files.len();
+    let first_is_dir = list
+        .files
+        .first()
+        .is_some_and(|e| crate::protocol::flist::mode::is_dir(e.mode));
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(&dest));
+    let st = std::fs::metadata(&path);
+    let trailing = dest.ends_with(b"/");
+    match &st {
+        Ok(md) if md.is_dir() => {
+            return Ok(LocalDest {
+                dir: dest,
+                local_name: None,
+                created: false,
+            })
+        }
+        Ok(_) if total > 1 => {
+            return Err(RoleError::FileSelect(
+                "ERROR: destination must be a directory when copying more than 1 file".into(),
+            ))
+        }
+        Ok(_) if total == 1 && first_is_dir => {
+            return Err(RoleError::FileSelect(
+                "ERROR: cannot overwrite non-directory with a directory".into(),
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(RoleError::FileSelect(format!(
+                "ERROR: cannot stat destination \"{}\": {}",
+                shown(&dest),
+                crate::fs::os_error_text(e)
+            )))
+        }
+    }
+    if total > 1 || trailing || first_is_dir {
+        let mut d = dest.clone();
+        while d.len() > 1 && d.ends_with(b"/") {
+            d.pop();
+        }
+        if st.is_ok() {
+            return Err(RoleError::Refused(
+                "ERROR: destination path is not a directory".into(),
+            ));
+        }
+        if !dry_run {
+            if let Err(e) = std::fs::create_dir(PathBuf::from(std::ffi::OsStr::from_bytes(&d))) {
+                return Err(RoleError::FileIo(format!(
+                    "rsync: [Receiver] mkdir \"{}\" failed: {}",
+                    shown(&d),
+                    crate::fs::os_error_text(&e)
+                )));
+            }
+        }
+        return Ok(LocalDest {
+            dir: d,
+            local_name: None,
+            created: true,
+        });
+    }
+    // A single file written under the destination's name, in its parent.
+    match dest.iter().rposition(|&c| c == b'/') {
+        None => Ok(LocalDest {
+            dir: Vec::new(),
+            local_name: Some(dest),
+            created: false,
+        }),
+        Some(p) => Ok(LocalDest {
+            dir: if p == 0 {
+                b"/".to_vec()
+            } else {
+                dest[..p].to_vec()
+            },
+            local_name: Some(dest[p + 1..].to_vec()),
+            created: false,
+        }),
+    }
+}
+
+/// A destination root in which nothing exists: an opened, then removed,
+/// empty directory (a dry run into a directory it would have created).
+fn vanished_dir() -> Result<crate::fs::dest::DestRoot, crate::fs::dest::FsError> {
+    let base = std::env::temp_dir().join(format!(
+        "rrsync-dry-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir(&base).map_err(|e| {
+        crate::fs::dest::FsError::os("mkdir", e.raw_os_error().unwrap_or(libc_eio()))
+    })?;
+    let root = crate::fs::dest::DestRoot::open(&base);
+    let _ = std::fs::remove_dir(&base);
+    root
+}
+
+fn libc_eio() -> i32 {
+    nix::libc::EIO
+}

@@ -152,3 +152,83 @@ pub fn server_setup<R: Read, W: Write>(
         seed,
     })
 }
+
+/// Protocol setup as the client (upstream: compat.c setup_protocol with
+/// `am_server` off): read the compat flags, exchange the checksum and
+/// compression lists (both sent before either is read), read the seed.
+pub fn client_setup<R: Read, W: Write>(
+    r: &mut R,
+    w: &mut W,
+    proto: u8,
+    opts: &Options,
+) -> Result<Negotiated, RoleError> {
+    let compat = if proto >= 30 {
+        crate::protocol::varint::read_varint(r)? as u32
+    } else {
+        0
+    };
+    let negotiate = proto >= 30 && compat & cf::VARINT_FLIST_FLAGS != 0;
+    let (mut xfer_sum, mut file_sum) = match opts.checksum_choice.as_deref() {
+        Some(c) if c != "auto" => {
+            let (a, b) = c.split_once(',').unwrap_or((c, c));
+            (Some(checksum_by_name(a)?), Some(checksum_by_name(b)?))
+        }
+        _ => (None, None),
+    };
+    let mut compress = match opts.compress_choice.as_deref() {
+        Some(c) => compress_by_name(c)?,
+        None if opts.compress => CompressKind::Zlib,
+        None => CompressKind::None,
+    };
+    let list_checksums = negotiate && xfer_sum.is_none();
+    let list_compress = negotiate && opts.compress && opts.compress_choice.is_none();
+    let mut out = Vec::new();
+    if list_checksums {
+        handshake::put_name_list(
+            &mut out,
+            &handshake::name_list(handshake::CHECKSUM_NAMES, false),
+        )?;
+    }
+    if list_compress {
+        handshake::put_name_list(
+            &mut out,
+            &handshake::name_list(handshake::COMPRESS_NAMES, false),
+        )?;
+    }
+    if !out.is_empty() {
+        w.write_all(&out)?;
+        w.flush()?;
+    }
+    if list_checksums {
+        let theirs = handshake::read_name_list(r)?;
+        let Some(c) = handshake::choose_as_client(&theirs, handshake::CHECKSUM_NAMES) else {
+            return Err(RoleError::Unsupported(
+                "Failed to negotiate a checksum choice.".into(),
+            ));
+        };
+        let k = checksum_by_name(c)?;
+        xfer_sum = Some(k);
+        file_sum = Some(k);
+    }
+    if list_compress {
+        let theirs = handshake::read_name_list(r)?;
+        let Some(c) = handshake::choose_as_client(&theirs, handshake::COMPRESS_NAMES) else {
+            return Err(RoleError::Unsupported(
+                "Failed to negotiate a compression choice.".into(),
+            ));
+        };
+        compress = compress_by_name(c)?;
+    }
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    let seed = i32::from_le_bytes(b);
+    let default = ChecksumKind::default_for_protocol(proto);
+    Ok(Negotiated {
+        proto,
+        compat,
+        checksum: xfer_sum.unwrap_or(default),
+        file_checksum: file_sum.unwrap_or(default),
+        compress,
+        seed,
+    })
+}

@@ -1,0 +1,91 @@
+//! `rrsync --server [--sender] OPTIONS . PATH...`: the program a remote
+//! shell (or a stock client's `--rsync-path=rrsync`) starts on the far side
+//! (upstream: main.c start_server). The version exchange happens on
+//! stdin/stdout, then the shared server roles (`role::server`) run with no
+//! module around them.
+
+use crate::cli::options::Options;
+use crate::exit::*;
+use crate::protocol::PROTOCOL_VERSION;
+use crate::role::server::{self, ServerEnv};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+
+/// The oldest protocol a peer may announce before we call it garbage
+/// (upstream: MIN_PROTOCOL_VERSION checks come after this sanity bound).
+const SANE_MIN: i32 = 20;
+/// The newest protocol a peer may announce before we call it garbage.
+const SANE_MAX: i32 = 40;
+
+/// Serve one transfer on stdin/stdout. `rest` holds `.` and the paths.
+pub fn run(opts: Options, rest: Vec<String>) -> i32 {
+    let (input, output) = match stdio() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("stdio: {e}");
+            return RERR_IPC;
+        }
+    };
+    let paths: Vec<Vec<u8>> = match rest.split_first() {
+        Some((dot, p)) if dot == "." => p.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        _ => rest.iter().map(|s| s.as_bytes().to_vec()).collect(),
+    };
+    serve(opts, paths, input, output)
+}
+
+/// The version exchange (upstream: compat.c setup_protocol, remote-shell
+/// branch), then the role.
+pub fn serve<R: Read + Send + 'static, W: Write + Send>(
+    opts: Options,
+    paths: Vec<Vec<u8>>,
+    mut r: R,
+    mut w: W,
+) -> i32 {
+    let ours = opts
+        .protocol
+        .map(i32::from)
+        .unwrap_or(PROTOCOL_VERSION as i32);
+    if w.write_all(&ours.to_le_bytes())
+        .and_then(|_| w.flush())
+        .is_err()
+    {
+        return RERR_STREAMIO;
+    }
+    let mut b = [0u8; 4];
+    if r.read_exact(&mut b).is_err() {
+        return RERR_STREAMIO;
+    }
+    let theirs = i32::from_le_bytes(b);
+    if !(SANE_MIN..=SANE_MAX).contains(&theirs) {
+        report(&format!(
+            "protocol version mismatch -- is your shell clean?\n(see the rsync manpage for an explanation)\nrsync error: protocol incompatibility (code {RERR_PROTOCOL})"
+        ));
+        return RERR_PROTOCOL;
+    }
+    if theirs < crate::protocol::MIN_PROTOCOL_VERSION as i32 {
+        report(&format!(
+            "protocol version mismatch -- client speaks {theirs}, rrsync needs {} or later",
+            crate::protocol::MIN_PROTOCOL_VERSION
+        ));
+        return RERR_PROTOCOL;
+    }
+    let proto = theirs.min(ours) as u8;
+    let mut opts = opts;
+    opts.server = true;
+    server::run(&ServerEnv::default(), proto, opts, paths, r, w)
+}
+
+/// An error before multiplexing starts goes to stderr, which the remote
+/// shell forwards to the client (as upstream's msgs2stderr).
+fn report(msg: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "{msg}");
+}
+
+/// Our own handles on stdin and stdout (unbuffered; the roles buffer).
+fn stdio() -> std::io::Result<(File, File)> {
+    let i = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let o = std::io::stdout().as_fd().try_clone_to_owned()?;
+    Ok((File::from(i), File::from(o)))
+}

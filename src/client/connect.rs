@@ -1,0 +1,233 @@
+//! Reaching the far side (upstream: main.c do_cmd / piped_child /
+//! local_child, socket.c open_socket_out): a remote shell running
+//! `rsync --server`, a TCP connection to a daemon, or, for a local copy,
+//! ourselves started as the server on a pipe pair.
+
+use crate::exit::*;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The two directions of the connection, and the child behind them.
+pub struct Conn {
+    /// What the far side writes.
+    pub reader: Box<dyn Read + Send>,
+    /// What the far side reads.
+    pub writer: Box<dyn Write + Send>,
+    /// The remote shell (or local server) process.
+    pub child: Option<Child>,
+}
+
+/// A failure to connect, with the exit code stock uses for it.
+#[derive(Debug)]
+pub struct ConnectError {
+    /// rsync exit code.
+    pub code: i32,
+    /// The message (without the final `rsync error:` line).
+    pub msg: String,
+}
+
+/// Split a `-e` command the way upstream does: words at spaces, single and
+/// double quotes group (a doubled quote inside quotes is a literal quote).
+pub fn split_rsh(cmd: &str) -> Result<Vec<String>, ConnectError> {
+    let mut out = Vec::new();
+    let b: Vec<char> = cmd.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == ' ' {
+            i += 1;
+            continue;
+        }
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        while i < b.len() && (b[i] != ' ' || quote.is_some()) {
+            let c = b[i];
+            if c == '\'' || c == '"' {
+                match quote {
+                    None => {
+                        quote = Some(c);
+                        i += 1;
+                        continue;
+                    }
+                    Some(q) if q == c => {
+                        if b.get(i + 1) == Some(&q) {
+                            word.push(q);
+                            i += 2;
+                            continue;
+                        }
+                        quote = None;
+                        i += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            word.push(c);
+            i += 1;
+        }
+        if let Some(q) = quote {
+            return Err(ConnectError {
+                code: RERR_SYNTAX,
+                msg: format!("Missing trailing-{q} in remote-shell command."),
+            });
+        }
+        out.push(word);
+    }
+    Ok(out)
+}
+
+/// Start `argv` with its stdin and stdout as our connection.
+pub fn spawn(argv: &[String]) -> Result<Conn, ConnectError> {
+    let Some((prog, rest)) = argv.split_first() else {
+        return Err(ConnectError {
+            code: RERR_SYNTAX,
+            msg: "empty remote-shell command".into(),
+        });
+    };
+    let mut child = Command::new(prog)
+        .args(rest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| ConnectError {
+            code: if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                RERR_IPC
+            },
+            msg: format!(
+                "rsync: Failed to exec {prog}: {} ({})",
+                crate::fs::os_error_text(&e),
+                e.raw_os_error().unwrap_or(0)
+            ),
+        })?;
+    let (Some(w), Some(r)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        return Err(ConnectError {
+            code: RERR_IPC,
+            msg: "rsync: pipe failed".into(),
+        });
+    };
+    Ok(Conn {
+        reader: Box::new(r),
+        writer: Box::new(w),
+        child: Some(child),
+    })
+}
+
+/// Connect to a daemon (upstream open_socket_out): every address of the
+/// host in turn, each bounded by `--contimeout`.
+pub fn tcp(
+    host: &str,
+    port: u16,
+    contimeout: Option<u32>,
+    family: Option<u8>,
+) -> Result<Conn, ConnectError> {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::SocketAddr> = match (h, port).to_socket_addrs() {
+        Ok(a) => a
+            .filter(|a| match family {
+                Some(4) => a.is_ipv4(),
+                Some(6) => a.is_ipv6(),
+                _ => true,
+            })
+            .collect(),
+        Err(e) => {
+            return Err(ConnectError {
+                code: RERR_SOCKETIO,
+                msg: format!("rsync: getaddrinfo: {h} {port}: {e}"),
+            })
+        }
+    };
+    let mut last = None;
+    for a in &addrs {
+        let r = match contimeout.filter(|t| *t > 0) {
+            Some(t) => TcpStream::connect_timeout(a, Duration::from_secs(t as u64)),
+            None => TcpStream::connect(a),
+        };
+        match r {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                let r = s.try_clone().map_err(|e| ConnectError {
+                    code: RERR_SOCKETIO,
+                    msg: format!("rsync: socket: {e}"),
+                })?;
+                return Ok(Conn {
+                    reader: Box::new(r),
+                    writer: Box::new(s),
+                    child: None,
+                });
+            }
+            Err(e) => last = Some((a.ip(), e)),
+        }
+    }
+    let (msg, code) = match last {
+        Some((ip, e)) if e.kind() == std::io::ErrorKind::TimedOut => (
+            format!(
+                "rsync: failed to connect to {h} ({ip}): {} ({})",
+                crate::fs::os_error_text(&e),
+                e.raw_os_error().unwrap_or(110)
+            ),
+            RERR_CONTIMEOUT,
+        ),
+        Some((ip, e)) => (
+            format!(
+                "rsync: failed to connect to {h} ({ip}): {} ({})",
+                crate::fs::os_error_text(&e),
+                e.raw_os_error().unwrap_or(0)
+            ),
+            RERR_SOCKETIO,
+        ),
+        None => (
+            format!("rsync: getaddrinfo: {h} {port}: Name or service not known"),
+            RERR_SOCKETIO,
+        ),
+    };
+    Err(ConnectError { code, msg })
+}
+
+/// The version exchange of a remote-shell or local connection (upstream
+/// setup_protocol, `remote_protocol == 0`): each side writes its version,
+/// then reads the other's.
+pub fn exchange_versions(conn: &mut Conn, ours: u8) -> Result<u8, ConnectError> {
+    let io = |e: std::io::Error| ConnectError {
+        code: RERR_STREAMIO,
+        msg: format!(
+            "rsync: connection unexpectedly closed (0 bytes received so far) [sender]: {e}"
+        ),
+    };
+    conn.writer
+        .write_all(&(ours as i32).to_le_bytes())
+        .and_then(|_| conn.writer.flush())
+        .map_err(io)?;
+    let mut b = [0u8; 4];
+    conn.reader.read_exact(&mut b).map_err(|_| ConnectError {
+        code: RERR_STREAMIO,
+        msg: "rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]".into(),
+    })?;
+    let theirs = i32::from_le_bytes(b);
+    if !(crate::protocol::MIN_PROTOCOL_VERSION as i32..=40).contains(&theirs) {
+        return Err(ConnectError {
+            code: RERR_PROTOCOL,
+            msg: "protocol version mismatch -- is your shell clean?\n(see the rsync manpage for an explanation)".into(),
+        });
+    }
+    Ok((theirs as u8).min(ours))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsh_words_as_upstream() {
+        assert_eq!(split_rsh("ssh -p 22").unwrap(), ["ssh", "-p", "22"]);
+        assert_eq!(
+            split_rsh("sh -c 'a b'  \"c\"\"d\"").unwrap(),
+            ["sh", "-c", "a b", "c\"d"]
+        );
+        assert!(split_rsh("ssh 'x").is_err());
+    }
+}

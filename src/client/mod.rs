@@ -1,0 +1,921 @@
+//! The client: `rrsync [OPTIONS] SRC... DEST` the way stock rsync runs it
+//! (upstream: main.c start_client, client_run; clientserver.c
+//! start_socket_client). It picks the transport (`args`, `connect`,
+//! `daemon`), tells the far side what to do (`server_args`), runs our role
+//! (the sender for a push or a local copy, generator + receiver for a pull,
+//! from `role::server`), prints the summary (`summary`) and exits with
+//! stock's codes.
+
+pub mod args;
+pub mod connect;
+pub mod daemon;
+pub mod server_args;
+pub mod summary;
+
+use crate::cli::options::{FilterArg, Options};
+use crate::exit::*;
+use crate::protocol::mux::{Demux, Message, MsgCode, MuxWriter};
+use crate::protocol::PROTOCOL_VERSION;
+use crate::role::log::{ClientLog, OutputOpts};
+use crate::role::server::{Counting, ServerEnv};
+use crate::role::RoleError;
+use args::{Plan, Remote};
+use server_args::Quoting;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What the options and arguments mean once combined (upstream: the
+/// post-processing at the end of options.c parse_arguments).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// We send.
+    pub am_sender: bool,
+    /// Both sides are local.
+    pub local_server: bool,
+    /// Our protocol before negotiation (`--protocol`, else ours).
+    pub pre_proto: u8,
+    /// `-r` in effect.
+    pub recursive: bool,
+    /// xfer_dirs: 0, 1 (implied), 2 (`-d`).
+    pub xfer_dirs: u8,
+    /// list_only: 0, 1 (no destination), 2 (`--list-only`).
+    pub list_only: u8,
+    /// `-R` in effect.
+    pub relative: bool,
+    /// Implied directories with `-R`.
+    pub implied_dirs: bool,
+    /// Some `--delete*` mode.
+    pub delete: bool,
+    /// `-W` in effect.
+    pub whole_file: bool,
+    /// We may do incremental recursion (the `i` capability).
+    pub allow_inc_recurse: bool,
+    /// How arguments are quoted for the far side.
+    pub quoting: Quoting,
+    /// `--files-from` names a file on the far side.
+    pub files_from_remote: bool,
+    /// Its path there.
+    pub files_from_remote_path: Option<String>,
+    /// Terminal output.
+    pub out: OutputOpts,
+    /// Number formatting (0 plain, 1 commas, 2/3 units).
+    pub human: u8,
+}
+
+/// A client failure: the exit code and what to print first.
+#[derive(Debug)]
+struct Fail {
+    code: i32,
+    msg: Option<String>,
+    /// The far side already said why it exits (MSG_ERROR_EXIT): no exit line of ours.
+    silent: bool,
+}
+
+fn fail(code: i32, msg: impl Into<String>) -> Fail {
+    Fail {
+        code,
+        msg: Some(msg.into()),
+        silent: false,
+    }
+}
+
+/// `--bwlimit` in KiB/s (a bare number is KiB; suffixes K, M, G).
+pub fn bwlimit_kib(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1.0),
+        'm' | 'M' => (&s[..s.len() - 1], 1024.0),
+        'g' | 'G' => (&s[..s.len() - 1], 1024.0 * 1024.0),
+        _ => (s, 1.0),
+    };
+    let v: f64 = num.parse().ok()?;
+    (v >= 0.0).then_some((v * mult) as u64)
+}
+
+fn seen(o: &Options, name: &str) -> bool {
+    o.seen.iter().any(|s| s == name)
+}
+
+/// Apply `--info` words over the verbosity defaults.
+fn apply_info(out: &mut OutputOpts, words: &[String]) {
+    for w in words.iter().flat_map(|w| w.split(',')) {
+        let w = w.trim().to_ascii_lowercase();
+        if w.is_empty() {
+            continue;
+        }
+        let (name, level) = match w.find(|c: char| c.is_ascii_digit()) {
+            Some(p) => (&w[..p], w[p..].parse::<u8>().unwrap_or(1)),
+            None => (w.as_str(), 1),
+        };
+        let all = name == "all";
+        let none = name == "none";
+        let lvl = if none { 0 } else { level };
+        let set = |n: &str| all || none || name == n;
+        if set("name") {
+            out.name = lvl;
+        }
+        if set("del") {
+            out.del = lvl;
+        }
+        if set("flist") {
+            out.flist = lvl;
+        }
+        if set("stats") {
+            out.stats = lvl;
+        }
+        if set("misc") {
+            out.misc = lvl;
+        }
+        if set("progress") {
+            out.progress = lvl;
+        }
+        if set("nonreg") {
+            out.nonreg = lvl;
+        }
+        if set("skip") {
+            out.skip = lvl;
+        }
+    }
+}
+
+fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
+    let local_server = plan.remote.is_none();
+    let pre_proto = o.protocol.unwrap_or(PROTOCOL_VERSION);
+    if !(crate::protocol::MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&pre_proto) {
+        return Err(fail(
+            RERR_PROTOCOL,
+            format!(
+                "--protocol must be between {} and {PROTOCOL_VERSION}",
+                crate::protocol::MIN_PROTOCOL_VERSION
+            ),
+        ));
+    }
+    let files_from = o.files_from.is_some();
+    let explicit_r = seen(o, "recursive") || seen(o, "r");
+    let recursive = o.recursive && (!files_from || explicit_r);
+    let list_only = if o.list_only {
+        2
+    } else if plan.list_only {
+        1
+    } else {
+        0
+    };
+    let mut xfer_dirs: i8 = if seen(o, "dirs") {
+        if o.dirs {
+            2
+        } else {
+            0
+        }
+    } else {
+        -1
+    };
+    if files_from && xfer_dirs < 0 {
+        xfer_dirs = 1;
+    }
+    let xfer_dirs = if recursive {
+        1
+    } else if xfer_dirs < 0 {
+        u8::from(list_only > 0)
+    } else {
+        xfer_dirs as u8
+    };
+    let relative = if seen(o, "relative") {
+        o.relative
+    } else {
+        files_from
+    };
+    let delete = o.delete || o.delete_excluded || o.delete_when.is_some();
+    if delete && xfer_dirs == 0 {
+        return Err(fail(
+            RERR_SYNTAX,
+            "--delete does not work without --recursive (-r) or --dirs (-d).",
+        ));
+    }
+    let am_sender = plan.am_sender;
+    let use_qsort = o.misc.iter().any(|m| m == "use-qsort");
+    let mut allow_inc = recursive && !use_qsort;
+    if !am_sender
+        && (matches!(o.delete_when, Some("delete-before") | Some("delete-after"))
+            || o.delay_updates
+            || o.prune_empty_dirs)
+    {
+        allow_inc = false;
+    }
+    if seen(o, "inc-recursive") || seen(o, "i-r") {
+        // --no-inc-recursive turns it off.
+        if !o.misc.iter().any(|m| m == "inc-recursive" || m == "i-r") {
+            allow_inc = false;
+        }
+    }
+    // What this implementation lists or receives incrementally.
+    if am_sender {
+        allow_inc &= plan.local.len() == 1 && !relative && !files_from;
+    } else {
+        allow_inc &= o.hard_links == 0 && !relative;
+    }
+    let human = if seen(o, "human-readable") && o.human == 0 {
+        0
+    } else {
+        1 + o.human.min(2)
+    };
+    let verbose = o.verbose;
+    let mut out = OutputOpts {
+        name: verbose.min(2),
+        del: u8::from(verbose >= 1),
+        flist: u8::from(verbose >= 1),
+        stats: u8::from(verbose >= 1),
+        misc: verbose.min(2),
+        nonreg: 1,
+        skip: u8::from(verbose >= 2),
+        quiet: o.quiet,
+        am_sender,
+        local_server,
+        preserve_mtimes: o.times,
+        eight_bit: o.eight_bit,
+        utf8_locale: crate::role::log::utf8_locale(),
+        ..Default::default()
+    };
+    if o.stats {
+        out.stats = if verbose > 1 { 3 } else { 2 };
+    }
+    apply_info(&mut out, &o.info);
+    if o.quiet {
+        out.name = 0;
+        out.del = 0;
+        out.flist = 0;
+        out.stats = out.stats.min(if o.stats { 3 } else { 0 });
+        out.misc = 0;
+    }
+    match &o.log_format {
+        Some(f) => {
+            out.format = Some(f.clone());
+            if f.contains("%i") {
+                out.has_i = o.itemize.max(1);
+            }
+        }
+        None if o.itemize > 0 => {
+            out.format = Some("%i %n%L".into());
+            out.has_i = o.itemize;
+        }
+        None => {}
+    }
+    if o.progress && !out.log_before_transfer() && out.name == 0 {
+        out.name = 1;
+    }
+    if o.progress {
+        out.progress = out.progress.max(1);
+        out.flist = out.flist.max(2);
+    }
+    if out.name >= 1 && out.format.is_none() {
+        out.format = Some("%n%L".into());
+    }
+    out.has_o_or_i = out.has_i > 0 || out.format.as_deref().is_some_and(|f| f.contains("%o"));
+    let (files_from_remote, files_from_remote_path) = match o.files_from.as_deref() {
+        Some(f) => match args::check_for_hostspec(f) {
+            Some(h) if h.port.is_none() => (true, Some(h.path)),
+            _ => (false, None),
+        },
+        None => (false, None),
+    };
+    Ok(Settings {
+        am_sender,
+        local_server,
+        pre_proto,
+        recursive,
+        xfer_dirs,
+        list_only,
+        relative,
+        implied_dirs: relative && !o.no_implied_dirs,
+        delete,
+        whole_file: o.whole_file.unwrap_or(local_server),
+        allow_inc_recurse: allow_inc,
+        quoting: if local_server || o.old_args || o.protect_args {
+            Quoting::Raw
+        } else {
+            Quoting::Escape
+        },
+        files_from_remote,
+        files_from_remote_path,
+        out,
+        human,
+    })
+}
+
+/// The client's own filter rules (upstream: the options' rules in order,
+/// then `-C`), read and parsed locally.
+fn client_filters(o: &Options, proto: u8) -> Result<crate::filter::FilterList, Fail> {
+    let popts = crate::filter::ParseOptions {
+        protocol: proto as u32,
+        delete_excluded: o.delete_excluded,
+        ..Default::default()
+    };
+    let mut list = crate::filter::FilterList::new(popts);
+    let mut read = |p: &[u8]| -> Option<Vec<u8>> {
+        if p == b"-" {
+            let mut v = Vec::new();
+            std::io::stdin().read_to_end(&mut v).ok()?;
+            return Some(v);
+        }
+        std::fs::read(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(p)).ok()
+    };
+    let mut dash_f = 0;
+    let err = |e: crate::filter::FilterError| {
+        let code = e.exit_code();
+        fail(code, format!("rsync: {e}"))
+    };
+    for a in &o.filter_args {
+        match a {
+            FilterArg::Filter(r) => list.add_filter(r.as_bytes(), &mut read).map_err(err)?,
+            FilterArg::Exclude(p) => list.add_exclude(p.as_bytes()).map_err(err)?,
+            FilterArg::Include(p) => list.add_include(p.as_bytes()).map_err(err)?,
+            FilterArg::ExcludeFrom(f) => list
+                .add_rules_file(f.as_bytes(), false, &mut read)
+                .map_err(err)?,
+            FilterArg::IncludeFrom(f) => list
+                .add_rules_file(f.as_bytes(), true, &mut read)
+                .map_err(err)?,
+            FilterArg::DashF => {
+                dash_f += 1;
+                list.add_dash_f(dash_f).map_err(err)?
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// Entry point for a client run: `args` are the path arguments.
+pub fn run(opts: Options, args: Vec<String>) -> i32 {
+    let start = std::time::SystemTime::now();
+    let (code, role, silent) = match run_inner(&opts, &args, start) {
+        Ok((c, r)) => (c, r, false),
+        Err((f, role)) => {
+            if let Some(m) = &f.msg {
+                let _ = std::io::stdout().flush();
+                let mut e = std::io::stderr().lock();
+                let _ = writeln!(e, "{m}");
+            }
+            (f.code, role, f.silent)
+        }
+    };
+    if code != 0 && !silent {
+        let kind = if code == RERR_VANISHED {
+            "warning"
+        } else {
+            "error"
+        };
+        let _ = std::io::stdout().flush();
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(
+            e,
+            "rsync {kind}: {} (code {code}) at client.rs({}) [{role}=rrsync-{}]",
+            crate::exit::text(code),
+            line!(),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    code
+}
+
+type RunResult = Result<(i32, &'static str), (Fail, &'static str)>;
+
+fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunResult {
+    let client = "client";
+    let plan = args::plan(args).map_err(|e| (fail(RERR_SYNTAX, e.0), client))?;
+    let s = settings(o, &plan).map_err(|f| (f, client))?;
+    let role = if s.am_sender { "sender" } else { "Receiver" };
+    let log = Arc::new(ClientLog::new(s.out.clone()));
+    if o.password_file.is_some() && !matches!(plan.remote, Some(Remote::Daemon { .. })) {
+        return Err((
+            fail(
+                RERR_SYNTAX,
+                "The --password-file option may only be used when accessing an rsync daemon.",
+            ),
+            client,
+        ));
+    }
+    let mut sargs = server_args::server_options(o, &s);
+    // Connect and reach the point where protocol setup starts.
+    let (mut conn, proto) = match &plan.remote {
+        Some(Remote::Daemon { host, port }) => {
+            let (user, host) = args::split_user(host);
+            let port = port.or(o.port).unwrap_or(873);
+            let family = (o.ipv != 0).then_some(o.ipv);
+            let mut conn = connect::tcp(&host, port, o.contimeout, family)
+                .map_err(|e| (fail(e.code, e.msg), client))?;
+            let req = daemon::Request {
+                proto: s.pre_proto,
+                user,
+                paths: &plan.remote_paths,
+                server_args: sargs.clone(),
+                password_file: o.password_file.as_deref(),
+                motd: !o.no_motd,
+            };
+            match daemon::exchange(&mut conn, &req, &log) {
+                Ok(daemon::Outcome::Ready(p)) => (conn, p),
+                Ok(daemon::Outcome::Listed) => return Ok((0, client)),
+                Err(e) => {
+                    return Err((
+                        Fail {
+                            code: e.code,
+                            msg: e.msg,
+                            silent: false,
+                        },
+                        client,
+                    ))
+                }
+            }
+        }
+        Some(Remote::Shell { host }) => {
+            let (user, host) = args::split_user(host);
+            if host.starts_with('-') {
+                return Err((
+                    fail(
+                        RERR_SYNTAX,
+                        "Invalid remote host: hostnames may not start with '-'.",
+                    ),
+                    client,
+                ));
+            }
+            let rsh = o
+                .rsh
+                .clone()
+                .or_else(|| std::env::var("RSYNC_RSH").ok())
+                .unwrap_or_else(|| "ssh".into());
+            let mut argv = connect::split_rsh(&rsh).map_err(|e| (fail(e.code, e.msg), client))?;
+            if let Some(u) = user {
+                argv.push("-l".into());
+                argv.push(u);
+            }
+            argv.push(host);
+            argv.push(o.rsync_path.clone().unwrap_or_else(|| "rsync".into()));
+            argv.append(&mut sargs);
+            argv.push(".".into());
+            for p in &plan.remote_paths {
+                argv.push(server_args::safe_arg(
+                    None,
+                    p,
+                    s.quoting,
+                    s.am_sender,
+                    s.relative,
+                ));
+            }
+            let mut conn = connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?;
+            let p = match connect::exchange_versions(&mut conn, s.pre_proto) {
+                Ok(p) => p,
+                Err(e) => {
+                    let code = child_code(&mut conn).unwrap_or(e.code);
+                    return Err((fail(code.max(e.code), e.msg), role));
+                }
+            };
+            (conn, p)
+        }
+        None => {
+            let exe = std::env::current_exe()
+                .map_err(|e| (fail(RERR_IPC, format!("rsync: current_exe: {e}")), client))?;
+            let mut argv = vec![exe.to_string_lossy().into_owned()];
+            argv.append(&mut sargs);
+            argv.push(".".into());
+            argv.extend(plan.remote_paths.iter().cloned());
+            let mut conn = connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?;
+            let p = connect::exchange_versions(&mut conn, s.pre_proto)
+                .map_err(|e| (fail(e.code, e.msg), role))?;
+            (conn, p)
+        }
+    };
+    let result = transfer(o, &s, &plan, &log, &mut conn, proto);
+    // The far side's last word wins over what our side saw of the breakage.
+    // Our side is done: close our end, then collect the far side's status.
+    let Conn3 { mut code, summary } = match result {
+        Ok(r) => r,
+        Err(f) => {
+            drop(std::mem::replace(
+                &mut conn.writer,
+                Box::new(std::io::sink()),
+            ));
+            let child = child_code(&mut conn).unwrap_or(0);
+            let mut f = f;
+            f.code = f.code.max(child);
+            return Err((f, role));
+        }
+    };
+    drop(std::mem::replace(
+        &mut conn.writer,
+        Box::new(std::io::sink()),
+    ));
+    let child = child_code(&mut conn).unwrap_or(0);
+    code = code.max(child);
+    if log.got_xfer_error() && code == 0 {
+        code = RERR_PARTIAL;
+    }
+    if let Some(mut sm) = summary {
+        sm.seconds = start.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+        summary::print(&log, &sm, proto, s.human);
+    }
+    Ok((code, role))
+}
+
+/// The remote shell's (or local server's) exit status, as rsync maps it.
+fn child_code(conn: &mut connect::Conn) -> Option<i32> {
+    let mut child = conn.child.take()?;
+    let st = child.wait().ok()?;
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(c) = st.code() {
+        return Some(c);
+    }
+    st.signal().map(|_| 125)
+}
+
+/// What a finished transfer leaves for the summary.
+struct Conn3 {
+    code: i32,
+    summary: Option<summary::Summary>,
+}
+
+use connect::Conn;
+
+/// Messages from the server during the transfer: texts are shown at once,
+/// deletions are logged, the rest goes to the role.
+fn message_handler(
+    log: Arc<ClientLog>,
+    io_error: Arc<AtomicI32>,
+) -> crate::protocol::mux::MsgHandler {
+    Box::new(move |m: Message| -> Option<Message> {
+        match m.code {
+            MsgCode::Info
+            | MsgCode::Client
+            | MsgCode::Error
+            | MsgCode::ErrorXfer
+            | MsgCode::Warning
+            | MsgCode::ErrorSocket
+            | MsgCode::ErrorUtf8 => {
+                log.text(m.code, &m.payload);
+                None
+            }
+            MsgCode::Log => None,
+            MsgCode::Deleted => {
+                let mut name = m.payload;
+                let is_dir = name.last() == Some(&0);
+                if is_dir {
+                    name.pop();
+                }
+                let mode = if is_dir {
+                    crate::protocol::flist::mode::S_IFDIR
+                } else {
+                    crate::protocol::flist::mode::S_IFREG
+                };
+                log.log_delete(&name, mode);
+                None
+            }
+            MsgCode::IoError => {
+                if m.payload.len() >= 4 {
+                    let v = i32::from_le_bytes([
+                        m.payload[0],
+                        m.payload[1],
+                        m.payload[2],
+                        m.payload[3],
+                    ]);
+                    io_error.fetch_or(v, Ordering::Relaxed);
+                }
+                None
+            }
+            _ => Some(m),
+        }
+    })
+}
+
+fn role_fail(e: RoleError) -> Fail {
+    let code = e.exit_code();
+    match &e {
+        RoleError::PeerExit(_) | RoleError::Proto(crate::protocol::ProtoError::PeerExit(_)) => {
+            Fail {
+                code,
+                msg: None,
+                silent: true,
+            }
+        }
+        RoleError::Proto(p) if p.is_eof() => fail(
+            code,
+            "rsync: connection unexpectedly closed [client]".to_string(),
+        ),
+        RoleError::Proto(_) => fail(code, format!("rsync: {e}")),
+        _ => fail(code, e.to_string()),
+    }
+}
+
+/// A role's failure; when the far side announced its exit, answer with our
+/// MSG_ERROR_EXIT as stock does (protocol 31) so it can close cleanly.
+fn ack_exit<W: Write>(e: RoleError, out: &mut MuxWriter<W>, proto: u8, am_sender: bool) -> Fail {
+    let f = role_fail(e);
+    if f.silent && proto >= 31 {
+        let payload = if am_sender {
+            Vec::new()
+        } else {
+            f.code.to_le_bytes().to_vec()
+        };
+        let _ = out.send_msg(MsgCode::ErrorExit, &payload);
+        let _ = out.flush();
+    }
+    f
+}
+
+/// client_run: protocol setup, then our role.
+fn transfer(
+    o: &Options,
+    s: &Settings,
+    plan: &Plan,
+    log: &Arc<ClientLog>,
+    conn: &mut Conn,
+    proto: u8,
+) -> Result<Conn3, Fail> {
+    let rc = Arc::new(AtomicU64::new(0));
+    let wc = Arc::new(AtomicU64::new(0));
+    let reader = std::mem::replace(&mut conn.reader, Box::new(std::io::empty()));
+    let writer = std::mem::replace(&mut conn.writer, Box::new(std::io::sink()));
+    let mut r = Counting::new(reader, rc.clone());
+    let mut w = Counting::new(writer, wc.clone());
+    let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o).map_err(role_fail)?;
+    let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
+    if proto >= 30 {
+        log.set_receiver_symlink_times(
+            !s.am_sender || n.compat & crate::protocol::handshake::cf::SYMLINK_TIMES != 0,
+        );
+    }
+    let io_error = Arc::new(AtomicI32::new(0));
+    let mut demux: Demux<Box<dyn Read + Send>> = Demux::new(Box::new(r));
+    demux.set_mux(true);
+    demux.set_handler(message_handler(log.clone(), io_error.clone()));
+    let mut out = MuxWriter::new(w);
+    if proto >= 30 {
+        out.start_mux()
+            .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
+    }
+    // The options as this run uses them.
+    let mut ro = o.clone();
+    ro.recursive = s.recursive;
+    ro.relative = s.relative;
+    ro.no_implied_dirs = !s.implied_dirs;
+    ro.dirs = s.xfer_dirs > 0;
+    ro.list_only = s.list_only > 0;
+    ro.whole_file = Some(s.whole_file);
+    if s.delete && ro.delete_when.is_none() {
+        ro.delete_when = Some(if proto >= 30 {
+            "delete-during"
+        } else {
+            "delete-before"
+        });
+    }
+    ro.delete = s.delete;
+    let mut filters = client_filters(o, proto)?;
+    let x = crate::filter::XferOptions {
+        protocol: proto as u32,
+        am_sender: s.am_sender,
+        delete_mode: s.delete,
+        delete_excluded: o.delete_excluded,
+        prune_empty_dirs: o.prune_empty_dirs,
+        cvs_exclude: o.cvs_exclude,
+    };
+    let wire = crate::filter::wire::send_filter_list(&mut filters, &x)
+        .map_err(|e| fail(e.exit_code(), format!("rsync: {e}")))?;
+    if let Some(bytes) = wire {
+        out.write_all(&bytes)
+            .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
+    }
+    let env = ServerEnv::default();
+    let mut input = None;
+    let (rbase, wbase) = (rc.load(Ordering::Relaxed), wc.load(Ordering::Relaxed));
+    let flist_verbose = s.out.flist >= 1 && !o.quiet;
+    if s.am_sender {
+        if flist_verbose {
+            log.info(if inc {
+                "sending incremental file list"
+            } else {
+                "building file list ... "
+            });
+        }
+        let mut srcs: Vec<Vec<u8>> = plan.local.iter().map(|a| a.as_bytes().to_vec()).collect();
+        if let Some(ff) = o.files_from.as_deref().filter(|_| !s.files_from_remote) {
+            let data = if ff == "-" {
+                let mut v = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut v)
+                    .map_err(|e| fail(RERR_FILEIO, format!("rsync: {e}")))?;
+                v
+            } else {
+                std::fs::read(ff).map_err(|e| {
+                    fail(
+                        RERR_FILEIO,
+                        format!(
+                            "rsync: [sender] failed to open files-from file {ff}: {} ({})",
+                            crate::fs::os_error_text(&e),
+                            e.raw_os_error().unwrap_or(0)
+                        ),
+                    )
+                })?
+            };
+            let base = srcs.first().cloned().unwrap_or_else(|| b".".to_vec());
+            srcs = files_from_names(&data, o.from0)
+                .into_iter()
+                .map(|n| join_base(&base, &n))
+                .collect();
+        }
+        let job = crate::role::server::SendJob {
+            args: srcs,
+            root: std::path::PathBuf::from("."),
+            confine: None,
+            client_rules: filters,
+            local: Some(log.clone()),
+        };
+        let (code, st) = crate::role::server::send_files(
+            n,
+            &ro,
+            &env,
+            job,
+            &mut demux,
+            &mut input,
+            &mut out,
+            (rc.clone(), rbase),
+            (wc.clone(), wbase),
+        )
+        .map_err(|e| ack_exit(e, &mut out, proto, true))?;
+        let _ = out.flush();
+        let total_read = rc.load(Ordering::Relaxed) as i64;
+        let total_written = wc.load(Ordering::Relaxed) as i64;
+        let code = code.max(io_code(io_error.load(Ordering::Relaxed)));
+        let sm = summary::Summary {
+            total_written,
+            total_read,
+            total_size: st.total_size,
+            total_transferred_size: st.total_transferred_size,
+            literal_data: st.literal_data as i64,
+            matched_data: st.matched_data as i64,
+            flist_size: st.flist_size,
+            flist_buildtime: st.flist_buildtime,
+            flist_xfertime: st.flist_xfertime,
+            xferred_files: st.xferred_files,
+            num_files: st.num_files,
+            created: st.created,
+            deleted: st
+                .deleted
+                .map(crate::role::stats::TypeCounts::from_del_stats)
+                .unwrap_or_default(),
+            seconds: 0,
+            dry_run: o.dry_run,
+        };
+        return Ok(Conn3 {
+            code,
+            summary: Some(sm),
+        });
+    }
+    // A pull: forward --files-from names, then receive.
+    if let Some(ff) = o.files_from.as_deref().filter(|_| !s.files_from_remote) {
+        let data = if ff == "-" {
+            let mut v = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .map_err(|e| fail(RERR_FILEIO, format!("rsync: {e}")))?;
+            v
+        } else {
+            std::fs::read(ff).map_err(|e| {
+                fail(
+                    RERR_FILEIO,
+                    format!(
+                        "rsync: [client] failed to open files-from file {ff}: {} ({})",
+                        crate::fs::os_error_text(&e),
+                        e.raw_os_error().unwrap_or(0)
+                    ),
+                )
+            })?
+        };
+        let mut b = Vec::new();
+        for nm in files_from_names(&data, o.from0) {
+            b.extend_from_slice(&nm);
+            b.push(0);
+        }
+        b.push(0);
+        let r = if proto < 31 {
+            out.flush().and_then(|_| {
+                let w = out.get_mut();
+                w.write_all(&b)?;
+                w.flush()
+            })
+        } else {
+            out.write_all(&b).and_then(|_| out.flush())
+        };
+        r.map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
+    }
+    let _ = out.flush();
+    if flist_verbose {
+        log.info(if inc {
+            "receiving incremental file list"
+        } else {
+            "receiving file list ... "
+        });
+    }
+    let dest = plan.local.first().cloned().unwrap_or_else(|| ".".into());
+    let (code, st) = crate::role::server::receive_files(
+        n,
+        &ro,
+        &env,
+        dest.as_bytes(),
+        filters,
+        &mut demux,
+        &mut input,
+        &mut out,
+        Some(log.clone()),
+    )
+    .map_err(|e| ack_exit(e, &mut out, proto, false))?;
+    let _ = out.flush();
+    let peer = st.peer.unwrap_or_default();
+    let code = code.max(io_code(io_error.load(Ordering::Relaxed)));
+    let sm = summary::Summary {
+        total_written: peer[0],
+        total_read: peer[1],
+        total_size: peer[2],
+        total_transferred_size: st.total_transferred_size,
+        literal_data: st.literal_data as i64,
+        matched_data: st.matched_data as i64,
+        flist_size: st.flist_size,
+        flist_buildtime: peer[3],
+        flist_xfertime: peer[4],
+        xferred_files: st.xferred_files,
+        num_files: st.num_files,
+        created: st.created,
+        deleted: st
+            .deleted
+            .map(crate::role::stats::TypeCounts::from_del_stats)
+            .unwrap_or_default(),
+        seconds: 0,
+        dry_run: o.dry_run,
+    };
+    Ok(Conn3 {
+        code,
+        summary: Some(sm),
+    })
+}
+
+/// The exit code for an io_error the peer reported.
+fn io_code(io: i32) -> i32 {
+    if io & crate::flist::build::IOERR_GENERAL != 0 {
+        RERR_PARTIAL
+    } else if io & crate::flist::build::IOERR_VANISHED != 0 {
+        RERR_VANISHED
+    } else {
+        0
+    }
+}
+
+/// The names of a `--files-from` file: one per line (or NUL-terminated with
+/// `--from0`), empty lines and `#`/`;` comment lines skipped unless `--from0`.
+pub fn files_from_names(data: &[u8], from0: bool) -> Vec<Vec<u8>> {
+    let sep = |c: &u8| {
+        if from0 {
+            *c == 0
+        } else {
+            *c == b'\n' || *c == b'\r' || *c == 0
+        }
+    };
+    data.split(sep)
+        .filter(|l| !l.is_empty())
+        .filter(|l| from0 || !(l.starts_with(b"#") || l.starts_with(b";")))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// A files-from name under the source directory, keeping the `/./` anchor
+/// so `-R` sends the name as given.
+fn join_base(base: &[u8], name: &[u8]) -> Vec<u8> {
+    let name = name.strip_prefix(b"/").unwrap_or(name);
+    let mut v = base.to_vec();
+    while v.ends_with(b"/") && v.len() > 1 {
+        v.pop();
+    }
+    v.extend_from_slice(b"/./");
+    v.extend_from_slice(name);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_from_parsing() {
+        assert_eq!(
+            files_from_names(b"a\n#c\n\nb\r\n", false),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(
+            files_from_names(b"a\0#c\0", true),
+            vec![b"a".to_vec(), b"#c".to_vec()]
+        );
+        assert_eq!(join_base(b"src/", b"x/y"), b"src/./x/y");
+    }
+
+    #[test]
+    fn bwlimits() {
+        assert_eq!(bwlimit_kib("100"), Some(100));
+        assert_eq!(bwlimit_kib("1m"), Some(1024));
+        assert_eq!(bwlimit_kib("x"), None);
+    }
+}

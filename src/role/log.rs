@@ -1,0 +1,713 @@
+//! What a client shows on its terminal (upstream log.c: rwrite, log_item,
+//! maybe_log_item, log_delete, log_formatted): messages from either side of
+//! the transfer, one line per item in the `--out-format` syntax, and
+//! deletions. A server sends the same texts to its client as MSG_* frames
+//! instead; `ClientLog` is the client's end of them.
+
+use crate::protocol::flist::{mode, FileEntry};
+use crate::protocol::mux::MsgCode;
+use crate::protocol::ndx::iflags;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Item flag beyond the wire's 16 bits: the item was deleted (log_formatted only).
+pub const ITEM_DELETED: u32 = 1 << 17;
+/// Item flag beyond the wire's 16 bits: the data is missing (log_formatted only).
+pub const ITEM_MISSING_DATA: u32 = 1 << 16;
+
+/// Flags worth reporting (upstream SIGNIFICANT_ITEM_FLAGS).
+pub fn significant(fl: u32) -> bool {
+    fl & !(iflags::BASIS_TYPE_FOLLOWS | iflags::XNAME_FOLLOWS | iflags::LOCAL_CHANGE) as u32
+        & 0xffff
+        != 0
+}
+
+/// How the client's output is configured (upstream: stdout_format and the
+/// `--info` levels that decide what is shown).
+#[derive(Debug, Clone, Default)]
+pub struct OutputOpts {
+    /// `--out-format` (or the implied `%i %n%L` / `%n%L`).
+    pub format: Option<String>,
+    /// stdout_format_has_i: 0, 1, or 2 (`-ii`).
+    pub has_i: u8,
+    /// The format has `%i` or `%o` (deletions use it then).
+    pub has_o_or_i: bool,
+    /// `--info=name` level (`-v` = 1, `-vv` = 2).
+    pub name: u8,
+    /// `--info=del` level.
+    pub del: u8,
+    /// `--info=flist` level.
+    pub flist: u8,
+    /// `--info=stats` level.
+    pub stats: u8,
+    /// `--info=misc` level.
+    pub misc: u8,
+    /// `--info=progress` level.
+    pub progress: u8,
+    /// `--info=nonreg` level.
+    pub nonreg: u8,
+    /// `--info=skip` level.
+    pub skip: u8,
+    /// `-q`: informational messages are not shown.
+    pub quiet: bool,
+    /// We are the sending side (the `%o` operation is "send").
+    pub am_sender: bool,
+    /// Both sides are local (the `%i` arrow is always `>`).
+    pub local_server: bool,
+    /// `-t`.
+    pub preserve_mtimes: bool,
+    /// `-8`: high-bit bytes are shown as they are.
+    pub eight_bit: bool,
+    /// The terminal's locale takes UTF-8 (multibyte names are shown as they are).
+    pub utf8_locale: bool,
+}
+
+impl OutputOpts {
+    /// Log the item before its transfer (upstream log_before_transfer): the
+    /// format needs no byte counts.
+    pub fn log_before_transfer(&self) -> bool {
+        match &self.format {
+            Some(f) => !f.contains("%b") && !f.contains("%c") && !f.contains("%C"),
+            None => false,
+        }
+    }
+}
+
+/// The client's terminal: stdout for information, stderr for errors.
+#[derive(Debug)]
+pub struct ClientLog {
+    /// Output configuration.
+    pub o: OutputOpts,
+    receiver_symlink_times: AtomicBool,
+    got_xfer_error: AtomicBool,
+    needs_newline: AtomicBool,
+    lock: Mutex<()>,
+}
+
+impl ClientLog {
+    /// A log with these options.
+    pub fn new(o: OutputOpts) -> Self {
+        ClientLog {
+            o,
+            receiver_symlink_times: AtomicBool::new(true),
+            got_xfer_error: AtomicBool::new(false),
+            needs_newline: AtomicBool::new(false),
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Whether the receiving side can set symlink times (the `%i` `T` column).
+    pub fn set_receiver_symlink_times(&self, on: bool) {
+        self.receiver_symlink_times.store(on, Ordering::Relaxed);
+    }
+
+    /// An FERROR_XFER message was shown (the run ends with code 23).
+    pub fn got_xfer_error(&self) -> bool {
+        self.got_xfer_error.load(Ordering::Relaxed)
+    }
+
+    /// A progress line was left open (the next message starts on a new line).
+    pub fn set_needs_newline(&self, on: bool) {
+        self.needs_newline.store(on, Ordering::Relaxed);
+    }
+
+    /// rwrite: show `text` as a message of kind `code`.
+    pub fn text(&self, code: MsgCode, text: &[u8]) {
+        let to_err = match code {
+            MsgCode::ErrorXfer => {
+                self.got_xfer_error.store(true, Ordering::Relaxed);
+                true
+            }
+            MsgCode::Error | MsgCode::ErrorSocket | MsgCode::ErrorUtf8 | MsgCode::Warning => true,
+            MsgCode::Info | MsgCode::Client => {
+                if self.o.quiet {
+                    return;
+                }
+                false
+            }
+            _ => return,
+        };
+        let _g = match self.lock.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut body = text;
+        let trailing = match body.last() {
+            Some(&c) if c == b'\n' || c == b'\r' => {
+                body = &body[..body.len() - 1];
+                Some(c)
+            }
+            _ => None,
+        };
+        let mut buf = Vec::with_capacity(body.len() + 8);
+        if self.needs_newline.swap(false, Ordering::Relaxed) {
+            buf.push(b'\n');
+        }
+        if let Some(rest) = body.strip_prefix(b"\r") {
+            buf.push(b'\r');
+            body = rest;
+        }
+        escape_into(&mut buf, body, !self.o.eight_bit && !self.o.utf8_locale);
+        buf.push(trailing.unwrap_or(b'\n'));
+        if to_err {
+            let _ = std::io::stdout().flush();
+            let mut e = std::io::stderr().lock();
+            let _ = e.write_all(&buf);
+            let _ = e.flush();
+        } else {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(&buf);
+            let _ = o.flush();
+        }
+    }
+
+    /// An informational line (a newline is added when missing).
+    pub fn info(&self, line: &str) {
+        let mut t = line.as_bytes().to_vec();
+        if !t.ends_with(b"\n") {
+            t.push(b'\n');
+        }
+        self.text(MsgCode::Info, &t);
+    }
+
+    /// An error line (a newline is added when missing).
+    pub fn error(&self, line: &str) {
+        let mut t = line.as_bytes().to_vec();
+        if !t.ends_with(b"\n") {
+            t.push(b'\n');
+        }
+        self.text(MsgCode::Error, &t);
+    }
+
+    /// log_item: one item in the output format.
+    pub fn log_item(&self, e: &FileEntry, fl: u32, hlink: Option<&[u8]>) {
+        let Some(fmt) = self.o.format.as_deref() else {
+            return;
+        };
+        let line = self.format_item(fmt, e, None, fl, hlink, ByteCounts::default());
+        self.text(MsgCode::Info, &line);
+    }
+
+    /// log_item with the bytes moved for this file (`%b`/`%c`).
+    pub fn log_item_bytes(&self, e: &FileEntry, fl: u32, bytes: ByteCounts) {
+        let Some(fmt) = self.o.format.as_deref() else {
+            return;
+        };
+        let line = self.format_item(fmt, e, None, fl, None, bytes);
+        self.text(MsgCode::Info, &line);
+    }
+
+    /// maybe_log_item: an item that is not transferred, shown when it is
+    /// worth showing.
+    pub fn maybe_log_item(&self, e: &FileEntry, fl: u32, xname: &[u8]) {
+        let sig = significant(fl);
+        let itemizing = self.o.has_i > 0;
+        let see_item =
+            itemizing && (sig || !xname.is_empty() || self.o.has_i > 1 || self.o.name >= 2);
+        let local_change = fl & iflags::LOCAL_CHANGE as u32 != 0 && sig;
+        if see_item || local_change || !xname.is_empty() || (mode::is_dir(e.mode) && sig) {
+            let hl = (!xname.is_empty()).then_some(xname);
+            self.log_item(e, fl, hl);
+        }
+    }
+
+    /// log_delete: "deleting NAME" (or the item format with `*deleting`).
+    pub fn log_delete(&self, name: &[u8], file_mode: u32) {
+        if self.o.del == 0 && self.o.format.is_none() {
+            return;
+        }
+        let fmt = if self.o.has_o_or_i {
+            self.o
+                .format
+                .clone()
+                .unwrap_or_else(|| "deleting %n".into())
+        } else {
+            "deleting %n".into()
+        };
+        let e = FileEntry {
+            name: name.to_vec(),
+            mode: file_mode,
+            ..Default::default()
+        };
+        let line = self.format_item(
+            &fmt,
+            &e,
+            Some(name),
+            ITEM_DELETED,
+            None,
+            ByteCounts::default(),
+        );
+        self.text(MsgCode::Info, &line);
+    }
+
+    /// log_formatted: expand the %-escapes of `fmt` for one item.
+    pub fn format_item(
+        &self,
+        fmt: &str,
+        e: &FileEntry,
+        fname: Option<&[u8]>,
+        fl: u32,
+        hlink: Option<&[u8]>,
+        bytes: ByteCounts,
+    ) -> Vec<u8> {
+        let op = if fl & ITEM_DELETED != 0 {
+            "del."
+        } else if self.o.am_sender {
+            "send"
+        } else {
+            "recv"
+        };
+        let f = fmt.as_bytes();
+        let mut out: Vec<u8> = Vec::with_capacity(fmt.len() + e.name.len() + 16);
+        let mut i = 0;
+        while i < f.len() {
+            if f[i] != b'%' {
+                out.push(f[i]);
+                i += 1;
+                continue;
+            }
+            let start = i;
+            i += 1;
+            while i < f.len() && f[i] == b'\'' {
+                i += 1;
+            }
+            let left = i < f.len() && f[i] == b'-';
+            if left {
+                i += 1;
+            }
+            let mut width = 0usize;
+            while i < f.len() && f[i].is_ascii_digit() {
+                width = (width * 10 + (f[i] - b'0') as usize).min(4096);
+                i += 1;
+            }
+            while i < f.len() && f[i] == b'\'' {
+                i += 1;
+            }
+            let Some(&c) = f.get(i) else {
+                out.extend_from_slice(&f[start..]);
+                break;
+            };
+            i += 1;
+            let has_width = left || width > 0;
+            let name = || -> Vec<u8> { fname.unwrap_or(&e.name).to_vec() };
+            let val: Option<Vec<u8>> = match c {
+                b'n' => {
+                    let mut n = name();
+                    if mode::is_dir(e.mode) {
+                        n.push(b'/');
+                    }
+                    Some(n)
+                }
+                b'f' => {
+                    let n = name();
+                    Some(n.strip_prefix(b"/").map(<[u8]>::to_vec).unwrap_or(n))
+                }
+                b'L' => {
+                    let (arrow, target): (&[u8], Vec<u8>) = match (hlink, &e.link_target) {
+                        (Some(h), _) if !h.is_empty() => (b" => ", h.to_vec()),
+                        (_, Some(t)) if mode::is_lnk(e.mode) && fname.is_none() => {
+                            (b" -> ", t.clone())
+                        }
+                        _ => {
+                            if !has_width {
+                                continue;
+                            }
+                            (b"    ", Vec::new())
+                        }
+                    };
+                    let mut v = arrow.to_vec();
+                    v.extend(pad(&target, width, left));
+                    out.extend(v);
+                    continue;
+                }
+                b'l' => Some(e.size.to_string().into_bytes()),
+                b'o' => Some(op.as_bytes().to_vec()),
+                b'i' => Some(self.item_string(e, fl, op)),
+                b'U' => Some(e.uid.to_string().into_bytes()),
+                b'G' => Some(e.gid.to_string().into_bytes()),
+                b'p' => Some(std::process::id().to_string().into_bytes()),
+                b'M' => Some(timestring(e.mtime).replace(' ', "-").into_bytes()),
+                b't' => Some(timestring(now_secs()).into_bytes()),
+                b'B' => Some(perm_string(e.mode).as_bytes()[1..].to_vec()),
+                b'b' | b'c' => {
+                    let v = if fl & iflags::TRANSFER as u32 == 0 {
+                        0
+                    } else if self.o.am_sender ^ (c == b'c') {
+                        bytes.written
+                    } else {
+                        bytes.read
+                    };
+                    Some(v.to_string().into_bytes())
+                }
+                b'%' => Some(b"%".to_vec()),
+                _ => None,
+            };
+            if let Some(v) = val {
+                out.extend(pad(&v, width, left));
+            }
+        }
+        out.push(b'\n');
+        out
+    }
+
+    /// The 11-character `%i` string.
+    fn item_string(&self, e: &FileEntry, fl: u32, op: &str) -> Vec<u8> {
+        if fl & ITEM_DELETED != 0 {
+            return b"*deleting  ".to_vec();
+        }
+        let has = |b: u16| fl & b as u32 != 0;
+        let mut c = [b'.'; 11];
+        c[0] = if has(iflags::LOCAL_CHANGE) {
+            if has(iflags::XNAME_FOLLOWS) {
+                b'h'
+            } else {
+                b'c'
+            }
+        } else if !has(iflags::TRANSFER) {
+            b'.'
+        } else if !self.o.local_server && op.starts_with('s') {
+            b'<'
+        } else {
+            b'>'
+        };
+        if mode::is_lnk(e.mode) {
+            c[1] = b'L';
+            c[3] = b'.';
+            c[4] = if !has(iflags::REPORT_TIME) {
+                b'.'
+            } else if !self.o.preserve_mtimes
+                || !self.receiver_symlink_times.load(Ordering::Relaxed)
+                || has(iflags::REPORT_SIZE)
+            {
+                // (REPORT_TIMEFAIL shares REPORT_SIZE's bit for symlinks.)
+                b'T'
+            } else {
+                b't'
+            };
+        } else {
+            c[1] = if mode::is_dir(e.mode) {
+                b'd'
+            } else if mode::is_special(e.mode) {
+                b'S'
+            } else if mode::is_device(e.mode) {
+                b'D'
+            } else {
+                b'f'
+            };
+            c[3] = if has(iflags::REPORT_SIZE) { b's' } else { b'.' };
+            c[4] = if !has(iflags::REPORT_TIME) {
+                b'.'
+            } else if !self.o.preserve_mtimes {
+                b'T'
+            } else {
+                b't'
+            };
+        }
+        c[2] = if has(iflags::REPORT_CHANGE) {
+            b'c'
+        } else {
+            b'.'
+        };
+        c[5] = if has(iflags::REPORT_PERMS) {
+            b'p'
+        } else {
+            b'.'
+        };
+        c[6] = if has(iflags::REPORT_OWNER) {
+            b'o'
+        } else {
+            b'.'
+        };
+        c[7] = if has(iflags::REPORT_GROUP) {
+            b'g'
+        } else {
+            b'.'
+        };
+        c[8] = match (has(iflags::REPORT_ATIME), has(iflags::REPORT_CRTIME)) {
+            (false, false) => b'.',
+            (true, true) => b'b',
+            (true, false) => b'u',
+            (false, true) => b'n',
+        };
+        c[9] = if has(iflags::REPORT_ACL) { b'a' } else { b'.' };
+        c[10] = if has(iflags::REPORT_XATTR) {
+            b'x'
+        } else {
+            b'.'
+        };
+        if has(iflags::IS_NEW) || fl & ITEM_MISSING_DATA != 0 {
+            let ch = if has(iflags::IS_NEW) { b'+' } else { b'?' };
+            for x in c.iter_mut().skip(2) {
+                *x = ch;
+            }
+        } else if (c[0] == b'.' || c[0] == b'h' || c[0] == b'c')
+            && c.iter().skip(2).all(|&x| x == b'.')
+        {
+            for x in c.iter_mut().skip(2) {
+                *x = b' ';
+            }
+        }
+        c.to_vec()
+    }
+}
+
+/// Bytes read and written for one file (`%b`, `%c`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ByteCounts {
+    /// Bytes read from the peer for the file.
+    pub read: u64,
+    /// Bytes written to the peer for the file.
+    pub written: u64,
+}
+
+/// printf-style `%-Ns` / `%Ns` padding.
+fn pad(v: &[u8], width: usize, left: bool) -> Vec<u8> {
+    if v.len() >= width {
+        return v.to_vec();
+    }
+    let fill = vec![b' '; width - v.len()];
+    if left {
+        [v, &fill].concat()
+    } else {
+        [&fill, v].concat()
+    }
+}
+
+/// filtered_fwrite: control bytes (and, outside a UTF-8 locale, high-bit
+/// bytes) become `\#ooo`, and so does a literal `\#` followed by three digits.
+fn escape_into(out: &mut Vec<u8>, s: &[u8], escape_high: bool) {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        let literal_escape = b == b'\\'
+            && i + 4 < s.len()
+            && s[i + 1] == b'#'
+            && s[i + 2..i + 5].iter().all(u8::is_ascii_digit);
+        if literal_escape || (b != b'\t' && (b < b' ' || b == 0x7f || (escape_high && b >= 0x80))) {
+            out.extend_from_slice(format!("\\#{b:03o}").as_bytes());
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+}
+
+/// Whether the environment's locale is a UTF-8 one (LC_ALL, LC_CTYPE, LANG).
+pub fn utf8_locale() -> bool {
+    for var in ["LC_ALL", "LC_CTYPE", "LANG"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                let l = v.to_ascii_lowercase();
+                return l.contains("utf-8") || l.contains("utf8");
+            }
+        }
+    }
+    false
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// upstream timestring: `YYYY/MM/DD HH:MM:SS` in local time.
+pub fn timestring(t: i64) -> String {
+    let tm = nix::libc::time_t::try_from(t).unwrap_or(0);
+    let mut out: nix::libc::tm = zeroed_tm();
+    // SAFETY: localtime_r writes into `out` only; both pointers are valid.
+    let ok = unsafe { !nix::libc::localtime_r(&tm, &mut out).is_null() };
+    if !ok {
+        return "1970/01/01 00:00:00".into();
+    }
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+        out.tm_year + 1900,
+        out.tm_mon + 1,
+        out.tm_mday,
+        out.tm_hour,
+        out.tm_min,
+        out.tm_sec
+    )
+}
+
+fn zeroed_tm() -> nix::libc::tm {
+    nix::libc::tm {
+        tm_sec: 0,
+        tm_min: 0,
+        tm_hour: 0,
+        tm_mday: 0,
+        tm_mon: 0,
+        tm_year: 0,
+        tm_wday: 0,
+        tm_yday: 0,
+        tm_isdst: 0,
+        tm_gmtoff: 0,
+        tm_zone: std::ptr::null(),
+    }
+}
+
+/// upstream permstring: `drwxr-xr-x` style, 10 characters.
+pub fn perm_string(m: u32) -> String {
+    let t = if mode::is_dir(m) {
+        'd'
+    } else if mode::is_lnk(m) {
+        'l'
+    } else if m & 0o170000 == 0o020000 {
+        'c'
+    } else if m & 0o170000 == 0o060000 {
+        'b'
+    } else if m & 0o170000 == 0o010000 {
+        'p'
+    } else if m & 0o170000 == 0o140000 {
+        's'
+    } else {
+        '-'
+    };
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    let bits = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o040, 'r'),
+        (0o020, 'w'),
+        (0o010, 'x'),
+        (0o004, 'r'),
+        (0o002, 'w'),
+        (0o001, 'x'),
+    ];
+    for (i, (b, ch)) in bits.iter().enumerate() {
+        let mut c = if m & b != 0 { *ch } else { '-' };
+        if i == 2 && m & 0o4000 != 0 {
+            c = if m & 0o100 != 0 { 's' } else { 'S' };
+        }
+        if i == 5 && m & 0o2000 != 0 {
+            c = if m & 0o010 != 0 { 's' } else { 'S' };
+        }
+        if i == 8 && m & 0o1000 != 0 {
+            c = if m & 0o001 != 0 { 't' } else { 'T' };
+        }
+        s.push(c);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(format: &str, has_i: u8) -> ClientLog {
+        ClientLog::new(OutputOpts {
+            format: Some(format.into()),
+            has_i,
+            has_o_or_i: has_i > 0,
+            preserve_mtimes: true,
+            ..Default::default()
+        })
+    }
+
+    fn file(name: &str, m: u32) -> FileEntry {
+        FileEntry {
+            name: name.as_bytes().to_vec(),
+            mode: m,
+            size: 12,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn item_strings_as_upstream() {
+        let l = log("%i %n%L", 1);
+        let new_file = iflags::TRANSFER | iflags::IS_NEW;
+        let s = l.format_item(
+            "%i %n%L",
+            &file("a", 0o100644),
+            None,
+            new_file as u32,
+            None,
+            ByteCounts::default(),
+        );
+        assert_eq!(s, b">f+++++++++ a\n");
+        let s = l.format_item(
+            "%i %n%L",
+            &file("d", 0o040755),
+            None,
+            (iflags::REPORT_TIME) as u32,
+            None,
+            ByteCounts::default(),
+        );
+        assert_eq!(s, b".d..t...... d/\n");
+        let s = l.format_item(
+            "%i %n%L",
+            &file("d", 0o040755),
+            None,
+            0,
+            None,
+            ByteCounts::default(),
+        );
+        assert_eq!(s, b".d          d/\n");
+        let mut link = file("l", 0o120777);
+        link.link_target = Some(b"t".to_vec());
+        let s = l.format_item(
+            "%i %n%L",
+            &link,
+            None,
+            (iflags::IS_NEW) as u32,
+            None,
+            ByteCounts::default(),
+        );
+        assert_eq!(s, b".L+++++++++ l -> t\n");
+        let s = l.format_item(
+            "%i %n%L",
+            &file("gone", 0o100644),
+            Some(b"gone"),
+            ITEM_DELETED,
+            None,
+            ByteCounts::default(),
+        );
+        assert_eq!(s, b"*deleting   gone\n");
+        let s = l.format_item(
+            "%i %n%L",
+            &file("h", 0o100644),
+            None,
+            (iflags::LOCAL_CHANGE | iflags::XNAME_FOLLOWS | iflags::IS_NEW) as u32,
+            Some(b"a"),
+            ByteCounts::default(),
+        );
+        assert_eq!(s, b"hf+++++++++ h => a\n");
+    }
+
+    #[test]
+    fn widths_and_literals() {
+        let l = log("%-5n|%5l|%%", 0);
+        let s = l.format_item(
+            "%-5n|%5l|%%",
+            &file("ab", 0o100644),
+            None,
+            0,
+            None,
+            ByteCounts::default(),
+        );
+        assert_eq!(s, b"ab   |   12|%\n");
+    }
+
+    #[test]
+    fn escapes_like_filtered_fwrite() {
+        let mut v = Vec::new();
+        escape_into(&mut v, "a\u{1}b\\#123é".as_bytes(), true);
+        assert_eq!(v, b"a\\#001b\\#134#123\\#303\\#251");
+        let mut v = Vec::new();
+        escape_into(&mut v, "é\tx".as_bytes(), false);
+        assert_eq!(v, "é\tx".as_bytes());
+    }
+
+    #[test]
+    fn perm_strings() {
+        assert_eq!(perm_string(0o040755), "drwxr-xr-x");
+        assert_eq!(perm_string(0o104755), "-rwsr-xr-x");
+        assert_eq!(perm_string(0o041777), "drwxrwxrwt");
+    }
+}
