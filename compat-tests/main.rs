@@ -22,6 +22,7 @@
 mod harness;
 
 mod bad_input;
+mod client;
 mod daemon_module;
 mod malicious_push;
 mod pull;

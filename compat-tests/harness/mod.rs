@@ -3,6 +3,7 @@
 //! runner and the expected-failures list. One submodule per concern.
 
 pub mod bins;
+pub mod client;
 pub mod compare;
 pub mod daemon;
 pub mod expected;

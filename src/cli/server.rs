@@ -83,9 +83,23 @@ fn report(msg: &str) {
     let _ = writeln!(e, "{msg}");
 }
 
-/// Our own handles on stdin and stdout (unbuffered; the roles buffer).
+/// Our own handles on stdin and stdout (unbuffered; the roles buffer), in
+/// blocking mode: a client may hand us descriptors it made non-blocking
+/// (stock rsync does, and waits with select; our roles block in threads).
 fn stdio() -> std::io::Result<(File, File)> {
     let i = std::io::stdin().as_fd().try_clone_to_owned()?;
     let o = std::io::stdout().as_fd().try_clone_to_owned()?;
+    set_blocking(&i)?;
+    set_blocking(&o)?;
     Ok((File::from(i), File::from(o)))
+}
+
+fn set_blocking(fd: &impl AsFd) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags);
+    if flags.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+    }
+    Ok(())
 }

@@ -1234,7 +1234,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         }
         let mut fl = cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
-        if cfg.opts.checksum && st.is_some() && fl & iflags::REPORT_SIZE == 0 {
+        if cfg.opts.checksum {
             fl |= iflags::REPORT_CHANGE;
         }
         self.request(ndx, fl, st.as_ref(), false)

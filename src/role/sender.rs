@@ -523,8 +523,13 @@ pub fn run<W: Write>(
         let file = match active.lookup(req.ndx) {
             Lookup::File(f) => f,
             Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
-                if let (Some(l), Some(d)) = (ctx.local, active.parent_dir(req.ndx)) {
-                    l.maybe_log_item(d, req.iflags as u32, req.xname.as_deref().unwrap_or(b""));
+                if let Some(d) = active.parent_dir(req.ndx) {
+                    if let Some(l) = ctx.local {
+                        l.maybe_log_item(d, req.iflags as u32, req.xname.as_deref().unwrap_or(b""));
+                    }
+                    if req.iflags & iflags::IS_NEW != 0 {
+                        stats.created.add(d.mode);
+                    }
                 }
                 write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
                 out.write_all(&buf)?;

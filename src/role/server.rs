@@ -778,6 +778,16 @@ pub(crate) fn receive_files<W: Write + Send>(
         other => RoleError::Unsupported(other.to_string()),
     })?;
     let flist_size = (demux.bytes_read - flist_start) as i64;
+    if local.is_some() && list.files.is_empty() {
+        // A client with nothing to receive stops here (upstream client_run):
+        // no destination is made, the sender has already gone.
+        let stats = crate::role::receiver::RecvStats {
+            flist_size,
+            io_error: list.io_error,
+            ..Default::default()
+        };
+        return Ok((io_error_code(list.io_error), stats));
+    }
     if opts.prune_empty_dirs {
         crate::flist::recv::prune_empty_dirs(&mut list);
     }
@@ -798,9 +808,11 @@ pub(crate) fn receive_files<W: Write + Send>(
         PathBuf::from(std::ffi::OsStr::from_bytes(&dest_rel))
     };
     let dest_created = dest_at.created;
-    if dest_created
-        && (opts.verbose > 0 || opts.log_format.as_deref().is_some_and(|f| f.contains("%i")))
-    {
+    let show_created = match &local {
+        Some(l) => l.o.name >= 1 || l.o.has_i > 0,
+        None => opts.verbose > 0 || opts.log_format.as_deref().is_some_and(|f| f.contains("%i")),
+    };
+    if dest_created && show_created {
         let shown =
             String::from_utf8_lossy(dest_rel.strip_suffix(b"/").unwrap_or(&dest_rel)).into_owned();
         let text = format!("created directory {shown}");

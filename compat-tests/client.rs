@@ -1,0 +1,250 @@
+//! Client families (issue 4): rrsync in the client's seat against stock
+//! daemons and stock `rsync --server`, rrsync as the server a stock client
+//! starts, and rrsync local copies; each compared with stock rsync doing the
+//! same transfer (trees, exit codes, item lines, `--stats`).
+
+use crate::harness::client::{ClientCase, Mode};
+use crate::harness::fixture;
+use std::path::Path;
+
+fn small(root: &Path) {
+    fixture::small_tree(root);
+}
+
+fn edit_small(root: &Path) {
+    fixture::write(root, "a.txt", b"alpha changed\n");
+    let _ = std::fs::remove_file(root.join("b.txt"));
+    fixture::write(root, "new/n.txt", b"new file\n");
+    fixture::write_random(root, "r.bin", 5, 12_000);
+    fixture::pin_times(root, &[]);
+}
+
+/// A destination holding extra files that `--delete` must remove.
+fn stale_dest(dest: &Path, src: &Path) {
+    fixture::copy_tree(src, dest);
+    fixture::write(dest, "stale.txt", b"stale\n");
+    fixture::write(dest, "olddir/x.txt", b"x\n");
+    fixture::write(dest, "sub/stale2.txt", b"y\n");
+}
+
+// --- rrsync client against a stock daemon: pulls ---
+
+compat_test! {
+    fn client_daemon_pull_archive() {
+        ClientCase::new("client_daemon_pull_archive", Mode::DaemonPull, fixture::issue2_tree)
+            .args(&["-aH", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_verbose_stats() {
+        ClientCase::new("client_daemon_pull_verbose_stats", Mode::DaemonPull, small)
+            .args(&["-av", "--stats"])
+            .then(edit_small, &["-av", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_delete() {
+        ClientCase::new("client_daemon_pull_delete", Mode::DaemonPull, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_exclude_compress_checksum() {
+        ClientCase::new("client_daemon_pull_exclude_compress_checksum", Mode::DaemonPull, small)
+            .args(&["-ai", "--exclude=*.bin", "-z", "--checksum-choice=md5"])
+            .then(edit_small, &["-aic", "--compress-choice=zstd"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_protocol_30_dry_run() {
+        ClientCase::new("client_daemon_pull_protocol_30_dry_run", Mode::DaemonPull, small)
+            .args(&["-ain", "--protocol=30"])
+            .then(|_| {}, &["-ai", "--protocol=30"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_single_file_renamed() {
+        ClientCase::new("client_daemon_pull_single_file_renamed", Mode::DaemonPull, small)
+            .source("sub/c.txt")
+            .dest("renamed.txt")
+            .args(&["-ai"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_unknown_module() {
+        ClientCase::new("client_daemon_unknown_module", Mode::DaemonPull, small)
+            .remote("rsync://127.0.0.1:{port}/nosuch/")
+            .args(&["-a"])
+            .expect_code(5)
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_missing_source_file() {
+        ClientCase::new("client_daemon_missing_source_file", Mode::DaemonPull, small)
+            .source("nothere.txt")
+            .args(&["-a"])
+            .expect_code(23)
+            .run();
+    }
+}
+
+// --- rrsync client against a stock daemon: pushes ---
+
+compat_test! {
+    fn client_daemon_push_archive() {
+        ClientCase::new("client_daemon_push_archive", Mode::DaemonPush, fixture::issue2_tree)
+            .args(&["-aHi"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_push_resync_stats() {
+        ClientCase::new("client_daemon_push_resync_stats", Mode::DaemonPush, small)
+            .args(&["-ai", "--stats"])
+            .then(edit_small, &["-ai", "--stats", "--delete"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_push_read_only_module() {
+        ClientCase::new("client_daemon_push_read_only_module", Mode::DaemonPush, small)
+            .remote("rsync://127.0.0.1:{port}/mod/dest/")
+            .args(&["-a"])
+            .expect_code(1)
+            .run();
+    }
+}
+
+// --- rrsync client over a remote shell, stock rsync --server on the far side ---
+
+compat_test! {
+    fn client_rsh_pull_archive() {
+        ClientCase::new("client_rsh_pull_archive", Mode::RshPull, fixture::issue2_tree)
+            .args(&["-aHi"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_resync_delete() {
+        ClientCase::new("client_rsh_pull_resync_delete", Mode::RshPull, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete", "--stats"])
+            .then(edit_small, &["-ai", "--delete-after", "-z"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_archive() {
+        ClientCase::new("client_rsh_push_archive", Mode::RshPush, fixture::issue2_tree)
+            .args(&["-aHi"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_resync_delete() {
+        ClientCase::new("client_rsh_push_resync_delete", Mode::RshPush, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete"])
+            .then(edit_small, &["-aiv", "--stats", "--checksum-choice=xxh64"])
+            .run();
+    }
+}
+
+// --- stock client, rrsync --server on the far side ---
+
+compat_test! {
+    fn server_pull_archive() {
+        ClientCase::new("server_pull_archive", Mode::ServerPull, fixture::issue2_tree)
+            .args(&["-aHi"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn server_pull_resync() {
+        ClientCase::new("server_pull_resync", Mode::ServerPull, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete", "--stats"])
+            .then(edit_small, &["-ai", "-z"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn server_push_archive() {
+        ClientCase::new("server_push_archive", Mode::ServerPush, fixture::issue2_tree)
+            .args(&["-aHi"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn server_push_resync_delete() {
+        ClientCase::new("server_push_resync_delete", Mode::ServerPush, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete", "--stats"])
+            .then(edit_small, &["-ai", "--delete-delay", "--compress-choice=lz4"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn server_push_single_file_renamed() {
+        ClientCase::new("server_push_single_file_renamed", Mode::ServerPush, small)
+            .source("a.txt")
+            .dest("renamed.txt")
+            .args(&["-ai"])
+            .run();
+    }
+}
+
+// --- local copies ---
+
+compat_test! {
+    fn client_local_archive() {
+        ClientCase::new("client_local_archive", Mode::Local, fixture::issue2_tree)
+            .args(&["-aHi"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_local_resync_delete() {
+        ClientCase::new("client_local_resync_delete", Mode::Local, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete"])
+            .then(edit_small, &["-av", "--stats", "--delete"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_local_single_file_renamed() {
+        ClientCase::new("client_local_single_file_renamed", Mode::Local, small)
+            .source("r.bin")
+            .dest("copy.bin")
+            .args(&["-ai"])
+            .run();
+    }
+}
