@@ -104,6 +104,108 @@ compat_test! {
     }
 }
 
+/// The small tree, plus a secrets file (joe:secret) and password files
+/// beside it for the auth module.
+fn small_with_secrets(root: &Path) {
+    fixture::small_tree(root);
+    let work = root.parent().expect("work dir");
+    for (name, text) in [
+        ("secrets", "joe:secret\n"),
+        ("pw-good", "secret\n"),
+        ("pw-bad", "wrong\n"),
+    ] {
+        let p = work.join(name);
+        std::fs::write(&p, text).expect("write secret");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod secret");
+    }
+}
+
+const AUTH_MODULE: &str =
+    "[auth]\n    path = {work}/src\n    auth users = joe\n    secrets file = {work}/secrets\n";
+
+compat_test! {
+    fn client_daemon_auth_right_password() {
+        ClientCase::new("client_daemon_auth_right_password", Mode::DaemonPull, small_with_secrets)
+            .extra_config(AUTH_MODULE)
+            .remote("rsync://joe@127.0.0.1:{port}/auth/")
+            .args(&["-ai", "--password-file={work}/pw-good"])
+            .expect_code(0)
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_auth_wrong_password() {
+        ClientCase::new("client_daemon_auth_wrong_password", Mode::DaemonPull, small_with_secrets)
+            .extra_config(AUTH_MODULE)
+            .remote("rsync://joe@127.0.0.1:{port}/auth/")
+            .args(&["-ai", "--password-file={work}/pw-bad"])
+            .expect_code(5)
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_unreachable() {
+        ClientCase::new("client_daemon_unreachable", Mode::DaemonPull, small)
+            .remote("rsync://127.0.0.1:1/mod/")
+            .args(&["-a"])
+            .expect_code(10)
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_list_only() {
+        ClientCase::new("client_daemon_list_only", Mode::DaemonPull, small)
+            .no_dest()
+            .args(&["-r"])
+            .then(|_| {}, &["--list-only", "-a"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_module_listing() {
+        ClientCase::new("client_daemon_module_listing", Mode::DaemonPull, small)
+            .module_line("comment = the small tree")
+            .extra_config("[hidden]\n    path = /tmp\n    list = no\n")
+            .remote("rsync://127.0.0.1:{port}/")
+            .no_dest()
+            .args(&["-q"])
+            .then(|_| {}, &["-v"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_that_exits() {
+        ClientCase::new("client_rsh_that_exits", Mode::RshPush, small)
+            .rsh_script("#!/bin/sh\nexit 0\n")
+            .args(&["-a"])
+            .expect_code(12)
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_connection_dropped_mid_transfer() {
+        // The far side (a rate-limited stock sender) is killed a second
+        // into the 24 MiB file.
+        ClientCase::new("client_rsh_connection_dropped_mid_transfer", Mode::RshPull, fixture::issue2_tree)
+            .rsh_script("#!/bin/sh\nif [ \"$1\" = \"-l\" ]; then shift 2; fi\nshift\nexec timeout -s KILL 1 /bin/sh -c \"$*\"\n")
+            .args(&["-a", "--bwlimit=2000"])
+            .expect_code(12)
+            .no_stdout()
+            .no_tree()
+            .run();
+    }
+}
+
 // --- rrsync client against a stock daemon: pushes ---
 
 compat_test! {

@@ -70,6 +70,9 @@ pub struct ClientCase {
     module_lines: Vec<String>,
     extra_config: String,
     remote_override: Option<String>,
+    rsh_script: String,
+    no_dest: bool,
+    compare_tree: bool,
 }
 
 /// A remote shell stand-in: drops `-l user` and the host, then runs the
@@ -94,6 +97,9 @@ impl ClientCase {
             module_lines: Vec::new(),
             extra_config: String::new(),
             remote_override: None,
+            rsh_script: RSH_SCRIPT.to_string(),
+            no_dest: false,
+            compare_tree: true,
         }
     }
 
@@ -164,6 +170,24 @@ impl ClientCase {
         self
     }
 
+    /// Use this script as the remote shell (default [`RSH_SCRIPT`]).
+    pub fn rsh_script(mut self, text: &str) -> Self {
+        self.rsh_script = text.to_string();
+        self
+    }
+
+    /// Don't compare the trees (an interrupted run leaves timing-dependent state).
+    pub fn no_tree(mut self) -> Self {
+        self.compare_tree = false;
+        self
+    }
+
+    /// A pull without a destination (a listing).
+    pub fn no_dest(mut self) -> Self {
+        self.no_dest = true;
+        self
+    }
+
     /// Use this remote argument verbatim (`{port}` is the daemon's port).
     pub fn remote(mut self, r: &str) -> Self {
         self.remote_override = Some(r.to_string());
@@ -176,7 +200,7 @@ impl ClientCase {
         let src = work.join("src");
         (self.fixture)(&src);
         let rsh = work.join("rsh.sh");
-        std::fs::write(&rsh, RSH_SCRIPT).expect("write rsh script");
+        std::fs::write(&rsh, &self.rsh_script).expect("write rsh script");
         std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod rsh script");
         let up = work.join("up");
@@ -184,6 +208,9 @@ impl ClientCase {
         std::fs::create_dir_all(up.join("ours")).expect("up dir");
         let daemon = self.mode.uses_daemon().then(|| {
             let mut conf = String::from("use chroot = no\nuid = root\ngid = root\n");
+            let extra = self
+                .extra_config
+                .replace("{work}", &work.path().display().to_string());
             let lines: String = self
                 .module_lines
                 .iter()
@@ -196,7 +223,7 @@ impl ClientCase {
                     up.join(side).display()
                 ));
             }
-            conf.push_str(&self.extra_config);
+            conf.push_str(&extra);
             Daemon::start(&bins::stock(), &conf, "stock")
         });
         let side_dir = |side: &str| -> PathBuf {
@@ -246,7 +273,7 @@ impl ClientCase {
                     stock.0.code, ours.0.code
                 ));
             }
-            if stock.1.exists() || ours.1.exists() {
+            if self.compare_tree && (stock.1.exists() || ours.1.exists()) {
                 problems.extend(tree_problem(
                     "destination",
                     &stock.1,
@@ -307,7 +334,8 @@ impl ClientCase {
             bins::stock()
         };
         let side = if ours { "ours" } else { "stock" };
-        let mut a: Vec<String> = args.to_vec();
+        let work = src.parent().unwrap_or(src).display().to_string();
+        let mut a: Vec<String> = args.iter().map(|x| x.replace("{work}", &work)).collect();
         let local_src = if self.src_sub.is_empty() {
             format!("{}/", src.display())
         } else {
@@ -322,7 +350,9 @@ impl ClientCase {
                     None => d.url(&format!("mod/{}", self.src_sub)),
                 };
                 a.push(remote);
-                a.push(self.dest.clone());
+                if !self.no_dest {
+                    a.push(self.dest.clone());
+                }
             }
             Mode::DaemonPush => {
                 let d = daemon.expect("daemon");

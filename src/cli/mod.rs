@@ -1,10 +1,12 @@
 //! Command line: dispatch between daemon, server, client and push modes, and
 //! the rsync option grammar (`options`).
 
+pub mod about;
 pub mod options;
 pub mod server;
 
 use std::ffi::OsString;
+use std::io::Write;
 
 /// Entry point used by `main`; returns the process exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
@@ -14,22 +16,63 @@ pub fn run(args: Vec<OsString>) -> i32 {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if args.iter().any(|a| a == "--version" || a == "-V") && !args.iter().any(|a| a == "--server") {
-        println!(
-            "rrsync  version {}  protocol version {}",
-            env!("CARGO_PKG_VERSION"),
-            crate::protocol::PROTOCOL_VERSION
-        );
-        return 0;
-    }
+    let server = args.iter().any(|a| a == "--server");
+    let daemon = args.iter().any(|a| a == "--daemon");
     let (opts, rest) = match options::parse(&args) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("rsync: {e}");
-            eprintln!("rsync error: syntax or usage error (code 1)");
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    if !server && !daemon {
+        // Tools probe with `rrsync OPTION --version`: what we cannot do is unknown.
+        if let Some(bad) = opts.seen.iter().find(|s| {
+            about::UNSUPPORTED_CLIENT_OPTIONS.contains(&s.as_str()) && !opts.negated.contains(s)
+        }) {
+            let shown = match options::short_of(bad) {
+                Some(c)
+                    if args
+                        .iter()
+                        .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains(c)) =>
+                {
+                    format!("-{c}")
+                }
+                _ => format!("--{bad}"),
+            };
+            return usage_error(&format!("{shown}: unknown option"));
+        }
+        let versions = opts.seen.iter().filter(|s| *s == "version").count();
+        if versions >= 2 {
+            print!("{}", about::version_json());
+            return 0;
+        }
+        if versions == 1 {
+            print!("{}", about::version_text());
+            return 0;
+        }
+        if opts.seen.iter().any(|s| s == "help") {
+            print!("{}", about::usage());
+            return 0;
+        }
+        if opts.info.iter().any(|w| w.eq_ignore_ascii_case("help")) {
+            print!("{}", about::info_help());
+            return 0;
+        }
+        if opts.debug.iter().any(|w| w.eq_ignore_ascii_case("help")) {
+            print!("{}", about::debug_help());
+            return 0;
+        }
+        if rest.is_empty() {
+            print!("{}", about::usage());
+            let _ = std::io::stdout().flush();
+            eprintln!(
+                "rsync error: syntax or usage error (code 1) at main.c(1) [client=rrsync-{}]",
+                env!("CARGO_PKG_VERSION")
+            );
             return 1;
         }
-    };
+    } else if opts.seen.iter().any(|s| s == "version") && !server {
+        print!("{}", about::version_text());
+        return 0;
+    }
     if opts.daemon && !opts.server {
         return crate::daemon::run_daemon(&opts, &rest);
     }
@@ -37,4 +80,14 @@ pub fn run(args: Vec<OsString>) -> i32 {
         return server::run(opts, rest);
     }
     crate::client::run(opts, rest)
+}
+
+/// An option error: rsync's message and exit 1.
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("rsync: {msg}");
+    eprintln!(
+        "rsync error: syntax or usage error (code 1) at options.c(1) [client=rrsync-{}]",
+        env!("CARGO_PKG_VERSION")
+    );
+    1
 }

@@ -263,10 +263,38 @@ pub struct Options {
     pub progress: bool,
     /// -i count
     pub itemize: u8,
-    /// Options that were recognised but have no effect here (kept for `refuse options`).
+    /// Options given in their `--no-` form.
+    pub negated: Vec<String>,
+    /// Every option seen, by its long name (for `refuse options`).
     pub seen: Vec<String>,
     /// Other accepted options that matter nowhere yet (--fsync, --preallocate, ...).
     pub misc: Vec<String>,
+}
+
+impl Options {
+    /// The level of an `--info` word (`name`, `del`...): `-v` sets level 1
+    /// of the verbose words (2 for `name` with `-vv`), `--info` overrides.
+    pub fn info_level(&self, word: &str) -> u8 {
+        let mut level = match word {
+            "name" | "misc" => self.verbose.min(2),
+            "del" | "flist" | "stats" | "copy" | "symsafe" => u8::from(self.verbose >= 1),
+            "nonreg" => 1,
+            _ => u8::from(self.verbose >= 2),
+        };
+        for w in self.info.iter().flat_map(|w| w.split(',')) {
+            let w = w.trim().to_ascii_lowercase();
+            let (n, l) = match w.find(|c: char| c.is_ascii_digit()) {
+                Some(p) => (&w[..p], w[p..].parse::<u8>().unwrap_or(1)),
+                None => (w.as_str(), 1),
+            };
+            if n == word || n == "all" {
+                level = l;
+            } else if n == "none" {
+                level = 0;
+            }
+        }
+        level
+    }
 }
 
 impl fmt::Display for Options {
@@ -490,6 +518,9 @@ impl Options {
     fn set(&mut self, name: &'static str, on: bool, val: Option<String>) -> Result<(), OptError> {
         let v = || val.clone().unwrap_or_default();
         self.seen.push(name.to_string());
+        if !on {
+            self.negated.push(name.to_string());
+        }
         match name {
             "server" => self.server = on,
             "sender" => self.sender = on,

@@ -98,9 +98,8 @@ pub fn spawn(argv: &[String]) -> Result<Conn, ConnectError> {
                 RERR_IPC
             },
             msg: format!(
-                "rsync: Failed to exec {prog}: {} ({})",
-                crate::fs::os_error_text(&e),
-                e.raw_os_error().unwrap_or(0)
+                "rsync: Failed to exec {prog}: {}",
+                crate::fs::os_error_text(&e)
             ),
         })?;
     let (Some(w), Some(r)) = (child.stdin.take(), child.stdout.take()) else {
@@ -124,6 +123,7 @@ pub fn tcp(
     port: u16,
     contimeout: Option<u32>,
     family: Option<u8>,
+    role: &str,
 ) -> Result<Conn, ConnectError> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<std::net::SocketAddr> = match (h, port).to_socket_addrs() {
@@ -166,17 +166,15 @@ pub fn tcp(
     let (msg, code) = match last {
         Some((ip, e)) if e.kind() == std::io::ErrorKind::TimedOut => (
             format!(
-                "rsync: failed to connect to {h} ({ip}): {} ({})",
-                crate::fs::os_error_text(&e),
-                e.raw_os_error().unwrap_or(110)
+                "rsync: [{role}] failed to connect to {h} ({ip}): {}",
+                crate::fs::os_error_text(&e)
             ),
             RERR_CONTIMEOUT,
         ),
         Some((ip, e)) => (
             format!(
-                "rsync: failed to connect to {h} ({ip}): {} ({})",
-                crate::fs::os_error_text(&e),
-                e.raw_os_error().unwrap_or(0)
+                "rsync: [{role}] failed to connect to {h} ({ip}): {}",
+                crate::fs::os_error_text(&e)
             ),
             RERR_SOCKETIO,
         ),
@@ -191,12 +189,10 @@ pub fn tcp(
 /// The version exchange of a remote-shell or local connection (upstream
 /// setup_protocol, `remote_protocol == 0`): each side writes its version,
 /// then reads the other's.
-pub fn exchange_versions(conn: &mut Conn, ours: u8) -> Result<u8, ConnectError> {
-    let io = |e: std::io::Error| ConnectError {
+pub fn exchange_versions(conn: &mut Conn, ours: u8, role: &str) -> Result<u8, ConnectError> {
+    let io = |_e: std::io::Error| ConnectError {
         code: RERR_STREAMIO,
-        msg: format!(
-            "rsync: connection unexpectedly closed (0 bytes received so far) [sender]: {e}"
-        ),
+        msg: format!("rsync: connection unexpectedly closed (0 bytes received so far) [{role}]"),
     };
     conn.writer
         .write_all(&(ours as i32).to_le_bytes())
@@ -205,7 +201,7 @@ pub fn exchange_versions(conn: &mut Conn, ours: u8) -> Result<u8, ConnectError> 
     let mut b = [0u8; 4];
     conn.reader.read_exact(&mut b).map_err(|_| ConnectError {
         code: RERR_STREAMIO,
-        msg: "rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]".into(),
+        msg: format!("rsync: connection unexpectedly closed (0 bytes received so far) [{role}]"),
     })?;
     let theirs = i32::from_le_bytes(b);
     if !(crate::protocol::MIN_PROTOCOL_VERSION as i32..=40).contains(&theirs) {

@@ -236,6 +236,11 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
         utf8_locale: crate::role::log::utf8_locale(),
         ..Default::default()
     };
+    out.human = if seen(o, "human-readable") && o.human == 0 {
+        0
+    } else {
+        1 + o.human.min(2)
+    };
     if o.stats {
         out.stats = if verbose > 1 { 3 } else { 2 };
     }
@@ -401,7 +406,7 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
             let (user, host) = args::split_user(host);
             let port = port.or(o.port).unwrap_or(873);
             let family = (o.ipv != 0).then_some(o.ipv);
-            let mut conn = connect::tcp(&host, port, o.contimeout, family)
+            let mut conn = connect::tcp(&host, port, o.contimeout, family, role)
                 .map_err(|e| (fail(e.code, e.msg), client))?;
             let req = daemon::Request {
                 proto: s.pre_proto,
@@ -461,7 +466,7 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
                 ));
             }
             let mut conn = connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?;
-            let p = match connect::exchange_versions(&mut conn, s.pre_proto) {
+            let p = match connect::exchange_versions(&mut conn, s.pre_proto, role) {
                 Ok(p) => p,
                 Err(e) => {
                     let code = child_code(&mut conn).unwrap_or(e.code);
@@ -478,7 +483,7 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
             argv.push(".".into());
             argv.extend(plan.remote_paths.iter().cloned());
             let mut conn = connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?;
-            let p = connect::exchange_versions(&mut conn, s.pre_proto)
+            let p = connect::exchange_versions(&mut conn, s.pre_proto, role)
                 .map_err(|e| (fail(e.code, e.msg), role))?;
             (conn, p)
         }
@@ -489,11 +494,18 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
     let Conn3 { mut code, summary } = match result {
         Ok(r) => r,
         Err(f) => {
+            // Upstream exit_cleanup: a far side that has already exited adds
+            // its exit status; one still running (or killed) does not.
             drop(std::mem::replace(
                 &mut conn.writer,
                 Box::new(std::io::sink()),
             ));
-            let child = child_code(&mut conn).unwrap_or(0);
+            let child = conn
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                .and_then(|st| st.code())
+                .unwrap_or(0);
             let mut f = f;
             f.code = f.code.max(child);
             return Err((f, role));
@@ -523,7 +535,8 @@ fn child_code(conn: &mut connect::Conn) -> Option<i32> {
     if let Some(c) = st.code() {
         return Some(c);
     }
-    st.signal().map(|_| 125)
+    // upstream wait_process_with_flush: a core dump is RERR_CRASHED, a signal RERR_TERMINATED.
+    Some(if st.core_dumped() { 15 } else { 16 })
 }
 
 /// What a finished transfer leaves for the summary.
@@ -585,7 +598,22 @@ fn message_handler(
 }
 
 fn role_fail(e: RoleError) -> Fail {
+    role_fail_at(e, None, "client")
+}
+
+/// A role's failure as the client reports it; `received` is what came in so far.
+fn role_fail_at(e: RoleError, received: Option<u64>, role: &str) -> Fail {
     let code = e.exit_code();
+    if let (RoleError::Proto(p), Some(n)) = (&e, received) {
+        if p.is_eof() {
+            return fail(
+                code,
+                format!(
+                    "rsync: connection unexpectedly closed ({n} bytes received so far) [{role}]"
+                ),
+            );
+        }
+    }
     match &e {
         RoleError::PeerExit(_) | RoleError::Proto(crate::protocol::ProtoError::PeerExit(_)) => {
             Fail {
@@ -605,8 +633,15 @@ fn role_fail(e: RoleError) -> Fail {
 
 /// A role's failure; when the far side announced its exit, answer with our
 /// MSG_ERROR_EXIT as stock does (protocol 31) so it can close cleanly.
-fn ack_exit<W: Write>(e: RoleError, out: &mut MuxWriter<W>, proto: u8, am_sender: bool) -> Fail {
-    let f = role_fail(e);
+fn ack_exit<W: Write>(
+    e: RoleError,
+    out: &mut MuxWriter<W>,
+    proto: u8,
+    am_sender: bool,
+    received: u64,
+) -> Fail {
+    let role = if am_sender { "sender" } else { "receiver" };
+    let f = role_fail_at(e, Some(received), role);
     if f.silent && proto >= 31 {
         let payload = if am_sender {
             Vec::new()
@@ -737,7 +772,7 @@ fn transfer(
             (rc.clone(), rbase),
             (wc.clone(), wbase),
         )
-        .map_err(|e| ack_exit(e, &mut out, proto, true))?;
+        .map_err(|e| ack_exit(e, &mut out, proto, true, rc.load(Ordering::Relaxed)))?;
         let _ = out.flush();
         let total_read = rc.load(Ordering::Relaxed) as i64;
         let total_written = wc.load(Ordering::Relaxed) as i64;
@@ -824,7 +859,7 @@ fn transfer(
         &mut out,
         Some(log.clone()),
     )
-    .map_err(|e| ack_exit(e, &mut out, proto, false))?;
+    .map_err(|e| ack_exit(e, &mut out, proto, false, rc.load(Ordering::Relaxed)))?;
     let _ = out.flush();
     let peer = st.peer.unwrap_or_default();
     let code = code.max(io_code(io_error.load(Ordering::Relaxed)));

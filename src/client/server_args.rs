@@ -209,7 +209,9 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     if f.len() > 1 {
         args.push(f);
     }
-    if s.list_only > 1 {
+    // (A forked local server inherits an implied listing; ours is started
+    // fresh, so it is told.)
+    if s.list_only > 1 || (s.list_only > 0 && s.local_server) {
         args.push("--list-only".into());
     }
     if s.xfer_dirs > 0 && !s.recursive && s.delete && am_sender {
@@ -378,6 +380,11 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
             args.push(format!("--{kind}"));
             args.push(sa(Some(""), dir));
         }
+    }
+    // A forked local server would inherit the client's output levels; ours
+    // is told the one it uses itself.
+    if s.local_server && s.out.name > 0 && o.verbose == 0 && o.info.is_empty() {
+        args.push(format!("--info=name{}", s.out.name));
     }
     if o.append > 0 {
         if o.append > 1 {

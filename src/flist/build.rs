@@ -157,6 +157,8 @@ pub struct FileList {
     pub gid_names: Vec<(u32, Vec<u8>)>,
     /// Incremental recursion: the directory whose contents this list holds.
     pub parent_entry: Option<crate::protocol::flist::FileEntry>,
+    /// Entries sent in earlier lists (a file's place in the whole transfer).
+    pub index_base: u64,
 }
 
 /// IOERR_GENERAL.

@@ -484,6 +484,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(())
     }
 
+    /// A `--list-only` line: shown by a client, sent to it by a server.
+    fn list_entry(&mut self, e: &FileEntry) -> Result<(), RoleError> {
+        if let Some(l) = &self.cfg.local {
+            l.list_entry(e);
+            return Ok(());
+        }
+        let line = crate::role::log::list_line(e, 1);
+        self.message(MsgCode::Info, &String::from_utf8_lossy(&line))
+    }
+
     fn message(&mut self, code: MsgCode, text: &str) -> Result<(), RoleError> {
         if let Some(l) = &self.cfg.local {
             l.text(code, text.as_bytes());
@@ -949,6 +959,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return Ok(());
         }
         let e = &list.files[ndx];
+        if cfg.opts.list_only {
+            // A directory of incremental recursion is listed under its own list.
+            let handled_later = self.inc && mode::is_dir(e.mode);
+            if !handled_later && !e.implied_dir {
+                self.list_entry(e)?;
+            }
+            return Ok(());
+        }
         if self.inc && mode::is_dir(e.mode) {
             // Incremental recursion: only make sure it exists now; it is
             // handled in full right before its own list (upstream is_dir < 0).
@@ -975,6 +993,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// recv_generator for one entry at wire index `wire` (`ndx` its position in the current list).
     fn entry_at(&mut self, e: &FileEntry, wire: i32, ndx: usize) -> Result<(), RoleError> {
         let cfg = self.cfg;
+        if cfg.opts.list_only {
+            if !e.implied_dir {
+                self.list_entry(e)?;
+            }
+            return Ok(());
+        }
         let rel = e.name.clone();
         let is_dir = mode::is_dir(e.mode);
         if e.name != b"." && (cfg.daemon_excluded)(&rel, is_dir) {

@@ -61,6 +61,8 @@ pub struct OutputOpts {
     pub eight_bit: bool,
     /// The terminal's locale takes UTF-8 (multibyte names are shown as they are).
     pub utf8_locale: bool,
+    /// Number formatting (`-h` level: 0 plain, 1 commas, 2/3 units).
+    pub human: u8,
 }
 
 impl OutputOpts {
@@ -83,6 +85,27 @@ pub struct ClientLog {
     got_xfer_error: AtomicBool,
     needs_newline: AtomicBool,
     lock: Mutex<()>,
+    progress: Mutex<Progress>,
+}
+
+/// `--progress` state of the file in flight (upstream progress.c).
+#[derive(Debug, Default)]
+struct Progress {
+    start: Option<(std::time::Instant, i64)>,
+    last: Option<(std::time::Instant, i64)>,
+}
+
+/// Where a file stands in the transfer, for the end of its progress line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgressPos {
+    /// Files transferred so far (this one included).
+    pub xferred: u64,
+    /// Entries listed so far.
+    pub num_files: u64,
+    /// This file's place among them.
+    pub index: u64,
+    /// Every list has arrived (`to-chk`, else `ir-chk`).
+    pub flist_eof: bool,
 }
 
 impl ClientLog {
@@ -94,6 +117,7 @@ impl ClientLog {
             got_xfer_error: AtomicBool::new(false),
             needs_newline: AtomicBool::new(false),
             lock: Mutex::new(()),
+            progress: Mutex::new(Progress::default()),
         }
     }
 
@@ -110,6 +134,81 @@ impl ClientLog {
     /// A progress line was left open (the next message starts on a new line).
     pub fn set_needs_newline(&self, on: bool) {
         self.needs_newline.store(on, Ordering::Relaxed);
+    }
+
+    fn progress_state(&self) -> std::sync::MutexGuard<'_, Progress> {
+        match self.progress.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// show_progress: at most once a second, the file's running line (no newline).
+    pub fn progress_update(&self, ofs: i64, size: i64) {
+        if self.o.progress == 0 || self.o.quiet {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let line = {
+            let mut p = self.progress_state();
+            let Some((t0, o0)) = p.start else {
+                // The first call shows the file's start at once.
+                p.start = Some((now, ofs));
+                p.last = Some((now, ofs));
+                drop(p);
+                let line = progress_line(ofs, size, 0.0, 0.0, "  ", self.o.human);
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(line.as_bytes());
+                let _ = o.flush();
+                self.needs_newline.store(true, Ordering::Relaxed);
+                return;
+            };
+            let (tl, ol) = p.last.unwrap_or((t0, o0));
+            if now.duration_since(tl).as_millis() < 1000 {
+                return;
+            }
+            p.last = Some((now, ofs));
+            let ms = now.duration_since(tl).as_millis().max(1) as f64;
+            let rate = (ofs - ol) as f64 * 1000.0 / ms / 1024.0;
+            let remain = if rate > 0.0 {
+                (size - ofs) as f64 / rate / 1000.0
+            } else {
+                0.0
+            };
+            progress_line(ofs, size, rate, remain, "  ", self.o.human)
+        };
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(line.as_bytes());
+        let _ = o.flush();
+        self.needs_newline.store(true, Ordering::Relaxed);
+    }
+
+    /// end_progress: the file's final line, with its totals.
+    pub fn progress_end(&self, size: i64, pos: ProgressPos) {
+        if self.o.progress == 0 || self.o.quiet {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let (t0, o0) = {
+            let mut p = self.progress_state();
+            let s = p.start.unwrap_or((now, 0));
+            *p = Progress::default();
+            s
+        };
+        let ms = now.duration_since(t0).as_millis().max(1) as f64;
+        let rate = (size - o0) as f64 * 1000.0 / ms / 1024.0;
+        let eol = format!(
+            " (xfr#{}, {}-chk={}/{})\n",
+            pos.xferred,
+            if pos.flist_eof { "to" } else { "ir" },
+            pos.num_files.saturating_sub(pos.index + 1),
+            pos.num_files
+        );
+        let line = progress_line(size, size, rate, ms / 1000.0, &eol, self.o.human);
+        self.needs_newline.store(false, Ordering::Relaxed);
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(line.as_bytes());
+        let _ = o.flush();
     }
 
     /// rwrite: show `text` as a message of kind `code`.
@@ -178,6 +277,11 @@ impl ClientLog {
             t.push(b'\n');
         }
         self.text(MsgCode::Error, &t);
+    }
+
+    /// list_file_entry: one `--list-only` line, `ls -l` style.
+    pub fn list_entry(&self, e: &FileEntry) {
+        self.text(MsgCode::Info, &list_line(e, self.o.human));
     }
 
     /// log_item: one item in the output format.
@@ -450,6 +554,53 @@ impl ClientLog {
         }
         c.to_vec()
     }
+}
+
+/// rprint_progress's line: `\r`, bytes, percent, rate, time, then `eol`.
+fn progress_line(ofs: i64, size: i64, rate_kib: f64, remain: f64, eol: &str, human: u8) -> String {
+    let (rate, units) = if rate_kib > 1024.0 * 1024.0 {
+        (rate_kib / (1024.0 * 1024.0), "GB/s")
+    } else if rate_kib > 1024.0 {
+        (rate_kib / 1024.0, "MB/s")
+    } else {
+        (rate_kib, "kB/s")
+    };
+    let rem = if !(0.0..=9999.0 * 3600.0).contains(&remain) {
+        "  ??:??:??".to_string()
+    } else {
+        let r = remain as u64;
+        format!("{:4}:{:02}:{:02}", r / 3600, (r / 60) % 60, r % 60)
+    };
+    let pct = if ofs == size || size == 0 {
+        100
+    } else {
+        (100.0 * ofs as f64 / size as f64) as i64
+    };
+    format!(
+        "\r{:>15} {:>3}% {:>7.2}{units} {rem}{eol}",
+        crate::role::stats::big_num(ofs, human),
+        pct,
+        rate
+    )
+}
+
+/// list_file_entry's line for `e` (with its newline).
+pub fn list_line(e: &FileEntry, human: u8) -> Vec<u8> {
+    let width = if human > 0 { 14 } else { 11 };
+    let mut line = format!(
+        "{} {:>width$} {} ",
+        perm_string(e.mode),
+        crate::role::stats::big_num(e.size, human),
+        timestring(e.mtime)
+    )
+    .into_bytes();
+    line.extend_from_slice(&e.name);
+    if let (true, Some(t)) = (mode::is_lnk(e.mode), &e.link_target) {
+        line.extend_from_slice(b" -> ");
+        line.extend_from_slice(t);
+    }
+    line.push(b'\n');
+    line
 }
 
 /// Bytes read and written for one file (`%b`, `%c`).

@@ -364,6 +364,10 @@ pub fn run<R: Read, W: Write>(
         }
         let zlib = cfg.n.compress == CompressKind::Zlib;
         let mut block_data = Vec::new();
+        let mut got = 0i64;
+        if let Some(l) = log {
+            l.progress_update(0, e.size);
+        }
         let mut failed: Option<String> = None;
         loop {
             let tok = match dec.next(input) {
@@ -416,6 +420,10 @@ pub fn run<R: Read, W: Write>(
                 Token::End => break,
                 Token::Literal(d) => {
                     stats.literal_data += d.len() as u64;
+                    got += d.len() as i64;
+                    if let Some(l) = log {
+                        l.progress_update(got, e.size);
+                    }
                     hasher.update(d);
                     if failed.is_none() {
                         if let Err(err) = patcher.literal(d) {
@@ -427,6 +435,7 @@ pub fn run<R: Read, W: Write>(
                     block_data.clear();
                     let r = patcher.copy_block(i, |d| {
                         stats.matched_data += d.len() as u64;
+                        got += d.len() as i64;
                         hasher.update(d);
                         if zlib {
                             block_data.extend_from_slice(d);
@@ -445,8 +454,33 @@ pub fn run<R: Read, W: Write>(
         }
         let mut theirs = vec![0u8; cfg.n.checksum.digest_len()];
         input.read_exact(&mut theirs)?;
-        if let (Some(l), false) = (log, before_transfer) {
-            l.log_item(&shown(e), fl as u32, None);
+        if let Some(l) = log.filter(|l| l.o.progress > 0) {
+            let (num_files, eof, index) = {
+                let r = lock();
+                let mut before = 0u64;
+                let mut index = ndx.max(0) as u64;
+                for x in &r.lists {
+                    if x.ndx_start == list.ndx_start {
+                        index = before + pos as u64;
+                    }
+                    before += x.files.len() as u64;
+                }
+                (before, r.eof, index)
+            };
+            l.progress_end(
+                e.size,
+                crate::role::log::ProgressPos {
+                    xferred: stats.xferred_files,
+                    num_files,
+                    index,
+                    flist_eof: eof,
+                },
+            );
+        }
+        if let Some(l) = log {
+            if !before_transfer {
+                l.log_item(&shown(e), fl as u32, None);
+            }
         }
         let ours = hasher.finish();
         let (mut sink, written) = patcher

@@ -357,6 +357,17 @@ impl ActiveLists {
         None
     }
 
+    /// A file's place among all entries listed (upstream current_file_index).
+    fn index_of(&self, ndx: i32) -> u64 {
+        for l in &self.lists {
+            let rel = ndx - l.ndx_start;
+            if rel >= 0 && (rel as usize) < l.files.len() {
+                return l.index_base + rel as u64;
+            }
+        }
+        ndx.max(0) as u64
+    }
+
     /// Files listed beyond the oldest unfinished list: what the generator
     /// can work on without waiting for us.
     fn upcoming(&self) -> usize {
@@ -406,6 +417,8 @@ fn send_extra_list<W: Write>(
             enc.end(&mut buf, err);
             stats.io_error |= list.io_error;
             stats.total_size += list_size(&list);
+            let mut list = list;
+            list.index_base = stats.num_files.total;
             for f in &list.files {
                 stats.num_files.add(f.entry.mode);
             }
@@ -628,8 +641,27 @@ pub fn run<W: Write>(
             }
         }
         let written_before = out.bytes_written;
-        let (lit, matched) =
-            send_file_delta(f, &head, &sums, &ctx.n, &mut matcher, &mut encoder, out)?;
+        let (lit, matched) = send_file_delta(
+            f,
+            &head,
+            &sums,
+            &ctx.n,
+            &mut matcher,
+            &mut encoder,
+            out,
+            ctx.local.map(|l| (l, file.entry.size)),
+        )?;
+        if let Some(l) = ctx.local {
+            l.progress_end(
+                file.entry.size,
+                crate::role::log::ProgressPos {
+                    xferred: stats.xferred_files,
+                    num_files: stats.num_files.total,
+                    index: active.index_of(req.ndx),
+                    flist_eof: eof,
+                },
+            );
+        }
         stats.literal_data += lit;
         stats.matched_data += matched;
         if let (Some(l), false) = (ctx.local, before_transfer) {
@@ -692,6 +724,9 @@ struct EncSink<'a, W: Write> {
     enc: &'a mut TokenEncoder,
     buf: Vec<u8>,
     out: &'a mut MuxWriter<W>,
+    /// Bytes of the file covered so far, and the progress display to tell.
+    done: i64,
+    progress: Option<(&'a crate::role::log::ClientLog, i64)>,
 }
 
 impl<W: Write> EncSink<'_, W> {
@@ -704,14 +739,25 @@ impl<W: Write> EncSink<'_, W> {
     }
 }
 
+impl<W: Write> EncSink<'_, W> {
+    fn advance(&mut self, n: usize) {
+        self.done += n as i64;
+        if let Some((l, size)) = self.progress {
+            l.progress_update(self.done, size);
+        }
+    }
+}
+
 impl<W: Write> TokenSink for EncSink<'_, W> {
     fn literal(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.advance(data.len());
         self.enc
             .literal(&mut self.buf, data)
             .map_err(std::io::Error::other)?;
         self.spill()
     }
     fn matched(&mut self, block_index: u32, data: &[u8]) -> std::io::Result<()> {
+        self.advance(data.len());
         if self.enc.emits_matches() {
             self.enc
                 .matched(&mut self.buf, block_index, data)
@@ -736,6 +782,7 @@ fn send_file_delta<W: Write>(
     matcher: &mut Matcher,
     enc: &mut TokenEncoder,
     out: &mut MuxWriter<W>,
+    progress: Option<(&crate::role::log::ClientLog, i64)>,
 ) -> Result<(u64, u64), RoleError> {
     let sh = SumHead {
         count: head.count,
@@ -752,6 +799,8 @@ fn send_file_delta<W: Write>(
         enc,
         buf: Vec::with_capacity(64 * 1024),
         out,
+        done: 0,
+        progress,
     };
     let outcome = matcher
         .match_file(

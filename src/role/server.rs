@@ -794,7 +794,16 @@ pub(crate) fn receive_files<W: Write + Send>(
     // The destination (upstream get_local_name): the first path argument
     // (relative to the module for a daemon), a directory unless a single
     // non-directory is sent to a name that is not one.
-    let dest_at = local_dest(dest_arg, &list, opts.dry_run)?;
+    let dest_at = if opts.list_only {
+        // Listing only: nothing is written (upstream get_local_name returns early).
+        LocalDest {
+            dir: Vec::new(),
+            local_name: None,
+            created: false,
+        }
+    } else {
+        local_dest(dest_arg, &list, opts.dry_run)?
+    };
     let mut shown_name = None;
     if let Some(name) = &dest_at.local_name {
         if let Some(e) = list.files.first_mut() {
@@ -810,7 +819,10 @@ pub(crate) fn receive_files<W: Write + Send>(
     let dest_created = dest_at.created;
     let show_created = match &local {
         Some(l) => l.o.name >= 1 || l.o.has_i > 0,
-        None => opts.verbose > 0 || opts.log_format.as_deref().is_some_and(|f| f.contains("%i")),
+        None => {
+            opts.info_level("name") > 0
+                || opts.log_format.as_deref().is_some_and(|f| f.contains("%i"))
+        }
     };
     if dest_created && show_created {
         let shown =

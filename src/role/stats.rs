@@ -53,6 +53,60 @@ impl TypeCounts {
     }
 }
 
+/// do_big_num: digits with `,` every three (human 1), or K/M/G units
+/// (human 2: powers of 1000, 3: powers of 1024), or plain (human 0).
+pub fn big_num(num: i64, human: u8) -> String {
+    if human > 1 {
+        let mult = if human == 2 { 1000.0 } else { 1024.0 };
+        if num as f64 >= mult || num as f64 <= -mult {
+            let mut d = (num as f64 / mult).abs();
+            let mut units = 'K';
+            for u in ['M', 'G', 'T', 'P'] {
+                if d < mult {
+                    break;
+                }
+                d /= mult;
+                units = u;
+            }
+            if num < 0 {
+                d = -d;
+            }
+            return format!("{d:.2}{units}");
+        }
+    }
+    let digits = num.unsigned_abs().to_string();
+    let mut out = String::new();
+    if human > 0 {
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+    } else {
+        out = digits;
+    }
+    if num < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// do_big_dnum: a fraction with `decimals` digits, the integer part grouped
+/// as `big_num` does when it reaches 1000.
+pub fn big_dnum(d: f64, human: u8, decimals: usize) -> String {
+    let s = format!("{d:.decimals$}");
+    if human == 0 || (d < 1000.0 && d > -1000.0) {
+        return s;
+    }
+    let fract = s.find('.').map(|p| &s[p..]).unwrap_or("");
+    let whole = big_num(d as i64, human);
+    if whole.ends_with(|c: char| c.is_ascii_alphabetic()) {
+        return whole;
+    }
+    format!("{whole}{fract}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
