@@ -350,3 +350,203 @@ compat_test! {
             .run();
     }
 }
+
+// --- option variety, each in the seat where its logic lives ---
+
+fn big_file(root: &Path) {
+    fixture::small_tree(root);
+    fixture::write_random(root, "big.bin", 99, 3 * 1024 * 1024 + 17);
+    fixture::pin_times(root, &[]);
+}
+
+fn edit_big(root: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("big.bin"))
+        .expect("open big.bin");
+    f.seek(SeekFrom::Start(1_500_000)).expect("seek");
+    f.write_all(b"an edit in the middle").expect("write");
+    drop(f);
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_daemon_pull_delta_stats() {
+        ClientCase::new("client_daemon_pull_delta_stats", Mode::DaemonPull, big_file)
+            .args(&["-a", "--stats"])
+            .then(edit_big, &["-ai", "--stats", "--no-whole-file"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_push_delta_stats() {
+        ClientCase::new("client_daemon_push_delta_stats", Mode::DaemonPush, big_file)
+            .args(&["-a", "--stats"])
+            .then(edit_big, &["-ai", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_local_delta_inplace_backup() {
+        ClientCase::new("client_local_delta_inplace_backup", Mode::Local, big_file)
+            .args(&["-a"])
+            .then(edit_big, &["-ai", "--no-W", "--inplace", "--stats"])
+            .then(edit_small, &["-ai", "--backup", "--suffix=.old"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_each_checksum() {
+        let mut c = ClientCase::new("client_daemon_pull_each_checksum", Mode::DaemonPull, big_file)
+            .args(&["-a"]);
+        for sum in ["xxh128", "xxh3", "xxh64", "md5", "md4"] {
+            let arg = format!("--checksum-choice={sum}");
+            c = c.then(edit_big, &["-ai", "--no-W", &arg]);
+        }
+        c.run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_push_each_compression() {
+        let mut c = ClientCase::new("client_daemon_push_each_compression", Mode::DaemonPush, big_file)
+            .args(&["-a", "-z"]);
+        for z in ["zstd", "lz4", "zlibx", "zlib"] {
+            let arg = format!("--compress-choice={z}");
+            c = c.then(edit_big, &["-ai", &arg]);
+        }
+        c.run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_protocols() {
+        ClientCase::new("client_rsh_pull_protocols", Mode::RshPull, small)
+            .args(&["-ai", "--protocol=30"])
+            .then(edit_small, &["-ai", "--protocol=31", "--delete"])
+            .then(|_| {}, &["-ai", "--protocol=29", "-c"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_protocols() {
+        ClientCase::new("client_rsh_push_protocols", Mode::RshPush, small)
+            .args(&["-ai", "--protocol=30"])
+            .then(edit_small, &["-ai", "--protocol=31", "--delete"])
+            .then(|_| {}, &["-ai", "--protocol=29", "-c"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_relative() {
+        ClientCase::new("client_daemon_pull_relative", Mode::DaemonPull, small)
+            .source("sub/./deeper")
+            .args(&["-aiR"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_local_relative_and_files_from() {
+        ClientCase::new("client_local_relative_and_files_from", Mode::Local, |root: &Path| {
+            fixture::small_tree(root);
+            std::fs::write(
+                root.parent().expect("work").join("list.txt"),
+                "a.txt\nsub/deeper/d.txt\n# a comment\netc\n",
+            )
+            .expect("write list");
+        })
+        .args(&["-ai", "--files-from={work}/list.txt"])
+        .then(|_| {}, &["-ai", "--files-from={work}/list.txt", "--no-R"])
+        .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_files_from() {
+        ClientCase::new("client_daemon_pull_files_from", Mode::DaemonPull, |root: &Path| {
+            fixture::small_tree(root);
+            std::fs::write(
+                root.parent().expect("work").join("list.txt"),
+                "b.txt\nsub/c.txt\n",
+            )
+            .expect("write list");
+        })
+        .args(&["-ai", "--files-from={work}/list.txt"])
+        .then(|_| {}, &["-ai", "--files-from={work}/list.txt", "--protocol=30"])
+        .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_push_files_from() {
+        ClientCase::new("client_daemon_push_files_from", Mode::DaemonPush, |root: &Path| {
+            fixture::small_tree(root);
+            std::fs::write(
+                root.parent().expect("work").join("list.txt"),
+                "b.txt\nsub/deeper/d.txt\n",
+            )
+            .expect("write list");
+        })
+        .args(&["-ai", "--files-from={work}/list.txt"])
+        .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_link_dest_and_partial() {
+        ClientCase::new("client_rsh_push_link_dest_and_partial", Mode::RshPush, small)
+            .prefill(|dest: &Path, src: &Path| {
+                fixture::copy_tree(src, &dest.with_file_name("base"));
+            })
+            .args(&["-ai", "--link-dest=../base", "--partial"])
+            .then(edit_small, &["-ai", "--partial-dir=.part", "--existing"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_filters() {
+        ClientCase::new("client_rsh_pull_filters", Mode::RshPull, fixture::filter_tree)
+            .args(&["-ai", "-F", "--exclude=many/", "--include=*.txt", "--filter=- *.bin"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_push_filters_delete_excluded() {
+        ClientCase::new("client_daemon_push_filters_delete_excluded", Mode::DaemonPush, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete", "--exclude=*.bin", "--delete-excluded", "--exclude=stale*"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_local_misc_options() {
+        ClientCase::new("client_local_misc_options", Mode::Local, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--size-only", "--ignore-existing"])
+            .then(edit_small, &["-aiu", "-I", "--max-size=1k", "--min-size=2"])
+            .then(|_| {}, &["-aiW", "--delete-before", "--numeric-ids", "-x", "-m"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_with_327_peers() {
+        // rsync 3.2.7 as the server of an rrsync client, and as the client of rrsync --server.
+        let r327 = crate::harness::bins::rsync_327();
+        let rpath = format!("--rsync-path={}", r327.display());
+        ClientCase::new("client_with_327_peers", Mode::RshPull, small)
+            .args(&["-ai", &rpath])
+            .then(edit_small, &["-ai", "--delete", "--stats", &rpath])
+            .run();
+    }
+}

@@ -272,6 +272,15 @@ pub struct Options {
 }
 
 impl Options {
+    /// `-R` in effect: as given, else on with `--files-from` (upstream relative_paths < 0).
+    pub fn relative_paths(&self) -> bool {
+        if self.seen.iter().any(|s| s == "relative") {
+            self.relative
+        } else {
+            self.relative || self.files_from.is_some()
+        }
+    }
+
     /// The level of an `--info` word (`name`, `del`...): `-v` sets level 1
     /// of the verbose words (2 for `name` with `-vv`), `--info` overrides.
     pub fn info_level(&self, word: &str) -> u8 {
@@ -739,7 +748,14 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
             };
             let (canon, kind, on) = match lookup_long(name) {
                 Some((c, k)) => (c, k, true),
-                None => match name.strip_prefix("no-").and_then(lookup_long) {
+                None => match name.strip_prefix("no-").and_then(|n| {
+                    // `--no-X` also names an option by its short letter (`--no-R`).
+                    let mut cs = n.chars();
+                    match (cs.next(), cs.next()) {
+                        (Some(c), None) => lookup_short(c),
+                        _ => lookup_long(n),
+                    }
+                }) {
                     Some((c, k)) if k == Arg::None || k == Arg::Optional => (c, Arg::None, false),
                     _ => return Err(OptError::Unknown(format!("--{name}"))),
                 },

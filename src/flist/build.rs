@@ -521,6 +521,8 @@ impl Walker<'_> {
         let (dir, fname): (Vec<u8>, Vec<u8>) = if self.o.relative {
             match find_sub(arg, b"/./") {
                 Some(p) => (arg[..p].to_vec(), clean(&arg[p + 3..])),
+                // An absolute name is read from "/" and sent without its slash.
+                None if arg.starts_with(b"/") => (b"/".to_vec(), clean(arg)),
                 None => (Vec::new(), clean(arg)),
             }
         } else {

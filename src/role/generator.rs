@@ -280,11 +280,13 @@ impl<'o, W: Write> SharedOut<'o, W> {
 impl RecvConfig {
     /// Does the mtime of `st` equal the entry's (seconds, and nanoseconds where the protocol carries them)?
     pub fn same_mtime(&self, e: &FileEntry, st: &Stat) -> bool {
+        // upstream same_time: whole seconds, unless --modify-window asks for
+        // a window (> 0) or for the nanoseconds too (< 0).
         let window = self.opts.modify_window.unwrap_or(0) as i64;
         if window > 0 {
             return (e.mtime - st.mtime).abs() <= window;
         }
-        e.mtime == st.mtime && (self.n.proto < 31 || e.mtime_nsec == st.mtime_nsec)
+        e.mtime == st.mtime && (window == 0 || e.mtime_nsec == st.mtime_nsec)
     }
 
     /// The permission bits a file gets (upstream: dest_mode).
@@ -1225,7 +1227,19 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             let fl = cfg.itemize(e, Some(s), 0);
             if !cfg.opts.dry_run {
-                if let Err(err) = cfg.fix_attrs(&rel, e, s, true) {
+                // With -c the time is set exactly, nanoseconds included
+                // (upstream ATTRS_ACCURATE_TIME), though the quick check ignores them.
+                let exact = cfg.opts.checksum
+                    && cfg.opts.times
+                    && (s.mtime != e.mtime || s.mtime_nsec != e.mtime_nsec);
+                let r = cfg.fix_attrs(&rel, e, s, true).and_then(|()| {
+                    if exact {
+                        cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None)
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(err) = r {
                     self.error(format!("rsync: [generator] {err}"))?;
                 }
             }

@@ -506,7 +506,7 @@ pub(crate) fn send_files<W: Write>(
         proto,
         recursive: opts.recursive,
         xfer_dirs: opts.recursive || opts.dirs || opts.list_only || opts.files_from.is_some(),
-        relative: opts.relative || opts.files_from.is_some(),
+        relative: opts.relative_paths(),
         implied_dirs: !opts.no_implied_dirs,
         preserve_links: opts.links,
         preserve_hard_links: opts.hard_links > 0,
