@@ -79,6 +79,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
     if opts.server && !opts.daemon {
         return server::run(opts, rest);
     }
+    if opts.server && opts.daemon {
+        return crate::daemon::run_rsh_daemon(&opts);
+    }
     crate::client::run(opts, rest)
 }
 

@@ -124,6 +124,7 @@ pub fn tcp(
     contimeout: Option<u32>,
     family: Option<u8>,
     role: &str,
+    io_timeout: Option<u32>,
 ) -> Result<Conn, ConnectError> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<std::net::SocketAddr> = match (h, port).to_socket_addrs() {
@@ -150,6 +151,9 @@ pub fn tcp(
         match r {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
+                if let Some(t) = io_timeout.filter(|t| *t > 0) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(t as u64)));
+                }
                 let r = s.try_clone().map_err(|e| ConnectError {
                     code: RERR_SOCKETIO,
                     msg: format!("rsync: socket: {e}"),

@@ -80,18 +80,7 @@ fn fail(code: i32, msg: impl Into<String>) -> Fail {
     }
 }
 
-/// `--bwlimit` in KiB/s (a bare number is KiB; suffixes K, M, G).
-pub fn bwlimit_kib(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'k' | 'K' => (&s[..s.len() - 1], 1.0),
-        'm' | 'M' => (&s[..s.len() - 1], 1024.0),
-        'g' | 'G' => (&s[..s.len() - 1], 1024.0 * 1024.0),
-        _ => (s, 1.0),
-    };
-    let v: f64 = num.parse().ok()?;
-    (v >= 0.0).then_some((v * mult) as u64)
-}
+pub use crate::role::bwlimit::parse_kib as bwlimit_kib;
 
 fn seen(o: &Options, name: &str) -> bool {
     o.seen.iter().any(|s| s == name)
@@ -406,8 +395,26 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
             let (user, host) = args::split_user(host);
             let port = port.or(o.port).unwrap_or(873);
             let family = (o.ipv != 0).then_some(o.ipv);
-            let mut conn = connect::tcp(&host, port, o.contimeout, family, role)
-                .map_err(|e| (fail(e.code, e.msg), client))?;
+            let mut conn = match &o.rsh {
+                // Daemon over a remote shell: it starts `rsync --server --daemon .`.
+                Some(rsh) => {
+                    let mut argv =
+                        connect::split_rsh(rsh).map_err(|e| (fail(e.code, e.msg), client))?;
+                    let dash_l = argv
+                        .windows(2)
+                        .any(|w| w[0] == "-l" && !w[1].starts_with('-'));
+                    if let (Some(u), false) = (&user, dash_l) {
+                        argv.push("-l".into());
+                        argv.push(u.clone());
+                    }
+                    argv.push(host.clone());
+                    argv.push(o.rsync_path.clone().unwrap_or_else(|| "rsync".into()));
+                    argv.extend(["--server".into(), "--daemon".into(), ".".into()]);
+                    connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?
+                }
+                None => connect::tcp(&host, port, o.contimeout, family, role, o.timeout)
+                    .map_err(|e| (fail(e.code, e.msg), client))?,
+            };
             let req = daemon::Request {
                 proto: s.pre_proto,
                 user,
@@ -668,7 +675,11 @@ fn transfer(
     let reader = std::mem::replace(&mut conn.reader, Box::new(std::io::empty()));
     let writer = std::mem::replace(&mut conn.writer, Box::new(std::io::sink()));
     let mut r = Counting::new(reader, rc.clone());
-    let mut w = Counting::new(writer, wc.clone());
+    let limit = o.bwlimit.as_deref().and_then(bwlimit_kib).unwrap_or(0);
+    let mut w = Counting::new(
+        crate::role::bwlimit::BwLimit::new(writer, limit),
+        wc.clone(),
+    );
     let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o).map_err(role_fail)?;
     let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
     if proto >= 30 {
@@ -945,12 +956,5 @@ mod tests {
             vec![b"a".to_vec(), b"#c".to_vec()]
         );
         assert_eq!(join_base(b"src/", b"x/y"), b"src/./x/y");
-    }
-
-    #[test]
-    fn bwlimits() {
-        assert_eq!(bwlimit_kib("100"), Some(100));
-        assert_eq!(bwlimit_kib("1m"), Some(1024));
-        assert_eq!(bwlimit_kib("x"), None);
     }
 }

@@ -71,6 +71,32 @@ fn stdin_is_socket() -> bool {
     nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(0).is_ok()
 }
 
+/// `rrsync --server --daemon .`: a daemon session on stdin/stdout, started by
+/// a client's remote shell (upstream am_daemon = -1); the config is
+/// `--config`, else `rsyncd.conf` in the home directory, else the system one.
+pub fn run_rsh_daemon(opts: &Options) -> i32 {
+    let mut opts = opts.clone();
+    if opts.config.is_none() {
+        let home = std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join("rsyncd.conf"))
+            .filter(|p| p.exists());
+        opts.config = Some(
+            home.unwrap_or_else(|| config_path(&opts))
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    let cfg = match load(&opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rsync: {e}");
+            eprintln!("rsync error: syntax or usage error (code 1)");
+            return RERR_SYNTAX;
+        }
+    };
+    serve_stdin(&cfg)
+}
+
 /// `rrsync --daemon ...`: returns the exit code.
 pub fn run_daemon(opts: &Options, _rest: &[String]) -> i32 {
     let mut opts = opts.clone();

@@ -10,4 +10,4 @@ pub mod paths;
 pub mod session;
 pub mod xfer_exec;
 
-pub use listener::run_daemon;
+pub use listener::{run_daemon, run_rsh_daemon};

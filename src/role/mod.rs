@@ -2,6 +2,7 @@
 //! background input pump (`input`) and the sender (`sender`). The generator
 //! and receiver come with uploads.
 
+pub mod bwlimit;
 pub mod generator;
 pub mod input;
 pub mod log;

@@ -265,7 +265,12 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
         },
         rc.clone(),
     );
-    let mut w = Counting::new(w, wc.clone());
+    let limit = opts
+        .bwlimit
+        .as_deref()
+        .and_then(crate::role::bwlimit::parse_kib)
+        .unwrap_or(0);
+    let mut w = Counting::new(crate::role::bwlimit::BwLimit::new(w, limit), wc.clone());
     let seed = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
