@@ -464,6 +464,7 @@ compat_test! {
         })
         .args(&["-ai", "--files-from={work}/list.txt"])
         .then(|_| {}, &["-ai", "--files-from={work}/list.txt", "--no-R"])
+        .then(|_| {}, &["-aiR", "--delete"])
         .run();
     }
 }
@@ -547,6 +548,27 @@ compat_test! {
         ClientCase::new("client_with_327_peers", Mode::RshPull, small)
             .args(&["-ai", &rpath])
             .then(edit_small, &["-ai", "--delete", "--stats", &rpath])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_relative_absolute_paths() {
+        // -R with an absolute source: names keep their slash on the wire and
+        // land beneath the destination.
+        ClientCase::new("client_rsh_relative_absolute_paths", Mode::RshPull, small)
+            .source("sub")
+            .args(&["-aiR"])
+            .then(edit_small, &["-aiR", "--delete"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn server_push_relative_absolute_paths() {
+        ClientCase::new("server_push_relative_absolute_paths", Mode::ServerPush, small)
+            .source("sub")
+            .args(&["-aiR"])
             .run();
     }
 }

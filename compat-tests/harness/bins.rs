@@ -22,9 +22,18 @@ pub fn stock() -> PathBuf {
 
 /// The rsync 3.2.7 client; panics with a clear message when it is missing.
 pub fn rsync_327() -> PathBuf {
+    // The test command unpacks it under target/ (compat-tests/run-all.sh).
+    let unpacked =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/rsync-3.2.7/usr/bin/rsync");
     let path = std::env::var_os("RSYNC_327")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_RSYNC_327));
+        .unwrap_or_else(|| {
+            if unpacked.is_file() {
+                unpacked
+            } else {
+                PathBuf::from(DEFAULT_RSYNC_327)
+            }
+        });
     assert!(
         path.is_file(),
         "this case needs the rsync 3.2.7 client, not found at {} (set RSYNC_327=/path/to/rsync-3.2.7)",

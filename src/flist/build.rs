@@ -497,10 +497,19 @@ impl Walker<'_> {
     }
 
     fn implied_dirs(&mut self, base: &Path, path: &[u8]) {
+        // An absolute name's implied dirs keep its leading slash ("/a", "/a/b").
+        let rooted = path.starts_with(b"/");
         let mut prefix: Vec<u8> = Vec::new();
-        let comps: Vec<&[u8]> = path.split(|&c| c == b'/').collect();
+        let comps: Vec<&[u8]> = path
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         for c in &comps[..comps.len().saturating_sub(1)] {
-            prefix = join(&prefix, c);
+            prefix = if prefix.is_empty() && rooted {
+                [b"/", *c].concat()
+            } else {
+                join(&prefix, c)
+            };
             if self.out.files.iter().any(|f| f.entry.name == prefix) {
                 continue;
             }
@@ -521,8 +530,13 @@ impl Walker<'_> {
         let (dir, fname): (Vec<u8>, Vec<u8>) = if self.o.relative {
             match find_sub(arg, b"/./") {
                 Some(p) => (arg[..p].to_vec(), clean(&arg[p + 3..])),
-                // An absolute name is read from "/" and sent without its slash.
-                None if arg.starts_with(b"/") => (b"/".to_vec(), clean(arg)),
+                // An absolute name is read from "/" and sent with its slash
+                // (the receiver strips it after sorting, as upstream).
+                None if arg.starts_with(b"/") => {
+                    let mut n = b"/".to_vec();
+                    n.extend_from_slice(&clean(arg));
+                    (b"/".to_vec(), n)
+                }
                 None => (Vec::new(), clean(arg)),
             }
         } else {

@@ -65,6 +65,9 @@ pub struct ListReceiver {
     next_ndx_start: i32,
     /// Every directory received, in upstream's dir_flist order (sorted per list).
     pub dirs: Vec<FileEntry>,
+    /// `-R`: names may be absolute; they are sorted as sent, then written
+    /// beneath the destination (upstream strip_root).
+    pub relative: bool,
 }
 
 impl ListReceiver {
@@ -81,6 +84,7 @@ impl ListReceiver {
             gid_map: HashMap::new(),
             next_ndx_start: if inc { 1 } else { 0 },
             dirs: Vec::new(),
+            relative: false,
         }
     }
 
@@ -136,7 +140,17 @@ impl ListReceiver {
     /// The first list (with its id lists and io_error when not incremental).
     pub fn first<R: Read>(&mut self, r: &mut R) -> Result<RecvList, RecvListError> {
         if !self.inc {
-            let l = recv_file_list(r, self.o, self.numeric_ids, self.id0_names, self.map_ids)?;
+            let mut l = recv_file_list_ext(
+                r,
+                self.o,
+                self.numeric_ids,
+                self.id0_names,
+                self.map_ids,
+                self.relative,
+            )?;
+            if self.relative {
+                strip_root(&mut l);
+            }
             return Ok(l);
         }
         let (mut files, io_error) = self.entries(r)?;
@@ -207,12 +221,45 @@ pub fn recv_file_list<R: Read>(
     id0_names: bool,
     map_ids: bool,
 ) -> Result<RecvList, RecvListError> {
+    recv_file_list_ext(r, o, numeric_ids, id0_names, map_ids, false)
+}
+
+/// Drop the leading slashes of `-R` names once the list is sorted (upstream
+/// clean_flist's strip_root); the names were checked to be safe without them.
+fn strip_root(l: &mut RecvList) {
+    for e in l.files.iter_mut() {
+        if e.name.starts_with(b"/") {
+            let n = e.name.iter().take_while(|&&c| c == b'/').count();
+            e.name.drain(..n);
+            if e.name.is_empty() {
+                e.name = b".".to_vec();
+            }
+        }
+    }
+}
+
+fn recv_file_list_ext<R: Read>(
+    r: &mut R,
+    o: FlistOpts,
+    numeric_ids: bool,
+    id0_names: bool,
+    map_ids: bool,
+    relative: bool,
+) -> Result<RecvList, RecvListError> {
     let mut dec = FlistDecoder::new(o);
     let mut files = Vec::new();
     let io_error = loop {
         match dec.decode(r)? {
             FlistItem::Entry(e) => {
-                if !safe_name(&e.name) && e.name != b"." {
+                let rooted = relative && e.name.starts_with(b"/");
+                let bare = if rooted {
+                    let n = e.name.iter().take_while(|&&c| c == b'/').count();
+                    &e.name[n..]
+                } else {
+                    &e.name[..]
+                };
+                let ok = safe_name(bare) || bare == b"." || (rooted && bare.is_empty());
+                if !ok && e.name != b"." {
                     return Err(RecvListError::UnsafeName(
                         String::from_utf8_lossy(&e.name).into_owned(),
                     ));

@@ -777,6 +777,7 @@ pub(crate) fn receive_files<W: Write + Send>(
         n.id0_names(),
         am_root && !opts.numeric_ids && !numeric_module,
     );
+    lists.relative = opts.relative_paths();
     let flist_start = demux.bytes_read;
     let mut list = lists.first(demux).map_err(|e| match e {
         crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
