@@ -94,6 +94,8 @@ pub struct Matcher {
     /// Block indices sorted by sum1.
     order: Vec<u32>,
     buf: Vec<u8>,
+    /// The whole-file digest state of the last file, reset, with its seed.
+    hasher: Option<(u32, StrongHasher)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -276,7 +278,11 @@ impl Matcher {
         if !sums.is_complete() {
             return Err(DeltaError::SumsMismatch("fewer block sums than count"));
         }
-        let mut hasher = StrongHasher::new_file(kind, seed);
+        // A reset hasher from the previous file, when it computes the same digest.
+        let mut hasher = match self.hasher.take() {
+            Some((s, h)) if s == seed && h.kind() == kind => h,
+            _ => StrongHasher::new_file(kind, seed),
+        };
         let mut stats = MatchStats::default();
 
         if head.count == 0 {
@@ -293,10 +299,9 @@ impl Matcher {
                 emit_literal(sink, &mut hasher, &mut stats, &buf[..n])?;
             }
             self.buf = buf;
-            return Ok(MatchOutcome {
-                digest: hasher.finish(),
-                stats,
-            });
+            let digest = hasher.finish_reset_file(seed);
+            self.hasher = Some((seed, hasher));
+            return Ok(MatchOutcome { digest, stats });
         }
 
         let shift = self.build(sums);
@@ -340,10 +345,9 @@ impl Matcher {
         stats.file_len = w.total;
         self.buf = buf;
         result?;
-        Ok(MatchOutcome {
-            digest: hasher.finish(),
-            stats,
-        })
+        let digest = hasher.finish_reset_file(seed);
+        self.hasher = Some((seed, hasher));
+        Ok(MatchOutcome { digest, stats })
     }
 
     /// The search loop (upstream: match.c `hash_search`).

@@ -27,6 +27,8 @@ pub struct InputReader {
     /// Messages received (taken by the role when it wants them).
     pub messages: Vec<Message>,
     ended: Option<ProtoError>,
+    /// The end of input, seen by [`InputReader::ready`] and not yet reported.
+    pending_end: Option<ProtoError>,
 }
 
 /// Chunks in flight at most (each up to 64 KiB): bounds memory spent on read-ahead.
@@ -69,6 +71,7 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
         pos: 0,
         messages: Vec::new(),
         ended: None,
+        pending_end: None,
     }
 }
 
@@ -89,11 +92,38 @@ impl InputReader {
         }
     }
 
+    /// Whether a read would return without waiting for the peer: data is
+    /// buffered or already pumped, or the input has ended. A role flushes
+    /// its output before it waits, and only then (as upstream's io.c does),
+    /// so answers to requests that arrive together go out together.
+    pub fn ready(&mut self) -> bool {
+        use std::sync::mpsc::TryRecvError;
+        loop {
+            if self.pos < self.buf.len() || self.ended.is_some() || self.pending_end.is_some() {
+                return true;
+            }
+            match self.rx.try_recv() {
+                Ok(Input::Data(d)) => {
+                    self.buf = d;
+                    self.pos = 0;
+                }
+                Ok(Input::Msg(m)) => self.messages.push(m),
+                Ok(Input::End(e)) => self.pending_end = Some(e),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
     fn refill(&mut self) -> io::Result<bool> {
         if let Some(e) = &self.ended {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()));
         }
-        match self.rx.recv() {
+        let next = match self.pending_end.take() {
+            Some(e) => Ok(Input::End(e)),
+            None => self.rx.recv(),
+        };
+        match next {
             Ok(Input::Data(d)) => {
                 self.buf = d;
                 self.pos = 0;

@@ -175,8 +175,8 @@ struct Request {
 }
 
 /// read_ndx_and_attrs for the sender. Deletion stats are answered in place.
-fn read_request<R: Read, W: Write>(
-    input: &mut R,
+fn read_request<W: Write>(
+    input: &mut InputReader,
     out: &mut MuxWriter<W>,
     rx: &mut NdxCodec,
     tx: &mut NdxCodec,
@@ -184,6 +184,10 @@ fn read_request<R: Read, W: Write>(
     nfiles: usize,
 ) -> Result<Request, RoleError> {
     loop {
+        // Flush what we owe the peer before waiting for it, and only then.
+        if !input.ready() {
+            out.flush()?;
+        }
         let ndx = rx.read(input)?;
         if ndx == NDX_DONE {
             return Ok(Request {
@@ -403,6 +407,8 @@ pub fn run<W: Write>(
     let mut matcher = Matcher::new();
     let dry_run = ctx.opts.dry_run;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // The token stream of the current file, reused across files.
+    let mut token_buf: Vec<u8> = Vec::new();
     let first_len = first.files.len();
     let mut active = ActiveLists {
         lists: std::collections::VecDeque::from([first]),
@@ -450,7 +456,6 @@ pub fn run<W: Write>(
                 )?;
             }
         }
-        out.flush()?;
         let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?;
         if req.ndx == NDX_DONE {
             if ctx.inc_recurse && !active.lists.is_empty() {
@@ -552,8 +557,16 @@ pub fn run<W: Write>(
         head.write(&mut buf, proto);
         out.write_all(&buf)?;
         buf.clear();
-        let (lit, matched) =
-            send_file_delta(f, &head, &sums, &ctx.n, &mut matcher, &mut encoder, out)?;
+        let (lit, matched) = send_file_delta(
+            f,
+            &head,
+            &sums,
+            &ctx.n,
+            &mut matcher,
+            &mut encoder,
+            out,
+            &mut token_buf,
+        )?;
         stats.literal_data += lit;
         stats.matched_data += matched;
     }
@@ -607,14 +620,14 @@ pub fn run<W: Write>(
 /// Adapts the matcher's output to the token encoder and the output stream.
 struct EncSink<'a, W: Write> {
     enc: &'a mut TokenEncoder,
-    buf: Vec<u8>,
+    buf: &'a mut Vec<u8>,
     out: &'a mut MuxWriter<W>,
 }
 
 impl<W: Write> EncSink<'_, W> {
     fn spill(&mut self) -> std::io::Result<()> {
         if self.buf.len() >= 32 * 1024 {
-            self.out.write_all(&self.buf)?;
+            self.out.write_all(self.buf)?;
             self.buf.clear();
         }
         Ok(())
@@ -624,18 +637,18 @@ impl<W: Write> EncSink<'_, W> {
 impl<W: Write> TokenSink for EncSink<'_, W> {
     fn literal(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.enc
-            .literal(&mut self.buf, data)
+            .literal(self.buf, data)
             .map_err(std::io::Error::other)?;
         self.spill()
     }
     fn matched(&mut self, block_index: u32, data: &[u8]) -> std::io::Result<()> {
         if self.enc.emits_matches() {
             self.enc
-                .matched(&mut self.buf, block_index, data)
+                .matched(self.buf, block_index, data)
                 .map_err(std::io::Error::other)?;
         } else {
             self.enc
-                .literal(&mut self.buf, data)
+                .literal(self.buf, data)
                 .map_err(std::io::Error::other)?;
         }
         self.spill()
@@ -653,6 +666,7 @@ fn send_file_delta<W: Write>(
     matcher: &mut Matcher,
     enc: &mut TokenEncoder,
     out: &mut MuxWriter<W>,
+    token_buf: &mut Vec<u8>,
 ) -> Result<(u64, u64), RoleError> {
     let sh = SumHead {
         count: head.count,
@@ -665,9 +679,10 @@ fn send_file_delta<W: Write>(
         bs.push(*s1, &sums.sum2[i * sums.s2length..(i + 1) * sums.s2length])
             .map_err(|e| RoleError::Protocol(e.to_string()))?;
     }
+    token_buf.clear();
     let mut sink = EncSink {
         enc,
-        buf: Vec::with_capacity(64 * 1024),
+        buf: token_buf,
         out,
     };
     let outcome = matcher
@@ -684,12 +699,13 @@ fn send_file_delta<W: Write>(
             other => RoleError::Protocol(other.to_string()),
         })?;
     sink.enc
-        .end_file(&mut sink.buf)
+        .end_file(sink.buf)
         .map_err(|e| RoleError::Protocol(e.to_string()))?;
     let d = outcome.digest;
     sink.buf
         .extend_from_slice(&d.as_bytes()[..n.checksum.digest_len().min(d.len())]);
     let EncSink { buf, out, .. } = sink;
-    out.write_all(&buf)?;
+    out.write_all(buf)?;
+    buf.clear();
     Ok((outcome.stats.literal_bytes, outcome.stats.matched_bytes))
 }
