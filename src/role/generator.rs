@@ -37,8 +37,8 @@ pub enum RecvEvent {
     NewList,
     /// Incremental recursion: no more lists will come.
     FlistEof,
-    /// The receiver is done with this index (success or not).
-    FileDone(i32),
+    /// The receiver is done with these indexes (success or not).
+    FilesDone(Vec<i32>),
 }
 
 /// The lists received so far (shared by receiver and generator under
@@ -1326,7 +1326,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             match events.recv() {
                 Ok(RecvEvent::Redo(ndx)) => self.redo(ndx)?,
                 Ok(RecvEvent::PhaseDone) => break,
-                Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) | Ok(RecvEvent::FileDone(_)) => {}
+                Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) | Ok(RecvEvent::FilesDone(_)) => {}
                 Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                     return Err(RoleError::Protocol("receiver ended early".into()))
                 }
@@ -1341,7 +1341,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     Ok(RecvEvent::Redo(_))
                     | Ok(RecvEvent::NewList)
                     | Ok(RecvEvent::FlistEof)
-                    | Ok(RecvEvent::FileDone(_)) => {}
+                    | Ok(RecvEvent::FilesDone(_)) => {}
                     Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                         return Err(RoleError::Protocol("receiver ended early".into()))
                     }
@@ -1382,7 +1382,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 | Ok(RecvEvent::Redo(_))
                 | Ok(RecvEvent::NewList)
                 | Ok(RecvEvent::FlistEof)
-                | Ok(RecvEvent::FileDone(_)) => {}
+                | Ok(RecvEvent::FilesDone(_)) => {}
                 Ok(RecvEvent::Failed) | Err(_) => {
                     return Err(RoleError::Protocol("receiver failed".into()))
                 }
@@ -1468,10 +1468,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             match events.recv() {
                 Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
-                Ok(RecvEvent::FileDone(ndx)) => {
-                    if let Some(&start) = starts.iter().rev().find(|&&s| s <= ndx) {
-                        if let Some(p) = self.pending.get_mut(&start) {
-                            *p = p.saturating_sub(1);
+                Ok(RecvEvent::FilesDone(ndxs)) => {
+                    for ndx in ndxs {
+                        if let Some(&start) = starts.iter().rev().find(|&&s| s <= ndx) {
+                            if let Some(p) = self.pending.get_mut(&start) {
+                                *p = p.saturating_sub(1);
+                            }
                         }
                     }
                 }

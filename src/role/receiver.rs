@@ -82,11 +82,11 @@ impl Write for OutFile {
 }
 
 /// recv_files: run until the sender's last phase ends.
-pub fn run<R: Read, W: Write>(
+pub fn run<W: Write>(
     cfg: &RecvConfig,
     registry: &std::sync::Mutex<Registry>,
     inc: bool,
-    input: &mut R,
+    input: &mut super::input::InputReader,
     events: &Sender<RecvEvent>,
     out: &SharedOut<'_, W>,
 ) -> Result<RecvStats, RoleError> {
@@ -110,7 +110,18 @@ pub fn run<R: Read, W: Write>(
         Ok(r) => r,
         Err(p) => p.into_inner(),
     };
+    // Finished indexes go to the generator in batches: before we wait for
+    // input, before any other event, and every DONE_BATCH files (one
+    // wake-up of the generator per batch instead of one per file).
+    let done = DoneBatch {
+        events,
+        ndxs: std::cell::RefCell::new(Vec::new()),
+    };
+    let events = &done;
     loop {
+        if !input.ready() {
+            done.flush();
+        }
         let ndx = rx.read(input)?;
         if inc && ndx == NDX_FLIST_EOF {
             lock().eof = true;
@@ -181,7 +192,7 @@ pub fn run<R: Read, W: Write>(
         let e = &list.files[pos];
         let entry = e;
         let _done = FileDoneGuard {
-            events,
+            batch: &done,
             ndx,
             armed: std::cell::Cell::new(true),
         };
@@ -501,17 +512,52 @@ pub fn run<R: Read, W: Write>(
     Ok(stats)
 }
 
-/// Tells the generator a file is finished, whichever way the handling of it ends.
-struct FileDoneGuard<'e> {
+/// Finished indexes not yet sent to the generator.
+struct DoneBatch<'e> {
     events: &'e Sender<RecvEvent>,
+    ndxs: std::cell::RefCell<Vec<i32>>,
+}
+
+/// Files per `FilesDone` event at most.
+const DONE_BATCH: usize = 256;
+
+impl DoneBatch<'_> {
+    fn push(&self, ndx: i32) {
+        let full = {
+            let mut v = self.ndxs.borrow_mut();
+            v.push(ndx);
+            v.len() >= DONE_BATCH
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    fn flush(&self) {
+        let v = std::mem::take(&mut *self.ndxs.borrow_mut());
+        if !v.is_empty() {
+            let _ = self.events.send(RecvEvent::FilesDone(v));
+        }
+    }
+
+    /// Send another event, after the finished indexes before it.
+    fn send(&self, ev: RecvEvent) -> Result<(), std::sync::mpsc::SendError<RecvEvent>> {
+        self.flush();
+        self.events.send(ev)
+    }
+}
+
+/// Tells the generator a file is finished, whichever way the handling of it ends.
+struct FileDoneGuard<'b, 'e> {
+    batch: &'b DoneBatch<'e>,
     ndx: i32,
     armed: std::cell::Cell<bool>,
 }
 
-impl Drop for FileDoneGuard<'_> {
+impl Drop for FileDoneGuard<'_, '_> {
     fn drop(&mut self) {
         if self.armed.get() {
-            let _ = self.events.send(RecvEvent::FileDone(self.ndx));
+            self.batch.push(self.ndx);
         }
     }
 }
