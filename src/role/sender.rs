@@ -455,6 +455,22 @@ pub fn run<W: Write>(
                     &mut eof,
                 )?;
             }
+            // Rather than wait for the generator, keep listing ahead (as
+            // upstream's io.c does while it has no input): the receiving
+            // side then never waits for a list.
+            while !eof && !input.ready() {
+                send_extra_list(
+                    m,
+                    &mut flist_enc,
+                    &mut tx,
+                    out,
+                    ctx,
+                    &mut active,
+                    stats,
+                    &mut eof,
+                )?;
+                out.flush()?;
+            }
         }
         let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?;
         if req.ndx == NDX_DONE {
@@ -473,7 +489,6 @@ pub fn run<W: Write>(
             }
             tx.write(&mut buf, NDX_DONE);
             out.write_all(&buf)?;
-            out.flush()?;
             buf.clear();
             continue;
         }
@@ -573,10 +588,11 @@ pub fn run<W: Write>(
     if stats.io_error != 0 && proto >= 30 {
         out.send_msg(MsgCode::IoError, &stats.io_error.to_le_bytes())?;
     }
+    // What follows goes out with the next flush, before we wait for the
+    // peer (one write for DONE and the stats, not one each).
     tx.write(&mut buf, NDX_DONE);
     out.write_all(&buf)?;
     buf.clear();
-    out.flush()?;
     if ctx.am_server {
         let (read, written) = match &ctx.counters {
             Some((r, rb, w, wb)) => (
@@ -594,7 +610,6 @@ pub fn run<W: Write>(
         }
         out.write_all(&buf)?;
         buf.clear();
-        out.flush()?;
     }
     // read_final_goodbye
     if proto >= 24 {
@@ -603,7 +618,6 @@ pub fn run<W: Write>(
         if proto >= 31 && last == NDX_DONE {
             tx.write(&mut buf, NDX_DONE);
             out.write_all(&buf)?;
-            out.flush()?;
             buf.clear();
             last = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound)?.ndx;
         }
