@@ -631,6 +631,9 @@ pub fn run<W: Write>(
     Ok(())
 }
 
+/// Literal runs at least this long skip the token buffer (see `literal_run`).
+const VECTORED_MIN: usize = 64 * 1024;
+
 /// Adapts the matcher's output to the token encoder and the output stream.
 struct EncSink<'a, W: Write> {
     enc: &'a mut TokenEncoder,
@@ -654,6 +657,34 @@ impl<W: Write> TokenSink for EncSink<'_, W> {
             .literal(self.buf, data)
             .map_err(std::io::Error::other)?;
         self.spill()
+    }
+    fn literal_run(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if data.len() < VECTORED_MIN || !self.enc.is_plain() {
+            for chunk in data.chunks(crate::delta::CHUNK_SIZE) {
+                self.literal(chunk)?;
+            }
+            return Ok(());
+        }
+        // A long plain run: the token headers and the data go to the
+        // socket in vectored writes, without copying the data (the bytes
+        // the encoder would write). Tokens stay at most CHUNK_SIZE long:
+        // patched older receivers (e.g. Debian's 3.2.7) refuse longer ones.
+        if !self.buf.is_empty() {
+            self.out.write_all(self.buf)?;
+            self.buf.clear();
+        }
+        let pieces: Vec<&[u8]> = data.chunks(crate::delta::CHUNK_SIZE).collect();
+        // piece.len() <= CHUNK_SIZE, so the cast cannot truncate.
+        let heads: Vec<[u8; 4]> = pieces
+            .iter()
+            .map(|p| (p.len() as i32).to_le_bytes())
+            .collect();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(pieces.len() * 2);
+        for (h, p) in heads.iter().zip(&pieces) {
+            parts.push(h);
+            parts.push(p);
+        }
+        self.out.write_data_vectored(&parts)
     }
     fn matched(&mut self, block_index: u32, data: &[u8]) -> std::io::Result<()> {
         if self.enc.emits_matches() {
