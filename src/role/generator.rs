@@ -52,6 +52,18 @@ pub struct Registry {
     pub eof: bool,
 }
 
+impl RecvConfig {
+    /// Whether deletions run after the transfer (--delete-after/-delay),
+    /// walking every received list then.
+    pub fn deletes_after_transfer(&self) -> bool {
+        self.opts.delete
+            && matches!(
+                self.opts.delete_when,
+                Some("delete-after") | Some("delete-delay")
+            )
+    }
+}
+
 impl Registry {
     /// The list holding wire index `ndx`, and the position in it.
     pub fn find(&self, ndx: i32) -> Option<(std::sync::Arc<RecvList>, usize)> {

@@ -105,6 +105,8 @@ pub fn run<W: Write>(
     };
     // Lists received and not yet finished by the sender's DONEs (incremental recursion).
     let mut active_lists = 1usize;
+    // Lists ended by the sender so far (they end in order).
+    let mut retired_lists = 0usize;
     let mut redone = std::collections::HashSet::new();
     let lock = || match registry.lock() {
         Ok(r) => r,
@@ -144,6 +146,17 @@ pub fn run<W: Write>(
         if ndx == NDX_DONE {
             if inc && active_lists > 0 {
                 active_lists -= 1;
+                // The sender ended the oldest list: the generator had
+                // finished it and its files are all here. Keep only what
+                // the end of the run needs (unless deletions still walk
+                // every list then).
+                if !cfg.deletes_after_transfer() {
+                    let mut r = lock();
+                    if let Some(l) = r.lists.get_mut(retired_lists) {
+                        *l = std::sync::Arc::new(l.retired());
+                    }
+                }
+                retired_lists += 1;
                 if active_lists > 0 {
                     continue;
                 }
