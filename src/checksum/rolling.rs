@@ -18,35 +18,61 @@ fn combine(s1: u32, s2: u32) -> u32 {
     (s1 & 0xFFFF) | (s2 << 16)
 }
 
+/// Bytes per lane group of the block sum.
+const LANES: usize = 32;
+
 /// Raw `(s1, s2)` over `data`.
 ///
-/// `s2 = sum over i of (n - i) * x_i`, computed four bytes at a time so the
-/// dependency chain is shorter than the naive `s1 += b; s2 += s1` loop.
-#[inline]
-fn sums(data: &[u8]) -> (u32, u32) {
+/// `s2 = sum over i of (n - i) * x_i`. The bulk runs in `LANES` independent
+/// columns (no dependency between them, so the compiler vectorises it):
+/// for the column `j` of `k` groups, `a[j]` sums its bytes and `p[j]` sums
+/// the `a[j]` seen before each group, which gives
+/// `s2 = LANES * sum(p) + sum((LANES - j) * a[j])` and `s1 = sum(a)`;
+/// the tail continues with the plain recurrence. Everything is modulo 2^32,
+/// as upstream's, so the regrouping is exact.
+#[inline(always)]
+fn sums_generic(data: &[u8]) -> (u32, u32) {
+    let mut a = [0u32; LANES];
+    let mut p = [0u32; LANES];
+    let mut groups = data.chunks_exact(LANES);
+    for g in &mut groups {
+        for j in 0..LANES {
+            p[j] = p[j].wrapping_add(a[j]);
+            a[j] = a[j].wrapping_add(sb(g[j]));
+        }
+    }
     let mut s1: u32 = 0;
     let mut s2: u32 = 0;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let (a, b, cc, d) = (sb(c[0]), sb(c[1]), sb(c[2]), sb(c[3]));
-        // After four steps: s2 += 4*s1 + 4a + 3b + 2c + d; s1 += a+b+c+d.
+    for j in 0..LANES {
+        s1 = s1.wrapping_add(a[j]);
         s2 = s2
-            .wrapping_add(s1.wrapping_mul(4))
-            .wrapping_add(a.wrapping_mul(4))
-            .wrapping_add(b.wrapping_mul(3))
-            .wrapping_add(cc.wrapping_mul(2))
-            .wrapping_add(d);
-        s1 = s1
-            .wrapping_add(a)
-            .wrapping_add(b)
-            .wrapping_add(cc)
-            .wrapping_add(d);
+            .wrapping_add(p[j].wrapping_mul(LANES as u32))
+            .wrapping_add(a[j].wrapping_mul((LANES - j) as u32));
     }
-    for &b in chunks.remainder() {
+    for &b in groups.remainder() {
         s1 = s1.wrapping_add(sb(b));
         s2 = s2.wrapping_add(s1);
     }
     (s1, s2)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sums_avx2(data: &[u8]) -> (u32, u32) {
+    sums_generic(data)
+}
+
+/// Raw `(s1, s2)` over `data`, with AVX2 when the CPU has it.
+#[inline]
+fn sums(data: &[u8]) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if data.len() >= 256 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { sums_avx2(data) };
+        }
+    }
+    sums_generic(data)
 }
 
 /// The rolling checksum of a whole block (upstream: `get_checksum1`).
@@ -130,6 +156,16 @@ mod tests {
     }
 
     #[test]
+    fn long_blocks_wrap_like_the_plain_loop() {
+        // Long enough for every running sum to wrap modulo 2^32.
+        let data: Vec<u8> = (0u64..(3 << 20) + 7)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_eq!(checksum1(&data), naive(&data));
+        assert_eq!(checksum1(&vec![0x80; 1 << 20]), naive(&vec![0x80; 1 << 20]));
+    }
+
+    #[test]
     fn empty_is_zero() {
         assert_eq!(checksum1(&[]), 0);
     }
@@ -160,6 +196,12 @@ mod tests {
         #[test]
         fn unrolled_equals_naive(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(checksum1(&data), naive(&data));
+        }
+
+        #[test]
+        fn vectorised_equals_naive(data in proptest::collection::vec(any::<u8>(), 250..3000)) {
+            prop_assert_eq!(checksum1(&data), naive(&data));
+            prop_assert_eq!(sums_generic(&data), sums(&data));
         }
 
         #[test]

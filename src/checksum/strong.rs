@@ -305,6 +305,35 @@ impl StrongHasher {
         }
     }
 
+    /// The digest so far; the hasher starts over as [`StrongHasher::new_file`]
+    /// with `seed` would (reusing its state, so no allocation per file).
+    pub fn finish_reset_file(&mut self, seed: u32) -> DigestBuf {
+        let d = match &mut self.state {
+            HashState::Md4(h) => DigestBuf::from_slice(&h.finalize_reset()),
+            HashState::Md5(h) => DigestBuf::from_slice(&h.finalize_reset()),
+            HashState::Xxh64(h) => {
+                let d = DigestBuf::from_slice(&h.digest().to_le_bytes());
+                h.reset(0);
+                d
+            }
+            HashState::Xxh3(h) => {
+                let d = DigestBuf::from_slice(&h.digest().to_le_bytes());
+                h.reset();
+                d
+            }
+            HashState::Xxh128(h) => {
+                let d = DigestBuf::from_slice(&h.digest128().to_le_bytes());
+                h.reset();
+                d
+            }
+            HashState::None => DigestBuf::from_slice(&[0]),
+        };
+        if self.kind == ChecksumKind::Md4Old {
+            self.update(&seed.to_le_bytes());
+        }
+        d
+    }
+
     /// The digest (`kind.digest_len()` bytes).
     pub fn finish(self) -> DigestBuf {
         match self.state {
@@ -348,6 +377,28 @@ pub fn file_checksum(kind: ChecksumKind, reader: &mut impl Read) -> io::Result<D
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn finish_reset_file_equals_a_fresh_hasher() {
+        let kinds = [
+            ChecksumKind::Md4Old,
+            ChecksumKind::Md4,
+            ChecksumKind::Md5,
+            ChecksumKind::Xxh64,
+            ChecksumKind::Xxh3,
+            ChecksumKind::Xxh128,
+            ChecksumKind::None,
+        ];
+        for kind in kinds {
+            let mut reused = StrongHasher::new_file(kind, 77);
+            for data in [&b"first file"[..], b"", &[7u8; 5000]] {
+                reused.update(data);
+                let mut fresh = StrongHasher::new_file(kind, 77);
+                fresh.update(data);
+                assert_eq!(reused.finish_reset_file(77), fresh.finish(), "{kind:?}");
+            }
+        }
+    }
 
     fn hex(d: &DigestBuf) -> String {
         format!("{d:?}")

@@ -34,6 +34,16 @@ pub trait TokenSink {
     fn literal(&mut self, data: &[u8]) -> io::Result<()>;
     /// A reference to basis block `block_index`, whose content is `data`.
     fn matched(&mut self, block_index: u32, data: &[u8]) -> io::Result<()>;
+    /// A run of literal bytes of any length (part of the current literal
+    /// run, like `literal`); by default handed to `literal` in pieces of
+    /// at most [`CHUNK_SIZE`]. A sink that can send a long run at once
+    /// (without copying it) overrides this.
+    fn literal_run(&mut self, data: &[u8]) -> io::Result<()> {
+        for chunk in data.chunks(CHUNK_SIZE) {
+            self.literal(chunk)?;
+        }
+        Ok(())
+    }
 }
 
 /// Counters of one [`Matcher::match_file`] run (upstream keeps the same
@@ -67,6 +77,8 @@ pub struct MatchOutcome {
 const MAX_CHAIN_LEN: usize = 1024;
 /// Smallest read buffer.
 const MIN_BUF: usize = 256 * 1024;
+/// Read size when the whole file goes out as literals.
+const WHOLE_READ: usize = 256 * 1024;
 /// Read buffer size the window grows to for large files.
 const TARGET_BUF: usize = 4 * 1024 * 1024;
 /// `Group::next` / table value meaning "no group".
@@ -94,6 +106,8 @@ pub struct Matcher {
     /// Block indices sorted by sum1.
     order: Vec<u32>,
     buf: Vec<u8>,
+    /// The whole-file digest state of the last file, reset, with its seed.
+    hasher: Option<(u32, StrongHasher)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -176,10 +190,8 @@ fn emit_literal<S: TokenSink>(
     stats: &mut MatchStats,
     data: &[u8],
 ) -> io::Result<()> {
-    for chunk in data.chunks(CHUNK_SIZE) {
-        hasher.update(chunk);
-        sink.literal(chunk)?;
-    }
+    hasher.update(data);
+    sink.literal_run(data)?;
     stats.literal_bytes += data.len() as u64;
     Ok(())
 }
@@ -276,16 +288,21 @@ impl Matcher {
         if !sums.is_complete() {
             return Err(DeltaError::SumsMismatch("fewer block sums than count"));
         }
-        let mut hasher = StrongHasher::new_file(kind, seed);
+        // A reset hasher from the previous file, when it computes the same digest.
+        let mut hasher = match self.hasher.take() {
+            Some((s, h)) if s == seed && h.kind() == kind => h,
+            _ => StrongHasher::new_file(kind, seed),
+        };
         let mut stats = MatchStats::default();
 
         if head.count == 0 {
+            // No basis: the file in large reads, each one literal run.
             let mut buf = std::mem::take(&mut self.buf);
-            if buf.len() < CHUNK_SIZE {
-                buf.resize(CHUNK_SIZE, 0);
+            if buf.len() < WHOLE_READ {
+                buf.resize(WHOLE_READ, 0);
             }
             loop {
-                let n = super::sums::read_full(reader, &mut buf[..CHUNK_SIZE])?;
+                let n = super::sums::read_full(reader, &mut buf[..WHOLE_READ])?;
                 if n == 0 {
                     break;
                 }
@@ -293,10 +310,9 @@ impl Matcher {
                 emit_literal(sink, &mut hasher, &mut stats, &buf[..n])?;
             }
             self.buf = buf;
-            return Ok(MatchOutcome {
-                digest: hasher.finish(),
-                stats,
-            });
+            let digest = hasher.finish_reset_file(seed);
+            self.hasher = Some((seed, hasher));
+            return Ok(MatchOutcome { digest, stats });
         }
 
         let shift = self.build(sums);
@@ -340,10 +356,9 @@ impl Matcher {
         stats.file_len = w.total;
         self.buf = buf;
         result?;
-        Ok(MatchOutcome {
-            digest: hasher.finish(),
-            stats,
-        })
+        let digest = hasher.finish_reset_file(seed);
+        self.hasher = Some((seed, hasher));
+        Ok(MatchOutcome { digest, stats })
     }
 
     /// The search loop (upstream: match.c `hash_search`).

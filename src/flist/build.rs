@@ -9,8 +9,8 @@
 use super::sort::f_name_cmp;
 use crate::protocol::flist::{mode, FileEntry, HardLink};
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -219,7 +219,8 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     if a.is_empty() || a == b"." {
         return b.to_vec();
     }
-    let mut v = a.to_vec();
+    let mut v = Vec::with_capacity(a.len() + 1 + b.len());
+    v.extend_from_slice(a);
     v.push(b'/');
     v.extend_from_slice(b);
     v
@@ -347,7 +348,7 @@ impl Walker<'_> {
     /// Every file type is listed; the receiving generator decides what to skip.
     fn add(
         &mut self,
-        local: &Path,
+        local: PathBuf,
         name: Vec<u8>,
         md: &std::fs::Metadata,
         top: bool,
@@ -365,7 +366,7 @@ impl Walker<'_> {
             ..Default::default()
         };
         if ft.is_symlink() {
-            match std::fs::read_link(local) {
+            match std::fs::read_link(&local) {
                 Ok(t) => {
                     let t = t.as_os_str().as_bytes().to_vec();
                     if self.o.safe_links && unsafe_symlink(&t, &e.name) {
@@ -406,10 +407,10 @@ impl Walker<'_> {
             return false;
         }
         let is_dir = ft.is_dir();
-        let escapes = followed && self.escapes(local);
+        let escapes = followed && self.escapes(&local);
         self.out.files.push(LocalFile {
             entry: e,
-            path: local.to_path_buf(),
+            path: local,
             dev: md.dev(),
             ino: md.ino(),
             nlink: md.nlink(),
@@ -437,9 +438,18 @@ impl Walker<'_> {
             return;
         }
         self.ex.enter_dir(name, local);
-        let rd = match std::fs::read_dir(local) {
-            Ok(rd) => rd,
-            Err(e) => {
+        // readdir order, names without per-entry allocations beyond our copy.
+        let opened = nix::dir::Dir::open(
+            local,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        );
+        let mut dir = match opened {
+            Ok(d) => d,
+            Err(errno) => {
+                let e = std::io::Error::from(errno);
                 let shown = self.full(name);
                 self.err(format!(
                     "rsync: [sender] opendir {shown} failed: {} ({})",
@@ -450,14 +460,27 @@ impl Walker<'_> {
                 return;
             }
         };
-        let names: Vec<Vec<u8>> = rd
+        let names: Vec<Vec<u8>> = dir
+            .iter()
             .filter_map(|d| d.ok())
-            .map(|d| d.file_name().as_bytes().to_vec())
+            .map(|d| d.file_name().to_bytes().to_vec())
+            .filter(|n| n != b"." && n != b"..")
             .collect();
+        drop(dir);
         let mut subdirs = Vec::new();
+        let local_bytes = local.as_os_str().as_bytes();
         for n in names {
             let child_name = join(name, &n);
-            let child_local = local.join(OsStr::from_bytes(&n));
+            let child_local = {
+                // Path::join, without its reallocation.
+                let mut v = Vec::with_capacity(local_bytes.len() + 1 + n.len());
+                v.extend_from_slice(local_bytes);
+                if !v.is_empty() && !v.ends_with(b"/") {
+                    v.push(b'/');
+                }
+                v.extend_from_slice(&n);
+                PathBuf::from(OsString::from_vec(v))
+            };
             let Some((md, followed)) = self.stat(&child_local, &child_name, false, false) else {
                 continue;
             };
@@ -476,15 +499,19 @@ impl Walker<'_> {
                 continue;
             }
             let before = self.out.files.len();
-            if self.add(&child_local, child_name.clone(), &md, false, followed) && self.o.recursive
-            {
+            // Only a directory needs its names again (to descend into it).
+            let keep = (md.is_dir() && self.o.recursive)
+                .then(|| (child_local.clone(), child_name.clone()));
+            if self.add(child_local, child_name, &md, false, followed) && self.o.recursive {
                 let esc = self
                     .out
                     .files
                     .get(before)
                     .map(|f| f.escapes)
                     .unwrap_or(false);
-                subdirs.push((child_local, child_name, md.dev(), esc));
+                if let Some((l, n)) = keep {
+                    subdirs.push((l, n, md.dev(), esc));
+                }
             }
         }
         if self.divert {
@@ -517,7 +544,7 @@ impl Walker<'_> {
             if let Ok(md) = std::fs::metadata(&local) {
                 if md.is_dir() {
                     let before = self.out.files.len();
-                    self.add(&local, prefix.clone(), &md, false, false);
+                    self.add(local, prefix.clone(), &md, false, false);
                     if let Some(f) = self.out.files.get_mut(before) {
                         f.entry.implied_dir = self.o.proto >= 30;
                     }
@@ -589,7 +616,13 @@ impl Walker<'_> {
         self.root_dev = md.dev();
         let descend = self.o.recursive || (self.o.xfer_dirs && is_dotdir);
         let before = self.out.files.len();
-        let is_dir = self.add(&local, fname.clone(), &md, descend || md.is_dir(), followed);
+        let is_dir = self.add(
+            local.clone(),
+            fname.clone(),
+            &md,
+            descend || md.is_dir(),
+            followed,
+        );
         if is_dir && descend {
             let mut esc = false;
             if let Some(f) = self.out.files.get_mut(before) {
@@ -678,10 +711,43 @@ pub struct ListState {
 /// remember the arrival order, and collect id names.
 pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mut ListState) {
     let proto = opts.proto;
-    // Overlapping arguments: keep the first of two identical names.
-    let mut seen = std::collections::HashSet::new();
-    out.files
-        .retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
+    // Sort (stable, as upstream's merge sort): `order[sorted] = arrival`.
+    let sort_order = |files: &[LocalFile]| {
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&files[a].entry, &files[b].entry);
+            f_name_cmp(
+                &x.name,
+                mode::is_dir(x.mode),
+                &y.name,
+                mode::is_dir(y.mode),
+                proto,
+            )
+        });
+        order
+    };
+    let mut order = sort_order(&out.files);
+    // Overlapping arguments: keep the first of two identical names. Entries
+    // that compare equal sort next to each other, so when no two neighbours
+    // do, there is nothing to drop (the common case: a single walk never
+    // lists a name twice) and the set below is not needed.
+    let equal_neighbours = order.windows(2).any(|w| {
+        let (x, y) = (&out.files[w[0]].entry, &out.files[w[1]].entry);
+        f_name_cmp(
+            &x.name,
+            mode::is_dir(x.mode),
+            &y.name,
+            mode::is_dir(y.mode),
+            proto,
+        )
+        .is_eq()
+    });
+    if equal_neighbours {
+        let mut seen = std::collections::HashSet::new();
+        out.files
+            .retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
+        order = sort_order(&out.files);
+    }
     if opts.preserve_hard_links {
         for (i, f) in out.files.iter_mut().enumerate() {
             let linkable = if proto >= 28 {
@@ -706,9 +772,19 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
         }
     }
     if !st.numeric_ids {
+        // Most entries share the previous entry's owner: skip the set then.
+        let (mut last_uid, mut last_gid) = (None, None);
         for f in out.files.iter_mut() {
             let e = &mut f.entry;
-            if opts.preserve_uid && (e.uid != 0 || st.id0_names) && st.seen_uids.insert(e.uid) {
+            let new_uid = last_uid != Some(e.uid);
+            let new_gid = last_gid != Some(e.gid);
+            last_uid = Some(e.uid);
+            last_gid = Some(e.gid);
+            if new_uid
+                && opts.preserve_uid
+                && (e.uid != 0 || st.id0_names)
+                && st.seen_uids.insert(e.uid)
+            {
                 if let Some(n) = user_name(e.uid) {
                     if st.inline_names {
                         e.user_name = Some(n);
@@ -717,7 +793,11 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
                     }
                 }
             }
-            if opts.preserve_gid && (e.gid != 0 || st.id0_names) && st.seen_gids.insert(e.gid) {
+            if new_gid
+                && opts.preserve_gid
+                && (e.gid != 0 || st.id0_names)
+                && st.seen_gids.insert(e.gid)
+            {
                 if let Some(n) = group_name(e.gid) {
                     if st.inline_names {
                         e.group_name = Some(n);
@@ -728,18 +808,7 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
             }
         }
     }
-    // Sort (stable, as upstream's merge sort) and remember where each arrival went.
-    let mut order: Vec<usize> = (0..out.files.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&out.files[a].entry, &out.files[b].entry);
-        f_name_cmp(
-            &x.name,
-            mode::is_dir(x.mode),
-            &y.name,
-            mode::is_dir(y.mode),
-            proto,
-        )
-    });
+    // Remember where each arrival went.
     let mut pos_of_arrival = vec![0usize; order.len()];
     for (sorted_pos, &arrival) in order.iter().enumerate() {
         pos_of_arrival[arrival] = sorted_pos;

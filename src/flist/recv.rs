@@ -40,11 +40,43 @@ pub struct RecvList {
     /// directories) whose contents this list holds; the first list's parent
     /// is its `.` entry.
     pub parent: Option<usize>,
+    /// Finished (see [`RecvList::retired`]): only its directories are left,
+    /// and no index resolves to it any more.
+    pub retired: bool,
+    /// Entries received in earlier lists (a file's place in the transfer).
+    pub index_base: u64,
 }
 
 impl RecvList {
+    /// What is left of a list once the sender ended it (its transfers are
+    /// over): its active directories, for the final pass over directory
+    /// times; everything else is dropped (upstream frees finished lists
+    /// too), so memory follows the lists in flight, not the whole tree.
+    pub fn retired(&self) -> RecvList {
+        let files: Vec<FileEntry> = self
+            .files
+            .iter()
+            .zip(&self.active)
+            .filter(|(e, &a)| a && mode::is_dir(e.mode))
+            .map(|(e, _)| e.clone())
+            .collect();
+        RecvList {
+            active: vec![true; files.len()],
+            files,
+            io_error: self.io_error,
+            hlink_leader: Vec::new(),
+            ndx_start: self.ndx_start,
+            parent: self.parent,
+            retired: true,
+            index_base: self.index_base,
+        }
+    }
+
     /// The entry behind wire index `ndx`, if it is in this list.
     pub fn get(&self, ndx: i32) -> Option<(usize, &FileEntry)> {
+        if self.retired {
+            return None;
+        }
         let rel = ndx.checked_sub(self.ndx_start)?;
         let i = usize::try_from(rel).ok()?;
         self.files.get(i).filter(|_| self.active[i]).map(|e| (i, e))
@@ -68,6 +100,8 @@ pub struct ListReceiver {
     /// `-R`: names may be absolute; they are sorted as sent, then written
     /// beneath the destination (upstream strip_root).
     pub relative: bool,
+    /// Entries received so far, over all lists.
+    pub total: u64,
 }
 
 impl ListReceiver {
@@ -85,6 +119,7 @@ impl ListReceiver {
             next_ndx_start: if inc { 1 } else { 0 },
             dirs: Vec::new(),
             relative: false,
+            total: 0,
         }
     }
 
@@ -104,6 +139,7 @@ impl ListReceiver {
                 FlistItem::End(err) => break err,
             }
         };
+        files.shrink_to_fit();
         Ok((files, io_error))
     }
 
@@ -151,6 +187,7 @@ impl ListReceiver {
             if self.relative {
                 strip_root(&mut l);
             }
+            self.total = l.files.len() as u64;
             return Ok(l);
         }
         let (mut files, io_error) = self.entries(r)?;
@@ -193,6 +230,8 @@ impl ListReceiver {
     }
 
     fn register(&mut self, l: &mut RecvList) {
+        l.index_base = self.total;
+        self.total += l.files.len() as u64;
         l.ndx_start = self.next_ndx_start;
         self.next_ndx_start += l.files.len() as i32 + 1;
         for (i, e) in l.files.iter().enumerate() {
@@ -371,6 +410,8 @@ fn sort_and_clean(mut files: Vec<FileEntry>, io_error: i32, proto: u8) -> RecvLi
         hlink_leader,
         ndx_start: 0,
         parent: None,
+        retired: false,
+        index_base: 0,
     }
 }
 
@@ -411,6 +452,35 @@ pub fn prune_empty_dirs(list: &mut RecvList) {
 mod tests {
     use super::*;
     use crate::protocol::flist::FlistEncoder;
+
+    #[test]
+    fn a_retired_list_keeps_its_directories_and_resolves_no_index() {
+        let mk = |name: &[u8], mode: u32| FileEntry {
+            name: name.to_vec(),
+            mode,
+            ..Default::default()
+        };
+        let files = vec![
+            mk(b"a", 0o100644),
+            mk(b"d", 0o040755),
+            mk(b"e", 0o040755),
+            mk(b"f", 0o100644),
+        ];
+        let l = RecvList {
+            active: vec![true, true, false, true],
+            files,
+            ndx_start: 10,
+            ..Default::default()
+        };
+        assert!(l.get(11).is_some());
+        let r = l.retired();
+        assert!(r.retired);
+        assert_eq!(r.ndx_start, 10);
+        let names: Vec<&[u8]> = r.files.iter().map(|e| &e.name[..]).collect();
+        assert_eq!(names, [&b"d"[..]]);
+        assert_eq!(r.active, [true]);
+        assert!((0..20).all(|n| r.get(n).is_none()));
+    }
 
     #[test]
     fn unsafe_names_are_refused() {

@@ -10,31 +10,78 @@ enum SegType {
     Path,
 }
 
-/// One segment of an entry: its type and its bytes (a PATH segment carries an implied trailing '/').
-fn seg<'a>(comps: &[&'a [u8]], is_dir: bool, i: usize) -> (SegType, &'a [u8]) {
-    let last = comps.len() - 1;
-    if i < last {
-        (SegType::Path, comps[i])
-    } else if i == last {
-        if is_dir {
-            if comps[i] == b"." {
-                (SegType::Item, b"")
-            } else {
-                (SegType::Path, comps[i])
-            }
-        } else {
-            (SegType::Item, comps[i])
+/// The segments of an entry name, lazily (no allocation per comparison):
+/// every component but the last is a PATH segment; the last is a PATH
+/// segment for a directory (an ITEM `""` for a directory named `.`) and an
+/// ITEM for anything else; after it come empty ITEMs.
+struct Segs<'a> {
+    rest: &'a [u8],
+    is_dir: bool,
+    last_done: bool,
+}
+
+impl<'a> Segs<'a> {
+    #[inline]
+    fn new(name: &'a [u8], is_dir: bool) -> Self {
+        Segs {
+            rest: name,
+            is_dir,
+            last_done: false,
         }
-    } else {
-        (SegType::Item, b"")
+    }
+
+    #[inline]
+    fn next_seg(&mut self) -> (SegType, &'a [u8]) {
+        if self.last_done {
+            return (SegType::Item, b"");
+        }
+        match self.rest.iter().position(|&c| c == b'/') {
+            Some(p) => {
+                let c = &self.rest[..p];
+                self.rest = &self.rest[p + 1..];
+                (SegType::Path, c)
+            }
+            None => {
+                self.last_done = true;
+                let c = self.rest;
+                if !self.is_dir {
+                    (SegType::Item, c)
+                } else if c == b"." {
+                    (SegType::Item, b"")
+                } else {
+                    (SegType::Path, c)
+                }
+            }
+        }
     }
 }
 
 /// Compare two segment strings, PATH segments as if followed by '/'.
+#[inline]
 fn cmp_seg(a: &[u8], ap: bool, b: &[u8], bp: bool) -> Ordering {
-    let ai = a.iter().copied().chain(if ap { Some(b'/') } else { None });
-    let bi = b.iter().copied().chain(if bp { Some(b'/') } else { None });
-    ai.cmp(bi)
+    let n = a.len().min(b.len());
+    match a[..n].cmp(&b[..n]) {
+        Ordering::Equal => {}
+        o => return o,
+    }
+    // One is a prefix of the other: compare what follows, the implied '/'
+    // of a PATH segment counting as a byte.
+    let next = |s: &[u8], p: bool| -> (Option<u8>, bool) {
+        // (byte after the common prefix, whether anything follows that byte)
+        if s.len() > n {
+            (Some(s[n]), s.len() > n + 1 || p)
+        } else if p {
+            (Some(b'/'), false)
+        } else {
+            (None, false)
+        }
+    };
+    let (ca, ma) = next(a, ap);
+    let (cb, mb) = next(b, bp);
+    match ca.cmp(&cb) {
+        Ordering::Equal => ma.cmp(&mb),
+        o => o,
+    }
 }
 
 /// `f_name_cmp`: the order of two entries given their full relative names
@@ -43,12 +90,19 @@ pub fn f_name_cmp(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool, proto: u8) -> Or
     if proto < 29 {
         return a.cmp(b);
     }
-    let ac: Vec<&[u8]> = a.split(|&c| c == b'/').collect();
-    let bc: Vec<&[u8]> = b.split(|&c| c == b'/').collect();
-    let mut i = 0;
+    // Components up to the last '/' of the common prefix are equal PATH
+    // segments on both sides: start after them (entries of one directory
+    // then compare by their last component only).
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let skip = a[..common]
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(0, |p| p + 1);
+    let mut sa = Segs::new(&a[skip..], a_dir);
+    let mut sb = Segs::new(&b[skip..], b_dir);
     loop {
-        let (ta, sa) = seg(&ac, a_dir, i);
-        let (tb, sb) = seg(&bc, b_dir, i);
+        let (ta, xa) = sa.next_seg();
+        let (tb, xb) = sb.next_seg();
         if ta != tb {
             return if ta == SegType::Item {
                 Ordering::Less
@@ -56,14 +110,13 @@ pub fn f_name_cmp(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool, proto: u8) -> Or
                 Ordering::Greater
             };
         }
-        let o = cmp_seg(sa, ta == SegType::Path, sb, tb == SegType::Path);
+        let o = cmp_seg(xa, ta == SegType::Path, xb, tb == SegType::Path);
         if o != Ordering::Equal {
             return o;
         }
         if ta == SegType::Item {
             return Ordering::Equal;
         }
-        i += 1;
     }
 }
 
@@ -106,6 +159,72 @@ mod tests {
     }
 
     use super::*;
+
+    /// The straightforward form (split into components, compare segment
+    /// strings with their implied '/'): the oracle for the fast one.
+    fn f_name_cmp_reference(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> Ordering {
+        fn seg<'a>(comps: &[&'a [u8]], is_dir: bool, i: usize) -> (SegType, &'a [u8]) {
+            let last = comps.len() - 1;
+            if i < last {
+                (SegType::Path, comps[i])
+            } else if i == last {
+                if is_dir {
+                    if comps[i] == b"." {
+                        (SegType::Item, b"")
+                    } else {
+                        (SegType::Path, comps[i])
+                    }
+                } else {
+                    (SegType::Item, comps[i])
+                }
+            } else {
+                (SegType::Item, b"")
+            }
+        }
+        let ac: Vec<&[u8]> = a.split(|&c| c == b'/').collect();
+        let bc: Vec<&[u8]> = b.split(|&c| c == b'/').collect();
+        let mut i = 0;
+        loop {
+            let (ta, sa) = seg(&ac, a_dir, i);
+            let (tb, sb) = seg(&bc, b_dir, i);
+            if ta != tb {
+                return if ta == SegType::Item {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                };
+            }
+            let ai = sa
+                .iter()
+                .copied()
+                .chain((ta == SegType::Path).then_some(b'/'));
+            let bi = sb
+                .iter()
+                .copied()
+                .chain((tb == SegType::Path).then_some(b'/'));
+            let o = ai.cmp(bi);
+            if o != Ordering::Equal {
+                return o;
+            }
+            if ta == SegType::Item {
+                return Ordering::Equal;
+            }
+            i += 1;
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_cmp_equals_reference(
+            a in "[ab./-]{0,9}", ad in any::<bool>(),
+            b in "[ab./-]{0,9}", bd in any::<bool>(),
+        ) {
+            prop_assert_eq!(
+                f_name_cmp(a.as_bytes(), ad, b.as_bytes(), bd, 31),
+                f_name_cmp_reference(a.as_bytes(), ad, b.as_bytes(), bd)
+            );
+        }
+    }
 
     fn sorted(items: &[(&str, bool)], proto: u8) -> Vec<String> {
         let mut v = items.to_vec();

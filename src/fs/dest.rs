@@ -25,7 +25,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use nix::libc;
@@ -223,7 +223,7 @@ pub fn normalize_rel(rel: &[u8]) -> Result<Vec<u8>, i32> {
 /// A name inside a resolved parent directory: what the `*at()` calls take.
 pub(crate) struct At<'a> {
     root: BorrowedFd<'a>,
-    dir: Option<OwnedFd>,
+    dir: Option<Arc<OwnedFd>>,
     /// The leaf name (`.` when the path is the root itself).
     pub(crate) leaf: CString,
     /// True when the path named the root itself.
@@ -239,9 +239,55 @@ impl At<'_> {
     }
 
     /// The parent directory fd; `None` when it is the root.
-    pub(crate) fn into_dir(self) -> Option<OwnedFd> {
+    pub(crate) fn into_dir(self) -> Option<Arc<OwnedFd>> {
         self.dir
     }
+}
+
+/// The parent directory resolved last by this thread, kept while nothing
+/// could have changed what its path resolves to.
+///
+/// Each operation used to resolve its parent directory afresh (an
+/// `openat2` and a `close`); consecutive operations mostly share it. An
+/// entry is valid for one root (`id`), one resolution mode, and one
+/// generation of that root: every operation of ours that can remove or
+/// replace a directory or a symlink (rmdir, unlink, rename, tree removal,
+/// creating links and nodes) starts a new generation, for all threads.
+/// The fd keeps naming the directory it was opened as, so a later
+/// operation never goes through a symlink that replaced a component (as
+/// with a process's working directory).
+struct DirCache {
+    id: u64,
+    generation: u64,
+    follow_dirlinks: bool,
+    manual_walk: bool,
+    rel: Vec<u8>,
+    fd: Arc<OwnedFd>,
+}
+
+thread_local! {
+    static DIR_CACHE: std::cell::RefCell<Option<DirCache>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Ids of roots, for [`DirCache`].
+static NEXT_ROOT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Whether `rel` equals `comps` joined with '/'.
+fn joined_eq(rel: &[u8], comps: &[&[u8]]) -> bool {
+    let mut rest = rel;
+    for (i, c) in comps.iter().enumerate() {
+        if i > 0 {
+            match rest.split_first() {
+                Some((b'/', r)) => rest = r,
+                _ => return false,
+            }
+        }
+        match rest.strip_prefix(*c) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 // openat2 support: 0 unknown, 1 yes, 2 no.
@@ -349,6 +395,10 @@ pub struct DestRoot {
     manual_walk: bool,
     show_prefix: Vec<u8>,
     show_suffix: String,
+    /// Identifies this root (and its clones) in the [`DirCache`].
+    id: u64,
+    /// Bumped by every change that may alter how a directory path resolves.
+    generation: Arc<AtomicU64>,
 }
 
 impl DestRoot {
@@ -371,7 +421,50 @@ impl DestRoot {
             manual_walk: false,
             show_prefix: Vec::new(),
             show_suffix: String::new(),
+            id: NEXT_ROOT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// A directory or symlink may have been removed or replaced: forget
+    /// every thread's cached parent directory (see [`DirCache`]).
+    pub(crate) fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The directory `comps` (non-empty), from this thread's cache when valid.
+    fn parent_dir(&self, comps: &[&[u8]]) -> Result<Arc<OwnedFd>, i32> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let hit = DIR_CACHE.with(|c| match &*c.borrow() {
+            Some(d)
+                if d.id == self.id
+                    && d.generation == generation
+                    && d.follow_dirlinks == self.follow_dirlinks
+                    && d.manual_walk == self.manual_walk
+                    && joined_eq(&d.rel, comps) =>
+            {
+                Some(d.fd.clone())
+            }
+            _ => None,
+        });
+        if let Some(fd) = hit {
+            return Ok(fd);
+        }
+        let fd = match self.open_dir_comps(comps)? {
+            Some(fd) => Arc::new(fd),
+            None => return Err(libc::ENOENT),
+        };
+        DIR_CACHE.with(|c| {
+            *c.borrow_mut() = Some(DirCache {
+                id: self.id,
+                generation,
+                follow_dirlinks: self.follow_dirlinks,
+                manual_walk: self.manual_walk,
+                rel: comps.join(&b'/'),
+                fd: fd.clone(),
+            })
+        });
+        Ok(fd)
     }
 
     /// --keep-dirlinks: follow a symlinked directory component when its
@@ -427,7 +520,11 @@ impl DestRoot {
                 is_root: true,
             }),
             Some((leaf, parents)) => {
-                let dir = self.open_dir_comps(parents)?;
+                let dir = if parents.is_empty() {
+                    None
+                } else {
+                    Some(self.parent_dir(parents)?)
+                };
                 Ok(At {
                     root,
                     dir,
@@ -784,8 +881,9 @@ impl DestRoot {
         }
         let t = cstring(target).map_err(|e| FsError::os(what(), e))?;
         // SAFETY: valid fd and C strings.
-        check(unsafe { libc::symlinkat(t.as_ptr(), at.dirfd(), at.leaf.as_ptr()) })
-            .map_err(|e| FsError::os(what(), e))
+        let r = check(unsafe { libc::symlinkat(t.as_ptr(), at.dirfd(), at.leaf.as_ptr()) });
+        self.changed();
+        r.map_err(|e| FsError::os(what(), e))
     }
 
     /// Hard-link `new_rel` to the existing `existing_rel` (a symlink is
@@ -812,7 +910,7 @@ impl DestRoot {
         let old = other.resolve_named(existing_rel, what)?;
         let new = self.resolve_named(new_rel, what)?;
         // SAFETY: valid fds and C strings; flags 0 = do not follow.
-        check(unsafe {
+        let r = check(unsafe {
             libc::linkat(
                 old.dirfd(),
                 old.leaf.as_ptr(),
@@ -820,8 +918,9 @@ impl DestRoot {
                 new.leaf.as_ptr(),
                 0,
             )
-        })
-        .map_err(|e| FsError::os(what(), e))
+        });
+        self.changed();
+        r.map_err(|e| FsError::os(what(), e))
     }
 
     /// Create a device, fifo or socket. `mode` carries the type bits
@@ -836,8 +935,11 @@ impl DestRoot {
             _ => return Err(FsError::os(what(), libc::EINVAL)),
         };
         // SAFETY: valid fd and C string.
-        check(unsafe { libc::mknodat(at.dirfd(), at.leaf.as_ptr(), ft | (mode & 0o7777), dev) })
-            .map_err(|e| FsError::os(what(), e))
+        let r = check(unsafe {
+            libc::mknodat(at.dirfd(), at.leaf.as_ptr(), ft | (mode & 0o7777), dev)
+        });
+        self.changed();
+        r.map_err(|e| FsError::os(what(), e))
     }
 
     /// Remove a non-directory.
@@ -845,8 +947,9 @@ impl DestRoot {
         let what = || format!("unlink {} failed", self.show(rel));
         let at = self.resolve_named(rel, what)?;
         // SAFETY: valid fd and C string.
-        check(unsafe { libc::unlinkat(at.dirfd(), at.leaf.as_ptr(), 0) })
-            .map_err(|e| FsError::os(what(), e))
+        let r = check(unsafe { libc::unlinkat(at.dirfd(), at.leaf.as_ptr(), 0) });
+        self.changed();
+        r.map_err(|e| FsError::os(what(), e))
     }
 
     /// Remove an empty directory.
@@ -854,8 +957,9 @@ impl DestRoot {
         let what = || format!("rmdir {} failed", self.show(rel));
         let at = self.resolve_named(rel, what)?;
         // SAFETY: valid fd and C string.
-        check(unsafe { libc::unlinkat(at.dirfd(), at.leaf.as_ptr(), libc::AT_REMOVEDIR) })
-            .map_err(|e| FsError::os(what(), e))
+        let r = check(unsafe { libc::unlinkat(at.dirfd(), at.leaf.as_ptr(), libc::AT_REMOVEDIR) });
+        self.changed();
+        r.map_err(|e| FsError::os(what(), e))
     }
 
     /// rename `from_rel` to `to_rel` (both beneath the root).
@@ -870,21 +974,28 @@ impl DestRoot {
         let from = self.resolve_named(from_rel, what)?;
         let to = self.resolve_named(to_rel, what)?;
         // SAFETY: valid fds and C strings.
-        check(unsafe {
+        let r = check(unsafe {
             libc::renameat(
                 from.dirfd(),
                 from.leaf.as_ptr(),
                 to.dirfd(),
                 to.leaf.as_ptr(),
             )
-        })
-        .map_err(|e| FsError::os(what(), e))
+        });
+        self.changed();
+        r.map_err(|e| FsError::os(what(), e))
     }
 
     /// Delete `rel` and, if it is a directory, everything below it. Never
     /// follows a symlink (a link is removed, not its target); depth is
     /// bounded by `MAX_TREE_DEPTH`. Stops at the first failure.
     pub fn remove_tree(&self, rel: &[u8]) -> Result<(), FsError> {
+        let r = self.remove_tree_inner(rel);
+        self.changed();
+        r
+    }
+
+    fn remove_tree_inner(&self, rel: &[u8]) -> Result<(), FsError> {
         let shown = normalize_rel(rel).unwrap_or_else(|_| rel.to_vec());
         let what = |sub: &[u8], op: &str| format!("{op} {} failed", self.show(sub));
         let at = self.resolve_named(rel, || what(&shown, "delete"))?;
@@ -1499,6 +1610,41 @@ mod tests {
                 assert!(d.rename(root_name, b"zz").is_err());
             }
         }
+    }
+
+    #[test]
+    fn cached_parent_dir_is_dropped_when_a_directory_is_replaced() {
+        let s = Scratch::new("dircache");
+        std::fs::create_dir_all(s.r("a/b")).unwrap();
+        std::fs::write(s.r("a/b/f"), b"1").unwrap();
+        let d = DestRoot::open(&s.root).unwrap();
+        assert!(d.stat(b"a/b/f").unwrap().is_some()); // "a/b" is cached now
+                                                      // Replaced through this root by the other role's thread: the next
+                                                      // operation here sees the new directory.
+        let other = d.clone();
+        let o = other.clone();
+        std::thread::spawn(move || {
+            o.remove_tree(b"a/b").unwrap();
+            o.mkdir(b"a/b", 0o755).unwrap();
+        })
+        .join()
+        .unwrap();
+        assert!(d.stat(b"a/b/f").unwrap().is_none());
+        let (mut f, t) = d.create_temp(b"a/b/g").unwrap();
+        std::io::Write::write_all(&mut f, b"new").unwrap();
+        t.commit(b"a/b/g").unwrap();
+        assert_eq!(std::fs::read(s.r("a/b/g")).unwrap(), b"new");
+        // A directory replaced by a symlink is refused again.
+        let target = s.outside.to_str().unwrap().as_bytes().to_vec();
+        std::thread::spawn(move || {
+            other.remove_tree(b"a/b").unwrap();
+            other.symlink(&target, b"a/b").unwrap();
+        })
+        .join()
+        .unwrap();
+        assert!(d.stat(b"a/b/secret").is_err());
+        assert!(d.create_temp(b"a/b/x").is_err());
+        assert!(!s.outside.join("x").exists());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use nix::libc;
 
@@ -78,7 +79,7 @@ fn random_suffix() -> [u8; 6] {
 pub struct TempName {
     root: DestRoot,
     /// The temp file's directory; `None` for the root itself.
-    dir: Option<OwnedFd>,
+    dir: Option<Arc<OwnedFd>>,
     /// The temp file's path relative to the root (for messages).
     rel: Vec<u8>,
     name: CString,
@@ -122,7 +123,7 @@ impl DestRoot {
                     Err(e) => return Err(FsError::os(what(), e)),
                 };
                 let fd = self.open_dir(td).map_err(|e| FsError::os(what(), e))?;
-                (fd, tcomps.join(&b'/'))
+                (fd.map(Arc::new), tcomps.join(&b'/'))
             }
         };
         let stem = temp_stem(&leaf, temp_dir.is_some());
@@ -220,6 +221,11 @@ impl TempName {
                 at.leaf.as_ptr(),
             )
         });
+        // A regular file renamed over a name changes no directory path,
+        // unless that name was a symlink to a directory we follow.
+        if root.follow_dir_symlinks_inside() {
+            root.changed();
+        }
         match r {
             Ok(()) => {
                 self.live = false;

@@ -6,7 +6,7 @@
 
 use super::{ProtoError, Result};
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 /// Offset added to message codes in the frame header.
 pub const MPLEX_BASE: u8 = 7;
@@ -14,6 +14,8 @@ pub const MPLEX_BASE: u8 = 7;
 pub const MAX_FRAME: usize = 0xFF_FFFF;
 /// Data frames we write are at most this long (upstream writes up to ~64 KiB).
 const OUT_CHUNK: usize = 32 * 1024;
+/// Pieces per vectored write (well below the kernel's IOV_MAX of 1024).
+const MAX_IOV: usize = 256;
 
 /// Message codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,10 +181,66 @@ impl<W: Write> MuxWriter<W> {
         Ok(())
     }
 
+    /// Write `parts` as protocol data without copying them into the
+    /// buffer: pending data goes out first (keeping order), then the parts
+    /// in `MSG_DATA` frames (header and payload in one vectored write per
+    /// frame). For large payloads (whole literal runs): this skips the
+    /// buffer copies and lets a frame carry far more than `OUT_CHUNK`.
+    pub fn write_data_vectored(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        self.flush_data()?;
+        let (mut i, mut off) = (0usize, 0usize);
+        let mut pieces: Vec<&[u8]> = Vec::with_capacity(parts.len().min(MAX_IOV));
+        while i < parts.len() {
+            // Up to MAX_FRAME bytes (and MAX_IOV pieces) from (i, off) on.
+            pieces.clear();
+            let mut len = 0usize;
+            while i < parts.len() && len < MAX_FRAME && pieces.len() < MAX_IOV {
+                let p = &parts[i][off..];
+                let take = p.len().min(MAX_FRAME - len);
+                if take > 0 {
+                    pieces.push(&p[..take]);
+                }
+                len += take;
+                if take == p.len() {
+                    i += 1;
+                    off = 0;
+                } else {
+                    off += take;
+                }
+            }
+            if len == 0 {
+                continue;
+            }
+            self.bytes_written += len as u64;
+            let hdr = frame_header(MsgCode::Data, len);
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pieces.len() + 1);
+            if self.muxed {
+                slices.push(IoSlice::new(&hdr));
+            }
+            slices.extend(pieces.iter().map(|p| IoSlice::new(p)));
+            write_all_vectored(&mut self.inner, &mut slices)?;
+        }
+        Ok(())
+    }
+
     /// The wrapped writer.
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
+}
+
+/// `Write::write_all_vectored` (not stable yet): write every slice, in order.
+fn write_all_vectored<W: Write>(w: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl<W: Write> Write for MuxWriter<W> {
@@ -229,7 +287,23 @@ pub struct Demux<R: Read> {
     pub bytes_read: u64,
     /// Largest non-data payload accepted.
     max_msg: usize,
+    /// [`Demux::read_chunk`]: header bytes of a frame cut by a chunk end.
+    head_part: ([u8; 4], usize),
+    /// [`Demux::read_chunk`]: a message whose payload is still arriving.
+    msg_part: Option<(MsgCode, usize, Vec<u8>)>,
+    /// [`Demux::read_chunk`]: the error that ends the input, reported on
+    /// the call after the pieces that preceded it.
+    failed: Option<ProtoError>,
     handler: Option<MsgHandler>,
+}
+
+/// What [`Demux::read_chunk`] found in one read, in stream order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Protocol-stream bytes: this range of the chunk buffer.
+    Data(std::ops::Range<usize>),
+    /// An out-of-band message.
+    Msg(Message),
 }
 
 impl<R: Read> Demux<R> {
@@ -242,6 +316,9 @@ impl<R: Read> Demux<R> {
             messages: VecDeque::new(),
             bytes_read: 0,
             max_msg: 64 * 1024,
+            head_part: ([0; 4], 0),
+            msg_part: None,
+            failed: None,
             handler: None,
         }
     }
@@ -251,18 +328,132 @@ impl<R: Read> Demux<R> {
         self.handler = Some(h);
     }
 
+    /// The handler's verdict on a message: `None` when it consumed it.
+    fn handled(&mut self, m: Message) -> Option<Message> {
+        match self.handler.as_mut() {
+            Some(h) => h(m),
+            None => Some(m),
+        }
+    }
+
     fn queue(&mut self, m: Message) {
-        let m = match self.handler.as_mut() {
-            Some(h) => match h(m) {
-                Some(m) => m,
-                None => return,
-            },
-            None => m,
+        let Some(m) = self.handled(m) else {
+            return;
         };
         if self.messages.len() >= MAX_QUEUED {
             self.messages.pop_front();
         }
         self.messages.push_back(m);
+    }
+
+    /// One read of the underlying stream into `buf` (no copy of the data
+    /// afterwards): the frames in it are parsed in place and `pieces` gets
+    /// the data ranges and messages in stream order; frames may straddle
+    /// chunks. Returns the bytes read (0 at end of input). A bad frame, an
+    /// over-long message or `MSG_ERROR_EXIT` (which is also delivered as a
+    /// message) ends parsing: the pieces before it are returned, and the
+    /// next call fails with the error, as [`Demux`]'s `Read` would. Not to
+    /// be mixed with `read` on the same stream.
+    pub fn read_chunk(&mut self, buf: &mut [u8], pieces: &mut Vec<Piece>) -> io::Result<usize> {
+        pieces.clear();
+        if let Some(e) = self.failed.take() {
+            return Err(to_io(e));
+        }
+        let n = loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            return Ok(0);
+        }
+        if !self.muxed {
+            self.bytes_read += n as u64;
+            pieces.push(Piece::Data(0..n));
+            return Ok(n);
+        }
+        let mut pos = 0usize;
+        while pos < n {
+            if self.remaining > 0 {
+                let take = self.remaining.min(n - pos);
+                pieces.push(Piece::Data(pos..pos + take));
+                self.remaining -= take;
+                self.bytes_read += take as u64;
+                pos += take;
+                continue;
+            }
+            if let Some((code, len, mut payload)) = self.msg_part.take() {
+                let take = (len - payload.len()).min(n - pos);
+                payload.extend_from_slice(&buf[pos..pos + take]);
+                pos += take;
+                if payload.len() < len {
+                    self.msg_part = Some((code, len, payload));
+                    continue;
+                }
+                if self.message_done(code, payload, pieces) {
+                    return Ok(n);
+                }
+                continue;
+            }
+            let (mut h, mut got) = self.head_part;
+            let take = (4 - got).min(n - pos);
+            h[got..got + take].copy_from_slice(&buf[pos..pos + take]);
+            got += take;
+            pos += take;
+            if got < 4 {
+                self.head_part = (h, got);
+                continue;
+            }
+            self.head_part = ([0; 4], 0);
+            match parse_header(h) {
+                Ok((MsgCode::Data, len)) => self.remaining = len,
+                Ok((code, len)) if len <= self.max_msg => {
+                    if len == 0 {
+                        if self.message_done(code, Vec::new(), pieces) {
+                            return Ok(n);
+                        }
+                    } else {
+                        self.msg_part = Some((code, len, Vec::with_capacity(len)));
+                    }
+                }
+                Ok((_, len)) => {
+                    self.failed = Some(ProtoError::invalid(format!(
+                        "message of {len} bytes is too long"
+                    )));
+                    return Ok(n);
+                }
+                Err(e) => {
+                    self.failed = Some(e);
+                    return Ok(n);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// A whole message arrived: keep it (in order) unless it is a keep-alive.
+    /// Returns true when it ends the input (`MSG_ERROR_EXIT`).
+    fn message_done(&mut self, code: MsgCode, payload: Vec<u8>, pieces: &mut Vec<Piece>) -> bool {
+        match code {
+            MsgCode::Noop => false,
+            MsgCode::ErrorExit => {
+                let c = if payload.len() >= 4 {
+                    i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]])
+                } else {
+                    0
+                };
+                pieces.push(Piece::Msg(Message { code, payload }));
+                self.failed = Some(ProtoError::PeerExit(c));
+                true
+            }
+            _ => {
+                if let Some(m) = self.handled(Message { code, payload }) {
+                    pieces.push(Piece::Msg(m));
+                }
+                false
+            }
+        }
     }
 
     /// Turn frame parsing on or off (only between frames).
@@ -407,6 +598,23 @@ mod tests {
     }
 
     #[test]
+    fn chunked_error_exit_comes_after_the_data_before_it() {
+        let mut s = frame(MsgCode::Data, b"ab");
+        s.extend(frame(MsgCode::ErrorExit, &23i32.to_le_bytes()));
+        s.extend(frame(MsgCode::Data, b"cd"));
+        let mut d = Demux::new(&s[..]);
+        d.set_mux(true);
+        let mut buf = vec![0u8; 100];
+        let mut pieces = Vec::new();
+        d.read_chunk(&mut buf, &mut pieces).unwrap();
+        assert_eq!(pieces[0], Piece::Data(4..6));
+        assert!(matches!(&pieces[1], Piece::Msg(m) if m.code == MsgCode::ErrorExit));
+        assert_eq!(pieces.len(), 2);
+        let e = d.read_chunk(&mut buf, &mut pieces).unwrap_err();
+        assert!(matches!(from_io(e), ProtoError::PeerExit(23)));
+    }
+
+    #[test]
     fn error_exit_stops_reading() {
         let s = frame(MsgCode::ErrorExit, &23i32.to_le_bytes());
         let mut d = Demux::new(&s[..]);
@@ -432,6 +640,96 @@ mod tests {
             let mut out = vec![0u8; total];
             d.read_exact(&mut out).unwrap();
             prop_assert_eq!(out, chunks.concat());
+        }
+
+        #[test]
+        fn vectored_data_round_trips(
+            parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..6),
+            before in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let mut w = MuxWriter::new(Vec::new());
+            w.start_mux().unwrap();
+            w.write_all(&before).unwrap();
+            let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+            w.write_data_vectored(&refs).unwrap();
+            w.write_all(b"after").unwrap();
+            w.flush().unwrap();
+            let mut want = before.clone();
+            want.extend(parts.concat());
+            want.extend_from_slice(b"after");
+            prop_assert_eq!(w.bytes_written, want.len() as u64);
+            let bytes = w.get_mut().clone();
+            let mut d = Demux::new(&bytes[..]);
+            d.set_mux(true);
+            let mut out = vec![0u8; want.len()];
+            d.read_exact(&mut out).unwrap();
+            prop_assert_eq!(out, want);
+        }
+
+        #[test]
+        fn chunked_demux_equals_demux(
+            frames in proptest::collection::vec((0u8..4, proptest::collection::vec(any::<u8>(), 0..300)), 0..12),
+            cut in 1usize..50,
+        ) {
+            // Data, Info, Noop and Warning frames, read in chunks of `cut` bytes.
+            let mut s = Vec::new();
+            for (k, p) in &frames {
+                let code = [MsgCode::Data, MsgCode::Info, MsgCode::Noop, MsgCode::Warning][*k as usize];
+                let p = if code == MsgCode::Noop { &[][..] } else { &p[..] };
+                s.extend(frame(code, p));
+            }
+            let mut want_data = Vec::new();
+            let mut want_msgs = Vec::new();
+            for (k, p) in &frames {
+                match k {
+                    0 => want_data.extend_from_slice(p),
+                    1 => want_msgs.push((MsgCode::Info, p.clone())),
+                    3 => want_msgs.push((MsgCode::Warning, p.clone())),
+                    _ => {}
+                }
+            }
+            struct Trickle<'a>(&'a [u8], usize);
+            impl Read for Trickle<'_> {
+                fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                    let n = self.0.len().min(b.len()).min(self.1);
+                    b[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let mut d = Demux::new(Trickle(&s, cut));
+            d.set_mux(true);
+            let (mut data, mut msgs, mut pieces) = (Vec::new(), Vec::new(), Vec::new());
+            let mut buf = vec![0u8; 64];
+            loop {
+                let n = d.read_chunk(&mut buf, &mut pieces).unwrap();
+                if n == 0 {
+                    break;
+                }
+                for p in &pieces {
+                    match p {
+                        Piece::Data(r) => data.extend_from_slice(&buf[r.clone()]),
+                        Piece::Msg(m) => msgs.push((m.code, m.payload.clone())),
+                    }
+                }
+            }
+            prop_assert_eq!(d.bytes_read, want_data.len() as u64);
+            prop_assert_eq!(data, want_data);
+            prop_assert_eq!(msgs, want_msgs);
+        }
+
+        #[test]
+        fn chunked_demux_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut d = Demux::new(&bytes[..]);
+            d.set_mux(true);
+            let mut buf = [0u8; 16];
+            let mut pieces = Vec::new();
+            for _ in 0..20 {
+                match d.read_chunk(&mut buf, &mut pieces) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
         }
 
         #[test]

@@ -73,6 +73,17 @@ impl<W: Write> Write for BwLimit<W> {
         self.pace(n);
         Ok(n)
     }
+    fn write_vectored(&mut self, b: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if self.rate == 0 {
+            return self.inner.write_vectored(b);
+        }
+        let first = b
+            .iter()
+            .find(|s| !s.is_empty())
+            .map(|s| &s[..])
+            .unwrap_or(&[]);
+        self.write(first)
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }

@@ -37,8 +37,8 @@ pub enum RecvEvent {
     NewList,
     /// Incremental recursion: no more lists will come.
     FlistEof,
-    /// The receiver is done with this index (success or not).
-    FileDone(i32),
+    /// The receiver is done with these indexes (success or not).
+    FilesDone(Vec<i32>),
 }
 
 /// The lists received so far (shared by receiver and generator under
@@ -50,6 +50,18 @@ pub struct Registry {
     pub lists: Vec<std::sync::Arc<RecvList>>,
     /// No more lists will come.
     pub eof: bool,
+}
+
+impl RecvConfig {
+    /// Whether deletions run after the transfer (--delete-after/-delay),
+    /// walking every received list then.
+    pub fn deletes_after_transfer(&self) -> bool {
+        self.opts.delete
+            && matches!(
+                self.opts.delete_when,
+                Some("delete-after") | Some("delete-delay")
+            )
+    }
 }
 
 impl Registry {
@@ -1380,7 +1392,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             match events.recv() {
                 Ok(RecvEvent::Redo(ndx)) => self.redo(ndx)?,
                 Ok(RecvEvent::PhaseDone) => break,
-                Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) | Ok(RecvEvent::FileDone(_)) => {}
+                Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) | Ok(RecvEvent::FilesDone(_)) => {}
                 Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                     return Err(RoleError::Protocol("receiver ended early".into()))
                 }
@@ -1395,7 +1407,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     Ok(RecvEvent::Redo(_))
                     | Ok(RecvEvent::NewList)
                     | Ok(RecvEvent::FlistEof)
-                    | Ok(RecvEvent::FileDone(_)) => {}
+                    | Ok(RecvEvent::FilesDone(_)) => {}
                     Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                         return Err(RoleError::Protocol("receiver ended early".into()))
                     }
@@ -1436,7 +1448,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 | Ok(RecvEvent::Redo(_))
                 | Ok(RecvEvent::NewList)
                 | Ok(RecvEvent::FlistEof)
-                | Ok(RecvEvent::FileDone(_)) => {}
+                | Ok(RecvEvent::FilesDone(_)) => {}
                 Ok(RecvEvent::Failed) | Err(_) => {
                     return Err(RoleError::Protocol("receiver failed".into()))
                 }
@@ -1522,10 +1534,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             match events.recv() {
                 Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
-                Ok(RecvEvent::FileDone(ndx)) => {
-                    if let Some(&start) = starts.iter().rev().find(|&&s| s <= ndx) {
-                        if let Some(p) = self.pending.get_mut(&start) {
-                            *p = p.saturating_sub(1);
+                Ok(RecvEvent::FilesDone(ndxs)) => {
+                    for ndx in ndxs {
+                        if let Some(&start) = starts.iter().rev().find(|&&s| s <= ndx) {
+                            if let Some(p) = self.pending.get_mut(&start) {
+                                *p = p.saturating_sub(1);
+                            }
                         }
                     }
                 }

@@ -2,17 +2,23 @@
 //! it) while the role writes, as upstream's non-blocking io.c does, so
 //! neither side can block the other. Data reaches the role through a bounded
 //! channel; out-of-band messages travel in the same channel, in order.
+//!
+//! The pump reads the socket straight into chunk buffers and parses the
+//! frames in place ([`Demux::read_chunk`]); a chunk travels to the role with
+//! the ranges of its data, and its buffer comes back for the next read, so
+//! the data is copied once, from the chunk into what the role reads.
 
-use crate::protocol::mux::{from_io, Demux, Message};
+use crate::protocol::mux::{from_io, Demux, Message, Piece};
 use crate::protocol::ProtoError;
 use std::io::{self, Read};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::ops::Range;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// One thing read from the peer.
 #[derive(Debug)]
 pub enum Input {
-    /// Protocol-stream bytes.
-    Data(Vec<u8>),
+    /// Protocol-stream bytes: these ranges of this buffer, in order.
+    Data(Vec<u8>, Vec<Range<usize>>),
     /// An out-of-band message.
     Msg(Message),
     /// Reading failed or ended; nothing follows.
@@ -22,45 +28,83 @@ pub enum Input {
 /// The role's side of the pump: a `Read` over the data, with messages set aside.
 pub struct InputReader {
     rx: Receiver<Input>,
+    /// Empty chunk buffers back to the pump.
+    recycle: SyncSender<Vec<u8>>,
     buf: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+    /// Current range and position in `buf`.
+    next_range: usize,
     pos: usize,
+    end: usize,
     /// Messages received (taken by the role when it wants them).
     pub messages: Vec<Message>,
     ended: Option<ProtoError>,
+    /// The end of input, seen by [`InputReader::ready`] and not yet reported.
+    pending_end: Option<ProtoError>,
 }
 
 /// Messages kept for the role at most (older ones are dropped).
 const MAX_KEPT_MESSAGES: usize = 1024;
 
-/// Chunks in flight at most (each up to 64 KiB): bounds memory spent on read-ahead.
+/// Chunks in flight at most: bounds memory spent on read-ahead.
 const DEPTH: usize = 16;
+/// Bytes per read of the peer's stream (at least the daemon's socket
+/// BufReader capacity, so those reads go straight into the chunk).
+const CHUNK: usize = 64 * 1024;
 
 /// Start pumping `demux` on a thread.
 pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
     let (tx, rx) = sync_channel(DEPTH);
+    let (recycle, recycled) = sync_channel::<Vec<u8>>(DEPTH + 2);
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let r = demux.read(&mut buf);
-            while let Some(m) = demux.take_message() {
-                if tx.send(Input::Msg(m)).is_err() {
-                    return;
-                }
+        // Messages the demultiplexer queued before the pump took over.
+        while let Some(m) = demux.take_message() {
+            if tx.send(Input::Msg(m)).is_err() {
+                return;
             }
-            match r {
+        }
+        let mut pieces = Vec::new();
+        loop {
+            let mut buf = recycled.try_recv().unwrap_or_default();
+            buf.resize(CHUNK, 0);
+            let n = match demux.read_chunk(&mut buf, &mut pieces) {
                 Ok(0) => {
                     let _ = tx.send(Input::End(ProtoError::Io(
                         io::ErrorKind::UnexpectedEof.into(),
                     )));
                     return;
                 }
-                Ok(n) => {
-                    if tx.send(Input::Data(buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
+                Ok(n) => n,
                 Err(e) => {
                     let _ = tx.send(Input::End(from_io(e)));
+                    return;
+                }
+            };
+            if pieces.iter().all(|p| matches!(p, Piece::Data(_))) {
+                // The common case: all data, sent without a copy.
+                let ranges: Vec<Range<usize>> = pieces
+                    .drain(..)
+                    .filter_map(|p| match p {
+                        Piece::Data(r) => Some(r),
+                        Piece::Msg(_) => None,
+                    })
+                    .collect();
+                buf.truncate(n);
+                if !ranges.is_empty() && tx.send(Input::Data(buf, ranges)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            // Messages among the data: each in its place.
+            for p in pieces.drain(..) {
+                let item = match p {
+                    Piece::Data(r) => {
+                        let whole = std::iter::once(0..r.len()).collect();
+                        Input::Data(buf[r].to_vec(), whole)
+                    }
+                    Piece::Msg(m) => Input::Msg(m),
+                };
+                if tx.send(item).is_err() {
                     return;
                 }
             }
@@ -68,10 +112,15 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
     });
     InputReader {
         rx,
+        recycle,
         buf: Vec::new(),
+        ranges: Vec::new(),
+        next_range: 0,
         pos: 0,
+        end: 0,
         messages: Vec::new(),
         ended: None,
+        pending_end: None,
     }
 }
 
@@ -92,6 +141,65 @@ impl InputReader {
         }
     }
 
+    /// Move to the next data range of the current chunk; false when the
+    /// chunk is used up (its buffer then goes back to the pump).
+    fn next_in_chunk(&mut self) -> bool {
+        while self.pos >= self.end {
+            match self.ranges.get(self.next_range) {
+                Some(r) => {
+                    self.pos = r.start;
+                    self.end = r.end;
+                    self.next_range += 1;
+                }
+                None => {
+                    if self.buf.capacity() > 0 {
+                        let _ = self.recycle.try_send(std::mem::take(&mut self.buf));
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Take a chunk from the pump.
+    fn set_chunk(&mut self, buf: Vec<u8>, ranges: Vec<Range<usize>>) {
+        self.buf = buf;
+        self.ranges = ranges;
+        self.next_range = 0;
+        self.pos = 0;
+        self.end = 0;
+    }
+
+    /// Whether a read would return without waiting for the peer: data is
+    /// buffered or already pumped, or the input has ended. A role flushes
+    /// its output before it waits, and only then (as upstream's io.c does),
+    /// so answers to requests that arrive together go out together.
+    pub fn ready(&mut self) -> bool {
+        use std::sync::mpsc::TryRecvError;
+        loop {
+            if self.next_in_chunk() || self.ended.is_some() || self.pending_end.is_some() {
+                return true;
+            }
+            match self.rx.try_recv() {
+                Ok(Input::Data(b, r)) => self.set_chunk(b, r),
+                Ok(Input::Msg(m)) => self.keep(m),
+                Ok(Input::End(e)) => self.pending_end = Some(e),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    /// Keep a message for the role; bounded, so a peer flooding messages
+    /// cannot grow memory.
+    fn keep(&mut self, m: Message) {
+        if self.messages.len() >= MAX_KEPT_MESSAGES {
+            self.messages.remove(0);
+        }
+        self.messages.push(m);
+    }
+
     fn refill(&mut self) -> io::Result<bool> {
         if let Some(e) = &self.ended {
             return Err(match e {
@@ -99,18 +207,17 @@ impl InputReader {
                 other => io::Error::new(io::ErrorKind::UnexpectedEof, other.to_string()),
             });
         }
-        match self.rx.recv() {
-            Ok(Input::Data(d)) => {
-                self.buf = d;
-                self.pos = 0;
+        let next = match self.pending_end.take() {
+            Some(e) => Ok(Input::End(e)),
+            None => self.rx.recv(),
+        };
+        match next {
+            Ok(Input::Data(b, r)) => {
+                self.set_chunk(b, r);
                 Ok(true)
             }
             Ok(Input::Msg(m)) => {
-                // Bounded: a peer flooding messages cannot grow memory.
-                if self.messages.len() >= MAX_KEPT_MESSAGES {
-                    self.messages.remove(0);
-                }
-                self.messages.push(m);
+                self.keep(m);
                 Ok(false)
             }
             Ok(Input::End(e)) => {
@@ -129,12 +236,46 @@ impl InputReader {
 
 impl Read for InputReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.buf.len() {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        while !self.next_in_chunk() {
             self.refill()?;
         }
-        let n = out.len().min(self.buf.len() - self.pos);
+        let n = out.len().min(self.end - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::mux::{frame, MsgCode};
+
+    #[test]
+    fn pumped_data_and_messages_arrive_in_order() {
+        let mut s = Vec::new();
+        for i in 0..200u32 {
+            s.extend(frame(MsgCode::Data, &vec![i as u8; 1000 + i as usize]));
+            if i % 50 == 0 {
+                s.extend(frame(MsgCode::Info, format!("m{i}").as_bytes()));
+            }
+        }
+        let mut d = Demux::new(std::io::Cursor::new(s));
+        d.set_mux(true);
+        let mut input = spawn(d);
+        let mut all = Vec::new();
+        let mut b = [0u8; 777];
+        while let Ok(n) = input.read(&mut b) {
+            all.extend_from_slice(&b[..n]);
+        }
+        let want: Vec<u8> = (0..200u32)
+            .flat_map(|i| vec![i as u8; 1000 + i as usize])
+            .collect();
+        assert_eq!(all, want);
+        let msgs: Vec<Vec<u8>> = input.messages.iter().map(|m| m.payload.clone()).collect();
+        assert_eq!(msgs, [&b"m0"[..], b"m50", b"m100", b"m150"]);
     }
 }

@@ -101,11 +101,11 @@ impl Write for OutFile {
 }
 
 /// recv_files: run until the sender's last phase ends.
-pub fn run<R: Read, W: Write>(
+pub fn run<W: Write>(
     cfg: &RecvConfig,
     registry: &std::sync::Mutex<Registry>,
     inc: bool,
-    input: &mut R,
+    input: &mut super::input::InputReader,
     events: &Sender<RecvEvent>,
     out: &SharedOut<'_, W>,
 ) -> Result<RecvStats, RoleError> {
@@ -140,12 +140,25 @@ pub fn run<R: Read, W: Write>(
     let mut seen_new = std::collections::HashSet::new();
     // Lists received and not yet finished by the sender's DONEs (incremental recursion).
     let mut active_lists = 1usize;
+    // Lists ended by the sender so far (they end in order).
+    let mut retired_lists = 0usize;
     let mut redone = std::collections::HashSet::new();
     let lock = || match registry.lock() {
         Ok(r) => r,
         Err(p) => p.into_inner(),
     };
+    // Finished indexes go to the generator in batches: before we wait for
+    // input, before any other event, and every DONE_BATCH files (one
+    // wake-up of the generator per batch instead of one per file).
+    let done = DoneBatch {
+        events,
+        ndxs: std::cell::RefCell::new(Vec::new()),
+    };
+    let events = &done;
     loop {
+        if !input.ready() {
+            done.flush();
+        }
         let ndx = rx.read(input)?;
         if inc && ndx == NDX_FLIST_EOF {
             lock().eof = true;
@@ -159,6 +172,9 @@ pub fn run<R: Read, W: Write>(
                 crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
                 other => RoleError::Unsupported(other.to_string()),
             })?;
+            for e in &l.files {
+                stats.num_files.add(e.mode);
+            }
             r.lists.push(std::sync::Arc::new(l));
             drop(r);
             active_lists += 1;
@@ -168,6 +184,17 @@ pub fn run<R: Read, W: Write>(
         if ndx == NDX_DONE {
             if inc && active_lists > 0 {
                 active_lists -= 1;
+                // The sender ended the oldest list: the generator had
+                // finished it and its files are all here. Keep only what
+                // the end of the run needs (unless deletions still walk
+                // every list then).
+                if !cfg.deletes_after_transfer() {
+                    let mut r = lock();
+                    if let Some(l) = r.lists.get_mut(retired_lists) {
+                        *l = std::sync::Arc::new(l.retired());
+                    }
+                }
+                retired_lists += 1;
                 if active_lists > 0 {
                     continue;
                 }
@@ -239,7 +266,7 @@ pub fn run<R: Read, W: Write>(
         let e = &list.files[pos];
         let entry = e;
         let _done = FileDoneGuard {
-            events,
+            batch: &done,
             ndx,
             armed: std::cell::Cell::new(true),
         };
@@ -455,18 +482,11 @@ pub fn run<R: Read, W: Write>(
         let mut theirs = vec![0u8; cfg.n.checksum.digest_len()];
         input.read_exact(&mut theirs)?;
         if let Some(l) = log.filter(|l| l.o.progress > 0) {
-            let (num_files, eof, index) = {
+            let (num_files, eof) = {
                 let r = lock();
-                let mut before = 0u64;
-                let mut index = ndx.max(0) as u64;
-                for x in &r.lists {
-                    if x.ndx_start == list.ndx_start {
-                        index = before + pos as u64;
-                    }
-                    before += x.files.len() as u64;
-                }
-                (before, r.eof, index)
+                (r.recv.total, r.eof)
             };
+            let index = list.index_base + pos as u64;
             l.progress_end(
                 e.size,
                 crate::role::log::ProgressPos {
@@ -623,17 +643,52 @@ pub fn run<R: Read, W: Write>(
     Ok(stats)
 }
 
-/// Tells the generator a file is finished, whichever way the handling of it ends.
-struct FileDoneGuard<'e> {
+/// Finished indexes not yet sent to the generator.
+struct DoneBatch<'e> {
     events: &'e Sender<RecvEvent>,
+    ndxs: std::cell::RefCell<Vec<i32>>,
+}
+
+/// Files per `FilesDone` event at most.
+const DONE_BATCH: usize = 256;
+
+impl DoneBatch<'_> {
+    fn push(&self, ndx: i32) {
+        let full = {
+            let mut v = self.ndxs.borrow_mut();
+            v.push(ndx);
+            v.len() >= DONE_BATCH
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    fn flush(&self) {
+        let v = std::mem::take(&mut *self.ndxs.borrow_mut());
+        if !v.is_empty() {
+            let _ = self.events.send(RecvEvent::FilesDone(v));
+        }
+    }
+
+    /// Send another event, after the finished indexes before it.
+    fn send(&self, ev: RecvEvent) -> Result<(), std::sync::mpsc::SendError<RecvEvent>> {
+        self.flush();
+        self.events.send(ev)
+    }
+}
+
+/// Tells the generator a file is finished, whichever way the handling of it ends.
+struct FileDoneGuard<'b, 'e> {
+    batch: &'b DoneBatch<'e>,
     ndx: i32,
     armed: std::cell::Cell<bool>,
 }
 
-impl Drop for FileDoneGuard<'_> {
+impl Drop for FileDoneGuard<'_, '_> {
     fn drop(&mut self) {
         if self.armed.get() {
-            let _ = self.events.send(RecvEvent::FileDone(self.ndx));
+            self.batch.push(self.ndx);
         }
     }
 }

@@ -186,8 +186,8 @@ struct Request {
 }
 
 /// read_ndx_and_attrs for the sender. Deletion stats are answered in place.
-fn read_request<R: Read, W: Write>(
-    input: &mut R,
+fn read_request<W: Write>(
+    input: &mut InputReader,
     out: &mut MuxWriter<W>,
     rx: &mut NdxCodec,
     tx: &mut NdxCodec,
@@ -196,6 +196,10 @@ fn read_request<R: Read, W: Write>(
     stats: &mut SendStats,
 ) -> Result<Request, RoleError> {
     loop {
+        // Flush what we owe the peer before waiting for it, and only then.
+        if !input.ready() {
+            out.flush()?;
+        }
         let ndx = rx.read(input)?;
         if ndx == NDX_DONE {
             return Ok(Request {
@@ -462,6 +466,8 @@ pub fn run<W: Write>(
     let mut matcher = Matcher::new();
     let dry_run = ctx.opts.dry_run;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // The token stream of the current file, reused across files.
+    let mut token_buf: Vec<u8> = Vec::new();
     let first_len = first.files.len();
     let mut active = ActiveLists {
         lists: std::collections::VecDeque::from([first]),
@@ -510,8 +516,23 @@ pub fn run<W: Write>(
                     &mut eof,
                 )?;
             }
+            // Rather than wait for the generator, keep listing ahead (as
+            // upstream's io.c does while it has no input): the receiving
+            // side then never waits for a list.
+            while !eof && !input.ready() {
+                send_extra_list(
+                    m,
+                    &mut flist_enc,
+                    &mut tx,
+                    out,
+                    ctx,
+                    &mut active,
+                    stats,
+                    &mut eof,
+                )?;
+                out.flush()?;
+            }
         }
-        out.flush()?;
         let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
         if req.ndx == NDX_DONE {
             if ctx.inc_recurse && !active.lists.is_empty() {
@@ -529,7 +550,6 @@ pub fn run<W: Write>(
             }
             tx.write(&mut buf, NDX_DONE);
             out.write_all(&buf)?;
-            out.flush()?;
             buf.clear();
             continue;
         }
@@ -650,6 +670,7 @@ pub fn run<W: Write>(
             &mut encoder,
             out,
             ctx.local.map(|l| (l, file.entry.size)),
+            &mut token_buf,
         )?;
         if let Some(l) = ctx.local {
             l.progress_end(
@@ -675,10 +696,11 @@ pub fn run<W: Write>(
     if stats.io_error != 0 && proto >= 30 {
         out.send_msg(MsgCode::IoError, &stats.io_error.to_le_bytes())?;
     }
+    // What follows goes out with the next flush, before we wait for the
+    // peer (one write for DONE and the stats, not one each).
     tx.write(&mut buf, NDX_DONE);
     out.write_all(&buf)?;
     buf.clear();
-    out.flush()?;
     if ctx.am_server {
         let (read, written) = match &ctx.counters {
             Some((r, rb, w, wb)) => (
@@ -696,7 +718,6 @@ pub fn run<W: Write>(
         }
         out.write_all(&buf)?;
         buf.clear();
-        out.flush()?;
     }
     // read_final_goodbye
     if proto >= 24 {
@@ -705,7 +726,6 @@ pub fn run<W: Write>(
         if proto >= 31 && last == NDX_DONE {
             tx.write(&mut buf, NDX_DONE);
             out.write_all(&buf)?;
-            out.flush()?;
             buf.clear();
             last = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?.ndx;
         }
@@ -719,10 +739,13 @@ pub fn run<W: Write>(
     Ok(())
 }
 
+/// Literal runs at least this long skip the token buffer (see `literal_run`).
+const VECTORED_MIN: usize = 64 * 1024;
+
 /// Adapts the matcher's output to the token encoder and the output stream.
 struct EncSink<'a, W: Write> {
     enc: &'a mut TokenEncoder,
-    buf: Vec<u8>,
+    buf: &'a mut Vec<u8>,
     out: &'a mut MuxWriter<W>,
     /// Bytes of the file covered so far, and the progress display to tell.
     done: i64,
@@ -732,7 +755,7 @@ struct EncSink<'a, W: Write> {
 impl<W: Write> EncSink<'_, W> {
     fn spill(&mut self) -> std::io::Result<()> {
         if self.buf.len() >= 32 * 1024 {
-            self.out.write_all(&self.buf)?;
+            self.out.write_all(self.buf)?;
             self.buf.clear();
         }
         Ok(())
@@ -752,19 +775,48 @@ impl<W: Write> TokenSink for EncSink<'_, W> {
     fn literal(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.advance(data.len());
         self.enc
-            .literal(&mut self.buf, data)
+            .literal(self.buf, data)
             .map_err(std::io::Error::other)?;
         self.spill()
+    }
+    fn literal_run(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if data.len() < VECTORED_MIN || !self.enc.is_plain() {
+            for chunk in data.chunks(crate::delta::CHUNK_SIZE) {
+                self.literal(chunk)?;
+            }
+            return Ok(());
+        }
+        // A long plain run: the token headers and the data go to the
+        // socket in vectored writes, without copying the data (the bytes
+        // the encoder would write). Tokens stay at most CHUNK_SIZE long:
+        // patched older receivers (e.g. Debian's 3.2.7) refuse longer ones.
+        self.advance(data.len());
+        if !self.buf.is_empty() {
+            self.out.write_all(self.buf)?;
+            self.buf.clear();
+        }
+        let pieces: Vec<&[u8]> = data.chunks(crate::delta::CHUNK_SIZE).collect();
+        // piece.len() <= CHUNK_SIZE, so the cast cannot truncate.
+        let heads: Vec<[u8; 4]> = pieces
+            .iter()
+            .map(|p| (p.len() as i32).to_le_bytes())
+            .collect();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(pieces.len() * 2);
+        for (h, p) in heads.iter().zip(&pieces) {
+            parts.push(h);
+            parts.push(p);
+        }
+        self.out.write_data_vectored(&parts)
     }
     fn matched(&mut self, block_index: u32, data: &[u8]) -> std::io::Result<()> {
         self.advance(data.len());
         if self.enc.emits_matches() {
             self.enc
-                .matched(&mut self.buf, block_index, data)
+                .matched(self.buf, block_index, data)
                 .map_err(std::io::Error::other)?;
         } else {
             self.enc
-                .literal(&mut self.buf, data)
+                .literal(self.buf, data)
                 .map_err(std::io::Error::other)?;
         }
         self.spill()
@@ -783,6 +835,7 @@ fn send_file_delta<W: Write>(
     enc: &mut TokenEncoder,
     out: &mut MuxWriter<W>,
     progress: Option<(&crate::role::log::ClientLog, i64)>,
+    token_buf: &mut Vec<u8>,
 ) -> Result<(u64, u64), RoleError> {
     let sh = SumHead {
         count: head.count,
@@ -795,9 +848,10 @@ fn send_file_delta<W: Write>(
         bs.push(*s1, &sums.sum2[i * sums.s2length..(i + 1) * sums.s2length])
             .map_err(|e| RoleError::Protocol(e.to_string()))?;
     }
+    token_buf.clear();
     let mut sink = EncSink {
         enc,
-        buf: Vec::with_capacity(64 * 1024),
+        buf: token_buf,
         out,
         done: 0,
         progress,
@@ -816,12 +870,13 @@ fn send_file_delta<W: Write>(
             other => RoleError::Protocol(other.to_string()),
         })?;
     sink.enc
-        .end_file(&mut sink.buf)
+        .end_file(sink.buf)
         .map_err(|e| RoleError::Protocol(e.to_string()))?;
     let d = outcome.digest;
     sink.buf
         .extend_from_slice(&d.as_bytes()[..n.checksum.digest_len().min(d.len())]);
     let EncSink { buf, out, .. } = sink;
-    out.write_all(&buf)?;
+    out.write_all(buf)?;
+    buf.clear();
     Ok((outcome.stats.literal_bytes, outcome.stats.matched_bytes))
 }

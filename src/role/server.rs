@@ -213,6 +213,12 @@ impl<T: Write> Write for Counting<T> {
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
+    fn write_vectored(&mut self, b: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.inner.write_vectored(b)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
@@ -852,6 +858,10 @@ pub(crate) fn receive_files<W: Write + Send>(
         ))
     })?;
     let list_io_error = list.io_error;
+    let mut first_counts = crate::role::stats::TypeCounts::default();
+    for e in &list.files {
+        first_counts.add(e.mode);
+    }
     let registry = std::sync::Mutex::new(crate::role::generator::Registry {
         recv: lists,
         lists: vec![Arc::new(list)],
@@ -954,13 +964,7 @@ pub(crate) fn receive_files<W: Write + Send>(
     let mut rstats = recv_res?;
     let (gen_err, del) = gen_res?;
     rstats.flist_size = flist_size;
-    if let Ok(r) = registry.lock() {
-        for l in &r.lists {
-            for e in &l.files {
-                rstats.num_files.add(e.mode);
-            }
-        }
-    }
+    rstats.num_files = add_counts(rstats.num_files, first_counts);
     rstats.deleted = Some([del.files, del.dirs, del.symlinks, del.devices, del.specials]);
     let io = (rstats.io_error | gen_err | list_io_error) & !4;
     let code = if io & crate::flist::build::IOERR_GENERAL != 0 {
@@ -1147,4 +1151,17 @@ fn vanished_dir() -> Result<crate::fs::dest::DestRoot, crate::fs::dest::FsError>
 
 fn libc_eio() -> i32 {
     nix::libc::EIO
+}
+
+fn add_counts(
+    a: crate::role::stats::TypeCounts,
+    b: crate::role::stats::TypeCounts,
+) -> crate::role::stats::TypeCounts {
+    crate::role::stats::TypeCounts {
+        total: a.total + b.total,
+        dirs: a.dirs + b.dirs,
+        links: a.links + b.links,
+        devices: a.devices + b.devices,
+        specials: a.specials + b.specials,
+    }
 }

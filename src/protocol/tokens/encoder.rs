@@ -131,6 +131,13 @@ impl TokenEncoder {
         self.kind
     }
 
+    /// Whether literal data goes out uncompressed, as a 4-byte length
+    /// before each piece of at most `CHUNK_SIZE` bytes (what
+    /// [`TokenEncoder::literal`] writes then), with nothing held back.
+    pub fn is_plain(&self) -> bool {
+        self.kind == CompressKind::None && matches!(self.codec, Codec::Plain)
+    }
+
     /// Whether the caller may send block matches. Always true: every kind,
     /// including legacy zlib with its history insertion, is supported.
     pub fn emits_matches(&self) -> bool {
