@@ -18,4 +18,5 @@ pub mod fs;
 pub mod fuzzing;
 pub mod logging;
 pub mod protocol;
+pub mod push;
 pub mod role;

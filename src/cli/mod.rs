@@ -16,6 +16,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if args.first().map(String::as_str) == Some("push") {
+        return crate::push::run(args[1..].to_vec());
+    }
     let server = args.iter().any(|a| a == "--server");
     let daemon = args.iter().any(|a| a == "--daemon");
     let (opts, rest) = match options::parse(&args) {

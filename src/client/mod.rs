@@ -65,11 +65,24 @@ pub struct Settings {
 
 /// A client failure: the exit code and what to print first.
 #[derive(Debug)]
-struct Fail {
-    code: i32,
-    msg: Option<String>,
+pub struct Fail {
+    /// rsync exit code.
+    pub code: i32,
+    /// What to print first (already formatted as stock does).
+    pub msg: Option<String>,
     /// The far side already said why it exits (MSG_ERROR_EXIT): no exit line of ours.
-    silent: bool,
+    pub silent: bool,
+}
+
+/// A finished run, for callers that run several (`push`).
+#[derive(Debug)]
+pub struct Finished {
+    /// rsync exit code.
+    pub code: i32,
+    /// What the summary would report.
+    pub summary: Option<summary::Summary>,
+    /// The protocol spoken.
+    pub proto: u8,
 }
 
 fn fail(code: i32, msg: impl Into<String>) -> Fail {
@@ -377,8 +390,34 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
     let client = "client";
     let plan = args::plan(args).map_err(|e| (fail(RERR_SYNTAX, e.0), client))?;
     let s = settings(o, &plan).map_err(|f| (f, client))?;
-    let role = if s.am_sender { "sender" } else { "Receiver" };
     let log = Arc::new(ClientLog::new(s.out.clone()));
+    let (done, role) = run_planned(o, &plan, &s, &log, None)?;
+    if let Some(mut sm) = done.summary {
+        sm.seconds = start.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+        summary::print(&log, &sm, done.proto, s.human);
+    }
+    Ok((done.code, role))
+}
+
+/// What a client run needs once its arguments are understood.
+pub fn prepare(o: &Options, args: &[String]) -> Result<(Plan, Settings), Fail> {
+    let plan = args::plan(args).map_err(|e| fail(RERR_SYNTAX, e.0))?;
+    let s = settings(o, &plan)?;
+    Ok((plan, s))
+}
+
+/// One client run for a planned transfer: connect, set up, run our role,
+/// collect the far side's status. With `shared`, the sources are scanned
+/// once for all the runs that share it (a push to many targets).
+pub fn run_planned(
+    o: &Options,
+    plan: &Plan,
+    s: &Settings,
+    log: &Arc<ClientLog>,
+    shared: Option<Arc<crate::role::server::ListCache>>,
+) -> Result<(Finished, &'static str), (Fail, &'static str)> {
+    let client = "client";
+    let role = if s.am_sender { "sender" } else { "Receiver" };
     if o.password_file.is_some() && !matches!(plan.remote, Some(Remote::Daemon { .. })) {
         return Err((
             fail(
@@ -388,7 +427,7 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
             client,
         ));
     }
-    let mut sargs = server_args::server_options(o, &s);
+    let mut sargs = server_args::server_options(o, s);
     // Connect and reach the point where protocol setup starts.
     let (mut conn, proto) = match &plan.remote {
         Some(Remote::Daemon { host, port }) => {
@@ -423,9 +462,18 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
                 password_file: o.password_file.as_deref(),
                 motd: !o.no_motd,
             };
-            match daemon::exchange(&mut conn, &req, &log) {
+            match daemon::exchange(&mut conn, &req, log) {
                 Ok(daemon::Outcome::Ready(p)) => (conn, p),
-                Ok(daemon::Outcome::Listed) => return Ok((0, client)),
+                Ok(daemon::Outcome::Listed) => {
+                    return Ok((
+                        Finished {
+                            code: 0,
+                            summary: None,
+                            proto: s.pre_proto,
+                        },
+                        client,
+                    ))
+                }
                 Err(e) => {
                     return Err((
                         Fail {
@@ -495,7 +543,7 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
             (conn, p)
         }
     };
-    let result = transfer(o, &s, &plan, &log, &mut conn, proto);
+    let result = transfer(o, s, plan, log, &mut conn, proto, shared);
     // The far side's last word wins over what our side saw of the breakage.
     // Our side is done: close our end, then collect the far side's status.
     let Conn3 { mut code, summary } = match result {
@@ -527,11 +575,14 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
     if log.got_xfer_error() && code == 0 {
         code = RERR_PARTIAL;
     }
-    if let Some(mut sm) = summary {
-        sm.seconds = start.elapsed().map(|d| d.as_secs()).unwrap_or(0);
-        summary::print(&log, &sm, proto, s.human);
-    }
-    Ok((code, role))
+    Ok((
+        Finished {
+            code,
+            summary,
+            proto,
+        },
+        role,
+    ))
 }
 
 /// The remote shell's (or local server's) exit status, as rsync maps it.
@@ -669,6 +720,7 @@ fn transfer(
     log: &Arc<ClientLog>,
     conn: &mut Conn,
     proto: u8,
+    shared: Option<Arc<crate::role::server::ListCache>>,
 ) -> Result<Conn3, Fail> {
     let rc = Arc::new(AtomicU64::new(0));
     let wc = Arc::new(AtomicU64::new(0));
@@ -771,6 +823,7 @@ fn transfer(
             confine: None,
             client_rules: filters,
             local: Some(log.clone()),
+            shared,
         };
         let (code, st) = crate::role::server::send_files(
             n,

@@ -137,7 +137,7 @@ impl LocalFile {
 }
 
 /// A built, sorted file list.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FileList {
     /// Entries in sorted (= wire index) order.
     pub files: Vec<LocalFile>,
@@ -502,7 +502,15 @@ impl Walker<'_> {
             // Only a directory needs its names again (to descend into it).
             let keep = (md.is_dir() && self.o.recursive)
                 .then(|| (child_local.clone(), child_name.clone()));
-            if self.add(child_local, child_name, &md, false, followed) && self.o.recursive {
+            let added = self.add(child_local, child_name, &md, false, followed);
+            if added && md.is_dir() && !self.o.recursive {
+                // -d without -r: the directory is sent, its contents are not
+                // (upstream: no FLAG_CONTENT_DIR, so no deletions in it).
+                if let Some(f) = self.out.files.get_mut(before) {
+                    f.entry.no_content_dir = true;
+                }
+            }
+            if added && self.o.recursive {
                 let esc = self
                     .out
                     .files
@@ -554,9 +562,17 @@ impl Walker<'_> {
     }
 
     pub(crate) fn arg(&mut self, root: &Path, arg: &[u8]) {
+        // -R: a trailing slash after the "/./" anchor sends the directory's
+        // contents too (as "dir/" does without -R).
+        let mut contents = false;
         let (dir, fname): (Vec<u8>, Vec<u8>) = if self.o.relative {
             match find_sub(arg, b"/./") {
-                Some(p) => (arg[..p].to_vec(), clean(&arg[p + 3..])),
+                Some(p) => {
+                    let rest = &arg[p + 3..];
+                    let f = clean(rest);
+                    contents = !f.is_empty() && (rest.ends_with(b"/") || rest.ends_with(b"/."));
+                    (arg[..p].to_vec(), f)
+                }
                 // An absolute name is read from "/" and sent with its slash
                 // (the receiver strips it after sorting, as upstream).
                 None if arg.starts_with(b"/") => {
@@ -587,7 +603,7 @@ impl Walker<'_> {
         } else {
             fname
         };
-        let is_dotdir = fname == b"." || fname.ends_with(b"/.");
+        let is_dotdir = fname == b"." || fname.ends_with(b"/.") || contents;
         let base = if dir.is_empty() {
             root.to_path_buf()
         } else {

@@ -63,6 +63,8 @@ pub struct OutputOpts {
     pub utf8_locale: bool,
     /// Number formatting (`-h` level: 0 plain, 1 commas, 2/3 units).
     pub human: u8,
+    /// Put before every line (a push names the target a line is about).
+    pub prefix: Option<String>,
 }
 
 impl OutputOpts {
@@ -242,6 +244,9 @@ impl ClientLog {
         let mut buf = Vec::with_capacity(body.len() + 8);
         if self.needs_newline.swap(false, Ordering::Relaxed) {
             buf.push(b'\n');
+        }
+        if let Some(p) = &self.o.prefix {
+            buf.extend_from_slice(p.as_bytes());
         }
         if let Some(rest) = body.strip_prefix(b"\r") {
             buf.push(b'\r');

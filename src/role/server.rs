@@ -465,6 +465,7 @@ fn serve_sender<W: Write>(
         confine,
         client_rules,
         local: None,
+        shared: None,
     };
     send_files(n, opts, env, job, demux, input_slot, out, rcount, wcount).map(|(code, _)| code)
 }
@@ -481,6 +482,46 @@ pub(crate) struct SendJob {
     pub client_rules: crate::filter::FilterList,
     /// A client shows items and messages itself.
     pub local: Option<Arc<crate::role::log::ClientLog>>,
+    /// Lists shared between the runs of one push: the source is scanned
+    /// once per list shape and each target gets a copy.
+    pub shared: Option<Arc<ListCache>>,
+}
+
+/// File lists of one source, built once per shape (protocol family, uid-0
+/// names, numeric ids, `-c` digest) and copied for every target of a push.
+#[derive(Default)]
+pub struct ListCache {
+    lists: std::sync::Mutex<Vec<(ListKey, Arc<FileList>)>>,
+}
+
+/// What makes two targets' lists differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ListKey {
+    proto_family: u8,
+    id0_names: bool,
+    numeric_ids: bool,
+    checksum: Option<crate::checksum::ChecksumKind>,
+}
+
+impl ListCache {
+    /// The list for `key`, built by `build` the first time.
+    fn get(&self, key: ListKey, build: impl FnOnce() -> FileList) -> FileList {
+        let mut lists = match self.lists.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((_, l)) = lists.iter().find(|(k, _)| *k == key) {
+            return FileList::clone(l);
+        }
+        let l = Arc::new(build());
+        lists.push((key, l.clone()));
+        FileList::clone(&l)
+    }
+
+    /// How many distinct scans were made.
+    pub fn scans(&self) -> usize {
+        self.lists.lock().map(|l| l.len()).unwrap_or(0)
+    }
 }
 
 /// The sending side of a transfer: build and send the file list, then
@@ -505,6 +546,7 @@ pub(crate) fn send_files<W: Write>(
         confine,
         client_rules,
         local,
+        shared,
     } = job;
     let daemon_rules = env.daemon_rules.clone();
     if args.is_empty()
@@ -567,7 +609,29 @@ pub(crate) fn send_files<W: Write>(
     let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
     let state = ListState::new(inc, n.id0_names(), numeric_ids);
     let mut lister = None;
-    let mut fl = if inc {
+    let mut fl = if let (Some(cache), false) = (&shared, inc) {
+        let key = ListKey {
+            proto_family: if proto >= 30 { 30 } else { proto },
+            id0_names: n.id0_names(),
+            numeric_ids,
+            checksum: file_checksum,
+        };
+        let mut fresh = false;
+        let l = cache.get(key, || {
+            fresh = true;
+            let mut l = build_file_list_with(&root, &args, &bo, &mut excluder, state);
+            post(&mut l);
+            l
+        });
+        if !fresh {
+            // The copy is already prepared; its messages were shown by the first run.
+            let mut l = l;
+            l.errors.clear();
+            l
+        } else {
+            l
+        }
+    } else if inc {
         let arg = args.first().cloned().unwrap_or_default();
         let (l, first) = IncrementalLister::start(&root, &arg, &bo, &mut excluder, state);
         lister = Some(l);
@@ -575,7 +639,9 @@ pub(crate) fn send_files<W: Write>(
     } else {
         build_file_list_with(&root, &args, &bo, &mut excluder, state)
     };
-    post(&mut fl);
+    if shared.is_none() || inc {
+        post(&mut fl);
+    }
     let buildtime = start.elapsed().as_millis() as i64;
     for (kind, e) in &fl.errors {
         match &local {
