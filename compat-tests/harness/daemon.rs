@@ -45,13 +45,29 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables for the daemon.
     pub fn start_env(bin: &Path, config: &str, label: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_full(bin, config, label, env, None)
+    }
+
+    /// [`Daemon::start`] on a given port (a target that comes back).
+    #[allow(dead_code)]
+    pub fn start_on(bin: &Path, config: &str, label: &str, port: u16) -> Daemon {
+        Daemon::start_full(bin, config, label, &[], Some(port))
+    }
+
+    fn start_full(
+        bin: &Path,
+        config: &str,
+        label: &str,
+        env: &[(&str, &str)],
+        fixed_port: Option<u16>,
+    ) -> Daemon {
         let dir = TempDir::new(&format!("daemon-{label}"));
         let conf = dir.join("rsyncd.conf");
         std::fs::write(&conf, config).expect("write rsyncd.conf");
         let mut failures = Vec::new();
         for attempt in 0..START_ATTEMPTS {
             let guard = START_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            let port = net::free_port();
+            let port = fixed_port.unwrap_or_else(net::free_port);
             let out_path = dir.join(format!("stdout-{attempt}.txt"));
             let out = File::create(&out_path).expect("create daemon stdout file");
             let err = out.try_clone().expect("dup daemon output file");
