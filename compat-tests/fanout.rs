@@ -253,6 +253,9 @@ impl Drop for Bg {
     }
 }
 
+/// One change made to the source.
+type Step = Box<dyn Fn(&Path)>;
+
 /// Wait until every target equals the source (or fail after `limit`).
 fn settle(src: &Path, targets: &[PathBuf], started: i64, limit: Duration, what: &str, bg: &Bg) {
     let deadline = Instant::now() + limit;
@@ -294,7 +297,7 @@ compat_test! {
         let bg = Bg::start(&args, &work.join("watch.log"));
         let limit = Duration::from_secs(15);
         settle(&src, &t.dirs, started, limit, "the first push", &bg);
-        let steps: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+        let steps: Vec<(&str, Step)> = vec![
             ("create", Box::new(|s: &Path| {
                 fixture::write(s, "new.txt", b"new\n");
             })),
