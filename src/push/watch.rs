@@ -195,7 +195,8 @@ impl Watcher {
     /// still being written (a create or modify without its close yet).
     fn translate(&mut self, events: Vec<nix::sys::inotify::InotifyEvent>) -> (Batch, bool) {
         let mut b = Batch::default();
-        let mut settling = false;
+        // Files written to and not (yet) closed in this read.
+        let mut open_files: BTreeSet<Vec<u8>> = BTreeSet::new();
         for ev in events {
             let m = ev.mask;
             if m.contains(AddWatchFlags::IN_Q_OVERFLOW) {
@@ -245,18 +246,24 @@ impl Watcher {
                     std::fs::symlink_metadata(self.root.join(std::ffi::OsStr::from_bytes(&rel)))
                         .map(|md| md.is_file())
                         .unwrap_or(false);
-                settling |= regular;
+                if regular {
+                    open_files.insert(rel.clone());
+                }
                 b.entries.insert(rel);
                 b.entries.insert(dir.clone());
                 continue;
             }
             if m.intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_ATTRIB) {
+                if m.contains(AddWatchFlags::IN_CLOSE_WRITE) {
+                    open_files.remove(&rel);
+                }
                 b.entries.insert(rel);
                 if m.contains(AddWatchFlags::IN_CLOSE_WRITE) {
                     b.entries.insert(dir.clone());
                 }
             }
         }
+        let settling = !open_files.is_empty();
         (b, settling)
     }
 }
