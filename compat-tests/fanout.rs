@@ -379,3 +379,45 @@ compat_test! {
         assert_eq!(bg.terminate(), Some(0), "watch did not stop cleanly on SIGTERM");
     }
 }
+
+compat_test! {
+    fn fanout_config_file_jobs() {
+        let work = TempDir::new("fanout_config");
+        let src = work.join("src");
+        tree(&src);
+        let src2 = work.join("src2");
+        fixture::small_tree(&src2);
+        let t = Targets::start(&work);
+        let urls = t.urls();
+        let conf = work.join("push.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "options = -aH --delete\nretries = 1\n[one]\n    source = {}/\n    targets = {} {}\n[two]\n    source = {}/\n    targets = {} \\\n        {}\n    options = -a\n",
+                src.display(),
+                urls[0],
+                urls[3],
+                src2.display(),
+                urls[1],
+                urls[2]
+            ),
+        )
+        .expect("write config");
+        let started = unix_now();
+        let out = push(&[format!("--config={}", conf.display())]);
+        assert_eq!(out.code, 0, "config push failed:\n{}", out.describe());
+        let m = mismatches(&src, &[t.dirs[0].clone(), t.dirs[3].clone()], started);
+        assert!(m.is_empty(), "{}", m.join("\n"));
+        let m = mismatches(&src2, &[t.dirs[1].clone(), t.dirs[2].clone()], started);
+        assert!(m.is_empty(), "{}", m.join("\n"));
+        // A bad config names the file and line, and nothing runs.
+        std::fs::write(&conf, "[x]\n  source = /tmp\n  targets = /tmp/y\n  colour = blue\n").expect("write");
+        let out = push(&[format!("--config={}", conf.display())]);
+        assert_eq!(out.code, 1, "{}", out.describe());
+        assert!(
+            out.stderr.contains(&format!("{}:4: unknown parameter", conf.display())),
+            "{}",
+            out.describe()
+        );
+    }
+}

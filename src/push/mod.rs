@@ -7,6 +7,7 @@
 //! the run, and the exit code is 0 only when every target is in sync.
 //! `--watch` (`watch`) keeps pushing changes after the first run.
 
+pub mod config;
 pub mod watch;
 
 use crate::cli::options::{self, Options};
@@ -34,6 +35,8 @@ pub struct PushOpts {
     pub full_every: Option<Duration>,
     /// `--status=FILE`: per-target state written here after every push.
     pub status: Option<String>,
+    /// `--config=FILE`: the jobs to run (see `config`).
+    pub config: Option<String>,
 }
 
 impl Default for PushOpts {
@@ -46,6 +49,7 @@ impl Default for PushOpts {
             delay: Duration::ZERO,
             full_every: None,
             status: None,
+            config: None,
         }
     }
 }
@@ -72,7 +76,7 @@ pub fn split_args(args: &[String]) -> Result<(PushOpts, Vec<String>), String> {
         };
         let takes = matches!(
             name.as_str(),
-            "jobs" | "retries" | "delay" | "full-every" | "status" | "retry-delay"
+            "jobs" | "retries" | "delay" | "full-every" | "status" | "retry-delay" | "config"
         );
         if !a.starts_with("--") || !(takes || name == "watch") {
             rest.push(a.clone());
@@ -99,6 +103,7 @@ pub fn split_args(args: &[String]) -> Result<(PushOpts, Vec<String>), String> {
             "delay" => p.delay = Duration::from_millis(num(&name, &v)?),
             "full-every" => p.full_every = Some(Duration::from_secs(num(&name, &v)?.max(1))),
             "status" => p.status = Some(v),
+            "config" => p.config = Some(v),
             _ => {}
         }
     }
@@ -130,6 +135,9 @@ pub fn run(args: Vec<String>) -> i32 {
         Ok(v) => v,
         Err(e) => return usage(&e),
     };
+    if let Some(path) = popts.config.clone() {
+        return run_config(&path, &rest);
+    }
     let (opts, paths) = match options::parse(&rest) {
         Ok(v) => v,
         Err(e) => return usage(&e.to_string()),
@@ -149,6 +157,51 @@ pub fn run(args: Vec<String>) -> i32 {
         return watch::run(&plan, results);
     }
     code
+}
+
+/// `--config=FILE`: every job at once (each in its own thread); the exit
+/// code is the worst of them.
+fn run_config(path: &str, extra: &[String]) -> i32 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return usage(&format!("{path}: {e}")),
+    };
+    let jobs = match config::parse(path, &text) {
+        Ok(j) => j,
+        Err(e) => return usage(&e),
+    };
+    let mut plans = Vec::new();
+    for j in jobs {
+        let mut args = j.options.clone();
+        args.extend(extra.iter().cloned());
+        let opts = match options::parse(&args) {
+            Ok((o, rest)) if rest.is_empty() => o,
+            Ok(_) => return usage(&format!("[{}]: options may not name paths", j.name)),
+            Err(e) => return usage(&format!("[{}]: {e}", j.name)),
+        };
+        plans.push(Plan::new(opts, j.push.to_opts(), j.source, j.targets));
+    }
+    let codes: Vec<i32> = std::thread::scope(|s| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|p| {
+                s.spawn(move || {
+                    let results = p.push_all(None);
+                    let code = report(&results);
+                    if p.popts.watch {
+                        watch::run(p, results)
+                    } else {
+                        code
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(RERR_PARTIAL))
+            .collect()
+    });
+    codes.into_iter().max().unwrap_or(0)
 }
 
 fn usage(msg: &str) -> i32 {

@@ -23,7 +23,6 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -280,10 +279,7 @@ pub fn run(plan: &Plan, first: Vec<TargetResult>) -> i32 {
         eprintln!("rrsync push: --watch needs a source directory");
         return crate::exit::RERR_SYNTAX;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook_sig::TERM, signal_hook_sig::INT] {
-        signal_hook_sig::register(sig, stop.clone());
-    }
+    stop_signal::install();
     let mut watcher = match Watcher::new(&root) {
         Ok(w) => w,
         Err(e) => {
@@ -308,7 +304,7 @@ pub fn run(plan: &Plan, first: Vec<TargetResult>) -> i32 {
     let mut degraded = false;
     let mut settle_deadline: Option<Instant> = None;
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
+        let stopping = stop_signal::requested();
         // Gather what is there (a push may have been running meanwhile).
         let wait = if stopping {
             Duration::ZERO
@@ -520,35 +516,35 @@ fn spawn_reader(mut w: Watcher, tx: Sender<Note>) {
     });
 }
 
-/// Stop flags set by signals (a tiny signal-hook: the handler only stores).
-mod signal_hook_sig {
+/// The stop flag set by SIGTERM/SIGINT (the handler only stores).
+mod stop_signal {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, OnceLock};
 
-    pub const TERM: i32 = nix::libc::SIGTERM;
-    pub const INT: i32 = nix::libc::SIGINT;
-
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    static STOP: AtomicBool = AtomicBool::new(false);
 
     extern "C" fn on_signal(_: i32) {
-        if let Some(f) = FLAG.get() {
-            f.store(true, Ordering::Relaxed);
+        STOP.store(true, Ordering::Relaxed);
+    }
+
+    /// Install the handlers (idempotent).
+    pub fn install() {
+        for sig in [
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::Signal::SIGINT,
+        ] {
+            let action = nix::sys::signal::SigAction::new(
+                nix::sys::signal::SigHandler::Handler(on_signal),
+                nix::sys::signal::SaFlags::SA_RESTART,
+                nix::sys::signal::SigSet::empty(),
+            );
+            // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
+            let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
         }
     }
 
-    /// Set `flag` when `sig` arrives.
-    pub fn register(sig: i32, flag: Arc<AtomicBool>) {
-        let _ = FLAG.set(flag);
-        let Ok(sig) = nix::sys::signal::Signal::try_from(sig) else {
-            return;
-        };
-        let action = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::Handler(on_signal),
-            nix::sys::signal::SaFlags::SA_RESTART,
-            nix::sys::signal::SigSet::empty(),
-        );
-        // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
-        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+    /// Whether a stop was asked for.
+    pub fn requested() -> bool {
+        STOP.load(Ordering::Relaxed)
     }
 }
 

@@ -23,7 +23,7 @@
 //! until connection time.  Non-string values are expanded while parsing.
 
 pub mod expand;
-mod lexer;
+pub(crate) mod lexer;
 mod loader;
 mod open;
 mod table;
