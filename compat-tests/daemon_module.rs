@@ -518,3 +518,83 @@ compat_test! {
         }
     }
 }
+
+/// A log file's lines without their time and pid prefix, the parts that
+/// differ between two runs (times, pids, byte totals, versions) masked,
+/// sorted (sessions of different connections interleave).
+fn normalized_log(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let l = l.splitn(4, ' ').nth(3).unwrap_or(l);
+            if l.starts_with("sent ") && l.contains(" bytes  received ") {
+                let size = l.rsplit(' ').next().unwrap_or("");
+                return format!("sent N bytes  received N bytes  total size {size}");
+            }
+            if l.starts_with("rsyncd version ") {
+                return "rsyncd version V starting".to_string();
+            }
+            l.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+compat_test! {
+    fn log_file_transfer_logging_and_log_format() {
+        let work = TempDir::new("log_file");
+        let src = work.join("src");
+        small_tree(&src);
+        let mut logs = Vec::new();
+        for side in ["stock", "ours"] {
+            let up = work.join(format!("{side}-up"));
+            std::fs::create_dir_all(&up).expect("up dir");
+            let log = work.join(format!("{side}.log"));
+            let conf = format!(
+                "use chroot = no\nuid = root\ngid = root\nmunge symlinks = no\nlog file = {}\ntransfer logging = yes\n[mod]\n    path = {}\n[up]\n    path = {}\n    read only = no\n    log format = %o|%h|%a|%m|%u|%f|%l|%b|%i|%n|%L|%M|%B|%U|%G\n",
+                log.display(),
+                src.display(),
+                up.display()
+            );
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            let d = Daemon::start_config_log(&bin, &conf, side);
+            let dest = work.join(format!("{side}-dest"));
+            let run = |args: &[String]| {
+                let o = run_cmd(&bins::stock(), args, Some(work.path()), client_timeout());
+                assert_eq!(o.code, 0, "{side}: {args:?}\n{}", o.describe());
+            };
+            run(&["-a".into(), d.url("mod/"), format!("{}/", dest.display())]);
+            run(&["-a".into(), format!("{}/", src.display()), d.url("up/")]);
+            std::fs::write(dest.join("sub/new.txt"), b"new\n").expect("write");
+            crate::harness::fixture::set_mtime(&dest.join("sub/new.txt"), 1_600_000_000, 0);
+            crate::harness::fixture::set_mtime(&dest.join("sub"), 1_600_000_100, 0);
+            run(&[
+                "-a".into(),
+                "--delete".into(),
+                format!("{}/", dest.join("sub").display()),
+                d.url("up/"),
+            ]);
+            run(&[d.url("")]);
+            let o = run_cmd(&bins::stock(), [d.url("nosuch/")], Some(work.path()), client_timeout());
+            assert_eq!(o.code, 5);
+            // A receiving daemon logs its totals after the client has gone.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("total size")
+                .count()
+                < 3
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            drop(d);
+            logs.push(normalized_log(&std::fs::read_to_string(&log).unwrap_or_default()));
+        }
+        assert_eq!(
+            logs[0], logs[1],
+            "log files differ (stock first, ours second)"
+        );
+    }
+}

@@ -45,13 +45,19 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables for the daemon.
     pub fn start_env(bin: &Path, config: &str, label: &str, env: &[(&str, &str)]) -> Daemon {
-        Daemon::start_full(bin, config, label, env, None)
+        Daemon::start_full(bin, config, label, env, None, true)
     }
 
     /// [`Daemon::start`] on a given port (a target that comes back).
     #[allow(dead_code)]
     pub fn start_on(bin: &Path, config: &str, label: &str, port: u16) -> Daemon {
-        Daemon::start_full(bin, config, label, &[], Some(port))
+        Daemon::start_full(bin, config, label, &[], Some(port), true)
+    }
+
+    /// [`Daemon::start`] without `--log-file`: the config's `log file` rules.
+    #[allow(dead_code)]
+    pub fn start_config_log(bin: &Path, config: &str, label: &str) -> Daemon {
+        Daemon::start_full(bin, config, label, &[], None, false)
     }
 
     fn start_full(
@@ -60,6 +66,7 @@ impl Daemon {
         label: &str,
         env: &[(&str, &str)],
         fixed_port: Option<u16>,
+        cli_log: bool,
     ) -> Daemon {
         let dir = TempDir::new(&format!("daemon-{label}"));
         let conf = dir.join("rsyncd.conf");
@@ -77,7 +84,7 @@ impl Daemon {
                 .arg(format!("--config={}", conf.display()))
                 .arg(format!("--port={port}"))
                 .arg("--address=127.0.0.1")
-                .arg(format!("--log-file={}", dir.join("daemon.log").display()))
+                .args(cli_log.then(|| format!("--log-file={}", dir.join("daemon.log").display())))
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(out))
                 .stderr(Stdio::from(err))

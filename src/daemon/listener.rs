@@ -94,7 +94,18 @@ pub fn run_rsh_daemon(opts: &Options) -> i32 {
             return RERR_SYNTAX;
         }
     };
+    open_log(&opts, &cfg);
     serve_stdin(&cfg)
+}
+
+/// The daemon's log: `--log-file`, else the config's `log file`, else syslog.
+fn open_log(opts: &Options, cfg: &DaemonConfig) {
+    let path = opts.log_file.as_deref().or(cfg.global.log_file());
+    super::log::init(
+        path,
+        cfg.global.syslog_facility().0,
+        Some(cfg.global.syslog_tag()).filter(|t| !t.is_empty()),
+    );
 }
 
 /// `rrsync --daemon ...`: returns the exit code.
@@ -112,6 +123,7 @@ pub fn run_daemon(opts: &Options, _rest: &[String]) -> i32 {
             return RERR_SYNTAX;
         }
     };
+    open_log(opts, &cfg);
     if stdin_is_socket() && opts.port.is_none() {
         return serve_stdin(&cfg);
     }
@@ -193,6 +205,11 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rrsync"));
     let config = config_path(opts);
     tracing::info!("serving {} on {bind}", config.display());
+    super::log::line(&format!(
+        "rsyncd version {} starting, listening on port {port}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let log_file = opts.log_file.clone();
     let dparams = opts.dparams.clone();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -231,6 +248,9 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
                     let Ok(fd2) = nix::unistd::dup(&fd) else { continue };
                     let mut cmd = tokio::process::Command::new(&exe);
                     cmd.arg("--daemon").arg(format!("--config={}", config.display()));
+                    if let Some(l) = &log_file {
+                        cmd.arg(format!("--log-file={l}"));
+                    }
                     for d in &dparams {
                         cmd.arg(format!("--dparam={d}"));
                     }
@@ -248,5 +268,6 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     if let Some(pf) = pid_file {
         let _ = std::fs::remove_file(pf);
     }
+    super::log::line("sent 0 bytes  received 0 bytes  total size 0");
     code
 }

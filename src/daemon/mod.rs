@@ -6,6 +6,7 @@ pub mod access;
 pub mod auth;
 pub mod config;
 pub mod listener;
+pub mod log;
 pub mod paths;
 pub mod session;
 pub mod xfer_exec;

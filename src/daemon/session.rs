@@ -18,6 +18,7 @@ use crate::role::RoleError;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How a session ended, for the exit status and the log.
@@ -44,8 +45,8 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     peer: &str,
 ) -> Outcome {
     let outcome = match serve_inner(cfg, &mut r, &mut w, peer) {
-        Ok(Some((n, opts, module, args))) => {
-            let code = run_module(cfg, n, opts, module, args, r, w);
+        Ok(Some((n, opts, module, args, who, user))) => {
+            let code = run_module(cfg, n, opts, module, args, &who, &user, r, w);
             Outcome {
                 code,
                 half_close: true,
@@ -68,7 +69,7 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     outcome
 }
 
-type Accepted = (u8, Options, ModuleConfig, Vec<Vec<u8>>);
+type Accepted = (u8, Options, ModuleConfig, Vec<Vec<u8>>, Who, String);
 
 fn serve_inner<R: Read, W: Write>(
     cfg: &DaemonConfig,
@@ -77,6 +78,8 @@ fn serve_inner<R: Read, W: Write>(
     peer: &str,
 ) -> Result<Option<Accepted>, i32> {
     let io = |_e| RERR_SOCKETIO;
+    let who = Who::of(cfg, peer);
+    super::log::line(&format!("connect from {} ({})", who.host, who.addr));
     let offered = super::auth::offered(std::env::var(super::auth::OFFER_ENV).ok().as_deref());
     line(w, &greeting_line(PROTOCOL_VERSION, &offered.join(" "))).map_err(io)?;
     if let Some(motd) = cfg.global.motd_file.as_deref() {
@@ -128,6 +131,10 @@ fn serve_inner<R: Read, W: Write>(
         };
     }
     if module_line.is_empty() || module_line == "#list" {
+        super::log::line(&format!(
+            "module-list request from {} ({})",
+            who.host, who.addr
+        ));
         for m in cfg.listed_modules() {
             w.write_all(listing_line(&m.name, m.comment.as_deref().unwrap_or("")).as_bytes())
                 .map_err(io)?;
@@ -140,6 +147,10 @@ fn serve_inner<R: Read, W: Write>(
         return Err(RERR_STARTCLIENT);
     }
     let Some(module) = cfg.module(&module_line).cloned() else {
+        super::log::line(&format!(
+            "unknown module '{module_line}' tried from {} ({})",
+            who.host, who.addr
+        ));
         let _ = line(w, &format!("@ERROR: Unknown module '{module_line}'\n"));
         tracing::info!(peer, "unknown module {module_line:?}");
         return Err(RERR_STARTCLIENT);
@@ -168,7 +179,10 @@ fn serve_inner<R: Read, W: Write>(
                 format!("@ERROR: Unknown module '{}'\n", module.name)
             };
             let _ = line(w, &msg);
-            tracing::warn!(peer, "access denied to module {}", module.name);
+            super::log::line(&format!(
+                "rsync denied on module {} from {} ({})",
+                module.name, who.host, who.addr
+            ));
             return Err(RERR_STARTCLIENT);
         }
     }
@@ -195,7 +209,7 @@ fn serve_inner<R: Read, W: Write>(
     }
     let mut auth_user = String::new();
     if let Some(users) = module.auth_users.clone().filter(|u| !u.trim().is_empty()) {
-        match authenticate(r, w, &module, &users, &g, peer, &offered) {
+        match authenticate(r, w, &module, &users, &g, &who, &offered) {
             Ok((access, user)) => {
                 auth_user = user;
                 match access {
@@ -236,6 +250,15 @@ fn serve_inner<R: Read, W: Write>(
         },
         None => None,
     };
+    super::log::line(&format!(
+        "rsync allowed access on module {} from {} ({})",
+        module.name, who.host, who.addr
+    ));
+    super::log::for_module(
+        module.log_file.as_deref(),
+        module.syslog_facility.0,
+        Some(module.syslog_tag.as_str()).filter(|t| !t.is_empty()),
+    );
     if let Err(msg) = enter_module(&module) {
         let _ = line(w, &format!("@ERROR: {msg}\n"));
         return Err(RERR_STARTCLIENT);
@@ -314,7 +337,22 @@ fn serve_inner<R: Read, W: Write>(
                 );
                 return Err(RERR_UNSUPPORTED);
             }
-            Ok(Some((proto, opts, module, paths)))
+            let request: Vec<String> = path_args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let from = if auth_user.is_empty() {
+                who.host.clone()
+            } else {
+                format!("{auth_user}@{}", who.host)
+            };
+            super::log::line(&format!(
+                "rsync {} {} from {from} ({})",
+                if opts.sender { "on" } else { "to" },
+                request.join(" "),
+                who.addr
+            ));
+            Ok(Some((proto, opts, module, paths, who, auth_user)))
         }
         Err(e) => {
             let opts = Options {
@@ -335,6 +373,29 @@ fn serve_inner<R: Read, W: Write>(
     }
 }
 
+/// Who is connecting, as the log names it.
+pub(crate) struct Who {
+    /// The host name (reverse lookup) or "UNDETERMINED".
+    pub host: String,
+    /// The address.
+    pub addr: String,
+}
+
+impl Who {
+    fn of(cfg: &DaemonConfig, peer: &str) -> Who {
+        let host = peer
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .filter(|_| cfg.global.defaults.reverse_lookup)
+            .and_then(super::access::reverse_name)
+            .unwrap_or_else(|| "UNDETERMINED".to_string());
+        Who {
+            host,
+            addr: peer.to_string(),
+        }
+    }
+}
+
 /// auth_server: challenge, response, `auth users` and the secrets file.
 fn authenticate<R: Read, W: Write>(
     r: &mut R,
@@ -342,10 +403,23 @@ fn authenticate<R: Read, W: Write>(
     module: &ModuleConfig,
     users: &str,
     g: &crate::protocol::greeting::Greeting,
-    peer: &str,
+    who: &Who,
     offered: &[&str],
 ) -> Result<(super::auth::Access, String), i32> {
     use super::auth;
+    let (host, addr) = (&who.host, &who.addr);
+    let failed = |user: Option<&str>, why: &str| {
+        super::log::line(&match user {
+            Some(u) => format!(
+                "auth failed on module {} from {host} ({addr}) for {u}: {why}",
+                module.name
+            ),
+            None => format!(
+                "auth failed on module {} from {host} ({addr}): {why}",
+                module.name
+            ),
+        });
+    };
     let Some(digest) = auth::choose_digest(&g.digests, g.proto, offered) else {
         let _ = line(
             w,
@@ -361,20 +435,20 @@ fn authenticate<R: Read, W: Write>(
     if let Some(floor) = module.auth_digest.as_deref().map(str::trim) {
         match (auth::digest_rank(floor), auth::digest_rank(digest.name())) {
             (None, _) => {
-                tracing::warn!(
-                    peer,
-                    "auth failed on module {}: the configured 'auth digest = {floor}' is not a supported digest on this build",
-                    module.name
+                failed(
+                    None,
+                    &format!("the configured 'auth digest = {floor}' is not a supported digest on this build"),
                 );
                 return Err(RERR_STARTCLIENT);
             }
             (Some(want), Some(got)) if got <= want => {}
             _ => {
-                tracing::warn!(
-                    peer,
-                    "auth failed on module {}: negotiated auth digest {} is weaker than the required 'auth digest = {floor}'",
-                    module.name,
-                    digest.name()
+                failed(
+                    None,
+                    &format!(
+                        "negotiated auth digest {} is weaker than the required 'auth digest = {floor}'",
+                        digest.name()
+                    ),
                 );
                 return Err(RERR_STARTCLIENT);
             }
@@ -387,47 +461,31 @@ fn authenticate<R: Read, W: Write>(
         _ => return Err(RERR_STARTCLIENT),
     };
     let Some((user, resp)) = reply.split_once(' ') else {
-        tracing::warn!(peer, "auth failed on module {}: no response", module.name);
+        failed(None, "invalid challenge response");
         return Err(RERR_STARTCLIENT);
     };
     let Some((access, group)) = auth::match_user(users, user) else {
-        tracing::warn!(
-            peer,
-            "auth failed on module {}: user {user} not allowed",
-            module.name
-        );
+        failed(Some(user), "no matching rule");
         return Err(RERR_STARTCLIENT);
     };
     let Some(secrets) = module.secrets_file.as_deref() else {
-        tracing::warn!(
-            peer,
-            "auth failed on module {}: no secrets file",
-            module.name
-        );
+        failed(Some(user), "no secrets file");
         return Err(RERR_STARTCLIENT);
     };
     let pw = match auth::find_secret(secrets, module.strict_modes, user, group.as_deref()) {
         Ok(Some(pw)) => pw,
         Ok(None) => {
-            tracing::warn!(
-                peer,
-                "auth failed on module {}: no secret for {user}",
-                module.name
-            );
+            failed(Some(user), "no matching rule");
             return Err(RERR_STARTCLIENT);
         }
         Err(e) => {
-            tracing::warn!(peer, "auth failed on module {}: {e}", module.name);
+            failed(Some(user), &e.to_string());
             return Err(RERR_STARTCLIENT);
         }
     };
     let want = auth::response(digest, &pw, &chal);
     if !auth::constant_time_eq(want.as_bytes(), resp.trim().as_bytes()) {
-        tracing::warn!(
-            peer,
-            "auth failed on module {}: password mismatch for {user}",
-            module.name
-        );
+        failed(Some(user), "password mismatch");
         return Err(RERR_STARTCLIENT);
     }
     Ok((access, user.to_string()))
@@ -601,12 +659,15 @@ fn refuse<R: Read, W: Write>(
 
 /// Serve the accepted request inside the module (the working directory is
 /// its root by now): the module's settings become the server's environment.
+#[allow(clippy::too_many_arguments)]
 fn run_module<R: Read + Send + 'static, W: Write + Send>(
     _cfg: &DaemonConfig,
     proto: u8,
     opts: Options,
     module: ModuleConfig,
     paths: Vec<Vec<u8>>,
+    who: &Who,
+    user: &str,
     r: R,
     w: W,
 ) -> i32 {
@@ -636,6 +697,8 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
             read_only: module.read_only,
             write_only: module.write_only,
             timeout: module.timeout,
+            log: Some(super::log::bytes),
+            xfer_log: transfer_log(&module, &opts, who, user),
         })
     })();
     match env {
@@ -649,6 +712,40 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
             server::run_failed(&env, proto, opts, e, r, w)
         }
     }
+}
+
+/// `transfer logging`: item lines in the module's `log format` (upstream:
+/// logfile_format in rsync_module).
+fn transfer_log(
+    module: &ModuleConfig,
+    opts: &Options,
+    who: &Who,
+    user: &str,
+) -> Option<Arc<crate::role::log::ClientLog>> {
+    if !module.transfer_logging {
+        return None;
+    }
+    let fmt = module.log_format.clone();
+    let has_i = fmt.contains("%i");
+    let o = crate::role::log::OutputOpts {
+        has_i: u8::from(has_i),
+        has_o_or_i: has_i || fmt.contains("%o"),
+        format: Some(fmt),
+        am_sender: opts.sender,
+        preserve_mtimes: opts.times,
+        dry_run: opts.dry_run,
+        human: 0,
+        sink: Some(super::log::xfer_sink),
+        daemon: Some(crate::role::log::DaemonCtx {
+            host: who.host.clone(),
+            addr: who.addr.clone(),
+            module: module.name.clone(),
+            user: user.to_string(),
+            path: module.path.clone().unwrap_or_default(),
+        }),
+        ..Default::default()
+    };
+    Some(Arc::new(crate::role::log::ClientLog::new(o)))
 }
 
 /// Apply the module's `timeout` to both directions of the client socket.

@@ -102,6 +102,10 @@ pub struct ListReceiver {
     pub relative: bool,
     /// Entries received so far, over all lists.
     pub total: u64,
+    /// A daemon without chroot: symlink targets may not climb above the
+    /// transfer's root (upstream recv_file_entry's sanitize_path, done as the
+    /// entry arrives so the log shows the target that is written).
+    pub sanitize_links: bool,
 }
 
 impl ListReceiver {
@@ -120,6 +124,24 @@ impl ListReceiver {
             dirs: Vec::new(),
             relative: false,
             total: 0,
+            sanitize_links: false,
+        }
+    }
+
+    fn sanitize(&self, l: &mut RecvList) {
+        if !self.sanitize_links {
+            return;
+        }
+        for e in l.files.iter_mut() {
+            if !mode::is_lnk(e.mode) {
+                continue;
+            }
+            let depth = e.name.iter().filter(|&&c| c == b'/').count();
+            if let Some(t) = e.link_target.as_mut() {
+                if !t.is_empty() {
+                    *t = crate::role::generator::sanitize_link_target(t, depth);
+                }
+            }
         }
     }
 
@@ -187,12 +209,14 @@ impl ListReceiver {
             if self.relative {
                 strip_root(&mut l);
             }
+            self.sanitize(&mut l);
             self.total = l.files.len() as u64;
             return Ok(l);
         }
         let (mut files, io_error) = self.entries(r)?;
         self.map_inline_names(&mut files);
         let mut l = sort_and_clean(files, io_error, self.o.proto);
+        self.sanitize(&mut l);
         self.register(&mut l);
         let first_is_dot = l
             .files
@@ -224,6 +248,7 @@ impl ListReceiver {
         }
         self.map_inline_names(&mut files);
         let mut l = sort_and_clean(files, io_error, self.o.proto);
+        self.sanitize(&mut l);
         self.register(&mut l);
         l.parent = Some(dir_ndx);
         Ok(l)

@@ -110,6 +110,8 @@ pub struct RecvConfig {
     /// The single file's name in the list, when it is written under another
     /// name (messages show the list's name, as upstream).
     pub shown_name: Option<Vec<u8>>,
+    /// A daemon's transfer log (`transfer logging`).
+    pub xfer_log: Option<std::sync::Arc<crate::role::log::ClientLog>>,
 }
 
 /// Upstream's default partial dir for --delay-updates.
@@ -542,10 +544,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(())
     }
 
-    fn deleted(&mut self, rel: &[u8], is_dir: bool) -> Result<(), RoleError> {
+    fn deleted(&mut self, rel: &[u8], m: u32) -> Result<(), RoleError> {
+        let is_dir = mode::is_dir(m);
         if let Some(l) = &self.cfg.local {
-            l.log_delete(rel, if is_dir { mode::S_IFDIR } else { mode::S_IFREG });
+            l.log_delete(rel, m);
             return Ok(());
+        }
+        if let Some(l) = &self.cfg.xfer_log {
+            l.log_delete(rel, m);
         }
         if self.cfg.n.proto >= 29 {
             let mut p = rel.to_vec();
@@ -606,13 +612,13 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             if self.cfg.opts.dry_run {
                 self.del.dirs += 1;
-                self.deleted(rel, true)?;
+                self.deleted(rel, st.mode)?;
                 return Ok(true);
             }
             return match self.cfg.dest.rmdir(rel) {
                 Ok(()) => {
                     self.del.dirs += 1;
-                    self.deleted(rel, true)?;
+                    self.deleted(rel, st.mode)?;
                     Ok(true)
                 }
                 Err(e) if e.errno() == nix::libc::ENOTEMPTY || e.errno() == nix::libc::EEXIST => {
@@ -654,7 +660,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             m if m == mode::S_IFIFO || m == mode::S_IFSOCK => self.del.specials += 1,
             _ => self.del.files += 1,
         }
-        self.deleted(rel, false)?;
+        self.deleted(rel, st.mode)?;
         Ok(true)
     }
 

@@ -41,6 +41,8 @@ pub struct InputReader {
     ended: Option<ProtoError>,
     /// The end of input, seen by [`InputReader::ready`] and not yet reported.
     pending_end: Option<ProtoError>,
+    /// Protocol-stream bytes handed to the role so far (`%b` of a file).
+    pub consumed: u64,
 }
 
 /// Messages kept for the role at most (older ones are dropped).
@@ -121,6 +123,7 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
         messages: Vec::new(),
         ended: None,
         pending_end: None,
+        consumed: 0,
     }
 }
 
@@ -245,6 +248,7 @@ impl Read for InputReader {
         let n = out.len().min(self.end - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
+        self.consumed += n as u64;
         Ok(n)
     }
 }

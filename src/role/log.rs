@@ -63,14 +63,39 @@ pub struct OutputOpts {
     pub utf8_locale: bool,
     /// Number formatting (`-h` level: 0 plain, 1 commas, 2/3 units).
     pub human: u8,
+    /// `-n`: a daemon logs nothing of a dry run.
+    pub dry_run: bool,
     /// Put before every line (a push names the target a line is about).
     pub prefix: Option<String>,
+    /// A daemon's transfer log: lines go to this sink (the log file) instead
+    /// of the terminal, under the server's rules for what is logged.
+    pub sink: Option<fn(&[u8])>,
+    /// The connection, for `%h %a %m %u %P` in a daemon's `log format`.
+    pub daemon: Option<DaemonCtx>,
+}
+
+/// What a daemon's `log format` can name about the connection.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonCtx {
+    /// `%h`: the client's host name (or "UNDETERMINED").
+    pub host: String,
+    /// `%a`: its address.
+    pub addr: String,
+    /// `%m`: the module.
+    pub module: String,
+    /// `%u`: the authenticated user ("" without auth).
+    pub user: String,
+    /// `%P`: the module's path.
+    pub path: String,
 }
 
 impl OutputOpts {
     /// Log the item before its transfer (upstream log_before_transfer): the
     /// format needs no byte counts.
     pub fn log_before_transfer(&self) -> bool {
+        if self.sink.is_some() {
+            return false; // a server logs after the transfer (with its byte counts)
+        }
         match &self.format {
             Some(f) => !f.contains("%b") && !f.contains("%c") && !f.contains("%C"),
             None => false,
@@ -215,6 +240,13 @@ impl ClientLog {
 
     /// rwrite: show `text` as a message of kind `code`.
     pub fn text(&self, code: MsgCode, text: &[u8]) {
+        if let Some(sink) = self.o.sink {
+            let body = text.strip_suffix(b"\n").unwrap_or(text);
+            let mut buf = Vec::with_capacity(body.len() + 8);
+            escape_into(&mut buf, body, false);
+            sink(&buf);
+            return;
+        }
         let to_err = match code {
             MsgCode::ErrorXfer => {
                 self.got_xfer_error.store(true, Ordering::Relaxed);
@@ -291,6 +323,9 @@ impl ClientLog {
 
     /// log_item: one item in the output format.
     pub fn log_item(&self, e: &FileEntry, fl: u32, hlink: Option<&[u8]>) {
+        if self.o.sink.is_some() && self.o.dry_run {
+            return;
+        }
         let Some(fmt) = self.o.format.as_deref() else {
             return;
         };
@@ -300,6 +335,9 @@ impl ClientLog {
 
     /// log_item with the bytes moved for this file (`%b`/`%c`).
     pub fn log_item_bytes(&self, e: &FileEntry, fl: u32, bytes: ByteCounts) {
+        if self.o.sink.is_some() && self.o.dry_run {
+            return;
+        }
         let Some(fmt) = self.o.format.as_deref() else {
             return;
         };
@@ -311,6 +349,17 @@ impl ClientLog {
     /// worth showing.
     pub fn maybe_log_item(&self, e: &FileEntry, fl: u32, xname: &[u8]) {
         let sig = significant(fl);
+        if self.o.sink.is_some() {
+            // A daemon's log (upstream: am_server branch): with %i, items
+            // that changed; nothing in a dry run.
+            let itemizing = self.o.has_i > 0;
+            let see_item = itemizing && (sig || !xname.is_empty());
+            if see_item && !self.o.dry_run {
+                let hl = (!xname.is_empty()).then_some(xname);
+                self.log_item(e, fl, hl);
+            }
+            return;
+        }
         let itemizing = self.o.has_i > 0;
         let see_item =
             itemizing && (sig || !xname.is_empty() || self.o.has_i > 1 || self.o.name >= 2);
@@ -323,6 +372,9 @@ impl ClientLog {
 
     /// log_delete: "deleting NAME" (or the item format with `*deleting`).
     pub fn log_delete(&self, name: &[u8], file_mode: u32) {
+        if self.o.sink.is_some() && self.o.dry_run {
+            return;
+        }
         if self.o.del == 0 && self.o.format.is_none() {
             return;
         }
@@ -433,6 +485,15 @@ impl ClientLog {
                 b'l' => Some(e.size.to_string().into_bytes()),
                 b'o' => Some(op.as_bytes().to_vec()),
                 b'i' => Some(self.item_string(e, fl, op)),
+                b'h' => self.o.daemon.as_ref().map(|d| d.host.clone().into_bytes()),
+                b'a' => self.o.daemon.as_ref().map(|d| d.addr.clone().into_bytes()),
+                b'm' => self
+                    .o
+                    .daemon
+                    .as_ref()
+                    .map(|d| d.module.clone().into_bytes()),
+                b'u' => self.o.daemon.as_ref().map(|d| d.user.clone().into_bytes()),
+                b'P' => self.o.daemon.as_ref().map(|d| d.path.clone().into_bytes()),
                 b'U' => Some(e.uid.to_string().into_bytes()),
                 b'G' => Some(e.gid.to_string().into_bytes()),
                 b'p' => Some(std::process::id().to_string().into_bytes()),

@@ -41,6 +41,8 @@ pub struct RecvStats {
     pub deleted: Option<[i32; 5]>,
     /// Entries of all lists received, by type.
     pub num_files: crate::role::stats::TypeCounts,
+    /// Size of the files in all lists received.
+    pub total_size: i64,
     /// Bytes the file lists took on the wire.
     pub flist_size: i64,
     /// A client's copy of the sender's statistics: the sender's bytes read,
@@ -127,6 +129,8 @@ pub fn run<W: Write>(
         Ok(())
     };
     let log = cfg.local.as_deref();
+    // Item lines: the client's terminal, or a daemon's transfer log.
+    let ilog = log.or(cfg.xfer_log.as_deref());
     let shown = |e: &crate::protocol::flist::FileEntry| -> crate::protocol::flist::FileEntry {
         match &cfg.shown_name {
             Some(n) => crate::protocol::flist::FileEntry {
@@ -174,6 +178,9 @@ pub fn run<W: Write>(
             })?;
             for e in &l.files {
                 stats.num_files.add(e.mode);
+                if !mode::is_dir(e.mode) {
+                    stats.total_size += e.size;
+                }
             }
             r.lists.push(std::sync::Arc::new(l));
             drop(r);
@@ -235,7 +242,7 @@ pub fn run<W: Write>(
             Vec::new()
         };
         if fl & iflags::TRANSFER == 0 {
-            if let Some(l) = log {
+            if let Some(l) = ilog {
                 let r = lock();
                 let found = match r.find(ndx) {
                     Some((list, pos)) => Some(list.files[pos].clone()),
@@ -281,11 +288,12 @@ pub fn run<W: Write>(
         stats.xferred_files += 1;
         stats.total_transferred_size += e.size;
         if cfg.opts.dry_run {
-            if let Some(l) = log {
+            if let Some(l) = ilog {
                 l.log_item(&shown(e), fl as u32, None);
             }
             continue;
         }
+        let data_start = input.consumed;
         let head = WireSumHead::read(input, proto)?;
         let sh = SumHead {
             count: head.count,
@@ -497,10 +505,12 @@ pub fn run<W: Write>(
                 },
             );
         }
-        if let Some(l) = log {
-            if !before_transfer {
-                l.log_item(&shown(e), fl as u32, None);
-            }
+        if let (Some(l), false) = (ilog, before_transfer) {
+            let bytes = crate::role::log::ByteCounts {
+                read: input.consumed - data_start,
+                written: 0,
+            };
+            l.log_item_bytes(&shown(e), fl as u32, bytes);
         }
         let ours = hasher.finish();
         let (mut sink, written) = patcher

@@ -293,6 +293,15 @@ pub struct SenderCtx<'a> {
     pub counters: Option<(Arc<AtomicU64>, u64, Arc<AtomicU64>, u64)>,
     /// A client shows items and messages on its terminal.
     pub local: Option<&'a crate::role::log::ClientLog>,
+    /// A daemon's transfer log (`transfer logging`).
+    pub xfer_log: Option<&'a crate::role::log::ClientLog>,
+}
+
+impl<'a> SenderCtx<'a> {
+    /// Where item lines go: the client's terminal, or a daemon's log.
+    fn items(&self) -> Option<&'a crate::role::log::ClientLog> {
+        self.local.or(self.xfer_log)
+    }
 }
 
 impl SenderCtx<'_> {
@@ -557,7 +566,7 @@ pub fn run<W: Write>(
             Lookup::File(f) => f,
             Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
                 if let Some(d) = active.parent_dir(req.ndx) {
-                    if let Some(l) = ctx.local {
+                    if let Some(l) = ctx.items() {
                         l.maybe_log_item(d, req.iflags as u32, req.xname.as_deref().unwrap_or(b""));
                     }
                     if req.iflags & iflags::IS_NEW != 0 {
@@ -577,7 +586,7 @@ pub fn run<W: Write>(
             }
         };
         if req.iflags & iflags::TRANSFER == 0 {
-            if let Some(l) = ctx.local {
+            if let Some(l) = ctx.items() {
                 l.maybe_log_item(
                     &file.entry,
                     req.iflags as u32,
@@ -609,7 +618,7 @@ pub fn run<W: Write>(
         stats.xferred_files += 1;
         stats.total_transferred_size += file.entry.size;
         if dry_run {
-            if let Some(l) = ctx.local {
+            if let Some(l) = ctx.items() {
                 l.log_item(&file.entry, req.iflags as u32, None);
             }
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
@@ -652,10 +661,12 @@ pub fn run<W: Write>(
         head.write(&mut buf, proto);
         out.write_all(&buf)?;
         buf.clear();
-        let before_transfer = ctx.local.is_some_and(|l| l.o.log_before_transfer());
+        let before_transfer = ctx.items().is_some_and(|l| l.o.log_before_transfer());
+        if let (Some(l), true) = (ctx.items(), before_transfer) {
+            l.log_item(&file.entry, req.iflags as u32, None);
+        }
         if let Some(l) = ctx.local {
             if before_transfer {
-                l.log_item(&file.entry, req.iflags as u32, None);
             } else if l.o.name >= 1 && l.o.progress == 1 {
                 l.info(&String::from_utf8_lossy(&file.entry.name));
             }
@@ -685,7 +696,7 @@ pub fn run<W: Write>(
         }
         stats.literal_data += lit;
         stats.matched_data += matched;
-        if let (Some(l), false) = (ctx.local, before_transfer) {
+        if let (Some(l), false) = (ctx.items(), before_transfer) {
             let bytes = crate::role::log::ByteCounts {
                 read: 0,
                 written: out.bytes_written.saturating_sub(written_before),

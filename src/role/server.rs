@@ -48,6 +48,10 @@ pub struct ServerEnv {
     pub write_only: bool,
     /// `timeout` (seconds, 0 = none), announced to protocol-31 clients.
     pub timeout: i32,
+    /// The daemon's log (connection lines: file list, totals).
+    pub log: Option<fn(&[u8])>,
+    /// `transfer logging`: item lines in the module's `log format`.
+    pub xfer_log: Option<Arc<crate::role::log::ClientLog>>,
 }
 
 impl ServerEnv {
@@ -321,6 +325,7 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
     let mut demux: Demux<BoxedRead> = Demux::new(Box::new(r));
     demux.set_mux(proto >= 30);
     let mut input: Option<InputReader> = None;
+    let (rc_total, wc_total) = (rc.clone(), wc.clone());
     let result = if let Some(f) = failure {
         Err(f)
     } else if opts.sender {
@@ -340,10 +345,25 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
     } else {
         serve_receiver(n, &opts, env, &paths, &mut demux, &mut input, &mut out)
     };
+    let totals = |code: i32, size: i64| {
+        // upstream log_exit: the totals of a session, on success or from a sender.
+        if let (Some(log), true) = (env.log, code == 0 || opts.sender) {
+            log(format!(
+                "sent {} bytes  received {} bytes  total size {size}",
+                wc_total.load(Ordering::Relaxed),
+                rc_total.load(Ordering::Relaxed)
+            )
+            .as_bytes());
+        }
+    };
     match result {
-        Ok(code) => code,
+        Ok((code, size)) => {
+            totals(code, size);
+            code
+        }
         Err(e) => {
             let code = e.exit_code();
+            totals(code, 0);
             let role = if opts.sender { "sender" } else { "Receiver" };
             match &e {
                 RoleError::PeerExit(_)
@@ -391,7 +411,7 @@ fn serve_sender<W: Write>(
     out: &mut MuxWriter<W>,
     rcount: Counter,
     wcount: Counter,
-) -> Result<i32, RoleError> {
+) -> Result<(i32, i64), RoleError> {
     if env.write_only {
         return Err(RoleError::Refused("ERROR: module is write only".into()));
     }
@@ -467,7 +487,8 @@ fn serve_sender<W: Write>(
         local: None,
         shared: None,
     };
-    send_files(n, opts, env, job, demux, input_slot, out, rcount, wcount).map(|(code, _)| code)
+    send_files(n, opts, env, job, demux, input_slot, out, rcount, wcount)
+        .map(|(code, st)| (code, st.total_size))
 }
 
 /// What the sending side works from once the peer's rules and names are in.
@@ -540,6 +561,9 @@ pub(crate) fn send_files<W: Write>(
     wcount: Counter,
 ) -> Result<(i32, SendStats), RoleError> {
     let proto = n.proto;
+    if let Some(log) = env.log {
+        log(b"building file list");
+    }
     let SendJob {
         mut args,
         root,
@@ -719,6 +743,7 @@ pub(crate) fn send_files<W: Write>(
         first_encoder: std::cell::Cell::new(Some(enc)),
         am_server: local.is_none(),
         local: local.as_deref(),
+        xfer_log: env.xfer_log.as_deref(),
         full_fname: &full,
         counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
     };
@@ -773,7 +798,7 @@ fn serve_receiver<W: Write + Send>(
     demux: &mut Demux<BoxedRead>,
     input_slot: &mut Option<InputReader>,
     out: &mut MuxWriter<W>,
-) -> Result<i32, RoleError> {
+) -> Result<(i32, i64), RoleError> {
     let proto = n.proto;
     if let Some(what) = unsupported_upload_option(opts) {
         return Err(RoleError::Unsupported(format!(
@@ -815,7 +840,7 @@ fn serve_receiver<W: Write + Send>(
         out,
         None,
     )
-    .map(|(code, _)| code)
+    .map(|(code, st)| (code, st.total_size))
 }
 
 /// The receiving side of a transfer: read the file list, decide the
@@ -850,6 +875,10 @@ pub(crate) fn receive_files<W: Write + Send>(
         am_root && !opts.numeric_ids && !numeric_module,
     );
     lists.relative = opts.relative_paths();
+    lists.sanitize_links = env.sanitize_links && !env.munge_symlinks;
+    if let Some(log) = env.log {
+        log(b"receiving file list");
+    }
     let flist_start = demux.bytes_read;
     let mut list = lists.first(demux).map_err(|e| match e {
         crate::flist::recv::RecvListError::Proto(p) => RoleError::Proto(p),
@@ -925,8 +954,12 @@ pub(crate) fn receive_files<W: Write + Send>(
     })?;
     let list_io_error = list.io_error;
     let mut first_counts = crate::role::stats::TypeCounts::default();
+    let mut first_size = 0i64;
     for e in &list.files {
         first_counts.add(e.mode);
+        if !crate::protocol::flist::mode::is_dir(e.mode) {
+            first_size += e.size;
+        }
     }
     let registry = std::sync::Mutex::new(crate::role::generator::Registry {
         recv: lists,
@@ -1006,6 +1039,7 @@ pub(crate) fn receive_files<W: Write + Send>(
             .count(),
         local,
         shown_name,
+        xfer_log: env.xfer_log.clone(),
     };
     let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
     let input = input_slot.insert(crate::role::input::spawn(pumped));
@@ -1031,6 +1065,7 @@ pub(crate) fn receive_files<W: Write + Send>(
     let (gen_err, del) = gen_res?;
     rstats.flist_size = flist_size;
     rstats.num_files = add_counts(rstats.num_files, first_counts);
+    rstats.total_size += first_size;
     rstats.deleted = Some([del.files, del.dirs, del.symlinks, del.devices, del.specials]);
     let io = (rstats.io_error | gen_err | list_io_error) & !4;
     let code = if io & crate::flist::build::IOERR_GENERAL != 0 {
