@@ -326,6 +326,10 @@ impl ActiveLists {
 
 /// How many files stay listed ahead of the generator (MIN_FILECNT_LOOKAHEAD).
 const LOOKAHEAD: usize = 1000;
+/// How far ahead we list while the generator has nothing for us (upstream
+/// goes up to 10,000, MAX_FILECNT_LOOKAHEAD; our entries are larger, and
+/// this many already keeps the client from waiting for lists).
+const LOOKAHEAD_IDLE: usize = 3000;
 
 /// send_extra_file_list: announce and send one more list, or NDX_FLIST_EOF.
 #[allow(clippy::too_many_arguments)]
@@ -458,7 +462,7 @@ pub fn run<W: Write>(
             // Rather than wait for the generator, keep listing ahead (as
             // upstream's io.c does while it has no input): the receiving
             // side then never waits for a list.
-            while !eof && !input.ready() {
+            while !eof && active.upcoming() < LOOKAHEAD_IDLE && !input.ready() {
                 send_extra_list(
                     m,
                     &mut flist_enc,
