@@ -77,8 +77,9 @@ pub struct MatchOutcome {
 const MAX_CHAIN_LEN: usize = 1024;
 /// Smallest read buffer.
 const MIN_BUF: usize = 256 * 1024;
-/// Read size when the whole file goes out as literals.
-const WHOLE_READ: usize = 256 * 1024;
+/// Read size when the whole file goes out as literals: a multiple of
+/// CHUNK_SIZE - 4, the literal token the sender cuts long runs into.
+const WHOLE_READ: usize = 8 * (CHUNK_SIZE - 4);
 /// Read buffer size the window grows to for large files.
 const TARGET_BUF: usize = 4 * 1024 * 1024;
 /// `Group::next` / table value meaning "no group".
