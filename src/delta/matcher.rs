@@ -297,15 +297,22 @@ impl Matcher {
         let mut stats = MatchStats::default();
 
         if head.count == 0 {
-            // No basis: the file in large reads, each one literal run.
+            // No basis: the file in large reads, each one literal run. The
+            // buffer starts small (most files are) and grows to WHOLE_READ
+            // once a read fills it.
             let mut buf = std::mem::take(&mut self.buf);
-            if buf.len() < WHOLE_READ {
-                buf.resize(WHOLE_READ, 0);
+            let mut want = buf.len().clamp(WHOLE_READ / 4, WHOLE_READ);
+            if buf.len() < want {
+                buf.resize(want, 0);
             }
             loop {
-                let n = super::sums::read_full(reader, &mut buf[..WHOLE_READ])?;
+                let n = super::sums::read_full(reader, &mut buf[..want])?;
                 if n == 0 {
                     break;
+                }
+                if n == want && want < WHOLE_READ {
+                    want = WHOLE_READ;
+                    buf.resize(want, 0);
                 }
                 stats.file_len += n as u64;
                 emit_literal(sink, &mut hasher, &mut stats, &buf[..n])?;
