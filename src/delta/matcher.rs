@@ -77,8 +77,11 @@ pub struct MatchOutcome {
 const MAX_CHAIN_LEN: usize = 1024;
 /// Smallest read buffer.
 const MIN_BUF: usize = 256 * 1024;
-/// Read size when the whole file goes out as literals.
-const WHOLE_READ: usize = 256 * 1024;
+/// Read size when the whole file goes out as literals: a multiple of
+/// CHUNK_SIZE - 4, the literal token the sender cuts long runs into.
+const WHOLE_READ: usize = 32 * (CHUNK_SIZE - 4);
+/// The first read of such a file (most files are small).
+const FIRST_WHOLE_READ: usize = 2 * (CHUNK_SIZE - 4);
 /// Read buffer size the window grows to for large files.
 const TARGET_BUF: usize = 4 * 1024 * 1024;
 /// `Group::next` / table value meaning "no group".
@@ -296,15 +299,22 @@ impl Matcher {
         let mut stats = MatchStats::default();
 
         if head.count == 0 {
-            // No basis: the file in large reads, each one literal run.
+            // No basis: the file in large reads, each one literal run (and
+            // one frame on the wire). The buffer starts small (most files
+            // are) and grows to WHOLE_READ once a read fills it.
             let mut buf = std::mem::take(&mut self.buf);
-            if buf.len() < WHOLE_READ {
-                buf.resize(WHOLE_READ, 0);
+            let mut want = buf.len().clamp(FIRST_WHOLE_READ, WHOLE_READ);
+            if buf.len() < want {
+                buf.resize(want, 0);
             }
             loop {
-                let n = super::sums::read_full(reader, &mut buf[..WHOLE_READ])?;
+                let n = super::sums::read_full(reader, &mut buf[..want])?;
                 if n == 0 {
                     break;
+                }
+                if n == want && want < WHOLE_READ {
+                    want = WHOLE_READ;
+                    buf.resize(want, 0);
                 }
                 stats.file_len += n as u64;
                 emit_literal(sink, &mut hasher, &mut stats, &buf[..n])?;

@@ -311,6 +311,9 @@ impl BlockSums {
     }
 }
 
+/// Bytes of basis read at a time while computing block sums.
+const SUMS_READ: usize = 256 * 1024;
+
 /// Read until `buf` is full or EOF; returns the number of bytes read.
 pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
@@ -344,20 +347,37 @@ pub fn generate_sums_with(
 ) -> Result<u64, DeltaError> {
     head.validate(0)?; // the loosest bounds: our own header, any protocol
     let s2 = head.s2length as usize;
-    let mut buf = vec![0u8; head.blength.max(0) as usize];
+    let blen = head.blength.max(0) as usize;
+    // Several blocks per read (fewer system calls), the buffer bounded.
+    let per_read = (SUMS_READ / blen.max(1)).max(1);
+    // No bigger than the basis (small files have small bases).
+    let cap = usize::try_from(head.basis_len())
+        .unwrap_or(usize::MAX)
+        .clamp(blen, blen * per_read);
+    let mut buf = vec![0u8; cap];
     let mut total: u64 = 0;
-    for i in 0..head.count.max(0) as u32 {
-        let n = head.block_len(i);
-        let block = &mut buf[..n];
-        let got = read_full(reader, block)?;
-        block[got..].fill(0);
+    let count = head.count.max(0) as u32;
+    let mut i = 0u32;
+    while i < count {
+        let group = (count - i).min(per_read as u32);
+        // Every block but the last of the file is full length.
+        let len: usize = (i..i + group).map(|b| head.block_len(b)).sum();
+        let got = read_full(reader, &mut buf[..len])?;
+        buf[got..len].fill(0);
         total += got as u64;
-        let sum1 = checksum1(block);
-        let strong = block_sum(kind, block, seed, proper_seed_order);
-        let bytes = strong.to_array();
-        // s2length <= 16 is guaranteed by validate(); bytes past the digest
-        // length are zero (only reachable with a hand-made oversize header).
-        emit(sum1, &bytes[..s2.min(bytes.len())])?;
+        let mut off = 0usize;
+        for b in i..i + group {
+            let block = &buf[off..off + head.block_len(b)];
+            off += block.len();
+            let sum1 = checksum1(block);
+            let strong = block_sum(kind, block, seed, proper_seed_order);
+            let bytes = strong.to_array();
+            // s2length <= 16 is guaranteed by validate(); bytes past the
+            // digest length are zero (only reachable with a hand-made
+            // oversize header).
+            emit(sum1, &bytes[..s2.min(bytes.len())])?;
+        }
+        i += group;
     }
     Ok(total)
 }

@@ -25,15 +25,39 @@ pub enum Input {
     End(ProtoError),
 }
 
+/// Reads the peer's stream in chunks (a [`Demux`] with any reader).
+pub trait ChunkSource: Send {
+    /// See [`Demux::read_chunk`].
+    fn read_chunk(&mut self, buf: &mut [u8], pieces: &mut Vec<Piece>) -> io::Result<usize>;
+}
+
+impl<R: Read + Send> ChunkSource for Demux<R> {
+    fn read_chunk(&mut self, buf: &mut [u8], pieces: &mut Vec<Piece>) -> io::Result<usize> {
+        Demux::read_chunk(self, buf, pieces)
+    }
+}
+
+/// Where the chunks come from.
+enum Source {
+    /// The pump thread, through a bounded channel.
+    Pump {
+        rx: Receiver<Input>,
+        /// Empty chunk buffers back to the pump.
+        recycle: SyncSender<Vec<u8>>,
+    },
+    /// Read by the role itself, when it needs data (see [`inline`]).
+    Inline(Box<dyn ChunkSource>),
+}
+
 /// The role's side of the pump: a `Read` over the data, with messages set aside.
 pub struct InputReader {
-    rx: Receiver<Input>,
-    /// Empty chunk buffers back to the pump.
-    recycle: SyncSender<Vec<u8>>,
+    source: Source,
     buf: Vec<u8>,
-    ranges: Vec<Range<usize>>,
-    /// Current range and position in `buf`.
-    next_range: usize,
+    /// What is left of the current chunk, in stream order.
+    pieces: std::collections::VecDeque<Piece>,
+    /// Scratch for [`ChunkSource::read_chunk`].
+    scratch: Vec<Piece>,
+    /// Current range in `buf`.
     pos: usize,
     end: usize,
     /// Messages received (taken by the role when it wants them).
@@ -91,7 +115,9 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
                         Piece::Msg(_) => None,
                     })
                     .collect();
-                buf.truncate(n);
+                // `buf` keeps its length (the ranges say what is data), so
+                // it needs no zeroing when it comes back.
+                let _ = n;
                 if !ranges.is_empty() && tx.send(Input::Data(buf, ranges)).is_err() {
                     return;
                 }
@@ -112,51 +138,88 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
             }
         }
     });
-    InputReader {
-        rx,
-        recycle,
-        buf: Vec::new(),
-        ranges: Vec::new(),
-        next_range: 0,
-        pos: 0,
-        end: 0,
-        messages: Vec::new(),
-        ended: None,
-        pending_end: None,
-        consumed: 0,
-    }
+    InputReader::with_source(Source::Pump { rx, recycle })
+}
+
+/// An input reader without a thread: the role reads the peer itself, in
+/// the same chunks as the pump would. For a role that never waits on its
+/// own output while the peer waits on it (the receiver: the generator
+/// writes, and the peer's sender always drains), this saves a thread
+/// hand-off per chunk. `ready` then only reports data already read.
+pub fn inline<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
+    // Messages the demultiplexer queued before we took over come first.
+    let queued: Vec<Message> = std::iter::from_fn(|| demux.take_message()).collect();
+    let mut r = InputReader::with_source(Source::Inline(Box::new(demux)));
+    r.pieces.extend(queued.into_iter().map(Piece::Msg));
+    r
 }
 
 impl InputReader {
+    fn with_source(source: Source) -> Self {
+        InputReader {
+            source,
+            buf: Vec::new(),
+            pieces: std::collections::VecDeque::new(),
+            scratch: Vec::new(),
+            pos: 0,
+            end: 0,
+            messages: Vec::new(),
+            ended: None,
+            pending_end: None,
+            consumed: 0,
+        }
+    }
+
     /// Discard input until the peer ends the stream (EOF, error or its
     /// MSG_ERROR_EXIT) or `limit` passes.
-    pub fn wait_end(self, limit: std::time::Duration) {
+    pub fn wait_end(mut self, limit: std::time::Duration) {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return;
             }
-            match self.rx.recv_timeout(left) {
-                Ok(Input::End(_)) | Err(_) => return,
-                Ok(_) => {}
+            match &mut self.source {
+                Source::Pump { rx, .. } => match rx.recv_timeout(left) {
+                    Ok(Input::End(_)) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                Source::Inline(src) => {
+                    // The caller set a receive timeout, so this returns in time.
+                    self.buf.resize(CHUNK, 0);
+                    match src.read_chunk(&mut self.buf, &mut self.scratch) {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock
+                                    | io::ErrorKind::TimedOut
+                                    | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(_) => return,
+                    }
+                }
             }
         }
     }
 
-    /// Move to the next data range of the current chunk; false when the
-    /// chunk is used up (its buffer then goes back to the pump).
+    /// Move to the next data of the current chunk (messages on the way are
+    /// set aside); false when the chunk is used up (a pumped buffer then
+    /// goes back to the pump).
     fn next_in_chunk(&mut self) -> bool {
         while self.pos >= self.end {
-            match self.ranges.get(self.next_range) {
-                Some(r) => {
+            match self.pieces.pop_front() {
+                Some(Piece::Data(r)) => {
                     self.pos = r.start;
                     self.end = r.end;
-                    self.next_range += 1;
                 }
+                Some(Piece::Msg(m)) => self.keep(m),
                 None => {
-                    if self.buf.capacity() > 0 {
-                        let _ = self.recycle.try_send(std::mem::take(&mut self.buf));
+                    if let Source::Pump { recycle, .. } = &self.source {
+                        if self.buf.capacity() > 0 {
+                            let _ = recycle.try_send(std::mem::take(&mut self.buf));
+                        }
                     }
                     return false;
                 }
@@ -168,8 +231,7 @@ impl InputReader {
     /// Take a chunk from the pump.
     fn set_chunk(&mut self, buf: Vec<u8>, ranges: Vec<Range<usize>>) {
         self.buf = buf;
-        self.ranges = ranges;
-        self.next_range = 0;
+        self.pieces.extend(ranges.into_iter().map(Piece::Data));
         self.pos = 0;
         self.end = 0;
     }
@@ -184,7 +246,10 @@ impl InputReader {
             if self.next_in_chunk() || self.ended.is_some() || self.pending_end.is_some() {
                 return true;
             }
-            match self.rx.try_recv() {
+            let Source::Pump { rx, .. } = &self.source else {
+                return false;
+            };
+            match rx.try_recv() {
                 Ok(Input::Data(b, r)) => self.set_chunk(b, r),
                 Ok(Input::Msg(m)) => self.keep(m),
                 Ok(Input::End(e)) => self.pending_end = Some(e),
@@ -203,6 +268,17 @@ impl InputReader {
         self.messages.push(m);
     }
 
+    /// The end of input as the role sees it (remembered for later reads).
+    fn end_with(&mut self, e: ProtoError) -> io::Error {
+        let err = match &e {
+            ProtoError::PeerExit(c) => io::Error::other(ProtoError::PeerExit(*c)),
+            ProtoError::Io(x) => io::Error::new(x.kind(), x.to_string()),
+            other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+        };
+        self.ended = Some(e);
+        err
+    }
+
     fn refill(&mut self) -> io::Result<bool> {
         if let Some(e) = &self.ended {
             return Err(match e {
@@ -210,9 +286,32 @@ impl InputReader {
                 other => io::Error::new(io::ErrorKind::UnexpectedEof, other.to_string()),
             });
         }
-        let next = match self.pending_end.take() {
-            Some(e) => Ok(Input::End(e)),
-            None => self.rx.recv(),
+        if let Some(e) = self.pending_end.take() {
+            return Err(self.end_with(e));
+        }
+        let next = match &mut self.source {
+            Source::Pump { rx, .. } => rx.recv(),
+            Source::Inline(src) => {
+                self.buf.resize(CHUNK, 0);
+                let r = loop {
+                    match src.read_chunk(&mut self.buf, &mut self.scratch) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        r => break r,
+                    }
+                };
+                return match r {
+                    Ok(0) => {
+                        Err(self.end_with(ProtoError::Io(io::ErrorKind::UnexpectedEof.into())))
+                    }
+                    Ok(_) => {
+                        self.pieces.extend(self.scratch.drain(..));
+                        self.pos = 0;
+                        self.end = 0;
+                        Ok(true)
+                    }
+                    Err(e) => Err(self.end_with(from_io(e))),
+                };
+            }
         };
         match next {
             Ok(Input::Data(b, r)) => {
@@ -223,15 +322,7 @@ impl InputReader {
                 self.keep(m);
                 Ok(false)
             }
-            Ok(Input::End(e)) => {
-                let err = match &e {
-                    ProtoError::PeerExit(c) => io::Error::other(ProtoError::PeerExit(*c)),
-                    ProtoError::Io(x) => io::Error::new(x.kind(), x.to_string()),
-                    other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
-                };
-                self.ended = Some(e);
-                Err(err)
-            }
+            Ok(Input::End(e)) => Err(self.end_with(e)),
             Err(_) => Err(io::ErrorKind::UnexpectedEof.into()),
         }
     }
@@ -257,6 +348,34 @@ impl Read for InputReader {
 mod tests {
     use super::*;
     use crate::protocol::mux::{frame, MsgCode};
+
+    #[test]
+    fn inline_reader_reads_like_the_pump() {
+        let mut s = frame(MsgCode::Info, b"early");
+        for i in 0..100u32 {
+            s.extend(frame(MsgCode::Data, &vec![i as u8; 3000]));
+            if i == 60 {
+                s.extend(frame(MsgCode::Info, b"m60"));
+            }
+        }
+        let mut d = Demux::new(std::io::Cursor::new(s));
+        d.set_mux(true);
+        let mut input = inline(d);
+        assert!(!input.ready());
+        let mut all = Vec::new();
+        let mut b = [0u8; 1000];
+        while let Ok(n) = input.read(&mut b) {
+            all.extend_from_slice(&b[..n]);
+            if all.len() == 61 * 3000 {
+                // The message after block 60 is not taken before its place.
+                assert_eq!(input.messages.len(), 1);
+            }
+        }
+        let want: Vec<u8> = (0..100u32).flat_map(|i| vec![i as u8; 3000]).collect();
+        assert_eq!(all, want);
+        let msgs: Vec<Vec<u8>> = input.messages.iter().map(|m| m.payload.clone()).collect();
+        assert_eq!(msgs, [&b"early"[..], b"m60"]);
+    }
 
     #[test]
     fn pumped_data_and_messages_arrive_in_order() {

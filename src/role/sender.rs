@@ -390,6 +390,10 @@ impl ActiveLists {
 
 /// How many files stay listed ahead of the generator (MIN_FILECNT_LOOKAHEAD).
 const LOOKAHEAD: usize = 1000;
+/// How far ahead we list while the generator has nothing for us (upstream
+/// goes up to 10,000, MAX_FILECNT_LOOKAHEAD; our entries are larger, and
+/// this many already keeps the client from waiting for lists).
+const LOOKAHEAD_IDLE: usize = 3000;
 
 /// send_extra_file_list: announce and send one more list, or NDX_FLIST_EOF.
 #[allow(clippy::too_many_arguments)]
@@ -528,7 +532,7 @@ pub fn run<W: Write>(
             // Rather than wait for the generator, keep listing ahead (as
             // upstream's io.c does while it has no input): the receiving
             // side then never waits for a list.
-            while !eof && !input.ready() {
+            while !eof && active.upcoming() < LOOKAHEAD_IDLE && !input.ready() {
                 send_extra_list(
                     m,
                     &mut flist_enc,
@@ -752,6 +756,9 @@ pub fn run<W: Write>(
 
 /// Literal runs at least this long skip the token buffer (see `literal_run`).
 const VECTORED_MIN: usize = 64 * 1024;
+/// Data bytes per literal token of such a run: with its 4-byte length, a
+/// token is CHUNK_SIZE bytes on the wire.
+const LITERAL_TOKEN: usize = crate::delta::CHUNK_SIZE - 4;
 
 /// Adapts the matcher's output to the token encoder and the output stream.
 struct EncSink<'a, W: Write> {
@@ -798,15 +805,17 @@ impl<W: Write> TokenSink for EncSink<'_, W> {
             return Ok(());
         }
         // A long plain run: the token headers and the data go to the
-        // socket in vectored writes, without copying the data (the bytes
-        // the encoder would write). Tokens stay at most CHUNK_SIZE long:
-        // patched older receivers (e.g. Debian's 3.2.7) refuse longer ones.
+        // socket in vectored writes, without copying the data. Tokens stay
+        // at most CHUNK_SIZE long (patched older receivers, e.g. Debian's
+        // 3.2.7, refuse longer ones), and carry LITERAL_TOKEN bytes so that
+        // a token with its length is exactly the 32 KiB a stock receiver
+        // reads at a time: one read per token instead of two.
         self.advance(data.len());
         if !self.buf.is_empty() {
             self.out.write_all(self.buf)?;
             self.buf.clear();
         }
-        let pieces: Vec<&[u8]> = data.chunks(crate::delta::CHUNK_SIZE).collect();
+        let pieces: Vec<&[u8]> = data.chunks(LITERAL_TOKEN).collect();
         // piece.len() <= CHUNK_SIZE, so the cast cannot truncate.
         let heads: Vec<[u8; 4]> = pieces
             .iter()

@@ -1042,7 +1042,7 @@ pub(crate) fn receive_files<W: Write + Send>(
         xfer_log: env.xfer_log.clone(),
     };
     let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
-    let input = input_slot.insert(crate::role::input::spawn(pumped));
+    let input = input_slot.insert(crate::role::input::inline(pumped));
     // Generator and receiver share the writer (the receiver only sends messages).
     let shared = crate::role::generator::SharedOut(std::sync::Mutex::new(out));
     let (tx, rx) = std::sync::mpsc::channel::<RecvEvent>();
