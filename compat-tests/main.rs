@@ -24,6 +24,7 @@ mod harness;
 mod bad_input;
 mod client;
 mod daemon_module;
+mod daemon_ops;
 mod fanout;
 mod malicious_push;
 mod pull;

@@ -20,3 +20,4 @@ pub mod logging;
 pub mod protocol;
 pub mod push;
 pub mod role;
+pub mod sockopts;

@@ -45,19 +45,25 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables for the daemon.
     pub fn start_env(bin: &Path, config: &str, label: &str, env: &[(&str, &str)]) -> Daemon {
-        Daemon::start_full(bin, config, label, env, None, true)
+        Daemon::start_full(bin, config, label, env, None, true, &[])
+    }
+
+    /// [`Daemon::start`] with extra daemon arguments (`--bwlimit=N` ...).
+    #[allow(dead_code)]
+    pub fn start_args(bin: &Path, config: &str, label: &str, args: &[&str]) -> Daemon {
+        Daemon::start_full(bin, config, label, &[], None, true, args)
     }
 
     /// [`Daemon::start`] on a given port (a target that comes back).
     #[allow(dead_code)]
     pub fn start_on(bin: &Path, config: &str, label: &str, port: u16) -> Daemon {
-        Daemon::start_full(bin, config, label, &[], Some(port), true)
+        Daemon::start_full(bin, config, label, &[], Some(port), true, &[])
     }
 
     /// [`Daemon::start`] without `--log-file`: the config's `log file` rules.
     #[allow(dead_code)]
     pub fn start_config_log(bin: &Path, config: &str, label: &str) -> Daemon {
-        Daemon::start_full(bin, config, label, &[], None, false)
+        Daemon::start_full(bin, config, label, &[], None, false, &[])
     }
 
     fn start_full(
@@ -67,6 +73,7 @@ impl Daemon {
         env: &[(&str, &str)],
         fixed_port: Option<u16>,
         cli_log: bool,
+        extra: &[&str],
     ) -> Daemon {
         let dir = TempDir::new(&format!("daemon-{label}"));
         let conf = dir.join("rsyncd.conf");
@@ -85,6 +92,7 @@ impl Daemon {
                 .arg(format!("--port={port}"))
                 .arg("--address=127.0.0.1")
                 .args(cli_log.then(|| format!("--log-file={}", dir.join("daemon.log").display())))
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(out))
                 .stderr(Stdio::from(err))
@@ -165,6 +173,33 @@ impl Daemon {
     /// Path of the daemon's log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("daemon.log")
+    }
+
+    /// The rsyncd.conf it was started with (rewrite it to test reloads).
+    #[allow(dead_code)]
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("rsyncd.conf")
+    }
+
+    /// Send `sig` to the listening process only.
+    #[allow(dead_code)]
+    pub fn signal(&self, sig: Signal) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), sig);
+    }
+
+    /// Wait up to `limit` for the listener to exit; its status if it did.
+    #[allow(dead_code)]
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The log file plus captured stdout/stderr, for failure messages.

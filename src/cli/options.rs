@@ -239,6 +239,8 @@ pub struct Options {
     pub ipv: u8,
     /// --port
     pub port: Option<u16>,
+    /// --sockopts
+    pub sockopts: Option<String>,
     /// --address
     pub address: Option<String>,
     /// --config
@@ -699,6 +701,7 @@ impl Options {
             "ipv4" => self.ipv = if on { 4 } else { 0 },
             "ipv6" => self.ipv = if on { 6 } else { 0 },
             "port" => self.port = Some(parse_num(name, &v())?),
+            "sockopts" => self.sockopts = Some(v()),
             "address" => self.address = Some(v()),
             "config" => self.config = Some(v()),
             "detach" => self.no_detach = !on,

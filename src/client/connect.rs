@@ -125,6 +125,7 @@ pub fn tcp(
     family: Option<u8>,
     role: &str,
     io_timeout: Option<u32>,
+    sockopts: Option<&str>,
 ) -> Result<Conn, ConnectError> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<std::net::SocketAddr> = match (h, port).to_socket_addrs() {
@@ -151,6 +152,12 @@ pub fn tcp(
         match r {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
+                if let Some(spec) = sockopts {
+                    use std::os::fd::AsFd;
+                    for m in crate::sockopts::apply(s.as_fd(), spec) {
+                        eprintln!("{m}");
+                    }
+                }
                 let reader = QuickAck(s.try_clone().map_err(|e| ConnectError {
                     code: RERR_SOCKETIO,
                     msg: format!("rsync: socket: {e}"),

@@ -451,8 +451,16 @@ pub fn run_planned(
                     argv.extend(["--server".into(), "--daemon".into(), ".".into()]);
                     connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?
                 }
-                None => connect::tcp(&host, port, o.contimeout, family, role, o.timeout)
-                    .map_err(|e| (fail(e.code, e.msg), client))?,
+                None => connect::tcp(
+                    &host,
+                    port,
+                    o.contimeout,
+                    family,
+                    role,
+                    o.timeout,
+                    o.sockopts.as_deref(),
+                )
+                .map_err(|e| (fail(e.code, e.msg), client))?,
             };
             let req = daemon::Request {
                 proto: s.pre_proto,

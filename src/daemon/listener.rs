@@ -124,6 +124,18 @@ pub fn run_daemon(opts: &Options, _rest: &[String]) -> i32 {
         }
     };
     open_log(opts, &cfg);
+    if let Some(b) = opts.bwlimit.as_deref() {
+        match crate::role::bwlimit::parse_kib(b) {
+            Some(k) => {
+                let _ = super::session::DAEMON_BWLIMIT.set(k);
+            }
+            None => {
+                eprintln!("rsync: --bwlimit={b}: invalid number");
+                eprintln!("rsync error: syntax or usage error (code 1)");
+                return RERR_SYNTAX;
+            }
+        }
+    }
     if stdin_is_socket() && opts.port.is_none() {
         return serve_stdin(&cfg);
     }
@@ -139,6 +151,7 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
         .rsplit_once(':')
         .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
         .unwrap_or(peer);
+    let _ = crate::sockopts::apply(std::io::stdin().as_fd(), "SO_KEEPALIVE");
     let r = match nix::unistd::dup(std::io::stdin().as_fd()) {
         Ok(fd) => std::fs::File::from(fd),
         Err(_) => return RERR_SOCKETIO,
@@ -182,6 +195,18 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
             return RERR_SOCKETIO;
         }
     };
+    // --sockopts, else the config's `socket options`, on the listening
+    // socket (accepted connections inherit them), as upstream.
+    let spec = opts
+        .sockopts
+        .clone()
+        .or_else(|| cfg.global.socket_options.clone());
+    if let Some(spec) = spec {
+        for m in crate::sockopts::apply(listener.as_fd(), &spec) {
+            eprintln!("{m}");
+            super::log::line(&m);
+        }
+    }
     if !opts.no_detach {
         // Daemonize: fork, let the parent exit, start a new session.
         // SAFETY: single-threaded at this point; the child only continues normal execution.
@@ -211,6 +236,7 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     ));
     let log_file = opts.log_file.clone();
     let dparams = opts.dparams.clone();
+    let bwlimit = opts.bwlimit.clone();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -253,6 +279,9 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
                     }
                     for d in &dparams {
                         cmd.arg(format!("--dparam={d}"));
+                    }
+                    if let Some(b) = &bwlimit {
+                        cmd.arg(format!("--bwlimit={b}"));
                     }
                     cmd.stdin(std::process::Stdio::from(fd)).stdout(std::process::Stdio::from(fd2));
                     match cmd.spawn() {

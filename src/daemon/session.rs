@@ -69,6 +69,9 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     outcome
 }
 
+/// The daemon's `--bwlimit` in KiB/s, set once at startup.
+pub static DAEMON_BWLIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 type Accepted = (u8, Options, ModuleConfig, Vec<Vec<u8>>, Who, String);
 
 fn serve_inner<R: Read, W: Write>(
@@ -79,6 +82,10 @@ fn serve_inner<R: Read, W: Write>(
 ) -> Result<Option<Accepted>, i32> {
     let io = |_e| RERR_SOCKETIO;
     let who = Who::of(cfg, peer);
+    if let Err(msg) = enter_daemon_jail(cfg) {
+        super::log::line(&msg);
+        return Err(RERR_STARTCLIENT);
+    }
     super::log::line(&format!("connect from {} ({})", who.host, who.addr));
     let offered = super::auth::offered(std::env::var(super::auth::OFFER_ENV).ok().as_deref());
     line(w, &greeting_line(PROTOCOL_VERSION, &offered.join(" "))).map_err(io)?;
@@ -117,14 +124,17 @@ fn serve_inner<R: Read, W: Write>(
         Ok(Some(l)) => l,
         _ => return Err(RERR_STARTCLIENT),
     };
+    // The client's --early-input (for `early exec`'s stdin).
+    let mut early_input = Vec::new();
     if let Some(n) = module_line.strip_prefix("#early_input=") {
         let n: usize = n.trim().parse().map_err(|_| RERR_STARTCLIENT)?;
         if n > 5 * 1024 {
             let _ = line(w, "@ERROR: early input too large\n");
             return Err(RERR_STARTCLIENT);
         }
-        let mut skip = vec![0u8; n];
-        r.read_exact(&mut skip).map_err(|_| RERR_STARTCLIENT)?;
+        early_input = vec![0u8; n];
+        r.read_exact(&mut early_input)
+            .map_err(|_| RERR_STARTCLIENT)?;
         module_line = match read_line(r) {
             Ok(Some(l)) => l,
             _ => return Err(RERR_STARTCLIENT),
@@ -239,6 +249,14 @@ fn serve_inner<R: Read, W: Write>(
             return Err(RERR_STARTCLIENT);
         }
     }
+    if let Some(cmd) = module.early_exec.as_deref().filter(|_| !no_xfer_exec) {
+        let env = xfer_env(&module, peer, &auth_user);
+        if let Err(text) = super::xfer_exec::run_early(cmd, &env, &early_input) {
+            super::log::line(&format!("rsync: early exec failed: {}", text.trim_end()));
+            let _ = line(w, "@ERROR: early exec failed\n");
+            return Err(RERR_STARTCLIENT);
+        }
+    }
     let pre_xfer = match module.pre_xfer_exec.as_deref().filter(|_| !no_xfer_exec) {
         Some(cmd) => match super::xfer_exec::start(cmd, &xfer_env(&module, peer, &auth_user)) {
             Ok(p) => Some(p),
@@ -260,6 +278,12 @@ fn serve_inner<R: Read, W: Write>(
         Some(module.syslog_tag.as_str()).filter(|t| !t.is_empty()),
     );
     if let Err(msg) = enter_module(&module) {
+        // The log has it capitalised ("Invalid uid root"), the client not.
+        let mut logged = msg.clone();
+        if let Some(f) = logged.get_mut(..1) {
+            f.make_ascii_uppercase();
+        }
+        super::log::line(&logged);
         let _ = line(w, &format!("@ERROR: {msg}\n"));
         return Err(RERR_STARTCLIENT);
     }
@@ -539,6 +563,67 @@ fn refused_option(module: &ModuleConfig, opts: &Options) -> Option<String> {
 }
 
 /// Enter the module: chroot and privilege changes when root, then chdir.
+/// `daemon chroot`, `daemon gid`, `daemon uid` (upstream start_daemon):
+/// applied to every connection before its greeting, after the host name
+/// lookup, so modules' paths are then inside the daemon chroot.
+fn enter_daemon_jail(cfg: &DaemonConfig) -> Result<(), String> {
+    let g = &cfg.global;
+    let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let (chroot, gid, uid) = (
+        nonempty(&g.daemon_chroot),
+        nonempty(&g.daemon_gid),
+        nonempty(&g.daemon_uid),
+    );
+    if let Some(dir) = &chroot {
+        nix::unistd::chroot(dir.as_str())
+            .and_then(|()| nix::unistd::chdir("/"))
+            .map_err(|e| {
+                format!(
+                    "rsync: daemon chroot(\"{dir}\") failed: {} ({})",
+                    e.desc(),
+                    e as i32
+                )
+            })?;
+    }
+    // Names are looked up inside the daemon chroot, as upstream does (its
+    // passwd and group files are the ones that count).
+    let gid_num = match &gid {
+        Some(n) => Some(lookup_gid(n).ok_or_else(|| format!("Invalid daemon gid: {n}"))?),
+        None => None,
+    };
+    let uid_num = match &uid {
+        Some(n) => Some(lookup_uid(n).ok_or_else(|| format!("Invalid daemon uid: {n}"))?),
+        None => None,
+    };
+    if let Some(g) = gid_num {
+        let gid = nix::unistd::Gid::from_raw(g);
+        let groups = if nix::unistd::geteuid().is_root() {
+            nix::unistd::setgroups(&[gid])
+        } else {
+            Ok(())
+        };
+        groups
+            .and_then(|()| nix::unistd::setgid(gid))
+            .map_err(|e| {
+                format!(
+                    "rsync: Unable to set group to daemon gid {g}: {} ({})",
+                    e.desc(),
+                    e as i32
+                )
+            })?;
+    }
+    if let Some(u) = uid_num {
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(u)).map_err(|e| {
+            format!(
+                "rsync: Unable to set user to daemon uid {u}: {} ({})",
+                e.desc(),
+                e as i32
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn enter_module(m: &ModuleConfig) -> Result<(), String> {
     let path = m
         .path
@@ -551,31 +636,37 @@ fn enter_module(m: &ModuleConfig) -> Result<(), String> {
     } else {
         None
     };
-    let gid = if is_root {
+    let gids: Vec<String> = if is_root {
         m.effective_gids(true, super::config::default_nobody_group())
-            .first()
+            .iter()
             .map(|s| s.to_string())
+            .collect()
     } else {
-        None
+        Vec::new()
     };
     // Look up ids before chroot (upstream does name lookups first too).
     let uid_num = match &uid {
         Some(u) => Some(lookup_uid(u).ok_or_else(|| format!("invalid uid {u}"))?),
         None => None,
     };
-    let gid_num = match &gid {
-        Some(g) => Some(lookup_gid(g).ok_or_else(|| format!("invalid gid {g}"))?),
-        None => None,
-    };
+    let mut gid_nums = Vec::with_capacity(gids.len());
+    for g in &gids {
+        gid_nums.push(lookup_gid(g).ok_or_else(|| format!("invalid gid {g}"))?);
+    }
     if use_chroot {
         nix::unistd::chroot(path).map_err(|_| "chroot failed".to_string())?;
         nix::unistd::chdir("/").map_err(|_| "chdir failed".to_string())?;
     } else {
         nix::unistd::chdir(path).map_err(|_| "chdir failed".to_string())?;
     }
-    if let Some(g) = gid_num {
-        nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(g)])
-            .map_err(|_| "setgid failed".to_string())?;
+    // The first gid is the primary group, all of them the supplementary
+    // groups (upstream: rsync_module's gid_list).
+    if let Some(&g) = gid_nums.first() {
+        let all: Vec<nix::unistd::Gid> = gid_nums
+            .iter()
+            .map(|&g| nix::unistd::Gid::from_raw(g))
+            .collect();
+        nix::unistd::setgroups(&all).map_err(|_| "setgid failed".to_string())?;
         nix::unistd::setgid(nix::unistd::Gid::from_raw(g))
             .map_err(|_| "setgid failed".to_string())?;
     }
@@ -699,6 +790,7 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
             timeout: module.timeout,
             log: Some(super::log::bytes),
             xfer_log: transfer_log(&module, &opts, who, user),
+            bwlimit_cap: DAEMON_BWLIMIT.get().copied().unwrap_or(0),
         })
     })();
     match env {

@@ -9,7 +9,8 @@
 //! `RSYNC_REQUEST` and `RSYNC_ARG0..N` next to `RSYNC_MODULE_NAME`,
 //! `RSYNC_MODULE_PATH`, `RSYNC_HOST_ADDR`, `RSYNC_HOST_NAME`,
 //! `RSYNC_USER_NAME` and `RSYNC_PID`. Its stdout is shown to the client
-//! only when it fails.
+//! only when it fails. `early exec` runs the same way, earlier, with the
+//! client's early input on its stdin.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -37,6 +38,23 @@ pub struct PreXfer {
 /// Forks the waiting child. `env` is what the session knows at this point
 /// (module, host, user, pid).
 pub fn start(cmd: &str, env: &[(String, String)]) -> std::io::Result<PreXfer> {
+    spawn_hook(cmd, env, true)
+}
+
+/// `early exec` (upstream 3.2+): run before `pre-xfer exec`, with
+/// `RSYNC_REQUEST=(NONE)`, no arguments, and the client's `--early-input`
+/// bytes on its stdin; the session waits for it and refuses the
+/// connection when it fails. Its stdout goes nowhere (upstream leaves the
+/// daemon's, which is /dev/null for a detached daemon).
+pub fn run_early(cmd: &str, env: &[(String, String)], early_input: &[u8]) -> Result<(), String> {
+    let hook = spawn_hook(cmd, env, false).map_err(|e| e.to_string())?;
+    match hook.finish_with("early exec", "", &[], early_input) {
+        None => Ok(()),
+        Some(text) => Err(text),
+    }
+}
+
+fn spawn_hook(cmd: &str, env: &[(String, String)], capture: bool) -> std::io::Result<PreXfer> {
     let (args_r, args_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     // SAFETY: the session process is single-threaded here (no transfer
@@ -46,7 +64,7 @@ pub fn start(cmd: &str, env: &[(String, String)]) -> std::io::Result<PreXfer> {
         ForkResult::Child => {
             drop(args_w);
             drop(out_r);
-            child(cmd, env, args_r, out_w)
+            child(cmd, env, args_r, capture.then_some(out_w))
         }
         ForkResult::Parent { child } => {
             drop(args_r);
@@ -60,28 +78,55 @@ pub fn start(cmd: &str, env: &[(String, String)]) -> std::io::Result<PreXfer> {
     }
 }
 
-fn child(cmd: &str, env: &[(String, String)], args: OwnedFd, out: OwnedFd) -> ! {
-    let mut buf = Vec::new();
-    let ok = File::from(args)
-        .take(MAX_ARGS_BYTES as u64)
-        .read_to_end(&mut buf)
-        .is_ok();
-    let mut parts = buf
-        .split(|&b| b == 0)
-        .map(|p| String::from_utf8_lossy(p).into_owned());
-    let request = parts.next().filter(|r| ok && !r.is_empty());
+/// One NUL-terminated string from the pipe, read a byte at a time so what
+/// follows the arguments stays in the pipe for the command's stdin.
+fn read_cstr(f: &mut File, budget: &mut usize) -> Option<Vec<u8>> {
+    let mut s = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match f.read(&mut b) {
+            Ok(1) if b[0] == 0 => return Some(s),
+            Ok(1) => {
+                *budget = budget.checked_sub(1)?;
+                s.push(b[0]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return None,
+        }
+    }
+}
+
+fn child(cmd: &str, env: &[(String, String)], args: OwnedFd, out: Option<OwnedFd>) -> ! {
+    let mut args = File::from(args);
+    let mut budget = MAX_ARGS_BYTES;
+    let request = read_cstr(&mut args, &mut budget).filter(|r| !r.is_empty());
     let Some(request) = request else { exit_now(1) };
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(cmd)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("RSYNC_REQUEST", request)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out));
-    for (i, a) in parts.take_while(|a| !a.is_empty()).enumerate() {
-        command.env(format!("RSYNC_ARG{i}"), a);
+        .env(
+            "RSYNC_REQUEST",
+            String::from_utf8_lossy(&request).into_owned(),
+        );
+    let mut i = 0;
+    loop {
+        match read_cstr(&mut args, &mut budget) {
+            Some(a) if a.is_empty() => break,
+            Some(a) => command.env(
+                format!("RSYNC_ARG{i}"),
+                String::from_utf8_lossy(&a).into_owned(),
+            ),
+            None => exit_now(1),
+        };
+        i += 1;
     }
+    command.stdin(Stdio::from(OwnedFd::from(args)));
+    match out {
+        Some(o) => command.stdout(Stdio::from(o)),
+        None => command.stdout(Stdio::null()),
+    };
     let _ = command.exec();
     exit_now(1)
 }
@@ -95,7 +140,17 @@ fn exit_now(code: i32) -> ! {
 impl PreXfer {
     /// Sends the request and arguments, waits for the command and returns
     /// upstream's error text when it failed (`None` when it succeeded).
-    pub fn finish(mut self, request: &str, args: &[String]) -> Option<String> {
+    pub fn finish(self, request: &str, args: &[String]) -> Option<String> {
+        self.finish_with("pre-xfer exec", request, args, &[])
+    }
+
+    fn finish_with(
+        mut self,
+        desc: &str,
+        request: &str,
+        args: &[String],
+        input: &[u8],
+    ) -> Option<String> {
         let mut data = Vec::new();
         data.extend_from_slice(if request.is_empty() {
             b"(NONE)"
@@ -108,6 +163,9 @@ impl PreXfer {
             data.push(0);
         }
         data.push(0);
+        data.extend_from_slice(input);
+        // A command that does not read its stdin must not block us: the
+        // pipe holds 64 KiB and the early input is at most 5 KiB.
         let _ = self.args.write_all(&data);
         drop(self.args);
         let mut out = Vec::new();
@@ -133,16 +191,16 @@ impl PreXfer {
                 Err(_) => break -1,
             }
         };
-        Some(failure_text(raw, &out))
+        Some(failure_text(desc, raw, &out))
     }
 }
 
 /// finish_pre_exec's message: `pre-xfer exec returned failure (STATUS)`,
 /// then `:` and the command's output (CR LF as LF) when it wrote any.
-pub fn failure_text(raw_status: i32, output: &[u8]) -> String {
+pub fn failure_text(desc: &str, raw_status: i32, output: &[u8]) -> String {
     let out = String::from_utf8_lossy(output).replace("\r\n", "\n");
     let colon = if out.is_empty() { "" } else { ":" };
-    format!("pre-xfer exec returned failure ({raw_status}){colon}\n{out}")
+    format!("{desc} returned failure ({raw_status}){colon}\n{out}")
 }
 
 /// A started `post-xfer exec` child waiting for the session's exit code.
@@ -235,11 +293,11 @@ mod tests {
     #[test]
     fn failure_text_shapes() {
         assert_eq!(
-            failure_text(256, b""),
+            failure_text("pre-xfer exec", 256, b""),
             "pre-xfer exec returned failure (256)\n"
         );
         assert_eq!(
-            failure_text(512, b"no way\r\n"),
+            failure_text("pre-xfer exec", 512, b"no way\r\n"),
             "pre-xfer exec returned failure (512):\nno way\n"
         );
     }

@@ -52,6 +52,9 @@ pub struct ServerEnv {
     pub log: Option<fn(&[u8])>,
     /// `transfer logging`: item lines in the module's `log format`.
     pub xfer_log: Option<Arc<crate::role::log::ClientLog>>,
+    /// The daemon's `--bwlimit` (KiB/s, 0: none): a client's own limit
+    /// may only be lower (upstream daemon_bwlimit).
+    pub bwlimit_cap: u64,
 }
 
 impl ServerEnv {
@@ -280,6 +283,11 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
         .as_deref()
         .and_then(crate::role::bwlimit::parse_kib)
         .unwrap_or(0);
+    let limit = if env.bwlimit_cap > 0 && (limit == 0 || limit > env.bwlimit_cap) {
+        env.bwlimit_cap
+    } else {
+        limit
+    };
     let mut w = Counting::new(crate::role::bwlimit::BwLimit::new(w, limit), wc.clone());
     let seed = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

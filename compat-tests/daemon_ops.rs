@@ -1,0 +1,311 @@
+//! Daemon operations (issue 5): `early exec`, `daemon chroot` / `daemon
+//! uid` / `daemon gid`, `--sockopts` and `socket options`, the daemon's
+//! `--bwlimit`, SIGHUP (config re-read, keeps serving) and SIGTERM (clean
+//! exit, pid file removed). Each case runs the same stock client against a
+//! stock daemon and ours with the same config and compares what the client
+//! sees, the resulting tree and what the hook commands record.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::harness::bins;
+use crate::harness::compare::normalize_stderr;
+use crate::harness::daemon::Daemon;
+use crate::harness::fixture::{nobody_ids, small_tree, write_random};
+use crate::harness::process::{client_timeout, run_cmd, Outcome};
+use crate::harness::tmp::TempDir;
+use crate::harness::tree::{diff, format_diff, snapshot};
+
+/// The two daemons of a case, by label.
+const SIDES: [&str; 2] = ["stock", "ours"];
+
+fn daemon_bin(side: &str) -> PathBuf {
+    if side == "stock" {
+        bins::stock()
+    } else {
+        bins::ours()
+    }
+}
+
+/// A stock client pulling `remote` from `d` into `dest` with `args` first.
+fn pull(d: &Daemon, args: &[&str], remote: &str, dest: &Path) -> Outcome {
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    v.push(d.url(remote));
+    v.push(format!("{}/", dest.display()));
+    run_cmd(&bins::stock(), v, None, client_timeout())
+}
+
+/// Make every directory from `/` down to `p` searchable by others (the
+/// temp base may be private), so a daemon running as nobody reaches it.
+fn open_path(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut cur = PathBuf::new();
+    for c in p.components() {
+        cur.push(c);
+        if let Ok(m) = std::fs::metadata(&cur) {
+            let mode = m.permissions().mode();
+            if mode & 0o005 != 0o005 {
+                let _ =
+                    std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(mode | 0o005));
+            }
+        }
+    }
+}
+
+/// Every stderr line, minus source locations and version tags.
+fn all_lines(s: &str) -> Vec<String> {
+    s.lines()
+        .map(crate::harness::compare::strip_location_and_tag)
+        .collect()
+}
+
+fn assert_same_tree(src: &Path, dest: &Path, who: &str) {
+    let d = diff("src", &snapshot(src), who, &snapshot(dest));
+    assert!(
+        d.is_empty(),
+        "{who}: tree differs from the source:\n{}",
+        format_diff(&d, 20)
+    );
+}
+
+compat_test! {
+    fn early_exec_failure_refuses_the_connection() {
+        let work = TempDir::new("early_fail");
+        let src = work.join("src");
+        small_tree(&src);
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n    early exec = exit 2\n",
+            src.display()
+        );
+        let mut seen = Vec::new();
+        for side in SIDES {
+            let d = Daemon::start(&daemon_bin(side), &conf, side);
+            let dest = work.join(format!("dest-{side}"));
+            let o = pull(&d, &["-a"], "mod/", &dest);
+            assert!(!dest.join("a.txt").exists(), "{side}: transfer ran");
+            seen.push((o.code, normalize_stderr(&o.stderr), o.describe()));
+        }
+        assert_eq!(seen[0].0, 5, "stock: {}", seen[0].2);
+        assert_eq!((seen[1].0, &seen[1].1), (seen[0].0, &seen[0].1), "ours: {}\nstock: {}", seen[1].2, seen[0].2);
+    }
+}
+
+compat_test! {
+    fn early_exec_gets_environment_and_early_input() {
+        let work = TempDir::new("early_env");
+        let src = work.join("src");
+        small_tree(&src);
+        let input = work.join("early-input.txt");
+        std::fs::write(&input, b"token=abc123\nsecond line\n").expect("write early input");
+        let mut records = Vec::new();
+        for side in SIDES {
+            let record = work.join(format!("early-{side}.txt"));
+            let conf = format!(
+                "use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n    early exec = {{ echo \"r=$RSYNC_REQUEST m=$RSYNC_MODULE_NAME a=$RSYNC_HOST_ADDR u=$RSYNC_USER_NAME arg0=$RSYNC_ARG0\"; cat; }} > {}\n",
+                src.display(),
+                record.display()
+            );
+            let d = Daemon::start(&daemon_bin(side), &conf, side);
+            let dest = work.join(format!("dest-{side}"));
+            let early = format!("--early-input={}", input.display());
+            let o = pull(&d, &["-a", &early], "mod/", &dest);
+            assert_eq!(o.code, 0, "{side}: {}", o.describe());
+            assert_same_tree(&src, &dest, side);
+            records.push(std::fs::read_to_string(&record).unwrap_or_else(|_| format!("no record; log:\n{}", d.logs())));
+        }
+        assert!(records[0].contains("token=abc123"), "stock record: {}", records[0]);
+        assert_eq!(records[1], records[0], "early exec saw something else than stock's");
+    }
+}
+
+compat_test! {
+    fn daemon_uid_gid_apply_to_every_connection() {
+        // As root: the connection drops to nobody before the greeting, so
+        // hooks run as nobody and an unreadable file is not sent.
+        let (uid, gid) = nobody_ids();
+        let work = TempDir::new("daemon_uid");
+        open_path(work.path());
+        let src = work.join("src");
+        small_tree(&src);
+        crate::harness::fixture::chmod(&src, "b.txt", 0o600);
+        let rec_dir = work.join("records");
+        std::fs::create_dir_all(&rec_dir).expect("records dir");
+        crate::harness::fixture::chmod(work.path(), "records", 0o777);
+        let mut seen = Vec::new();
+        for side in SIDES {
+            let record = rec_dir.join(format!("pre-{side}.txt"));
+            let conf = format!(
+                "use chroot = no\ndaemon uid = {uid}\ndaemon gid = {gid}\n[mod]\n    path = {}\n    pre-xfer exec = echo \"uid=$(id -u) gid=$(id -g)\" > {}\n",
+                src.display(),
+                record.display()
+            );
+            let d = Daemon::start(&daemon_bin(side), &conf, side);
+            let dest = work.join(format!("dest-{side}"));
+            let o = pull(&d, &["-rt"], "mod/", &dest);
+            let rec = std::fs::read_to_string(&record).unwrap_or_else(|_| format!("no record; log:\n{}", d.logs()));
+            seen.push((o.code, dest.join("b.txt").exists(), dest.join("a.txt").exists(), rec, o.describe()));
+        }
+        assert_eq!(seen[0].3, format!("uid={uid} gid={gid}\n"), "stock: {}", seen[0].4);
+        assert_eq!(seen[0].0, 23, "stock: {}", seen[0].4);
+        assert_eq!(
+            (seen[1].0, seen[1].1, seen[1].2, &seen[1].3),
+            (seen[0].0, seen[0].1, seen[0].2, &seen[0].3),
+            "ours: {}\nstock: {}",
+            seen[1].4,
+            seen[0].4
+        );
+    }
+}
+
+compat_test! {
+    fn daemon_chroot_confines_every_module() {
+        let work = TempDir::new("daemon_chroot");
+        let jail = work.join("jail");
+        small_tree(&jail.join("pub"));
+        std::fs::write(work.join("outside.txt"), b"outside the jail\n").expect("write outside");
+        let conf = format!(
+            "use chroot = no\nuid = 0\ngid = 0\ndaemon chroot = {}\n[mod]\n    path = /pub\n[named]\n    path = /pub\n    uid = root\n",
+            jail.display()
+        );
+        let mut codes = Vec::new();
+        for side in SIDES {
+            let d = Daemon::start(&daemon_bin(side), &conf, side);
+            let dest = work.join(format!("dest-{side}"));
+            let o = pull(&d, &["-a"], "mod/", &dest);
+            assert_eq!(o.code, 0, "{side}: {}\n{}", o.describe(), d.logs());
+            assert_same_tree(&jail.join("pub"), &dest, side);
+            // What lies beside the jail cannot be named.
+            let esc = work.join(format!("esc-{side}"));
+            let o2 = pull(&d, &["-a"], "mod/../../outside.txt", &esc);
+            assert!(!esc.join("outside.txt").exists(), "{side}: read outside the daemon chroot");
+            // Names are looked up inside the daemon chroot, as upstream
+            // does: with no passwd file there, "root" is unknown.
+            let named = work.join(format!("named-{side}"));
+            let o3 = pull(&d, &["-a"], "named/", &named);
+            codes.push((o2.code, normalize_stderr(&o2.stderr), o3.code, normalize_stderr(&o3.stderr)));
+        }
+        assert_eq!(codes[1], codes[0], "escape attempt answered differently");
+    }
+}
+
+compat_test! {
+    fn sockopts_unknown_names_are_reported_and_the_rest_applies() {
+        let work = TempDir::new("sockopts");
+        let src = work.join("src");
+        small_tree(&src);
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\nsocket options = SO_KEEPALIVE\n[mod]\n    path = {}\n",
+            src.display()
+        );
+        let mut out = Vec::new();
+        for side in SIDES {
+            let d = Daemon::start_args(&daemon_bin(side), &conf, side, &["--sockopts=SO_RCVBUF=262144,BOGUS_OPT"]);
+            let dest = work.join(format!("dest-{side}"));
+            let o = pull(&d, &["-a", "--sockopts=TCP_NODELAY,NOPE_OPT"], "mod/", &dest);
+            assert_eq!(o.code, 0, "{side}: {}", o.describe());
+            assert_same_tree(&src, &dest, side);
+            let logs = d.logs();
+            assert!(logs.contains("Unknown socket option BOGUS_OPT"), "{side} daemon did not report: {logs}");
+            out.push(all_lines(&o.stderr));
+        }
+        assert!(out[0].iter().any(|l| l.contains("Unknown socket option NOPE_OPT")), "stock client: {:?}", out[0]);
+        // Our client, pulling from the stock daemon, reports as the stock client does.
+        let d = Daemon::start(&bins::stock(), &conf, "stock-for-client");
+        let dest = work.join("dest-client");
+        let o = run_cmd(
+            &bins::ours(),
+            ["-a".to_string(), "--sockopts=TCP_NODELAY,NOPE_OPT".into(), d.url("mod/"), format!("{}/", dest.display())],
+            None,
+            client_timeout(),
+        );
+        assert_eq!(o.code, 0, "our client: {}", o.describe());
+        assert_same_tree(&src, &dest, "our client");
+        assert_eq!(all_lines(&o.stderr), out[0], "our client's report differs from stock's");
+    }
+}
+
+compat_test! {
+    fn daemon_bwlimit_caps_what_clients_get() {
+        // 384 KiB at the daemon's 256 KiB/s takes over a second, whatever
+        // the client asks for (a client may only ask for less).
+        let work = TempDir::new("daemon_bwlimit");
+        let src = work.join("src");
+        write_random(&src, "big.bin", 7, 384 * 1024);
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n",
+            src.display()
+        );
+        for side in SIDES {
+            let d = Daemon::start_args(&daemon_bin(side), &conf, side, &["--bwlimit=256"]);
+            let dest = work.join(format!("dest-{side}"));
+            let t = Instant::now();
+            let o = pull(&d, &["-a", "--bwlimit=100000"], "mod/", &dest);
+            let took = t.elapsed();
+            assert_eq!(o.code, 0, "{side}: {}", o.describe());
+            assert_same_tree(&src, &dest, side);
+            assert!(took >= Duration::from_millis(900), "{side}: 384 KiB at 256 KiB/s took only {took:?}");
+        }
+    }
+}
+
+compat_test! {
+    fn sighup_keeps_serving_and_new_connections_read_the_new_config() {
+        // Stock rsync exits on SIGHUP (upstream: "do not send the daemon a
+        // HUP"); the issue asks that it re-read the config instead, which
+        // ours does for every new connection.
+        let work = TempDir::new("sighup");
+        let src = work.join("src");
+        small_tree(&src);
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n",
+            src.display()
+        );
+        let d = Daemon::start(&bins::ours(), &conf, "ours");
+        let listing = |d: &Daemon| run_cmd(&bins::stock(), [d.url("")], None, client_timeout());
+        let before = listing(&d);
+        assert_eq!(before.code, 0, "{}", before.describe());
+        assert!(!before.stdout.contains("added"), "{}", before.stdout);
+        std::fs::write(d.config_path(), format!("{conf}[added]\n    path = {}\n    comment = new module\n", src.display()))
+            .expect("rewrite config");
+        d.signal(nix::sys::signal::Signal::SIGHUP);
+        std::thread::sleep(Duration::from_millis(100));
+        let after = listing(&d);
+        assert_eq!(after.code, 0, "after SIGHUP: {}\n{}", after.describe(), d.logs());
+        assert!(after.stdout.lines().any(|l| l.starts_with("added") && l.ends_with("new module")), "{}", after.stdout);
+        let dest = work.join("dest");
+        let o = pull(&d, &["-a"], "added/", &dest);
+        assert_eq!(o.code, 0, "{}", o.describe());
+        assert_same_tree(&src, &dest, "ours");
+    }
+}
+
+compat_test! {
+    fn sigterm_ends_cleanly_and_removes_the_pid_file() {
+        let work = TempDir::new("sigterm");
+        let src = work.join("src");
+        small_tree(&src);
+        for side in SIDES {
+            let pid_file = work.join(format!("{side}.pid"));
+            let conf = format!(
+                "use chroot = no\nuid = root\ngid = root\npid file = {}\n[mod]\n    path = {}\n",
+                pid_file.display(),
+                src.display()
+            );
+            let mut d = Daemon::start(&daemon_bin(side), &conf, side);
+            let pid: u32 = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{side}: no pid file"));
+            assert_eq!(pid, d.pid(), "{side}: pid file names another process");
+            let dest = work.join(format!("dest-{side}"));
+            let o = pull(&d, &["-a"], "mod/", &dest);
+            assert_eq!(o.code, 0, "{side}: {}", o.describe());
+            d.signal(nix::sys::signal::Signal::SIGTERM);
+            let st = d.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| panic!("{side}: still running after SIGTERM"));
+            assert_eq!(st.code(), Some(0), "{side}: exit status {st:?}");
+            assert!(!pid_file.exists(), "{side}: pid file left behind");
+            let log = std::fs::read_to_string(d.log_path()).unwrap_or_default();
+            assert!(log.contains("sent 0 bytes  received 0 bytes  total size 0"), "{side}: {log}");
+        }
+    }
+}
