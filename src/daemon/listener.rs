@@ -1,8 +1,11 @@
 //! The daemon process (upstream: clientserver.c daemon_main,
 //! socket.c start_accept_loop): loads the config, listens, and serves each
-//! connection in a fresh `rrsync --daemon` process whose stdin/stdout is the
-//! accepted socket (the same path inetd/xinetd use), so per-connection
-//! chroot and uid changes never touch the listener.
+//! connection in a forked child whose stdin/stdout is the accepted socket
+//! (the same path inetd/xinetd use), so per-connection chroot and uid
+//! changes never touch the listener. As upstream, the child re-reads the
+//! config, so a changed file counts from the next connection; forking
+//! without exec keeps the listener's pages shared, which is most of a
+//! session's memory.
 
 use super::config::{self, DaemonConfig};
 use crate::cli::options::Options;
@@ -227,76 +230,166 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
             return RERR_FILEIO;
         }
     }
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rrsync"));
     let config = config_path(opts);
     tracing::info!("serving {} on {bind}", config.display());
     super::log::line(&format!(
         "rsyncd version {} starting, listening on port {port}",
         env!("CARGO_PKG_VERSION")
     ));
-    let log_file = opts.log_file.clone();
-    let dparams = opts.dparams.clone();
-    let bwlimit = opts.bwlimit.clone();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(_) => return RERR_SOCKETIO,
-    };
     let pid_file = cfg.global.pid_file.clone();
-    let code = rt.block_on(async move {
-        if listener.set_nonblocking(true).is_err() {
-            return RERR_SOCKETIO;
-        }
-        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-            return RERR_SOCKETIO;
-        };
-        let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
-        ) else {
-            return RERR_SOCKETIO;
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => return 0,
-                _ = int.recv() => return 0,
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: the config is re-read by every new connection");
-                }
-                acc = listener.accept() => {
-                    let Ok((sock, peer)) = acc else { continue };
-                    let Ok(std_sock) = sock.into_std() else { continue };
-                    let _ = std_sock.set_nonblocking(false);
-                    let fd: OwnedFd = std_sock.into();
-                    let Ok(fd2) = nix::unistd::dup(&fd) else { continue };
-                    let mut cmd = tokio::process::Command::new(&exe);
-                    cmd.arg("--daemon").arg(format!("--config={}", config.display()));
-                    if let Some(l) = &log_file {
-                        cmd.arg(format!("--log-file={l}"));
-                    }
-                    for d in &dparams {
-                        cmd.arg(format!("--dparam={d}"));
-                    }
-                    if let Some(b) = &bwlimit {
-                        cmd.arg(format!("--bwlimit={b}"));
-                    }
-                    cmd.stdin(std::process::Stdio::from(fd)).stdout(std::process::Stdio::from(fd2));
-                    match cmd.spawn() {
-                        Ok(mut child) => {
-                            tokio::spawn(async move { let _ = child.wait().await; });
-                        }
-                        Err(e) => tracing::warn!(%peer, "could not start a session process: {e}"),
-                    }
-                }
-            }
-        }
-    });
+    drop(cfg);
+    let code = accept_loop(opts, &listener);
     if let Some(pf) = pid_file {
         let _ = std::fs::remove_file(pf);
     }
     super::log::line("sent 0 bytes  received 0 bytes  total size 0");
     code
+}
+
+/// Signals seen by the listener (set by the handlers, read by the loop).
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Write end of the self-pipe that wakes the loop's poll from a handler.
+static WAKE_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: nix::libc::c_int) {
+    use std::sync::atomic::Ordering;
+    match sig {
+        nix::libc::SIGTERM | nix::libc::SIGINT => STOP.store(true, Ordering::SeqCst),
+        nix::libc::SIGHUP => HUP.store(true, Ordering::SeqCst),
+        _ => {}
+    }
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte.
+        unsafe {
+            nix::libc::write(fd, b"x".as_ptr().cast(), 1);
+        }
+    }
+}
+
+const LOOP_SIGNALS: [nix::sys::signal::Signal; 4] = [
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGCHLD,
+];
+
+fn set_handlers(handler: nix::sys::signal::SigHandler) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigSet};
+    let act = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+    for sig in LOOP_SIGNALS {
+        // SAFETY: the handler only touches atomics and calls write(2).
+        let _ = unsafe { sigaction(sig, &act) };
+    }
+}
+
+/// Reap finished sessions without waiting.
+fn reap() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Accept until SIGTERM/SIGINT; each connection is served by a forked child.
+fn accept_loop(opts: &Options, listener: &std::net::TcpListener) -> i32 {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering;
+    let Ok((wake_r, wake_w)) = nix::unistd::pipe2(
+        nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+    ) else {
+        return RERR_SOCKETIO;
+    };
+    WAKE_FD.store(wake_w.as_raw_fd(), Ordering::SeqCst);
+    set_handlers(nix::sys::signal::SigHandler::Handler(on_signal));
+    let code = loop {
+        reap();
+        if STOP.load(Ordering::SeqCst) {
+            break 0;
+        }
+        if HUP.swap(false, Ordering::SeqCst) {
+            tracing::info!("SIGHUP: the config is re-read by every new connection");
+        }
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wake_r.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                tracing::warn!("poll: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        let woken = fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let ready = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        if woken {
+            let mut sink = [0u8; 64];
+            while nix::unistd::read(&wake_r, &mut sink).is_ok_and(|n| n > 0) {}
+        }
+        if !ready {
+            continue;
+        }
+        let sock = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // Out of descriptors or the like: pause instead of spinning.
+                tracing::warn!("accept: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+        };
+        // SAFETY: the listener is single-threaded (no runtime, no helper
+        // threads), so the child may run normally after the fork.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                set_handlers(nix::sys::signal::SigHandler::SigDfl);
+                WAKE_FD.store(-1, Ordering::SeqCst);
+                drop(wake_r);
+                drop(wake_w);
+                let _ = nix::unistd::close(listener.as_raw_fd());
+                let code = serve_forked(opts, OwnedFd::from(sock));
+                std::process::exit(code);
+            }
+            Ok(nix::unistd::ForkResult::Parent { .. }) => drop(sock),
+            Err(e) => {
+                tracing::warn!("could not start a session process: {e}");
+                drop(sock);
+            }
+        }
+    };
+    set_handlers(nix::sys::signal::SigHandler::SigDfl);
+    WAKE_FD.store(-1, Ordering::SeqCst);
+    code
+}
+
+/// A forked session: the socket becomes stdin/stdout, the config is read
+/// again (as upstream's start_daemon does) and the connection served.
+fn serve_forked(opts: &Options, sock: OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    for target in [0, 1] {
+        // SAFETY: dup2 onto the standard descriptors of this process.
+        if unsafe { nix::libc::dup2(sock.as_raw_fd(), target) } < 0 {
+            return RERR_SOCKETIO;
+        }
+    }
+    drop(sock);
+    let cfg = match load(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            super::log::line(&format!("rsync: {e}"));
+            return RERR_SYNTAX;
+        }
+    };
+    open_log(opts, &cfg);
+    serve_stdin(&cfg)
 }
