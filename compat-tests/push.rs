@@ -150,6 +150,26 @@ compat_test! {
     }
 }
 
+compat_test! {
+    fn push_without_perms_new_dirs_get_default_modes() {
+        // -rlt: new directories get the source's mode minus the umask, even
+        // though they are made writable while their contents arrive.
+        let modes_tree = |src: &Path| {
+            fixture::small_tree(src);
+            for (d, m) in [("ro", 0o555), ("grp", 0o750), ("ro/inner", 0o700), ("open", 0o777)] {
+                mkdir(src, d);
+                fixture::write(src, &format!("{d}/f.txt"), d.as_bytes());
+                chmod(src, d, m);
+            }
+            chmod(src, "ro", 0o555);
+            pin_times(src, &[]);
+        };
+        PushCase::new("push_without_perms_new_dirs_get_default_modes", modes_tree)
+            .args(&["-rlt", "-i"])
+            .run();
+    }
+}
+
 // ------------------------------------------------------------------ delta
 
 compat_test! {

@@ -373,12 +373,26 @@ impl RecvConfig {
         st: &Stat,
         times: bool,
     ) -> Result<(), crate::fs::dest::FsError> {
+        self.fix_attrs_as(rel, e, st, times, false)
+    }
+
+    /// [`RecvConfig::fix_attrs`]; `fresh`: this run made the entry (a
+    /// directory made writable for its contents), so without `-p` it gets
+    /// the mode of a new entry, not the one it has now.
+    pub fn fix_attrs_as(
+        &self,
+        rel: &[u8],
+        e: &FileEntry,
+        st: &Stat,
+        times: bool,
+        fresh: bool,
+    ) -> Result<(), crate::fs::dest::FsError> {
         let (uid, gid) = self.dest_owner(e);
         let uid = uid.filter(|u| *u != st.uid);
         let gid = gid.filter(|g| *g != st.gid);
         self.dest.set_owner(rel, uid, gid)?;
         if !mode::is_lnk(e.mode) {
-            let p = self.dest_perms(e, Some(st));
+            let p = self.dest_perms(e, (!fresh).then_some(st));
             if p != st.mode & 0o7777 {
                 self.dest.set_mode(rel, p)?;
             }
@@ -1065,6 +1079,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 if let Err(err) = cfg.dest.mkdir(&rel, cfg.dest_perms(e, None) | 0o700) {
                     return self.error(format!("rsync: [generator] {err}"));
                 }
+                self.created.insert(rel.clone());
             }
             self.item_at(wire, fl)?;
             if let (Some(s), false) = (&st, cfg.opts.dry_run) {
@@ -1581,9 +1596,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             if let Ok(Some(st)) = self.cfg.dest.stat(&e.name) {
                 if mode::is_dir(st.mode) {
-                    let _ = self
-                        .cfg
-                        .fix_attrs(&e.name, e, &st, !self.cfg.opts.omit_dir_times);
+                    let fresh = self.created.contains(&e.name);
+                    let _ = self.cfg.fix_attrs_as(
+                        &e.name,
+                        e,
+                        &st,
+                        !self.cfg.opts.omit_dir_times,
+                        fresh,
+                    );
                 }
             }
         }
