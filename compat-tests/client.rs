@@ -572,3 +572,46 @@ compat_test! {
             .run();
     }
 }
+
+// --- --chmod on the side that parses it ---
+
+compat_test! {
+    fn client_chmod_pull_and_push() {
+        ClientCase::new("client_chmod_pull", Mode::DaemonPull, small)
+            .args(&["-ai", "--chmod=Fgo-r,Dg+s", "--chmod=o-x"])
+            .then(edit_small, &["-ai", "--chmod=F600"])
+            .run();
+        ClientCase::new("client_chmod_push", Mode::DaemonPush, small)
+            .args(&["-ai", "--chmod=D700,F640"])
+            .run();
+        ClientCase::new("client_chmod_local", Mode::Local, small)
+            .args(&["-ai", "--chmod=ug=rwX,o="])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_chmod_invalid_is_a_usage_error() {
+        ClientCase::new("client_chmod_invalid", Mode::DaemonPull, small)
+            .args(&["-a", "--chmod=Fq+z"])
+            .expect_code(1)
+            .run();
+    }
+}
+
+// --- -M/--remote-option reaches the far side ---
+
+compat_test! {
+    fn client_remote_option() {
+        ClientCase::new("client_remote_option_daemon", Mode::DaemonPull, small)
+            .args(&["-ai", "-M--exclude=*.bin"])
+            .run();
+        ClientCase::new("client_remote_option_rsh", Mode::RshPush, small)
+            .args(&["-ai", "--remote-option=--exclude=sub/"])
+            .run();
+        ClientCase::new("client_remote_option_no_dash", Mode::DaemonPull, small)
+            .args(&["-a", "-Mfoo"])
+            .expect_code(1)
+            .run();
+    }
+}

@@ -706,7 +706,9 @@ impl Options {
             "config" => self.config = Some(v()),
             "detach" => self.no_detach = !on,
             "no-detach" => self.no_detach = true,
-            "dparam" => self.dparams.push(v()),
+            // -M is --dparam for a daemon and --remote-option for a client:
+            // one list, read by whichever runs.
+            "dparam" | "remote-option" => self.dparams.push(v()),
             "log-file" => self.log_file = Some(v()),
             "password-file" => self.password_file = Some(v()),
             "rsync-path" => self.rsync_path = Some(v()),

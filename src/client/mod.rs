@@ -61,6 +61,9 @@ pub struct Settings {
     pub out: OutputOpts,
     /// Number formatting (0 plain, 1 commas, 2/3 units).
     pub human: u8,
+    /// `--chmod`: applied to the modes of our side's list (what we send,
+    /// or what we receive), as upstream does on the side that parses it.
+    pub chmod: Option<crate::flist::chmod::Chmod>,
 }
 
 /// A client failure: the exit code and what to print first.
@@ -142,6 +145,24 @@ fn apply_info(out: &mut OutputOpts, words: &[String]) {
 }
 
 fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
+    if let Some(bad) = o.dparams.iter().find(|r| !r.starts_with('-')) {
+        return Err(fail(
+            RERR_SYNTAX,
+            format!("rsync: Remote option must start with a dash: {bad}"),
+        ));
+    }
+    let chmod = if o.chmod.is_empty() {
+        None
+    } else {
+        for one in &o.chmod {
+            crate::flist::chmod::Chmod::parse(one, 0).map_err(|e| fail(RERR_SYNTAX, e))?;
+        }
+        let spec = o.chmod.join(",");
+        Some(
+            crate::flist::chmod::Chmod::parse(&spec, crate::role::server::current_umask())
+                .map_err(|e| fail(RERR_SYNTAX, e))?,
+        )
+    };
     let local_server = plan.remote.is_none();
     let pre_proto = o.protocol.unwrap_or(PROTOCOL_VERSION);
     if !(crate::protocol::MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&pre_proto) {
@@ -306,6 +327,7 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
         files_from_remote_path,
         out,
         human,
+        chmod,
     })
 }
 
@@ -787,7 +809,11 @@ fn transfer(
         out.write_all(&bytes)
             .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
     }
-    let env = ServerEnv::default();
+    let env = ServerEnv {
+        outgoing_chmod: s.chmod.clone().filter(|_| s.am_sender),
+        incoming_chmod: s.chmod.clone().filter(|_| !s.am_sender),
+        ..Default::default()
+    };
     let mut input = None;
     let (rbase, wbase) = (rc.load(Ordering::Relaxed), wc.load(Ordering::Relaxed));
     let flist_verbose = s.out.flist >= 1 && !o.quiet;

@@ -426,6 +426,10 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     if o.mkpath && am_sender {
         args.push("--mkpath".into());
     }
+    // -M/--remote-option: given to the far side as they are, last.
+    for r in &o.dparams {
+        args.push(sa(Some(""), r));
+    }
     args
 }
 
