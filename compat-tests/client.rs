@@ -615,3 +615,20 @@ compat_test! {
             .run();
     }
 }
+
+// --- --max-delete stops deletions on our receiving side (exit 25) ---
+
+compat_test! {
+    fn client_max_delete_limit() {
+        ClientCase::new("client_max_delete_pull", Mode::DaemonPull, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete", "--max-delete=1"])
+            .expect_code(25)
+            .run();
+        ClientCase::new("client_max_delete_local", Mode::Local, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete", "--max-delete=1"])
+            .expect_code(25)
+            .run();
+    }
+}

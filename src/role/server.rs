@@ -772,10 +772,14 @@ pub(crate) fn send_files<W: Write>(
 
 /// The sender's exit code for its accumulated io_error flags.
 fn io_error_code(io_error: i32) -> i32 {
+    // upstream exit_cleanup: a partial transfer outranks vanished files,
+    // which outrank the --max-delete stop.
     if io_error & crate::flist::build::IOERR_GENERAL != 0 {
         RERR_PARTIAL
-    } else if io_error != 0 {
+    } else if io_error & 2 != 0 {
         RERR_VANISHED
+    } else if io_error & 4 != 0 {
+        RERR_DEL_LIMIT
     } else {
         0
     }
@@ -1075,14 +1079,7 @@ pub(crate) fn receive_files<W: Write + Send>(
     rstats.num_files = add_counts(rstats.num_files, first_counts);
     rstats.total_size += first_size;
     rstats.deleted = Some([del.files, del.dirs, del.symlinks, del.devices, del.specials]);
-    let io = (rstats.io_error | gen_err | list_io_error) & !4;
-    let code = if io & crate::flist::build::IOERR_GENERAL != 0 {
-        RERR_PARTIAL
-    } else if io != 0 {
-        RERR_VANISHED
-    } else {
-        0
-    };
+    let code = io_error_code(rstats.io_error | gen_err | list_io_error);
     Ok((code, rstats))
 }
 
