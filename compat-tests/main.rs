@@ -30,4 +30,5 @@ mod fanout;
 mod malicious_push;
 mod pull;
 mod push;
+mod remove_source;
 mod service_units;

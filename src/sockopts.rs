@@ -85,10 +85,7 @@ type Parsed = Result<(i32, i32, i32), String>;
 /// Parse a list into settings and messages (stock's wording).
 fn parse(spec: &str) -> Vec<(Parsed, Option<String>)> {
     let mut out = Vec::new();
-    for tok in spec
-        .split([' ', '\t', ','])
-        .filter(|t| !t.is_empty())
-    {
+    for tok in spec.split([' ', '\t', ',']).filter(|t| !t.is_empty()) {
         let (name, value) = match tok.split_once('=') {
             Some((n, v)) => (n, Some(atoi(v))),
             None => (tok, None),

@@ -299,9 +299,9 @@ fn accept_loop(opts: &Options, listener: &std::net::TcpListener) -> i32 {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsRawFd;
     use std::sync::atomic::Ordering;
-    let Ok((wake_r, wake_w)) = nix::unistd::pipe2(
-        nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
-    ) else {
+    let Ok((wake_r, wake_w)) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+    else {
         return RERR_SOCKETIO;
     };
     WAKE_FD.store(wake_w.as_raw_fd(), Ordering::SeqCst);

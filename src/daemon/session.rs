@@ -762,6 +762,12 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
     r: R,
     w: W,
 ) -> i32 {
+    let mut opts = opts;
+    // `max verbosity` (upstream limit_output_verbosity): what the client's
+    // -v asks of the daemon is capped.
+    opts.verbose = opts
+        .verbose
+        .min(module.max_verbosity.clamp(0, u8::MAX as i32) as u8);
     let am_root = nix::unistd::geteuid().is_root();
     let chroot = module.use_chroot_with(|| am_root);
     let popts = crate::filter::ParseOptions {

@@ -328,6 +328,11 @@ impl<R: Read> Demux<R> {
         self.handler = Some(h);
     }
 
+    /// The handler, taken out (to wrap it).
+    pub fn take_handler(&mut self) -> Option<MsgHandler> {
+        self.handler.take()
+    }
+
     /// The handler's verdict on a message: `None` when it consumed it.
     fn handled(&mut self, m: Message) -> Option<Message> {
         match self.handler.as_mut() {

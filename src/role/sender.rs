@@ -295,6 +295,9 @@ pub struct SenderCtx<'a> {
     pub local: Option<&'a crate::role::log::ClientLog>,
     /// A daemon's transfer log (`transfer logging`).
     pub xfer_log: Option<&'a crate::role::log::ClientLog>,
+    /// `--remove-source-files`: indexes the receiver reported done
+    /// (MSG_SUCCESS, queued as they arrive), whose sources go.
+    pub removals: Option<Arc<std::sync::Mutex<Vec<i32>>>>,
 }
 
 impl<'a> SenderCtx<'a> {
@@ -386,6 +389,79 @@ impl ActiveLists {
     fn upcoming(&self) -> usize {
         self.lists.iter().skip(1).map(|l| l.files.len()).sum()
     }
+}
+
+/// upstream successful_send: remove each source the receiver has taken,
+/// unless it changed since it was listed.
+fn remove_sent<W: Write>(
+    ctx: &SenderCtx,
+    active: &ActiveLists,
+    out: &mut MuxWriter<W>,
+    stats: &mut SendStats,
+) -> Result<(), RoleError> {
+    let Some(q) = &ctx.removals else {
+        return Ok(());
+    };
+    let done = match q.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return Ok(()),
+    };
+    for ndx in done {
+        let Lookup::File(f) = active.lookup(ndx) else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&f.entry.name).into_owned();
+        let st = if ctx.opts.copy_links {
+            std::fs::metadata(&f.path)
+        } else {
+            std::fs::symlink_metadata(&f.path)
+        };
+        let result = st.map(|st| {
+            use std::os::unix::fs::MetadataExt;
+            st.size() as i64 != f.entry.size
+                || st.mtime() != f.entry.mtime
+                || (f.entry.mtime_nsec != 0 && st.mtime_nsec() as u32 != f.entry.mtime_nsec)
+        });
+        let failure = match result {
+            Ok(true) => {
+                stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                ctx.say(
+                    out,
+                    MsgCode::ErrorXfer,
+                    &format!("ERROR: Skipping sender remove for changed file: {name}"),
+                )?;
+                continue;
+            }
+            Ok(false) => std::fs::remove_file(&f.path).err().map(|e| ("remove", e)),
+            Err(e) => Some(("re-lstat", e)),
+        };
+        match failure {
+            None => {
+                if ctx.opts.verbose >= 2 {
+                    ctx.say(out, MsgCode::Info, &format!("sender removed {name}"))?;
+                }
+            }
+            Some((_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                ctx.say(
+                    out,
+                    MsgCode::Info,
+                    &format!("sender file already removed: {name}"),
+                )?;
+            }
+            Some((op, e)) => {
+                stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                ctx.say(
+                    out,
+                    MsgCode::ErrorXfer,
+                    &format!(
+                        "rsync: [sender] sender failed to {op} {name}: {}",
+                        crate::fs::os_error_text(&e)
+                    ),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How many files stay listed ahead of the generator (MIN_FILECNT_LOOKAHEAD).
@@ -547,6 +623,8 @@ pub fn run<W: Write>(
             }
         }
         let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
+        // Sources the receiver has finished go before their list can end.
+        remove_sent(ctx, &active, out, stats)?;
         if req.ndx == NDX_DONE {
             if ctx.inc_recurse && !active.lists.is_empty() {
                 active.lists.pop_front();
@@ -737,6 +815,7 @@ pub fn run<W: Write>(
     // read_final_goodbye
     if proto >= 24 {
         let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
+        remove_sent(ctx, &active, out, stats)?;
         let mut last = req.ndx;
         if proto >= 31 && last == NDX_DONE {
             tx.write(&mut buf, NDX_DONE);

@@ -423,6 +423,11 @@ fn serve_sender<W: Write>(
     if env.write_only {
         return Err(RoleError::Refused("ERROR: module is write only".into()));
     }
+    if env.module.is_some() && env.read_only && opts.remove_source_files {
+        return Err(RoleError::Refused(
+            "ERROR: --remove-source-files cannot be used with a read-only module".into(),
+        ));
+    }
     let proto = n.proto;
     // Filter rules from the client.
     let confine = if env.confined() {
@@ -704,7 +709,30 @@ pub(crate) fn send_files<W: Write>(
             SendStats::default(),
         ));
     }
-    let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
+    let mut pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
+    // --remove-source-files: the receiver's MSG_SUCCESS are taken as they
+    // arrive (never dropped from a bounded queue), for the sender to act on.
+    let removals = opts
+        .remove_source_files
+        .then(|| Arc::new(std::sync::Mutex::new(Vec::<i32>::new())));
+    if let Some(q) = &removals {
+        let q = q.clone();
+        let mut prev = pumped.take_handler();
+        pumped.set_handler(Box::new(move |m| {
+            if m.code == MsgCode::Success {
+                // (A local server adds the file's dev/ino after the index.)
+                let head = m.payload.get(..4).and_then(|p| <[u8; 4]>::try_from(p).ok());
+                if let (Some(b), Ok(mut v)) = (head, q.lock()) {
+                    v.push(i32::from_le_bytes(b));
+                }
+                return None;
+            }
+            match prev.as_mut() {
+                Some(h) => h(m),
+                None => Some(m),
+            }
+        }));
+    }
     let input = input_slot.insert(crate::role::input::spawn(pumped));
     let mut stats = SendStats {
         total_size: sender::list_size(&fl),
@@ -754,6 +782,7 @@ pub(crate) fn send_files<W: Write>(
         xfer_log: env.xfer_log.as_deref(),
         full_fname: &full,
         counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
+        removals,
     };
     let mut feed = lister.map(|l| ListFeed {
         lister: l,

@@ -1,0 +1,152 @@
+//! `--remove-source-files`: the sender removes each source the receiver
+//! reports done (MSG_SUCCESS). Checked with rrsync as the pushing client
+//! (against a stock daemon) and as the daemon a stock client pulls from,
+//! each beside stock doing the same, comparing what is left of the source,
+//! the destination, exit codes and the `-vv` removal lines; and the refusal
+//! on a read-only module.
+
+use std::path::Path;
+
+use crate::harness::bins;
+use crate::harness::compare::normalize_stderr;
+use crate::harness::daemon::Daemon;
+use crate::harness::fixture::{copy_tree, small_tree};
+use crate::harness::process::{client_timeout, run_cmd, Outcome};
+use crate::harness::tmp::TempDir;
+use crate::harness::tree::{diff, format_diff, snapshot};
+
+/// The "sender removed" lines of a run, sorted.
+fn removed_lines(o: &Outcome) -> Vec<String> {
+    let mut v: Vec<String> = o
+        .stdout
+        .lines()
+        .chain(o.stderr.lines())
+        .filter(|l| l.contains("sender removed") || l.contains("Skipping sender remove"))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// What is left under `root`: relative names with a type mark (the
+/// directories' mtimes moved when their files went, at different moments).
+fn left(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let t = e
+                .file_type()
+                .map(|t| {
+                    if t.is_dir() {
+                        "/"
+                    } else if t.is_symlink() {
+                        "@"
+                    } else {
+                        ""
+                    }
+                })
+                .unwrap_or("?");
+            if t == "/" {
+                todo.push(p.clone());
+            }
+            out.push(format!(
+                "{}{t}",
+                p.strip_prefix(root).unwrap_or(&p).display()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn same(a: &Path, b: &Path, what: &str) {
+    let d = diff("stock", &snapshot(a), "ours", &snapshot(b));
+    assert!(d.is_empty(), "{what} differs:\n{}", format_diff(&d, 20));
+}
+
+compat_test! {
+    fn remove_source_files_as_pushing_client() {
+        let work = TempDir::new("rsf_push");
+        let src = work.join("src");
+        small_tree(&src);
+        for side in ["stock", "ours"] {
+            copy_tree(&src, &work.join(format!("src-{side}")));
+            std::fs::create_dir_all(work.join(format!("up-{side}"))).expect("up dir");
+        }
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\n[up-stock]\n    path = {}\n    read only = no\n[up-ours]\n    path = {}\n    read only = no\n",
+            work.join("up-stock").display(),
+            work.join("up-ours").display()
+        );
+        let d = Daemon::start(&bins::stock(), &conf, "stock");
+        let mut outs = Vec::new();
+        for side in ["stock", "ours"] {
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            let o = run_cmd(
+                &bin,
+                [
+                    "-avv".to_string(),
+                    "--remove-source-files".into(),
+                    format!("{}/", work.join(format!("src-{side}")).display()),
+                    d.url(&format!("up-{side}/")),
+                ],
+                None,
+                client_timeout(),
+            );
+            outs.push(o);
+        }
+        assert_eq!(outs[0].code, 0, "stock: {}", outs[0].describe());
+        assert_eq!(outs[1].code, outs[0].code, "ours: {}", outs[1].describe());
+        assert!(!work.join("src-stock/a.txt").exists(), "stock kept its source");
+        assert_eq!(left(&work.join("src-ours")), left(&work.join("src-stock")), "what is left of the source");
+        same(&work.join("up-stock"), &work.join("up-ours"), "the destination");
+        assert_eq!(removed_lines(&outs[1]), removed_lines(&outs[0]), "removal lines");
+    }
+}
+
+compat_test! {
+    fn remove_source_files_from_a_daemon_module() {
+        let work = TempDir::new("rsf_pull");
+        let src = work.join("src");
+        small_tree(&src);
+        let mut outs = Vec::new();
+        for side in ["stock", "ours"] {
+            let module = work.join(format!("mod-{side}"));
+            copy_tree(&src, &module);
+            let conf = format!(
+                "use chroot = no\nuid = root\ngid = root\n[rw]\n    path = {}\n    read only = no\n[ro]\n    path = {}\n",
+                module.display(),
+                src.display()
+            );
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            let d = Daemon::start(&bin, &conf, side);
+            let dest = work.join(format!("dest-{side}"));
+            let o = run_cmd(
+                &bins::stock(),
+                ["-avv".to_string(), "--remove-source-files".into(), d.url("rw/"), format!("{}/", dest.display())],
+                None,
+                client_timeout(),
+            );
+            let ro = run_cmd(
+                &bins::stock(),
+                ["-a".to_string(), "--remove-source-files".into(), d.url("ro/"), format!("{}/", work.join(format!("ro-{side}")).display())],
+                None,
+                client_timeout(),
+            );
+            outs.push((o, ro));
+        }
+        let (s, o) = (&outs[0], &outs[1]);
+        assert_eq!(s.0.code, 0, "stock: {}", s.0.describe());
+        assert_eq!(o.0.code, s.0.code, "ours: {}", o.0.describe());
+        assert!(!work.join("mod-stock/a.txt").exists(), "stock kept its module file");
+        assert_eq!(left(&work.join("mod-ours")), left(&work.join("mod-stock")), "what is left of the module");
+        same(&work.join("dest-stock"), &work.join("dest-ours"), "the destination");
+        assert_eq!(removed_lines(&o.0), removed_lines(&s.0), "removal lines");
+        // A read-only module refuses it, before anything is sent.
+        assert_ne!(s.1.code, 0, "stock allowed removal from a read-only module");
+        assert_eq!((o.1.code, normalize_stderr(&o.1.stderr)), (s.1.code, normalize_stderr(&s.1.stderr)), "read-only refusal: ours {}\nstock {}", o.1.describe(), s.1.describe());
+        assert!(src.join("a.txt").exists(), "a read-only module lost a file");
+    }
+}
