@@ -309,3 +309,60 @@ compat_test! {
         }
     }
 }
+
+compat_test! {
+    fn chroot_modules_symlinks_and_inner_paths() {
+        // use chroot = yes: links are stored as sent (no munging at the
+        // chroot's root); a "outer/./inner" path chroots to outer and serves
+        // inner, where links are munged again. Pushed, then pulled back.
+        let work = TempDir::new("chroot_links");
+        let src = work.join("src");
+        small_tree(&src);
+        crate::harness::fixture::symlink(&src, "abs", "/etc/passwd");
+        crate::harness::fixture::symlink(&src, "up", "../../x");
+        crate::harness::fixture::pin_times(&src, &[]);
+        let mut got = Vec::new();
+        for side in SIDES {
+            let root = work.join(format!("root-{side}"));
+            let outer = work.join(format!("outer-{side}"));
+            std::fs::create_dir_all(&root).expect("root");
+            std::fs::create_dir_all(outer.join("inner")).expect("inner");
+            let conf = format!(
+                "use chroot = yes\nuid = root\ngid = root\nread only = no\n[root]\n    path = {}\n[split]\n    path = {}/./inner\n",
+                root.display(),
+                outer.display()
+            );
+            let d = Daemon::start(&daemon_bin(side), &conf, side);
+            for m in ["root", "split"] {
+                let o = run_cmd(
+                    &bins::stock(),
+                    ["-a".to_string(), format!("{}/", src.display()), d.url(&format!("{m}/"))],
+                    None,
+                    client_timeout(),
+                );
+                assert_eq!(o.code, 0, "{side} push to {m}: {}", o.describe());
+                let back = work.join(format!("back-{side}-{m}"));
+                let o = pull(&d, &["-a"], &format!("{m}/"), &back);
+                assert_eq!(o.code, 0, "{side} pull from {m}: {}", o.describe());
+            }
+            got.push((root, outer.join("inner")));
+        }
+        for m in ["root", "split"] {
+            let (s, o) = (work.join(format!("back-stock-{m}")), work.join(format!("back-ours-{m}")));
+            let d = diff("stock", &snapshot(&s), "ours", &snapshot(&o));
+            assert!(d.is_empty(), "{m}: pulled back trees differ:\n{}", format_diff(&d, 20));
+        }
+        for i in [0, 1] {
+            let (s, o) = (&got[0], &got[1]);
+            let (a, b) = if i == 0 { (&s.0, &o.0) } else { (&s.1, &o.1) };
+            for link in ["abs", "up"] {
+                assert_eq!(
+                    std::fs::read_link(b.join(link)).ok(),
+                    std::fs::read_link(a.join(link)).ok(),
+                    "stored link {link} in {}",
+                    b.display()
+                );
+            }
+        }
+    }
+}

@@ -624,6 +624,14 @@ fn enter_daemon_jail(cfg: &DaemonConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// The directory served inside a module's chroot when its path has a
+/// "/./" part (upstream: the module_dir after the split).
+fn inner_dir(m: &ModuleConfig) -> Option<&str> {
+    let p = m.path.as_deref()?;
+    let i = p.find("/./")?;
+    Some(&p[i + 2..]).filter(|d| !d.trim_matches('/').is_empty() && *d != "/.")
+}
+
 fn enter_module(m: &ModuleConfig) -> Result<(), String> {
     let path = m
         .path
@@ -654,8 +662,14 @@ fn enter_module(m: &ModuleConfig) -> Result<(), String> {
         gid_nums.push(lookup_gid(g).ok_or_else(|| format!("invalid gid {g}"))?);
     }
     if use_chroot {
-        nix::unistd::chroot(path).map_err(|_| "chroot failed".to_string())?;
-        nix::unistd::chdir("/").map_err(|_| "chdir failed".to_string())?;
+        // "outer/./inner": chroot to outer, serve inner inside it.
+        let (outer, inner) = match path.find("/./") {
+            Some(i) => (&path[..i], &path[i + 2..]),
+            None => (path, "/"),
+        };
+        let outer = if outer.is_empty() { "/" } else { outer };
+        nix::unistd::chroot(outer).map_err(|_| "chroot failed".to_string())?;
+        nix::unistd::chdir(inner).map_err(|_| "chdir failed".to_string())?;
     } else {
         nix::unistd::chdir(path).map_err(|_| "chdir failed".to_string())?;
     }
@@ -789,8 +803,11 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
             outgoing_chmod: chmod(module.outgoing_chmod.as_deref(), "outgoing chmod")?,
             incoming_chmod: chmod(module.incoming_chmod.as_deref(), "incoming chmod")?,
             numeric_ids: module.numeric_ids_with(chroot),
-            munge_symlinks: module.munge_symlinks_with(chroot, true),
-            sanitize_links: !chroot,
+            // A chroot with an inner "/./" part serves a subdirectory of
+            // it, where links and paths are still checked (upstream
+            // module_dirlen).
+            munge_symlinks: module.munge_symlinks_with(chroot, inner_dir(&module).is_some()),
+            sanitize_links: !chroot || inner_dir(&module).is_some(),
             read_only: module.read_only,
             write_only: module.write_only,
             timeout: module.timeout,

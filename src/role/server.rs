@@ -627,10 +627,20 @@ pub(crate) fn send_files<W: Write>(
     } else {
         None
     };
-    // What every list gets before it is sent: `-c` sums and `outgoing chmod`.
+    let munged = env.munge_symlinks;
+    // What every list gets before it is sent: `-c` sums, `outgoing chmod`,
+    // and munged links shown as they were sent to us (upstream strips the
+    // prefix when it reads such a link).
     let post = move |fl: &mut FileList| {
         for f in fl.files.iter_mut() {
             let m = f.entry.mode;
+            if munged && crate::protocol::flist::mode::is_lnk(m) {
+                if let Some(t) = f.entry.link_target.as_mut() {
+                    if let Some(rest) = t.strip_prefix(crate::role::generator::MUNGE_PREFIX) {
+                        *t = rest.to_vec();
+                    }
+                }
+            }
             if let (Some(kind), true) = (file_checksum, crate::protocol::flist::mode::is_reg(m)) {
                 if let Ok(mut file) = crate::fs::open_for_send(&f.path) {
                     if let Ok(d) = crate::checksum::strong::file_checksum(kind, &mut file) {
