@@ -366,3 +366,40 @@ compat_test! {
         }
     }
 }
+
+compat_test! {
+    fn percent_vars_expand_per_connection() {
+        // path = .../homes/%RSYNC_USER_NAME%: each user gets their own
+        // tree; %VAR% from the environment works anywhere.
+        use std::os::unix::fs::PermissionsExt;
+        let work = TempDir::new("percent_vars");
+        small_tree(&work.join("homes/alice"));
+        crate::harness::fixture::write_random(&work.join("homes/bob"), "bob.bin", 3, 5000);
+        crate::harness::fixture::pin_times(&work.join("homes"), &[]);
+        let secrets = work.join("secrets");
+        std::fs::write(&secrets, "alice:apw\nbob:bpw\n").expect("secrets");
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\n[home]\n    path = {}/homes/%RSYNC_USER_NAME%\n    auth users = alice, bob\n    secrets file = %RRSYNC_TEST_SECRETS%\n",
+            work.path().display()
+        );
+        let secrets_env = secrets.display().to_string();
+        for user in ["alice", "bob"] {
+            let mut trees = Vec::new();
+            for side in SIDES {
+                let d = Daemon::start_env(&daemon_bin(side), &conf, side, &[("RRSYNC_TEST_SECRETS", &secrets_env)]);
+                let dest = work.join(format!("dest-{side}-{user}"));
+                let o = crate::harness::process::run_cmd_env(
+                    &bins::stock(),
+                    ["-a".to_string(), d.url("home/").replacen("rsync://", &format!("rsync://{user}@"), 1), format!("{}/", dest.display())],
+                    &[("RSYNC_PASSWORD", if user == "alice" { "apw" } else { "bpw" })],
+                    client_timeout(),
+                );
+                assert_eq!(o.code, 0, "{side} as {user}: {}\n{}", o.describe(), d.logs());
+                trees.push(dest);
+            }
+            assert_same_tree(&work.join("homes").join(user), &trees[0], "stock");
+            assert_same_tree(&work.join("homes").join(user), &trees[1], "ours");
+        }
+    }
+}

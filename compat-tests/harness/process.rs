@@ -97,8 +97,38 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_cmd_with(program, args, cwd, &[], timeout)
+}
+
+/// [`run_cmd`] in the current directory with extra environment variables.
+#[allow(dead_code)]
+pub fn run_cmd_env<I, S>(
+    program: &Path,
+    args: I,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Outcome
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_cmd_with(program, args, None, env, timeout)
+}
+
+fn run_cmd_with<I, S>(
+    program: &Path,
+    args: I,
+    cwd: Option<&Path>,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Outcome
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     let mut cmd = Command::new(program);
+    cmd.envs(env.iter().copied());
     cmd.args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

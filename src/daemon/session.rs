@@ -165,7 +165,25 @@ fn serve_inner<R: Read, W: Write>(
         tracing::info!(peer, "unknown module {module_line:?}");
         return Err(RERR_STARTCLIENT);
     };
-    let mut module = module;
+    // String parameters with %VAR% expanded; again once the user is known.
+    let raw = module;
+    let expand = |user: &str| {
+        raw.expanded(|name| match name {
+            "RSYNC_MODULE_NAME" => Some(raw.name.clone()),
+            "RSYNC_MODULE_PATH" => raw.path.clone(),
+            "RSYNC_HOST_ADDR" => Some(who.addr.clone()),
+            "RSYNC_HOST_NAME" => Some(who.host.clone()),
+            "RSYNC_USER_NAME" => Some(user.to_string()),
+            "RSYNC_PID" => Some(std::process::id().to_string()),
+            other => std::env::var(other).ok(),
+        })
+    };
+    let refuse_hook = |w: &mut W, e: super::config::expand::UnsafeHookValue| {
+        super::log::line(&format!("rsync: {e}"));
+        let _ = line(w, &format!("@ERROR: {e}\n"));
+        RERR_UNSUPPORTED
+    };
+    let mut module = expand("").map_err(|e| refuse_hook(w, e))?;
     // hosts allow / hosts deny (upstream rsync_module: before auth).
     if let Ok(addr) = peer.parse::<std::net::IpAddr>() {
         let host = if module.reverse_lookup {
@@ -222,6 +240,11 @@ fn serve_inner<R: Read, W: Write>(
         match authenticate(r, w, &module, &users, &g, &who, &offered) {
             Ok((access, user)) => {
                 auth_user = user;
+                if !auth_user.is_empty() {
+                    let read_only = module.read_only;
+                    module = expand(&auth_user).map_err(|e| refuse_hook(w, e))?;
+                    module.read_only = read_only;
+                }
                 match access {
                     super::auth::Access::ReadOnly => module.read_only = true,
                     super::auth::Access::ReadWrite => module.read_only = false,

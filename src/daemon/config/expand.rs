@@ -161,6 +161,70 @@ where
     Ok(out)
 }
 
+impl super::ModuleConfig {
+    /// The module with its string parameters' `%VAR%` references expanded
+    /// (upstream expands each string when it is first used, so per-connection
+    /// variables such as `RSYNC_USER_NAME` can appear, e.g. in `path`). The
+    /// shell hooks go through [`expand_vars_for_shell`].
+    pub fn expanded<F>(&self, lookup: F) -> Result<super::ModuleConfig, UnsafeHookValue>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let mut m = self.clone();
+        let plain = |v: &mut Option<String>| {
+            if let Some(s) = v.as_mut() {
+                if let Cow::Owned(x) = expand_vars(s, &lookup) {
+                    *s = x;
+                }
+            }
+        };
+        for v in [
+            &mut m.auth_users,
+            &mut m.charset,
+            &mut m.comment,
+            &mut m.exclude,
+            &mut m.exclude_from,
+            &mut m.filter,
+            &mut m.gid,
+            &mut m.hosts_allow,
+            &mut m.hosts_deny,
+            &mut m.include,
+            &mut m.include_from,
+            &mut m.incoming_chmod,
+            &mut m.log_file,
+            &mut m.outgoing_chmod,
+            &mut m.refuse_options,
+            &mut m.secrets_file,
+            &mut m.uid,
+            &mut m.path,
+            &mut m.temp_dir,
+        ] {
+            plain(v);
+        }
+        for s in [
+            &mut m.dont_compress,
+            &mut m.lock_file,
+            &mut m.log_format,
+            &mut m.syslog_tag,
+        ] {
+            if let Cow::Owned(x) = expand_vars(s, &lookup) {
+                *s = x;
+            }
+        }
+        for v in [
+            &mut m.early_exec,
+            &mut m.pre_xfer_exec,
+            &mut m.post_xfer_exec,
+            &mut m.name_converter,
+        ] {
+            if let Some(s) = v.as_mut() {
+                *s = expand_vars_for_shell(s, &lookup)?;
+            }
+        }
+        Ok(m)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
