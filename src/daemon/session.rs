@@ -87,6 +87,10 @@ fn serve_inner<R: Read, W: Write>(
         return Err(RERR_STARTCLIENT);
     }
     super::log::line(&format!("connect from {} ({})", who.host, who.addr));
+    // The handshake has a deadline (upstream daemon_handshake_timeout): a
+    // silent or trickling client cannot hold a session (or a max
+    // connections slot) forever.
+    handshake_deadline(cfg.global.defaults.timeout);
     let offered = super::auth::offered(std::env::var(super::auth::OFFER_ENV).ok().as_deref());
     line(w, &greeting_line(PROTOCOL_VERSION, &offered.join(" "))).map_err(io)?;
     if let Some(motd) = cfg.global.motd_file.as_deref() {
@@ -262,6 +266,8 @@ fn serve_inner<R: Read, W: Write>(
             }
         }
     }
+    // Local setup and hooks may take what they need.
+    handshake_deadline_off();
     let no_xfer_exec = std::env::var_os("RSYNC_NO_XFER_EXEC").is_some();
     // post-xfer exec is armed first, then pre-xfer exec starts, both before
     // the module is entered, as upstream.
@@ -311,6 +317,7 @@ fn serve_inner<R: Read, W: Write>(
         return Err(RERR_STARTCLIENT);
     }
     set_io_timeout(module.timeout);
+    handshake_deadline(module.timeout);
     line(w, "@RSYNCD: OK\n").map_err(io)?;
     let nul = proto >= 30;
     let mut argv: Vec<Vec<u8>> = Vec::new();
@@ -326,6 +333,7 @@ fn serve_inner<R: Read, W: Write>(
             Err(_) => return Err(RERR_STREAMIO),
         }
     }
+    handshake_deadline_off();
     // Options up to and including the first ".", then paths.
     let dot = argv.iter().position(|a| a == b".");
     let (opt_args, path_args) = match dot {
@@ -884,6 +892,24 @@ fn transfer_log(
         ..Default::default()
     };
     Some(Arc::new(crate::role::log::ClientLog::new(o)))
+}
+
+/// Seconds a daemon handshake may take at most.
+const HANDSHAKE_TIMEOUT: u32 = 60;
+
+/// Arm the handshake deadline: the `timeout` in force, at most (and when
+/// unset) 60 seconds. When it passes, SIGALRM ends the session.
+fn handshake_deadline(timeout: i32) {
+    let secs = if timeout <= 0 || timeout as u32 > HANDSHAKE_TIMEOUT {
+        HANDSHAKE_TIMEOUT
+    } else {
+        timeout as u32
+    };
+    nix::unistd::alarm::set(secs);
+}
+
+fn handshake_deadline_off() {
+    nix::unistd::alarm::cancel();
 }
 
 /// Apply the module's `timeout` to both directions of the client socket.

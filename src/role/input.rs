@@ -171,24 +171,29 @@ impl InputReader {
     }
 
     /// Discard input until the peer ends the stream (EOF, error or its
-    /// MSG_ERROR_EXIT) or `limit` passes.
-    pub fn wait_end(mut self, limit: std::time::Duration) {
+    /// MSG_ERROR_EXIT) or `limit` passes; true when it was its MSG_ERROR_EXIT.
+    pub fn wait_end(mut self, limit: std::time::Duration) -> bool {
+        let is_exit = |e: &ProtoError| matches!(e, ProtoError::PeerExit(_));
+        if let Some(e) = self.ended.as_ref().or(self.pending_end.as_ref()) {
+            return is_exit(e);
+        }
         let deadline = std::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return;
+                return false;
             }
             match &mut self.source {
                 Source::Pump { rx, .. } => match rx.recv_timeout(left) {
-                    Ok(Input::End(_)) | Err(_) => return,
+                    Ok(Input::End(e)) => return is_exit(&e),
+                    Err(_) => return false,
                     Ok(_) => {}
                 },
                 Source::Inline(src) => {
                     // The caller set a receive timeout, so this returns in time.
                     self.buf.resize(CHUNK, 0);
                     match src.read_chunk(&mut self.buf, &mut self.scratch) {
-                        Ok(0) => return,
+                        Ok(0) => return false,
                         Ok(_) => {}
                         Err(e)
                             if matches!(
@@ -197,7 +202,7 @@ impl InputReader {
                                     | io::ErrorKind::TimedOut
                                     | io::ErrorKind::Interrupted
                             ) => {}
-                        Err(_) => return,
+                        Err(e) => return is_exit(&from_io(e)),
                     }
                 }
             }

@@ -104,7 +104,13 @@ pub fn end_with_error<W: Write>(
         let _ = out.send_msg(MsgCode::ErrorExit, &code.to_le_bytes());
     }
     let _ = out.flush();
-    rest.wait_for_exit(Duration::from_secs(30));
+    // The client acknowledges with an empty MSG_ERROR_EXIT; a receiver
+    // answers it in kind (upstream read_msg), so the client's wait for our
+    // end sees a message, not a reset.
+    if rest.wait_for_exit(Duration::from_secs(30)) && proto >= 31 && role == "Receiver" {
+        let _ = out.send_msg(MsgCode::ErrorExit, &[]);
+        let _ = out.flush();
+    }
 }
 
 /// What is left of the client's input when a session fails: read from it
@@ -117,7 +123,8 @@ pub enum PeerInput<'a> {
 }
 
 impl PeerInput<'_> {
-    fn wait_for_exit(self, limit: Duration) {
+    /// Read until the client ends; true when it ended with MSG_ERROR_EXIT.
+    fn wait_for_exit(self, limit: Duration) -> bool {
         set_recv_timeout(1);
         let start = Instant::now();
         let mut buf = [0u8; 16 * 1024];
@@ -128,7 +135,9 @@ impl PeerInput<'_> {
     }
 }
 
-fn drain<R: Read + ?Sized>(r: &mut R, buf: &mut [u8], start: Instant, limit: Duration) {
+/// Read and discard until EOF, an error or `limit`; true when the end was
+/// the peer's MSG_ERROR_EXIT.
+fn drain<R: Read + ?Sized>(r: &mut R, buf: &mut [u8], start: Instant, limit: Duration) -> bool {
     while start.elapsed() < limit {
         match r.read(buf) {
             Ok(0) => break,
@@ -140,9 +149,16 @@ fn drain<R: Read + ?Sized>(r: &mut R, buf: &mut [u8], start: Instant, limit: Dur
                         | std::io::ErrorKind::TimedOut
                         | std::io::ErrorKind::Interrupted
                 ) => {}
-            Err(_) => break,
+            // The client's MSG_ERROR_EXIT: it is going, we may close.
+            Err(e) => {
+                return matches!(
+                    crate::protocol::mux::from_io(e),
+                    crate::protocol::ProtoError::PeerExit(_)
+                )
+            }
         }
     }
+    true
 }
 
 /// A receive timeout on the client socket (so draining can watch the clock).
@@ -377,6 +393,20 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
                 RoleError::PeerExit(_)
                 | RoleError::Proto(crate::protocol::ProtoError::PeerExit(_)) => {}
                 RoleError::Proto(p) if p.is_eof() => {}
+                // No I/O either way for `timeout` seconds: upstream exits at
+                // once (the message to its log), the client being stuck.
+                _ if code == RERR_TIMEOUT => {
+                    let text = format!(
+                        "[{}] io timeout after {} seconds -- exiting",
+                        if opts.sender { "sender" } else { "receiver" },
+                        env.timeout.max(0)
+                    );
+                    if let Some(log) = env.log {
+                        log(text.as_bytes());
+                    }
+                    tracing::warn!("{text}");
+                    return code;
+                }
                 _ => {
                     let msg = match &e {
                         RoleError::Proto(_) => format!("rsync: {e}"),
