@@ -307,3 +307,52 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+compat_test! {
+    fn load_1000_idle_connections_do_not_starve_others() {
+        // Someone opens 1000 connections and says nothing: a real client
+        // is still served at once, and the idle ones go at the handshake
+        // deadline (here the module timeout, 3 s).
+        let work = TempDir::new("idle1000");
+        let src = work.join("src");
+        load_tree(&src, 20, 7);
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\ntimeout = 3\n[mod]\n    path = {}\n",
+            src.display()
+        );
+        // Room for 1000 sockets in this process.
+        if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+            let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard.min(65536), hard);
+        }
+        let d = Daemon::start(&bins::ours(), &conf, "ours");
+        let idle: Vec<std::net::TcpStream> = (0..1000)
+            .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", d.port())).ok())
+            .collect();
+        assert!(idle.len() >= 1000, "only {} idle connections opened", idle.len());
+        let dest = work.join("dest");
+        let t = Instant::now();
+        let results = run_all(vec![vec!["-a".to_string(), d.url("mod/"), format!("{}/", dest.display())]], Duration::from_secs(60));
+        assert_eq!(results[0].0, 0, "pull beside 1000 idle connections: {}\n{}", results[0].1, d.logs());
+        assert!(t.elapsed() < Duration::from_secs(20), "the pull waited {:?}", t.elapsed());
+        if let Some(p) = same_tree(&src, &dest, "dest") {
+            panic!("{p}");
+        }
+        // The idle ones are dropped by the deadline.
+        let mut closed = 0;
+        for mut s in idle {
+            use std::io::Read;
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut b = [0u8; 128];
+            let gone = loop {
+                match s.read(&mut b) {
+                    Ok(0) => break true,
+                    Ok(_) => {}
+                    Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+                }
+            };
+            closed += usize::from(gone);
+        }
+        assert_eq!(closed, 1000);
+        assert!(t.elapsed() < Duration::from_secs(40), "idle connections were held {:?}", t.elapsed());
+    }
+}
