@@ -632,3 +632,41 @@ compat_test! {
             .run();
     }
 }
+
+// --- --log-file on the client ---
+
+compat_test! {
+    fn client_log_file_push_and_pull() {
+        use crate::harness::bins;
+        use crate::harness::daemon::Daemon;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        let work = TempDir::new("client_log_file");
+        let src = work.join("src");
+        small(&src);
+        let mut logs = Vec::new();
+        for side in ["stock", "ours"] {
+            let up = work.join(format!("up-{side}"));
+            std::fs::create_dir_all(&up).expect("up");
+            fixture::pin_times(&up, &[]);
+            let conf = format!(
+                "use chroot = no\nuid = root\ngid = root\n[up]\n    path = {}\n    read only = no\n",
+                up.display()
+            );
+            let d = Daemon::start(&bins::stock(), &conf, "stock");
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            let log = work.join(format!("{side}.log"));
+            let lf = format!("--log-file={}", log.display());
+            let dest = work.join(format!("dest-{side}"));
+            for args in [
+                vec!["-a".to_string(), lf.clone(), format!("{}/", src.display()), d.url("up/")],
+                vec!["-a".to_string(), "--delete".into(), lf.clone(), "--log-file-format=%o %n %l".into(), d.url("up/"), format!("{}/", dest.display())],
+            ] {
+                let o = run_cmd(&bin, &args, None, client_timeout());
+                assert_eq!(o.code, 0, "{side}: {}", o.describe());
+            }
+            logs.push(crate::daemon_module::normalized_log(&std::fs::read_to_string(&log).unwrap_or_default()));
+        }
+        assert_eq!(logs[1], logs[0], "client log files differ (ours left, stock right)");
+    }
+}

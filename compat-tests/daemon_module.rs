@@ -522,7 +522,7 @@ compat_test! {
 /// A log file's lines without their time and pid prefix, the parts that
 /// differ between two runs (times, pids, byte totals, versions) masked,
 /// sorted (sessions of different connections interleave).
-fn normalized_log(text: &str) -> Vec<String> {
+pub(crate) fn normalized_log(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text
         .lines()
         .map(|l| {

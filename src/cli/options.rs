@@ -251,6 +251,8 @@ pub struct Options {
     pub dparams: Vec<String>,
     /// --log-file
     pub log_file: Option<String>,
+    /// --log-file-format
+    pub log_file_format: Option<String>,
     /// --password-file
     pub password_file: Option<String>,
     /// --rsync-path
@@ -710,6 +712,7 @@ impl Options {
             // one list, read by whichever runs.
             "dparam" | "remote-option" => self.dparams.push(v()),
             "log-file" => self.log_file = Some(v()),
+            "log-file-format" => self.log_file_format = Some(v()),
             "password-file" => self.password_file = Some(v()),
             "rsync-path" => self.rsync_path = Some(v()),
             "protocol" => self.protocol = Some(parse_num(name, &v())?),

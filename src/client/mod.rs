@@ -412,13 +412,45 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
     let client = "client";
     let plan = args::plan(args).map_err(|e| (fail(RERR_SYNTAX, e.0), client))?;
     let s = settings(o, &plan).map_err(|f| (f, client))?;
-    let log = Arc::new(ClientLog::new(s.out.clone()));
+    let log = Arc::new(with_log_file(o, &s, ClientLog::new(s.out.clone())));
     let (done, role) = run_planned(o, &plan, &s, &log, None)?;
+    if let (Some(sm), Some(_)) = (&done.summary, &o.log_file) {
+        crate::daemon::log::line(&format!(
+            "sent {} bytes  received {} bytes  total size {}",
+            sm.total_written, sm.total_read, sm.total_size
+        ));
+    }
     if let Some(mut sm) = done.summary {
         sm.seconds = start.elapsed().map(|d| d.as_secs()).unwrap_or(0);
         summary::print(&log, &sm, done.proto, s.human);
     }
     Ok((done.code, role))
+}
+
+/// `--log-file`: the file is opened, and items and deletions also go there
+/// in `--log-file-format` (default `%i %n%L`), as upstream's client logs.
+pub fn with_log_file(o: &Options, s: &Settings, log: ClientLog) -> ClientLog {
+    let Some(path) = o.log_file.as_deref() else {
+        return log;
+    };
+    crate::daemon::log::init(Some(path), 0, None);
+    let fmt = o
+        .log_file_format
+        .clone()
+        .unwrap_or_else(|| "%i %n%L".to_string());
+    let has_i = fmt.contains("%i");
+    let file = crate::role::log::OutputOpts {
+        has_i: u8::from(has_i),
+        has_o_or_i: has_i || fmt.contains("%o"),
+        format: Some(fmt),
+        am_sender: s.am_sender,
+        local_server: s.local_server,
+        preserve_mtimes: o.times,
+        dry_run: o.dry_run,
+        sink: Some(crate::daemon::log::xfer_sink),
+        ..Default::default()
+    };
+    log.with_file_log(ClientLog::new(file))
 }
 
 /// What a client run needs once its arguments are understood.
@@ -810,6 +842,10 @@ fn transfer(
             .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
     }
     let env = ServerEnv {
+        log: o
+            .log_file
+            .is_some()
+            .then_some(crate::daemon::log::bytes as fn(&[u8])),
         outgoing_chmod: s.chmod.clone().filter(|_| s.am_sender),
         incoming_chmod: s.chmod.clone().filter(|_| !s.am_sender),
         ..Default::default()

@@ -113,6 +113,9 @@ pub struct ClientLog {
     needs_newline: AtomicBool,
     lock: Mutex<()>,
     progress: Mutex<Progress>,
+    /// A client's `--log-file`: items and deletions also go there, under
+    /// that log's own format and rules.
+    file: Option<std::sync::Arc<ClientLog>>,
 }
 
 /// `--progress` state of the file in flight (upstream progress.c).
@@ -145,7 +148,14 @@ impl ClientLog {
             needs_newline: AtomicBool::new(false),
             lock: Mutex::new(()),
             progress: Mutex::new(Progress::default()),
+            file: None,
         }
+    }
+
+    /// Also log items and deletions to `file` (a client's `--log-file`).
+    pub fn with_file_log(mut self, file: ClientLog) -> Self {
+        self.file = Some(std::sync::Arc::new(file));
+        self
     }
 
     /// Whether the receiving side can set symlink times (the `%i` `T` column).
@@ -321,8 +331,15 @@ impl ClientLog {
         self.text(MsgCode::Info, &list_line(e, self.o.human));
     }
 
-    /// log_item: one item in the output format.
+    /// log_item: one item in the output format (a transferred file).
     pub fn log_item(&self, e: &FileEntry, fl: u32, hlink: Option<&[u8]>) {
+        if let Some(f) = &self.file {
+            f.log_item(e, fl, hlink);
+        }
+        self.emit_item(e, fl, hlink);
+    }
+
+    fn emit_item(&self, e: &FileEntry, fl: u32, hlink: Option<&[u8]>) {
         if self.o.sink.is_some() && self.o.dry_run {
             return;
         }
@@ -335,6 +352,9 @@ impl ClientLog {
 
     /// log_item with the bytes moved for this file (`%b`/`%c`).
     pub fn log_item_bytes(&self, e: &FileEntry, fl: u32, bytes: ByteCounts) {
+        if let Some(f) = &self.file {
+            f.log_item_bytes(e, fl, bytes);
+        }
         if self.o.sink.is_some() && self.o.dry_run {
             return;
         }
@@ -356,7 +376,7 @@ impl ClientLog {
             let see_item = itemizing && (sig || !xname.is_empty());
             if see_item && !self.o.dry_run {
                 let hl = (!xname.is_empty()).then_some(xname);
-                self.log_item(e, fl, hl);
+                self.emit_item(e, fl, hl);
             }
             return;
         }
@@ -366,12 +386,20 @@ impl ClientLog {
         let local_change = fl & iflags::LOCAL_CHANGE as u32 != 0 && sig;
         if see_item || local_change || !xname.is_empty() || (mode::is_dir(e.mode) && sig) {
             let hl = (!xname.is_empty()).then_some(xname);
-            self.log_item(e, fl, hl);
+            self.emit_item(e, fl, hl);
+            // upstream log_item: the log file has it when it changed something
+            // or its format itemizes.
+            if let Some(f) = self.file.as_ref().filter(|f| sig || f.o.has_i > 0) {
+                f.emit_item(e, fl, hl);
+            }
         }
     }
 
     /// log_delete: "deleting NAME" (or the item format with `*deleting`).
     pub fn log_delete(&self, name: &[u8], file_mode: u32) {
+        if let Some(f) = &self.file {
+            f.log_delete(name, file_mode);
+        }
         if self.o.sink.is_some() && self.o.dry_run {
             return;
         }
