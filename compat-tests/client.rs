@@ -670,3 +670,63 @@ compat_test! {
         assert_eq!(logs[1], logs[0], "client log files differ (ours left, stock right)");
     }
 }
+
+// --- --progress and --info=progress2 ---
+
+/// Progress output with the timing fields masked, one entry per `\r` or
+/// `\n` separated piece.
+fn progress_shape(out: &str) -> Vec<String> {
+    out.split(['\r', '\n'])
+        .map(|piece| {
+            piece
+                .split_whitespace()
+                .map(|w| {
+                    let rate = w.ends_with("B/s") && w.contains('.');
+                    let time = w.matches(':').count() == 2
+                        && w.chars().all(|c| c.is_ascii_digit() || c == ':');
+                    if rate {
+                        "RATE"
+                    } else if time {
+                        "TIME"
+                    } else {
+                        w
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+compat_test! {
+    fn client_progress_and_progress2() {
+        use crate::harness::bins;
+        use crate::harness::daemon::Daemon;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        let work = TempDir::new("client_progress");
+        let src = work.join("src");
+        small(&src);
+        let conf = format!("use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n", src.display());
+        let d = Daemon::start(&bins::stock(), &conf, "stock");
+        for args in [&["-a", "--progress"][..], &["-a", "--info=progress2"], &["-av", "--info=progress2"]] {
+            let mut shapes = Vec::new();
+            for side in ["stock", "ours"] {
+                let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+                let dest = work.join("dest");
+                let _ = std::fs::remove_dir_all(&dest);
+                let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+                v.push(d.url("mod/"));
+                v.push(format!("{}/", dest.display()));
+                let o = run_cmd(&bin, &v, None, client_timeout());
+                assert_eq!(o.code, 0, "{side} {args:?}: {}", o.describe());
+                shapes.push(progress_shape(&o.stdout));
+            }
+            // The summary's bytes and rate differ run to run.
+            let strip = |v: &Vec<String>| -> Vec<String> {
+                v.iter().filter(|l| !l.starts_with("sent ") && !l.starts_with("total size")).cloned().collect()
+            };
+            assert_eq!(strip(&shapes[1]), strip(&shapes[0]), "{args:?}: ours (left) vs stock (right)");
+        }
+    }
+}

@@ -424,6 +424,7 @@ fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunR
         sm.seconds = start.elapsed().map(|d| d.as_secs()).unwrap_or(0);
         summary::print(&log, &sm, done.proto, s.human);
     }
+    log.end_line();
     Ok((done.code, role))
 }
 

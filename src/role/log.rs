@@ -123,6 +123,12 @@ pub struct ClientLog {
 struct Progress {
     start: Option<(std::time::Instant, i64)>,
     last: Option<(std::time::Instant, i64)>,
+    /// `--info=progress2`: bytes of the files started so far (this one
+    /// included) and of every file listed so far.
+    transferred: i64,
+    total: i64,
+    /// progress2: the longest end-of-line seen (shorter ones are padded).
+    eol_len: usize,
 }
 
 /// Where a file stands in the transfer, for the end of its progress line.
@@ -169,6 +175,16 @@ impl ClientLog {
     }
 
     /// A progress line was left open (the next message starts on a new line).
+    /// The end of the run: a progress line left open gets its newline
+    /// (upstream exit_cleanup).
+    pub fn end_line(&self) {
+        if self.needs_newline.swap(false, Ordering::Relaxed) {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(b"\n");
+            let _ = o.flush();
+        }
+    }
+
     pub fn set_needs_newline(&self, on: bool) {
         self.needs_newline.store(on, Ordering::Relaxed);
     }
@@ -180,11 +196,27 @@ impl ClientLog {
         }
     }
 
+    /// The transfer's totals before a file starts (for `--info=progress2`,
+    /// whose line is about the whole transfer).
+    pub fn progress_totals(&self, transferred: i64, total: i64) {
+        if self.o.progress >= 2 {
+            let mut p = self.progress_state();
+            p.transferred = transferred;
+            p.total = total;
+        }
+    }
+
     /// show_progress: at most once a second, the file's running line (no newline).
     pub fn progress_update(&self, ofs: i64, size: i64) {
         if self.o.progress == 0 || self.o.quiet {
             return;
         }
+        let (ofs, size) = if self.o.progress >= 2 {
+            let p = self.progress_state();
+            (p.transferred - size + ofs, p.total.max(p.transferred))
+        } else {
+            (ofs, size)
+        };
         let now = std::time::Instant::now();
         let line = {
             let mut p = self.progress_state();
@@ -226,6 +258,33 @@ impl ClientLog {
             return;
         }
         let now = std::time::Instant::now();
+        if self.o.progress >= 2 {
+            // One line for the whole transfer: its rate since the start,
+            // the end padded over a longer previous one, no newline.
+            let line = {
+                let mut p = self.progress_state();
+                let (ofs, total) = (p.transferred, p.total.max(p.transferred));
+                let (t0, o0) = *p.start.get_or_insert((now, ofs));
+                p.last = Some((now, ofs));
+                let eol = format!(
+                    " (xfr#{}, {}-chk={}/{})",
+                    pos.xferred,
+                    if pos.flist_eof { "to" } else { "ir" },
+                    pos.num_files.saturating_sub(pos.index + 1),
+                    pos.num_files
+                );
+                p.eol_len = p.eol_len.max(eol.len());
+                let eol = format!("{eol:<width$}", width = p.eol_len);
+                let ms = now.duration_since(t0).as_millis().max(1) as f64;
+                let rate = (ofs - o0) as f64 * 1000.0 / ms / 1024.0;
+                progress_line(ofs, total, rate, ms / 1000.0, &eol, self.o.human)
+            };
+            self.needs_newline.store(true, Ordering::Relaxed);
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(line.as_bytes());
+            let _ = o.flush();
+            return;
+        }
         let (t0, o0) = {
             let mut p = self.progress_state();
             let s = p.start.unwrap_or((now, 0));

@@ -151,6 +151,19 @@ pub fn run<W: Write>(
         Ok(r) => r,
         Err(p) => p.into_inner(),
     };
+    // The first list's bytes (later lists are counted as they arrive), for
+    // --info=progress2's whole-transfer total.
+    let first_size: i64 = lock()
+        .lists
+        .first()
+        .map(|l| {
+            l.files
+                .iter()
+                .filter(|e| !mode::is_dir(e.mode))
+                .map(|e| e.size)
+                .sum()
+        })
+        .unwrap_or(0);
     // Finished indexes go to the generator in batches: before we wait for
     // input, before any other event, and every DONE_BATCH files (one
     // wake-up of the generator per batch instead of one per file).
@@ -189,6 +202,30 @@ pub fn run<W: Write>(
             continue;
         }
         if ndx == NDX_DONE {
+            // progress2 shows where the transfer stands at each end of a
+            // list or phase (upstream receiver: end_progress(0)).
+            // (Once incremental lists are all done there is no current
+            // list, and nothing is shown.)
+            let current_list = if inc {
+                active_lists > 0
+            } else {
+                phase < max_phase
+            };
+            if let Some(l) = log.filter(|l| l.o.progress >= 2 && current_list) {
+                let (num_files, eof) = {
+                    let r = lock();
+                    (r.recv.total, r.eof)
+                };
+                l.progress_end(
+                    0,
+                    crate::role::log::ProgressPos {
+                        xferred: stats.xferred_files,
+                        num_files,
+                        index: num_files.saturating_sub(1),
+                        flist_eof: eof,
+                    },
+                );
+            }
             if inc && active_lists > 0 {
                 active_lists -= 1;
                 // The sender ended the oldest list: the generator had
@@ -401,6 +438,7 @@ pub fn run<W: Write>(
         let mut block_data = Vec::new();
         let mut got = 0i64;
         if let Some(l) = log {
+            l.progress_totals(stats.total_transferred_size, stats.total_size + first_size);
             l.progress_update(0, e.size);
         }
         let mut failed: Option<String> = None;

@@ -748,6 +748,9 @@ pub fn run<W: Write>(
             l.log_item(&file.entry, req.iflags as u32, None);
         }
         if let Some(l) = ctx.local {
+            l.progress_totals(stats.total_transferred_size, stats.total_size);
+        }
+        if let Some(l) = ctx.local {
             if before_transfer {
             } else if l.o.name >= 1 && l.o.progress == 1 {
                 l.info(&String::from_utf8_lossy(&file.entry.name));
