@@ -730,3 +730,24 @@ compat_test! {
         }
     }
 }
+
+// --- --mkpath on our receiving side ---
+
+compat_test! {
+    fn client_mkpath() {
+        ClientCase::new("client_mkpath_pull", Mode::DaemonPull, small)
+            .dest("x/y/")
+            .args(&["-a", "--mkpath"])
+            .run();
+        ClientCase::new("client_mkpath_local_single", Mode::Local, small)
+            .source("a.txt")
+            .dest("p/q/renamed.txt")
+            .args(&["-a", "--mkpath"])
+            .run();
+        ClientCase::new("client_no_mkpath_fails", Mode::Local, small)
+            .dest("x/y/")
+            .args(&["-a"])
+            .expect_code(11)
+            .run();
+    }
+}

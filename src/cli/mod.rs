@@ -10,12 +10,14 @@ use std::io::Write;
 
 /// Entry point used by `main`; returns the process exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
-    crate::logging::init();
     let args: Vec<String> = args
         .into_iter()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    let quiet_logs = args.first().map(String::as_str) != Some("push")
+        && (args.iter().any(|a| a == "--server") || !args.iter().any(|a| a == "--daemon"));
+    crate::logging::init(if quiet_logs { "off" } else { "warn" });
     if args.first().map(String::as_str) == Some("push") {
         return crate::push::run(args[1..].to_vec());
     }

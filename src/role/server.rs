@@ -990,7 +990,13 @@ pub(crate) fn receive_files<W: Write + Send>(
             created: false,
         }
     } else {
-        local_dest(dest_arg, &list, opts.dry_run)?
+        local_dest(
+            dest_arg,
+            &list,
+            opts.dry_run,
+            opts.mkpath,
+            env.module.as_deref(),
+        )?
     };
     let mut shown_name = None;
     if let Some(name) = &dest_at.local_name {
@@ -1218,8 +1224,23 @@ fn local_dest(
     dest: &[u8],
     list: &crate::flist::recv::RecvList,
     dry_run: bool,
+    mkpath: bool,
+    module: Option<&str>,
 ) -> Result<LocalDest, RoleError> {
     let shown = |d: &[u8]| String::from_utf8_lossy(d).into_owned();
+    // upstream full_fname: a module names the path inside it; otherwise a
+    // relative path is shown under the current directory.
+    let full = |d: &[u8]| -> String {
+        let p = shown(d);
+        match module {
+            Some(m) => format!("\"{p}\" (in {m})"),
+            None if p.starts_with('/') => format!("\"{p}\""),
+            None => match std::env::current_dir() {
+                Ok(c) => format!("\"{}/{p}\"", c.display()),
+                Err(_) => format!("\"{p}\""),
+            },
+        }
+    };
     let dest: Vec<u8> = if dest.is_empty() {
         b".".to_vec()
     } else {
@@ -1272,10 +1293,16 @@ fn local_dest(
             ));
         }
         if !dry_run {
-            if let Err(e) = std::fs::create_dir(PathBuf::from(std::ffi::OsStr::from_bytes(&d))) {
+            let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&d));
+            if mkpath {
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+            }
+            if let Err(e) = std::fs::create_dir(&dir) {
                 return Err(RoleError::FileIo(format!(
-                    "rsync: [Receiver] mkdir \"{}\" failed: {}",
-                    shown(&d),
+                    "rsync: [Receiver] mkdir {} failed: {}",
+                    full(&d),
                     crate::fs::os_error_text(&e)
                 )));
             }
@@ -1286,7 +1313,13 @@ fn local_dest(
             created: true,
         });
     }
-    // A single file written under the destination's name, in its parent.
+    // A single file written under the destination's name, in its parent
+    // (made first with --mkpath).
+    if mkpath && !dry_run && st.is_err() {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+    }
     match dest.iter().rposition(|&c| c == b'/') {
         None => Ok(LocalDest {
             dir: Vec::new(),
