@@ -751,3 +751,53 @@ compat_test! {
             .run();
     }
 }
+
+// --- --ignore-missing-args on the sending side ---
+
+compat_test! {
+    fn ignore_missing_args_on_our_sending_sides() {
+        use crate::harness::bins;
+        use crate::harness::daemon::Daemon;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        use crate::harness::tree::{diff, format_diff, snapshot_with, SnapOptions};
+        let snapshot = |p: &std::path::Path| snapshot_with(p, SnapOptions { ignore_root: true });
+        let work = TempDir::new("ignore_missing");
+        let src = work.join("src");
+        small(&src);
+        let conf = format!("use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n", src.display());
+        let stock_d = Daemon::start(&bins::stock(), &conf, "stock");
+        let ours_d = Daemon::start(&bins::ours(), &conf, "ours");
+        for flag in ["--ignore-missing-args", "-a"] {
+            let mut got = Vec::new();
+            for side in ["stock", "ours"] {
+                let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+                let d = if side == "stock" { &stock_d } else { &ours_d };
+                // Our client sending (local sources) and our daemon sending.
+                let push_dest = work.join(format!("push-{side}"));
+                let pull_dest = work.join(format!("pull-{side}"));
+                let _ = std::fs::remove_dir_all(&push_dest);
+                let _ = std::fs::remove_dir_all(&pull_dest);
+                let a = run_cmd(
+                    &bin,
+                    ["-a".to_string(), flag.into(), src.join("a.txt").display().to_string(), src.join("nosuch").display().to_string(), format!("{}/", push_dest.display())],
+                    None,
+                    client_timeout(),
+                );
+                let b = run_cmd(
+                    &bins::stock(),
+                    ["-a".to_string(), flag.into(), d.url("mod/b.txt"), d.url("mod/nosuch"), format!("{}/", pull_dest.display())],
+                    None,
+                    client_timeout(),
+                );
+                got.push((a.code, b.code, push_dest, pull_dest));
+            }
+            let (s, o) = (&got[0], &got[1]);
+            assert_eq!((o.0, o.1), (s.0, s.1), "{flag}: exit codes (ours, then stock)");
+            for (x, y) in [(&s.2, &o.2), (&s.3, &o.3)] {
+                let d = diff("stock", &snapshot(x), "ours", &snapshot(y));
+                assert!(d.is_empty(), "{flag}: {}", format_diff(&d, 10));
+            }
+        }
+    }
+}

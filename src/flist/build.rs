@@ -75,6 +75,9 @@ pub struct BuildOpts {
     pub confine_to: Option<PathBuf>,
     /// Daemon module name, for messages (`"name" (in module)`).
     pub module: Option<String>,
+    /// `--ignore-missing-args`: a top-level argument that does not exist is
+    /// skipped without an error (upstream missing_args == 1).
+    pub ignore_missing_args: bool,
 }
 
 /// A listed file: its wire entry plus where it lives locally.
@@ -286,6 +289,9 @@ impl Walker<'_> {
             Ok(m) => m,
             Err(e) => {
                 let code = e.raw_os_error().unwrap_or(0);
+                if top && self.o.ignore_missing_args && e.kind() == std::io::ErrorKind::NotFound {
+                    return None;
+                }
                 if top {
                     let msg = format!(
                         "rsync: [sender] link_stat {} failed: {} ({code})",

@@ -641,6 +641,7 @@ pub(crate) fn send_files<W: Write>(
         preserve_gid: opts.group,
         confine_to: confine.clone(),
         module: env.module.clone(),
+        ignore_missing_args: opts.ignore_missing_args && !opts.delete_missing_args,
     };
     let start = Instant::now();
     let client = if client_rules.is_empty() {
