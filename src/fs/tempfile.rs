@@ -54,22 +54,39 @@ pub fn temp_stem(leaf: &[u8], in_temp_dir: bool) -> Vec<u8> {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Six random `[A-Za-z0-9]` characters.
+/// Six random `[A-Za-z0-9]` characters: a per-thread generator seeded once
+/// from the kernel (a getrandom call per temp file showed in profiles; the
+/// O_EXCL create makes a collision harmless, it is retried).
 fn random_suffix() -> [u8; 6] {
     const CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut raw = [0u8; 6];
-    // SAFETY: getrandom fills the 6-byte buffer it is given.
-    let n = unsafe { libc::getrandom(raw.as_mut_ptr().cast(), raw.len(), libc::GRND_NONBLOCK) };
-    if n != 6 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        h.write_u32(std::process::id());
-        if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            h.write_u128(d.as_nanos());
-        }
-        raw.copy_from_slice(&h.finish().to_le_bytes()[..6]);
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
+    let mut x = STATE.with(|s| s.get());
+    if x == 0 {
+        let mut seed = [0u8; 8];
+        // SAFETY: getrandom fills the 8-byte buffer it is given.
+        let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), libc::GRND_NONBLOCK) };
+        x = u64::from_le_bytes(seed);
+        if n != 8 || x == 0 {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            h.write_u32(std::process::id());
+            if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+                h.write_u128(d.as_nanos());
+            }
+            x = h.finish() | 1;
+        }
+    }
+    // xorshift64*
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    STATE.with(|s| s.set(x));
+    let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let mut raw = [0u8; 6];
+    raw.copy_from_slice(&v.to_le_bytes()[..6]);
     raw.map(|b| CHARS[usize::from(b) % CHARS.len()])
 }
 

@@ -78,12 +78,14 @@ impl<W: Write> Write for Sink<W> {
 }
 
 /// Where rebuilt data goes: buffered, or sparse (`-S`: runs of zeros become holes).
-enum OutFile {
-    Plain(BufWriter<std::fs::File>),
-    Sparse { file: std::fs::File, hole: u64 },
+/// Where a received file's data goes: the temp (or in-place) file, borrowed
+/// (no dup per file), buffered or with holes left for zero runs.
+enum OutFile<'f> {
+    Plain(BufWriter<&'f std::fs::File>),
+    Sparse { file: &'f std::fs::File, hole: u64 },
 }
 
-impl Write for OutFile {
+impl Write for OutFile<'_> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         match self {
             OutFile::Plain(w) => w.write(b),
@@ -385,11 +387,13 @@ pub fn run<W: Write>(
         };
         let sparse = cfg.opts.sparse && !inplace;
         let writer = Sink {
-            inner: file.as_ref().and_then(|f| f.try_clone().ok()).map(|f| {
+            inner: file.as_ref().map(|f| {
                 if sparse {
                     OutFile::Sparse { file: f, hole: 0 }
                 } else {
-                    OutFile::Plain(BufWriter::with_capacity(256 * 1024, f))
+                    // Small files need small buffers (no 256 KiB each).
+                    let cap = usize::try_from(e.size).unwrap_or(0).clamp(8 * 1024, 256 * 1024);
+                    OutFile::Plain(BufWriter::with_capacity(cap, f))
                 }
             }),
             error: None,
