@@ -421,3 +421,41 @@ compat_test! {
         );
     }
 }
+
+compat_test! {
+    fn fanout_live_view_on_a_terminal() {
+        // Under a pseudo-terminal (script(1)) the push draws one line per
+        // target in place, then leaves the final table; through a pipe it
+        // draws nothing (the other cases check that).
+        let work = TempDir::new("fanout_live");
+        let src = work.join("src");
+        tree(&src);
+        let dests: Vec<PathBuf> = (0..3).map(|i| work.join(format!("t{i}"))).collect();
+        let mut cmd = format!("{} push -aH {}/", bins::ours().display(), src.display());
+        for d in &dests {
+            cmd.push_str(&format!(" {}/", d.display()));
+        }
+        let out = run_cmd(Path::new("/usr/bin/script"), ["-qec", cmd.as_str(), "/dev/null"], None, client_timeout());
+        assert_eq!(out.code, 0, "{}", out.describe());
+        assert!(out.stdout.contains("\x1b[2K"), "no live view drawn:\n{:?}", out.stdout);
+        for d in &dests {
+            let name = format!("{}/", d.display());
+            assert!(
+                out.stdout.lines().any(|l| l.contains(&name) && (l.contains("waiting") || l.contains("sending") || l.contains("done"))),
+                "{name} has no live line:\n{:?}",
+                out.stdout
+            );
+            assert!(
+                out.stdout.lines().any(|l| l.trim_end().starts_with(&name) && l.trim_end().ends_with("ok")),
+                "{name} missing from the final table:\n{:?}",
+                out.stdout
+            );
+            if let Some(p) = tree_problem("target", &src, d, SnapOptions { ignore_root: true }, unix_now()) {
+                panic!("{p}");
+            }
+        }
+        // Piped, the same push prints only the table.
+        let piped = push(&["-a".to_string(), format!("{}/", src.display()), format!("{}/", dests[0].display())]);
+        assert!(!piped.stdout.contains('\x1b'), "escape codes through a pipe:\n{:?}", piped.stdout);
+    }
+}

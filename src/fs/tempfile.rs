@@ -66,7 +66,8 @@ fn random_suffix() -> [u8; 6] {
     if x == 0 {
         let mut seed = [0u8; 8];
         // SAFETY: getrandom fills the 8-byte buffer it is given.
-        let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), libc::GRND_NONBLOCK) };
+        let n =
+            unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), libc::GRND_NONBLOCK) };
         x = u64::from_le_bytes(seed);
         if n != 8 || x == 0 {
             use std::hash::{BuildHasher, Hasher};

@@ -8,6 +8,7 @@
 //! `--watch` (`watch`) keeps pushing changes after the first run.
 
 pub mod config;
+pub mod live;
 pub mod watch;
 
 use crate::cli::options::{self, Options};
@@ -258,6 +259,24 @@ impl Plan {
         let queue = Mutex::new(picked.clone());
         let results: Mutex<Vec<(usize, TargetResult)>> = Mutex::new(Vec::new());
         let labelled = self.targets.len() > 1;
+        // The combined live view: for a person at a terminal, when nothing
+        // else prints per-file lines (and not in watch mode's batches).
+        let lives: Vec<Arc<live::TargetLive>> = (0..self.targets.len())
+            .map(|_| Arc::new(live::TargetLive::default()))
+            .collect();
+        let _view = (live::stdout_is_terminal()
+            && !self.popts.watch
+            && o.verbose == 0
+            && o.itemize == 0
+            && !o.progress)
+            .then(|| {
+                live::LiveView::start(
+                    picked
+                        .iter()
+                        .map(|&i| (self.targets[i].clone(), lives[i].clone()))
+                        .collect(),
+                )
+            });
         std::thread::scope(|s| {
             for _ in 0..jobs.min(picked.len()) {
                 s.spawn(|| loop {
@@ -268,7 +287,8 @@ impl Plan {
                     let Some(i) = next else {
                         return;
                     };
-                    let r = self.push_one(&self.targets[i], o, sources, &cache, labelled);
+                    let r =
+                        self.push_one(&self.targets[i], o, sources, &cache, labelled, &lives[i]);
                     match results.lock() {
                         Ok(mut v) => v.push((i, r)),
                         Err(p) => p.into_inner().push((i, r)),
@@ -289,6 +309,7 @@ impl Plan {
         sources: &[String],
         cache: &Arc<ListCache>,
         labelled: bool,
+        live: &Arc<live::TargetLive>,
     ) -> TargetResult {
         let started = Instant::now();
         let mut args: Vec<String> = sources.to_vec();
@@ -323,7 +344,12 @@ impl Plan {
         let mut delay = self.popts.backoff;
         loop {
             result.attempts += 1;
-            let log = Arc::new(ClientLog::new(settings.out.clone()));
+            live.attempt(result.attempts);
+            let counter = live.clone();
+            let log = Arc::new(
+                ClientLog::new(settings.out.clone())
+                    .with_file_hook(Arc::new(move |size| counter.file_sent(size))),
+            );
             let r = client::run_planned(o, &plan, &settings, &log, Some(cache.clone()));
             match r {
                 Ok((Finished { code, summary, .. }, _)) => {
@@ -344,8 +370,14 @@ impl Plan {
                 }
             }
             if result.code == 0 || result.attempts > self.popts.retries {
+                live.set(if result.code == 0 {
+                    live::State::Done
+                } else {
+                    live::State::Failed
+                });
                 break;
             }
+            live.set(live::State::Retrying);
             tracing::warn!(
                 target,
                 attempt = result.attempts,

@@ -116,6 +116,20 @@ pub struct ClientLog {
     /// A client's `--log-file`: items and deletions also go there, under
     /// that log's own format and rules.
     file: Option<std::sync::Arc<ClientLog>>,
+    /// Told about each file sent (a push's live view counts them).
+    on_file: Option<HookBox>,
+}
+
+/// See [`ClientLog::with_file_hook`].
+pub type FileHook = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A [`FileHook`] that can sit in a `Debug` struct.
+struct HookBox(FileHook);
+
+impl std::fmt::Debug for HookBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileHook")
+    }
 }
 
 /// `--progress` state of the file in flight (upstream progress.c).
@@ -155,6 +169,20 @@ impl ClientLog {
             lock: Mutex::new(()),
             progress: Mutex::new(Progress::default()),
             file: None,
+            on_file: None,
+        }
+    }
+
+    /// Call `hook` with the size of every file sent.
+    pub fn with_file_hook(mut self, hook: FileHook) -> Self {
+        self.on_file = Some(HookBox(hook));
+        self
+    }
+
+    /// A file went out (for the hook, if any).
+    pub fn file_sent(&self, size: u64) {
+        if let Some(h) = &self.on_file {
+            (h.0)(size);
         }
     }
 

@@ -392,7 +392,9 @@ pub fn run<W: Write>(
                     OutFile::Sparse { file: f, hole: 0 }
                 } else {
                     // Small files need small buffers (no 256 KiB each).
-                    let cap = usize::try_from(e.size).unwrap_or(0).clamp(8 * 1024, 256 * 1024);
+                    let cap = usize::try_from(e.size)
+                        .unwrap_or(0)
+                        .clamp(8 * 1024, 256 * 1024);
                     OutFile::Plain(BufWriter::with_capacity(cap, f))
                 }
             }),

@@ -769,6 +769,7 @@ pub fn run<W: Write>(
             &mut token_buf,
         )?;
         if let Some(l) = ctx.local {
+            l.file_sent(file.entry.size.max(0) as u64);
             l.progress_end(
                 file.entry.size,
                 crate::role::log::ProgressPos {
