@@ -7,11 +7,14 @@
 //! leading directories sent as implied directories.
 
 use super::sort::f_name_cmp;
+use crate::fs::dest::{stat_at, Stat};
 use crate::protocol::flist::{mode, FileEntry, HardLink};
+use nix::libc;
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Decides which names are left out of the list (filters, daemon excludes).
@@ -278,14 +281,26 @@ impl Walker<'_> {
 
     /// lstat, or stat where the options follow links. Returns the metadata and
     /// whether a symlink was followed.
+    /// `at` names the entry by its directory's open fd and its leaf name
+    /// (a one-component lookup, as upstream's dirfd-relative walk); without
+    /// it, `local` is looked up from the working directory.
     fn stat(
         &mut self,
+        at: Option<(RawFd, &[u8])>,
         local: &Path,
         name: &[u8],
         follow_top: bool,
         top: bool,
-    ) -> Option<(std::fs::Metadata, bool)> {
-        let lmd = match std::fs::symlink_metadata(local) {
+    ) -> Option<(Stat, bool)> {
+        let (dirfd, cname) = match at {
+            Some((fd, leaf)) => (fd, CString::new(leaf)),
+            None => (libc::AT_FDCWD, CString::new(local.as_os_str().as_bytes())),
+        };
+        let looked = cname
+            .map_err(|_| libc::EINVAL)
+            .and_then(|c| stat_at(dirfd, &c, false).map(|m| (m, c)))
+            .map_err(std::io::Error::from_raw_os_error);
+        let (lmd, cname) = match looked {
             Ok(m) => m,
             Err(e) => {
                 let code = e.raw_os_error().unwrap_or(0);
@@ -317,7 +332,7 @@ impl Walker<'_> {
                 return None;
             }
         };
-        if !lmd.file_type().is_symlink() {
+        if !lmd.is_symlink() {
             return Some((lmd, false));
         }
         let follow =
@@ -325,7 +340,7 @@ impl Walker<'_> {
         if !follow {
             return Some((lmd, false));
         }
-        let Ok(md) = std::fs::metadata(local) else {
+        let Ok(md) = stat_at(dirfd, &cname, true) else {
             if self.o.copy_links {
                 let msg = format!("symlink has no referent: {}", self.full(name));
                 self.err(msg);
@@ -352,26 +367,18 @@ impl Walker<'_> {
 
     /// make_file + send_file_name: add one entry (returns true when it is a dir).
     /// Every file type is listed; the receiving generator decides what to skip.
-    fn add(
-        &mut self,
-        local: PathBuf,
-        name: Vec<u8>,
-        md: &std::fs::Metadata,
-        top: bool,
-        followed: bool,
-    ) -> bool {
-        let m = md.mode();
-        let ft = md.file_type();
+    fn add(&mut self, local: PathBuf, name: Vec<u8>, md: &Stat, top: bool, followed: bool) -> bool {
+        let m = md.mode;
         let mut e = FileEntry {
             name,
             mode: m,
-            mtime: md.mtime(),
-            mtime_nsec: md.mtime_nsec() as u32,
-            uid: md.uid(),
-            gid: md.gid(),
+            mtime: md.mtime,
+            mtime_nsec: md.mtime_nsec,
+            uid: md.uid,
+            gid: md.gid,
             ..Default::default()
         };
-        if ft.is_symlink() {
+        if md.is_symlink() {
             match std::fs::read_link(&local) {
                 Ok(t) => {
                     let t = t.as_os_str().as_bytes().to_vec();
@@ -400,26 +407,25 @@ impl Walker<'_> {
                 }
             }
         } else if mode::is_device(m) {
-            let rdev = md.rdev();
-            e.rdev_major = nix::sys::stat::major(rdev) as u32;
-            e.rdev_minor = nix::sys::stat::minor(rdev) as u32;
+            e.rdev_major = md.rdev_major;
+            e.rdev_minor = md.rdev_minor;
         } else if mode::is_special(m) {
-        } else if ft.is_dir() {
-            e.size = md.size() as i64;
+        } else if md.is_dir() {
+            e.size = md.size as i64;
             e.top_dir = top;
-        } else if ft.is_file() {
-            e.size = md.size() as i64;
+        } else if md.is_file() {
+            e.size = md.size as i64;
         } else {
             return false;
         }
-        let is_dir = ft.is_dir();
+        let is_dir = md.is_dir();
         let escapes = followed && self.escapes(&local);
         self.out.files.push(LocalFile {
             entry: e,
             path: local,
-            dev: md.dev(),
-            ino: md.ino(),
-            nlink: md.nlink(),
+            dev: md.dev,
+            ino: md.ino,
+            nlink: md.nlink,
             top_dev: self.root_dev,
             escapes,
         });
@@ -472,7 +478,7 @@ impl Walker<'_> {
             .map(|d| d.file_name().to_bytes().to_vec())
             .filter(|n| n != b"." && n != b"..")
             .collect();
-        drop(dir);
+        let dirfd = dir.as_raw_fd();
         let mut subdirs = Vec::new();
         let local_bytes = local.as_os_str().as_bytes();
         for n in names {
@@ -487,7 +493,9 @@ impl Walker<'_> {
                 v.extend_from_slice(&n);
                 PathBuf::from(OsString::from_vec(v))
             };
-            let Some((md, followed)) = self.stat(&child_local, &child_name, false, false) else {
+            let Some((md, followed)) =
+                self.stat(Some((dirfd, &n)), &child_local, &child_name, false, false)
+            else {
                 continue;
             };
             if md.is_dir() && !self.o.xfer_dirs {
@@ -498,7 +506,7 @@ impl Walker<'_> {
                 self.out.errors.push((MsgKind::Info, msg));
                 continue;
             }
-            if md.is_dir() && self.o.one_file_system > 1 && md.dev() != self.root_dev {
+            if md.is_dir() && self.o.one_file_system > 1 && md.dev != self.root_dev {
                 continue;
             }
             if self.ex.excluded(&child_name, md.is_dir()) {
@@ -524,10 +532,12 @@ impl Walker<'_> {
                     .map(|f| f.escapes)
                     .unwrap_or(false);
                 if let Some((l, n)) = keep {
-                    subdirs.push((l, n, md.dev(), esc));
+                    subdirs.push((l, n, md.dev, esc));
                 }
             }
         }
+        // One open directory at a time, however deep the tree.
+        drop(dir);
         if self.divert {
             return;
         }
@@ -555,7 +565,10 @@ impl Walker<'_> {
                 continue;
             }
             let local = base.join(os(&prefix));
-            if let Ok(md) = std::fs::metadata(&local) {
+            let looked = CString::new(local.as_os_str().as_bytes())
+                .ok()
+                .and_then(|c| stat_at(libc::AT_FDCWD, &c, true).ok());
+            if let Some(md) = looked {
                 if md.is_dir() {
                     let before = self.out.files.len();
                     self.add(local, prefix.clone(), &md, false, false);
@@ -617,9 +630,13 @@ impl Walker<'_> {
         };
         self.set_dir(&dir, &base);
         let local = base.join(os(&fname));
-        let Some((md, followed)) =
-            self.stat(&local, &fname, is_dotdir || self.o.copy_dirlinks, true)
-        else {
+        let Some((md, followed)) = self.stat(
+            None,
+            &local,
+            &fname,
+            is_dotdir || self.o.copy_dirlinks,
+            true,
+        ) else {
             return;
         };
         if !is_dotdir && self.ex.excluded(&fname, md.is_dir()) {
@@ -635,7 +652,7 @@ impl Walker<'_> {
         if self.o.relative && self.o.implied_dirs {
             self.implied_dirs(&base, &fname);
         }
-        self.root_dev = md.dev();
+        self.root_dev = md.dev;
         let descend = self.o.recursive || (self.o.xfer_dirs && is_dotdir);
         let before = self.out.files.len();
         let is_dir = self.add(
@@ -652,10 +669,10 @@ impl Walker<'_> {
                 esc = f.escapes;
             }
             if !self.divert {
-                self.descend(&local, &fname, md.dev(), esc);
+                self.descend(&local, &fname, md.dev, esc);
             } else if is_dotdir {
                 self.ex.enter_dir(&fname, &local);
-                self.descend(&local, &fname, md.dev(), esc);
+                self.descend(&local, &fname, md.dev, esc);
             }
         } else if is_dir {
             if let Some(f) = self.out.files.get_mut(before) {

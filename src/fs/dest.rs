@@ -322,16 +322,16 @@ pub(crate) fn openat(dir: RawFd, name: &CString, flags: i32, mode: u32) -> Resul
 
 /// `fstatat(AT_SYMLINK_NOFOLLOW)`.
 pub(crate) fn lstat_at(dir: RawFd, name: &CString) -> Result<Stat, i32> {
+    stat_at(dir, name, false)
+}
+
+/// `fstatat()` relative to `dir` (`libc::AT_FDCWD` for the working
+/// directory), following a leaf symlink only when `follow`.
+pub(crate) fn stat_at(dir: RawFd, name: &CString, follow: bool) -> Result<Stat, i32> {
     let mut st = MaybeUninit::<libc::stat>::uninit();
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
     // SAFETY: valid C string and an out-buffer of the right type.
-    let r = unsafe {
-        libc::fstatat(
-            dir,
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
+    let r = unsafe { libc::fstatat(dir, name.as_ptr(), st.as_mut_ptr(), flags) };
     if r != 0 {
         return Err(last_errno());
     }

@@ -7,21 +7,74 @@ pub mod meta;
 pub mod sparse;
 pub mod tempfile;
 
+use nix::fcntl::OFlag;
 use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Open a listed regular file for sending: no following of a leaf symlink
-/// that appeared after the list was built, and no blocking on a fifo that
-/// replaced the file.
-pub fn open_for_send(path: &Path) -> io::Result<File> {
+/// Opens listed regular files for sending, each relative to an open fd of
+/// its directory (kept while consecutive files share it, as they do in list
+/// order): one path component to resolve per file instead of the whole
+/// path, as upstream's sender does after changing into each directory.
+#[derive(Default)]
+pub struct SendOpener {
+    dir: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl SendOpener {
+    /// Open `path` for sending: no following of a leaf symlink that appeared
+    /// after the list was built (a listed symlink target, -L / -k, is
+    /// followed: it was checked at list time), and no blocking on a fifo
+    /// that replaced the file. Returns the file and its size at open time:
+    /// the sender sends that many bytes and no more (as upstream, which
+    /// maps `st_size` bytes), which also spares a read that would only see
+    /// EOF.
+    pub fn open(&mut self, path: &Path) -> io::Result<(File, u64)> {
+        let bytes = path.as_os_str().as_bytes();
+        let (parent, leaf): (&[u8], &[u8]) = match bytes.iter().rposition(|&c| c == b'/') {
+            Some(0) => (b"/", &bytes[1..]),
+            Some(p) => (&bytes[..p], &bytes[p + 1..]),
+            None => (b".", bytes),
+        };
+        if leaf.is_empty() || leaf == b"." || leaf == b".." {
+            return open_for_send(path);
+        }
+        let cached = matches!(&self.dir, Some((p, _)) if p.as_slice() == parent);
+        if !cached {
+            self.dir = None;
+            let fd = nix::fcntl::open(
+                parent,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(io::Error::from)?;
+            self.dir = Some((parent.to_vec(), fd));
+        }
+        let Some((_, dirfd)) = &self.dir else {
+            return open_for_send(path);
+        };
+        let base = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let mode = nix::sys::stat::Mode::empty();
+        let fd = match nix::fcntl::openat(dirfd, leaf, base | OFlag::O_NOFOLLOW, mode) {
+            Err(nix::errno::Errno::ELOOP) => nix::fcntl::openat(dirfd, leaf, base, mode),
+            other => other,
+        }
+        .map_err(io::Error::from)?;
+        checked_regular(File::from(fd))
+    }
+}
+
+/// Open a listed regular file for sending by its whole path; see
+/// [`SendOpener::open`], which is the same for a run of files.
+pub fn open_for_send(path: &Path) -> io::Result<(File, u64)> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
         .or_else(|e| {
-            // A listed symlink target (-L / -k): follow it, it was checked at list time.
             if e.raw_os_error() == Some(nix::libc::ELOOP) {
                 std::fs::OpenOptions::new()
                     .read(true)
@@ -31,10 +84,15 @@ pub fn open_for_send(path: &Path) -> io::Result<File> {
                 Err(e)
             }
         })?;
-    if !f.metadata()?.is_file() {
+    checked_regular(f)
+}
+
+fn checked_regular(f: File) -> io::Result<(File, u64)> {
+    let md = f.metadata()?;
+    if !md.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
-    Ok(f)
+    Ok((f, md.len()))
 }
 
 /// "No such file or directory (2)" as rsync's rsyserr prints it.

@@ -553,6 +553,7 @@ pub fn run<W: Write>(
     let mut encoder = TokenEncoder::new(ctx.n.compress, ctx.opts.compress_level, proto);
     // One matcher for the run: its hash table and window buffer are reused per file.
     let mut matcher = Matcher::new();
+    let mut opener = crate::fs::SendOpener::default();
     let dry_run = ctx.opts.dry_run;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // The token stream of the current file, reused across files.
@@ -713,10 +714,11 @@ pub fn run<W: Write>(
         let opened = if file.escapes {
             Err(std::io::Error::from_raw_os_error(nix::libc::ELOOP))
         } else {
-            crate::fs::open_for_send(&file.path)
+            opener.open(&file.path)
         };
         let f = match opened {
-            Ok(f) => f,
+            // Reads stop at the size seen at open: no read that only meets EOF.
+            Ok((f, size)) => std::io::Read::take(f, size),
             Err(e) => {
                 let name = (ctx.full_fname)(&file.entry.name, &file.path);
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -930,7 +932,7 @@ impl<W: Write> TokenSink for EncSink<'_, W> {
 /// followed by the whole-file digest. Returns (literal, matched) byte counts.
 #[allow(clippy::too_many_arguments)]
 fn send_file_delta<W: Write>(
-    mut f: std::fs::File,
+    mut f: impl std::io::Read,
     head: &WireSumHead,
     sums: &crate::protocol::sums::WireSums,
     n: &Negotiated,

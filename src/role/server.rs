@@ -673,7 +673,7 @@ pub(crate) fn send_files<W: Write>(
                 }
             }
             if let (Some(kind), true) = (file_checksum, crate::protocol::flist::mode::is_reg(m)) {
-                if let Ok(mut file) = crate::fs::open_for_send(&f.path) {
+                if let Ok((mut file, _)) = crate::fs::open_for_send(&f.path) {
                     if let Ok(d) = crate::checksum::strong::file_checksum(kind, &mut file) {
                         f.entry.checksum = Some(d.as_bytes().to_vec());
                     }
