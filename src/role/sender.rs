@@ -467,9 +467,10 @@ fn remove_sent<W: Write>(
 /// How many files stay listed ahead of the generator (MIN_FILECNT_LOOKAHEAD).
 const LOOKAHEAD: usize = 1000;
 /// How far ahead we list while the generator has nothing for us (upstream
-/// goes up to 10,000, MAX_FILECNT_LOOKAHEAD; our entries are larger, and
-/// this many already keeps the client from waiting for lists).
-const LOOKAHEAD_IDLE: usize = 3000;
+/// goes up to 10,000, MAX_FILECNT_LOOKAHEAD; our entries are larger, ~320
+/// bytes with their names, and this many already keeps the client from
+/// waiting for lists while holding the daemon's peak memory below stock's).
+const LOOKAHEAD_IDLE: usize = 1500;
 
 /// send_extra_file_list: announce and send one more list, or NDX_FLIST_EOF.
 #[allow(clippy::too_many_arguments)]
