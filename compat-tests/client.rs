@@ -351,6 +351,37 @@ compat_test! {
     }
 }
 
+/// A destination where entries of other types stand in the way: a
+/// symlink and a non-empty directory where the source has files, a file
+/// where it has a directory.
+fn types_in_the_way(dest: &Path, _src: &Path) {
+    fixture::write(dest, "keep.txt", b"kept\n");
+    fixture::symlink(dest, "a.txt", "keep.txt");
+    fixture::write(dest, "b.txt/inner.txt", b"inner\n");
+    fixture::write(dest, "sub", b"a file where a dir goes\n");
+}
+
+compat_test! {
+    fn client_local_types_in_the_way() {
+        // Making room is not a deletion: no "*deleting" for the item itself,
+        // and a non-empty directory only goes with --force (or --delete).
+        ClientCase::new("client_local_types_in_the_way", Mode::Local, small)
+            .prefill(types_in_the_way)
+            .args(&["-ai"])
+            .then(|_| {}, &["-ai", "--force"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_push_types_in_the_way() {
+        ClientCase::new("client_server_push_types_in_the_way", Mode::ServerPush, small)
+            .prefill(types_in_the_way)
+            .args(&["-ai", "--delete"])
+            .run();
+    }
+}
+
 // --- option variety, each in the seat where its logic lives ---
 
 fn big_file(root: &Path) {

@@ -533,3 +533,70 @@ compat_test! {
         assert_eq!(o, s, "ours (left) differs from stock (right)");
     }
 }
+
+compat_test! {
+    fn module_ignore_nonreadable() {
+        // The module runs as nobody; a root-only file is an error (23)
+        // without the setting and silently left out with it.
+        let (uid, gid) = nobody_ids();
+        let work = TempDir::new("ignore_nonreadable");
+        open_path(work.path());
+        let src = work.join("src");
+        small_tree(&src);
+        crate::harness::fixture::chmod(&src, "b.txt", 0o600);
+        let mut seen = Vec::new();
+        for setting in ["", "    ignore nonreadable = yes\n"] {
+            let conf = format!(
+                "use chroot = no\n[mod]\n    path = {}\n    uid = {uid}\n    gid = {gid}\n{setting}",
+                src.display()
+            );
+            let mut per_side = Vec::new();
+            for side in SIDES {
+                let d = Daemon::start(&daemon_bin(side), &conf, side);
+                let dest = work.join(format!("dest-{side}-{}", setting.len()));
+                let o = pull(&d, &["-a"], "mod/", &dest);
+                per_side.push((o.code, normalize_stderr(&o.stderr), snapshot(&dest), o.describe()));
+            }
+            let (s, o) = (&per_side[0], &per_side[1]);
+            let d = diff("stock", &s.2, "ours", &o.2);
+            assert!(d.is_empty(), "{setting:?}: trees differ:\n{}", format_diff(&d, 20));
+            assert_eq!((o.0, &o.1), (s.0, &s.1), "{setting:?}: ours {}\nstock {}", o.3, s.3);
+            seen.push((s.0, s.2.entries.contains_key(std::path::Path::new("b.txt"))));
+        }
+        assert_eq!(seen, [(23, false), (0, false)], "stock's outcomes were not the expected ones");
+    }
+}
+
+compat_test! {
+    fn module_open_noatime() {
+        // Reading a source leaves its atime alone with `open noatime`;
+        // without it the atime moves as the mount's atime rule says,
+        // for stock and for us alike.
+        let work = TempDir::new("open_noatime");
+        let src = work.join("src");
+        small_tree(&src);
+        let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+        let mut seen = Vec::new();
+        for setting in ["", "    open noatime = yes\n"] {
+            let conf = format!(
+                "use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n{setting}",
+                src.display()
+            );
+            let mut per_side = Vec::new();
+            for side in SIDES {
+                filetime::set_file_atime(src.join("a.txt"), old).expect("set atime");
+                let d = Daemon::start(&daemon_bin(side), &conf, side);
+                let dest = work.join(format!("dest-{side}-{}", setting.len()));
+                let o = pull(&d, &["-a"], "mod/", &dest);
+                assert_eq!(o.code, 0, "{side}: {}", o.describe());
+                // (Before the tree comparison, which reads the sources.)
+                let md = std::fs::metadata(src.join("a.txt")).expect("stat a.txt");
+                per_side.push(filetime::FileTime::from_last_access_time(&md) == old);
+                assert_same_tree(&src, &dest, side);
+            }
+            assert_eq!(per_side[1], per_side[0], "{setting:?}: atime kept (ours, stock) differ");
+            seen.push(per_side[0]);
+        }
+        assert!(seen[1], "stock moved the atime despite open noatime");
+    }
+}

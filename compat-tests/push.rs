@@ -499,6 +499,36 @@ compat_test! {
     }
 }
 
+fn dangling_source(src: &Path) {
+    push_tree(src);
+    symlink(src, "gone", "no/such/target");
+    pin_times(src, &[]);
+}
+
+compat_test! {
+    fn push_io_error_skips_deletion() {
+        // -L with a dangling link: the sender reports an I/O error, and a
+        // receiving daemon then deletes nothing.
+        PushCase::new("push_io_error_skips_deletion", dangling_source)
+            .prefill(prefill_extras)
+            .args(&["-a", "-L", "-i", "--delete"])
+            .expect_stock_code(Some(23))
+            .run();
+    }
+}
+
+compat_test! {
+    fn push_module_ignore_errors() {
+        // The same push into a module with `ignore errors`: deletions go ahead.
+        PushCase::new("push_module_ignore_errors", dangling_source)
+            .module_line("ignore errors = yes")
+            .prefill(prefill_extras)
+            .args(&["-a", "-L", "-i", "--delete"])
+            .expect_stock_code(Some(23))
+            .run();
+    }
+}
+
 fn symlink_source(src: &Path) {
     push_tree(src);
     symlink(src, "links/rel_up", "../sub/c.txt");

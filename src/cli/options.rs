@@ -186,6 +186,8 @@ pub struct Options {
     pub delay_updates: bool,
     /// --ignore-errors
     pub ignore_errors: bool,
+    /// --open-noatime: source files are opened with O_NOATIME.
+    pub open_noatime: bool,
     /// --inplace
     pub inplace: bool,
     /// --append count (2 = verify)
@@ -413,6 +415,7 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("partial-dir", None, Arg::Required),
     ("delay-updates", None, Arg::None),
     ("ignore-errors", None, Arg::None),
+    ("open-noatime", None, Arg::None),
     ("inplace", None, Arg::None),
     ("append", None, Arg::None),
     ("append-verify", None, Arg::None),
@@ -667,6 +670,7 @@ impl Options {
             }
             "delay-updates" => self.delay_updates = on,
             "ignore-errors" => self.ignore_errors = on,
+            "open-noatime" => self.open_noatime = on,
             "inplace" => self.inplace = on,
             "append" => self.append = if on { self.append.saturating_add(1) } else { 0 },
             "append-verify" => self.append = if on { 2 } else { 0 },

@@ -423,6 +423,9 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     if o.remove_source_files {
         args.push("--remove-source-files".into());
     }
+    if o.open_noatime {
+        args.push("--open-noatime".into());
+    }
     if o.mkpath && am_sender {
         args.push("--mkpath".into());
     }

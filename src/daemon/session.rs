@@ -813,6 +813,11 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
     opts.verbose = opts
         .verbose
         .min(module.max_verbosity.clamp(0, u8::MAX as i32) as u8);
+    // Module settings that override the client's (upstream rsync_module).
+    opts.open_noatime = module.open_noatime_with(opts.open_noatime);
+    if module.ignore_errors {
+        opts.ignore_errors = true;
+    }
     let am_root = nix::unistd::geteuid().is_root();
     let chroot = module.use_chroot_with(|| am_root);
     let popts = crate::filter::ParseOptions {
@@ -845,6 +850,7 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
             log: Some(super::log::bytes),
             xfer_log: transfer_log(&module, &opts, who, user),
             bwlimit_cap: DAEMON_BWLIMIT.get().copied().unwrap_or(0),
+            ignore_nonreadable: module.ignore_nonreadable,
         })
     })();
     match env {

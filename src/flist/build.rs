@@ -81,6 +81,19 @@ pub struct BuildOpts {
     /// `--ignore-missing-args`: a top-level argument that does not exist is
     /// skipped without an error (upstream missing_args == 1).
     pub ignore_missing_args: bool,
+    /// Module `ignore nonreadable`: entries (other than symlinks) the
+    /// daemon cannot read are left out of the list silently.
+    pub ignore_nonreadable: bool,
+}
+
+/// `faccessat(R_OK)`: whether the process may read the entry (upstream's
+/// `access(name, R_OK)`, with the real ids, which a daemon has dropped to).
+fn readable(dir: RawFd, leaf: &[u8]) -> bool {
+    let Ok(c) = CString::new(leaf) else {
+        return false;
+    };
+    // SAFETY: a valid C string; the fd is an open directory.
+    unsafe { libc::faccessat(dir, c.as_ptr(), libc::R_OK, 0) == 0 }
 }
 
 /// A listed file: its wire entry plus where it lives locally.
@@ -510,6 +523,9 @@ impl Walker<'_> {
                 continue;
             }
             if self.ex.excluded(&child_name, md.is_dir()) {
+                continue;
+            }
+            if self.o.ignore_nonreadable && !md.is_symlink() && !readable(dirfd, &n) {
                 continue;
             }
             let before = self.out.files.len();

@@ -22,9 +22,17 @@ use std::path::Path;
 #[derive(Default)]
 pub struct SendOpener {
     dir: Option<(Vec<u8>, OwnedFd)>,
+    /// `--open-noatime` / module `open noatime`: reads leave atimes alone.
+    noatime: bool,
 }
 
 impl SendOpener {
+    /// An opener; `noatime` asks for O_NOATIME (dropped for a file the
+    /// process may not open that way, i.e. one it does not own).
+    pub fn new(noatime: bool) -> Self {
+        SendOpener { dir: None, noatime }
+    }
+
     /// Open `path` for sending: no following of a leaf symlink that appeared
     /// after the list was built (a listed symlink target, -L / -k, is
     /// followed: it was checked at list time), and no blocking on a fifo
@@ -56,10 +64,18 @@ impl SendOpener {
         let Some((_, dirfd)) = &self.dir else {
             return open_for_send(path);
         };
-        let base = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let mut base = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        if self.noatime {
+            base |= OFlag::O_NOATIME;
+        }
         let mode = nix::sys::stat::Mode::empty();
-        let fd = match nix::fcntl::openat(dirfd, leaf, base | OFlag::O_NOFOLLOW, mode) {
-            Err(nix::errno::Errno::ELOOP) => nix::fcntl::openat(dirfd, leaf, base, mode),
+        let open =
+            |flags: OFlag| match nix::fcntl::openat(dirfd, leaf, flags | OFlag::O_NOFOLLOW, mode) {
+                Err(nix::errno::Errno::ELOOP) => nix::fcntl::openat(dirfd, leaf, flags, mode),
+                other => other,
+            };
+        let fd = match open(base) {
+            Err(nix::errno::Errno::EPERM) if self.noatime => open(base - OFlag::O_NOATIME),
             other => other,
         }
         .map_err(io::Error::from)?;

@@ -444,6 +444,11 @@ pub struct Generator<'a, 'o, W: Write> {
     pub io_error: i32,
     itemize_all: bool,
     skipped_deletes: i32,
+    /// The sender's io_error bits from every list received so far
+    /// (upstream's global io_error on the receiving side).
+    sender_io_error: i32,
+    /// "IO error encountered -- skipping file deletion" was said (once).
+    warned_io_error: bool,
 }
 
 /// Per directory (by name), the indexes of its entries in `list`.
@@ -489,7 +494,6 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             || cfg.opts.itemize > 1;
         Generator {
             cfg,
-            list,
             registry,
             inc,
             created: std::collections::HashSet::new(),
@@ -502,6 +506,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             io_error: 0,
             itemize_all,
             skipped_deletes: 0,
+            sender_io_error: list.io_error,
+            warned_io_error: false,
+            list,
         }
     }
 
@@ -654,19 +661,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if !self.delete_allowed() {
             return Ok(false);
         }
-        if !self.cfg.opts.dry_run {
-            let r = match self.cfg.backup() {
-                Some((suffix, dir)) => self
-                    .cfg
-                    .dest
-                    .backup(rel, &suffix, dir.as_deref())
-                    .map(|_| ()),
-                None => self.cfg.dest.unlink(rel),
-            };
-            if let Err(e) = r {
-                self.error(format!("rsync: [generator] {e}"))?;
-                return Ok(false);
-            }
+        if !self.remove_nondir(rel)? {
+            return Ok(false);
         }
         match st.mode & 0o170000 {
             m if m == mode::S_IFLNK => self.del.symlinks += 1,
@@ -678,9 +674,104 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(true)
     }
 
+    /// Unlink (or back up, with --backup) one non-directory; false after
+    /// reporting a failure.
+    fn remove_nondir(&mut self, rel: &[u8]) -> Result<bool, RoleError> {
+        if self.cfg.opts.dry_run {
+            return Ok(true);
+        }
+        let r = match self.cfg.backup() {
+            Some((suffix, dir)) => self
+                .cfg
+                .dest
+                .backup(rel, &suffix, dir.as_deref())
+                .map(|_| ()),
+            None => self.cfg.dest.unlink(rel),
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.error(format!("rsync: [generator] {e}"))?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// delete_item with DEL_MAKE_ROOM: clear what is in the way of a new
+    /// entry of mode `new_mode`. The item itself is neither logged nor
+    /// counted nor limited by --max-delete (a directory's contents are,
+    /// and go only with --delete or --force); on failure, upstream's "could
+    /// not make way" error, and false.
+    fn make_room(&mut self, rel: &[u8], st: &Stat, new_mode: u32) -> Result<bool, RoleError> {
+        let is_dir = mode::is_dir(st.mode);
+        let ok = if (self.cfg.daemon_excluded)(rel, is_dir) {
+            false
+        } else if is_dir {
+            let kids = self.sorted_dir(rel, |_| false);
+            let mut all_gone = true;
+            if !kids.is_empty() && !(self.cfg.opts.delete || self.cfg.opts.force) {
+                all_gone = false;
+            } else {
+                for (child, cst) in kids.iter().rev() {
+                    all_gone &= self.delete_item(child, cst)?;
+                }
+            }
+            let removed = if !all_gone {
+                Err(None)
+            } else if self.cfg.opts.dry_run {
+                Ok(())
+            } else {
+                self.cfg.dest.rmdir(rel).map_err(Some)
+            };
+            match removed {
+                Ok(()) => true,
+                Err(e)
+                    if e.as_ref().is_none_or(|e| {
+                        e.errno() == nix::libc::ENOTEMPTY || e.errno() == nix::libc::EEXIST
+                    }) =>
+                {
+                    self.message(
+                        MsgCode::Info,
+                        &format!(
+                            "cannot delete non-empty directory: {}",
+                            String::from_utf8_lossy(rel)
+                        ),
+                    )?;
+                    false
+                }
+                Err(Some(e)) => {
+                    self.error(format!("rsync: [generator] {e}"))?;
+                    false
+                }
+                Err(None) => false,
+            }
+        } else {
+            self.remove_nondir(rel)?
+        };
+        if !ok {
+            let desc = match new_mode & 0o170000 {
+                m if m == mode::S_IFREG => "regular file",
+                m if m == mode::S_IFDIR => "directory",
+                m if m == mode::S_IFLNK => "symlink",
+                m if m == mode::S_IFCHR || m == mode::S_IFBLK => "device file",
+                _ => "special file",
+            };
+            self.error(format!(
+                "could not make way for new {desc}: {}",
+                String::from_utf8_lossy(rel)
+            ))?;
+        }
+        Ok(ok)
+    }
+
     /// delete_in_dir: remove what the list does not have in directory `dir`.
     fn delete_in_dir(&mut self, dir: &[u8]) -> Result<(), RoleError> {
-        if self.list.io_error != 0 && !self.cfg.opts.ignore_errors {
+        if self.sender_io_error & crate::flist::build::IOERR_GENERAL != 0
+            && !self.cfg.opts.ignore_errors
+        {
+            if std::mem::replace(&mut self.warned_io_error, true) {
+                return Ok(());
+            }
             return self.message(
                 MsgCode::Info,
                 "IO error encountered -- skipping file deletion",
@@ -966,7 +1057,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 if let Some(s) = &st {
                     if mode::is_dir(s.mode) {
                         let s = *s;
-                        self.delete_item(&name, &s)?;
+                        if !self.make_room(&name, &s, e.mode)? {
+                            continue;
+                        }
                     } else {
                         let _ = cfg.dest.unlink(&name);
                     }
@@ -1010,7 +1103,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     Ok(Some(s)) if mode::is_dir(s.mode) => {}
                     Ok(other) => {
                         if let Some(s) = other {
-                            self.delete_item(&rel, &s)?;
+                            self.make_room(&rel, &s, e.mode)?;
                         }
                         if cfg.dest.mkdir(&rel, (e.mode | 0o700) & 0o700).is_ok() {
                             self.created.insert(rel);
@@ -1057,7 +1150,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             if let Some(s) = &st {
                 if !mode::is_dir(s.mode) {
                     let s = *s;
-                    self.delete_item(&rel, &s)?;
+                    self.make_room(&rel, &s, e.mode)?;
                     st = None;
                 }
             }
@@ -1098,13 +1191,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let mut st = st;
         if let Some(s) = st {
             if (s.mode & 0o170000) != (e.mode & 0o170000) {
-                if mode::is_dir(s.mode) && !cfg.opts.delete && !cfg.opts.force {
-                    return self.error(format!(
-                        "rsync: [generator] cannot delete non-empty directory: {}",
-                        String::from_utf8_lossy(&rel)
-                    ));
+                if !self.make_room(&rel, &s, e.mode)? {
+                    return Ok(());
                 }
-                self.delete_item(&rel, &s)?;
                 st = None;
             }
         }
@@ -1357,6 +1446,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     (r.lists.clone(), r.recv.dirs.clone())
                 }
             };
+            for l in &lists {
+                self.sender_io_error |= l.io_error;
+            }
             for l in lists {
                 let Some(dir) = l.parent.and_then(|p| dirs.get(p)) else {
                     continue;
@@ -1518,6 +1610,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                         None => break,
                     }
                 };
+                self.sender_io_error |= l.io_error;
                 self.list = l.clone();
                 self.children = children_of(&l);
                 if let Some(dir) = parent {

@@ -554,7 +554,7 @@ pub fn run<W: Write>(
     let mut encoder = TokenEncoder::new(ctx.n.compress, ctx.opts.compress_level, proto);
     // One matcher for the run: its hash table and window buffer are reused per file.
     let mut matcher = Matcher::new();
-    let mut opener = crate::fs::SendOpener::default();
+    let mut opener = crate::fs::SendOpener::new(ctx.opts.open_noatime);
     let dry_run = ctx.opts.dry_run;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // The token stream of the current file, reused across files.

@@ -55,6 +55,8 @@ pub struct ServerEnv {
     /// The daemon's `--bwlimit` (KiB/s, 0: none): a client's own limit
     /// may only be lower (upstream daemon_bwlimit).
     pub bwlimit_cap: u64,
+    /// Module `ignore nonreadable`.
+    pub ignore_nonreadable: bool,
 }
 
 impl ServerEnv {
@@ -642,6 +644,7 @@ pub(crate) fn send_files<W: Write>(
         confine_to: confine.clone(),
         module: env.module.clone(),
         ignore_missing_args: opts.ignore_missing_args && !opts.delete_missing_args,
+        ignore_nonreadable: env.ignore_nonreadable,
     };
     let start = Instant::now();
     let client = if client_rules.is_empty() {
