@@ -709,7 +709,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         } else if is_dir {
             let kids = self.sorted_dir(rel, |_| false);
             let mut all_gone = true;
-            if !kids.is_empty() && !(self.cfg.opts.delete || self.cfg.opts.force) {
+            let may_empty = self.cfg.opts.delete || self.cfg.opts.force;
+            if !kids.is_empty() && !may_empty {
                 all_gone = false;
             } else {
                 for (child, cst) in kids.iter().rev() {
