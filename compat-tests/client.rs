@@ -832,3 +832,89 @@ compat_test! {
         }
     }
 }
+
+// --- what tools probe ---
+
+/// The JSON object keys of a `-VV` report, in order (every `"name":`).
+fn json_keys(s: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        let name = &after[..end];
+        let tail = after[end + 1..].trim_start();
+        if tail.starts_with(':') {
+            keys.push(name.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    keys
+}
+
+/// The quoted items of one `"name": [ ... ]` list of a `-VV` report.
+fn json_list(s: &str, name: &str) -> Vec<String> {
+    let Some(p) = s.find(&format!("\"{name}\"")) else {
+        return Vec::new();
+    };
+    let from = &s[p..];
+    let (Some(a), Some(b)) = (from.find('['), from.find(']')) else {
+        return Vec::new();
+    };
+    from[a + 1..b]
+        .split(',')
+        .map(|x| x.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+compat_test! {
+    fn client_probes_like_stock() {
+        use crate::harness::bins;
+        use crate::harness::process::{client_timeout, run_cmd};
+        let run = |bin: &Path, args: &[&str]| run_cmd(bin, args, None, client_timeout());
+        let (stock, ours) = (bins::stock(), bins::ours());
+        // -VV: the same report shape (keys in stock's order), and lists
+        // that offer only what stock also knows.
+        let (s, o) = (run(&stock, &["-VV"]), run(&ours, &["-VV"]));
+        assert_eq!((s.code, o.code), (0, 0), "ours: {}", o.describe());
+        assert_eq!(json_keys(&o.stdout), json_keys(&s.stdout), "-VV keys differ\nours:\n{}\nstock:\n{}", o.stdout, s.stdout);
+        for list in ["checksum_list", "compress_list", "daemon_auth_list"] {
+            let (sl, ol) = (json_list(&s.stdout, list), json_list(&o.stdout, list));
+            assert!(!ol.is_empty() && ol.iter().all(|x| sl.contains(x)), "{list}: ours {ol:?}, stock {sl:?}");
+        }
+        // An unknown option: rsync's message and exit 1.
+        let (s, o) = (run(&stock, &["--no-such-option"]), run(&ours, &["--no-such-option"]));
+        assert_eq!(s.code, 1);
+        assert_eq!(o.code, 1, "ours: {}", o.describe());
+        assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "ours: {}", o.describe());
+        // FLAG --version: 0 for what we implement (stock too) ...
+        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8"] {
+            let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
+            assert_eq!((o.code, s.code), (0, 0), "{flag}: ours {}", o.describe());
+        }
+        // ... and "unknown option" for what we do not (stock knows them all).
+        for flag in ["-A", "-X", "--atimes", "--fake-super", "--write-batch=b", "--fuzzy"] {
+            let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
+            assert_eq!(s.code, 0, "stock refused {flag}");
+            assert_eq!(o.code, 1, "{flag}: ours {}", o.describe());
+            assert!(o.stderr.contains("unknown option"), "{flag}: ours {}", o.describe());
+        }
+        // --info=help / --debug=help: stock's first line; for --info (which
+        // works) only flag names stock has. (Our --debug words are accepted
+        // and have no effect: its help says so instead of listing them.)
+        for h in ["--info=help", "--debug=help"] {
+            let (s, o) = (run(&stock, &[h]), run(&ours, &[h]));
+            assert_eq!((s.code, o.code), (0, 0), "{h}: ours {}", o.describe());
+            assert_eq!(o.stdout.lines().next(), s.stdout.lines().next(), "{h}");
+            if h == "--debug=help" {
+                continue;
+            }
+            let names = |t: &str| -> Vec<String> {
+                t.lines().skip(2).filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect()
+            };
+            let sn = names(&s.stdout);
+            let on = names(&o.stdout);
+            assert!(!on.is_empty() && on.iter().all(|n| sn.contains(n)), "{h}: ours {on:?}, stock {sn:?}");
+        }
+    }
+}

@@ -135,7 +135,7 @@ pub fn version_json() -> String {
             .map(|(k, _, ok)| format!("\"{k}\": {ok}")),
     );
     format!(
-        "{{\n  \"program\": \"rrsync\",\n  \"version\": \"{}\",\n  \"protocol\": \"{}.0\",\n  \"url\": \"https://github.com/rrsync\",\n  \"capabilities\": {{\n    {}\n  }},\n  \"checksum_list\": {},\n  \"compress_list\": {},\n  \"daemon_auth_list\": {},\n  \"license\": \"GPLv3\",\n  \"caveat\": \"rrsync comes with ABSOLUTELY NO WARRANTY\"\n}}\n",
+        "{{\n  \"program\": \"rrsync\",\n  \"version\": \"{}\",\n  \"protocol\": \"{}.0\",\n  \"copyright\": \"(C) 2026 the rrsync authors\",\n  \"url\": \"https://github.com/rrsync\",\n  \"capabilities\": {{\n    {}\n  }},\n  \"optimizations\": {{\n    \"SIMD_roll\": false, \"asm_roll\": false, \"openssl_crypto\": false, \"asm_MD5\": false\n  }},\n  \"checksum_list\": {},\n  \"compress_list\": {},\n  \"daemon_auth_list\": {},\n  \"license\": \"GPLv3\",\n  \"caveat\": \"rrsync comes with ABSOLUTELY NO WARRANTY\"\n}}\n",
         env!("CARGO_PKG_VERSION"),
         crate::protocol::PROTOCOL_VERSION,
         caps.join(", "),
