@@ -11,7 +11,7 @@ use crate::fs::dest::{stat_at, Stat};
 use crate::protocol::flist::{mode, FileEntry, HardLink};
 use nix::libc;
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -196,6 +196,9 @@ pub(crate) struct Walker<'a> {
     /// Incremental recursion: list directories one level at a time; the
     /// caller drives the descent and the per-directory filter stack.
     divert: bool,
+    /// The NUL-terminated name of the entry being looked up (reused: no
+    /// allocation per stat).
+    cbuf: Vec<u8>,
 }
 
 impl<'a> Walker<'a> {
@@ -207,6 +210,7 @@ impl<'a> Walker<'a> {
             root_dev: 0,
             dir: Vec::new(),
             divert,
+            cbuf: Vec::with_capacity(256),
         }
     }
 
@@ -305,15 +309,18 @@ impl Walker<'_> {
         follow_top: bool,
         top: bool,
     ) -> Option<(Stat, bool)> {
-        let (dirfd, cname) = match at {
-            Some((fd, leaf)) => (fd, CString::new(leaf)),
-            None => (libc::AT_FDCWD, CString::new(local.as_os_str().as_bytes())),
+        let (dirfd, bytes) = match at {
+            Some((fd, leaf)) => (fd, leaf),
+            None => (libc::AT_FDCWD, local.as_os_str().as_bytes()),
         };
-        let looked = cname
+        self.cbuf.clear();
+        self.cbuf.extend_from_slice(bytes);
+        self.cbuf.push(0);
+        let looked = CStr::from_bytes_with_nul(&self.cbuf)
             .map_err(|_| libc::EINVAL)
-            .and_then(|c| stat_at(dirfd, &c, false).map(|m| (m, c)))
+            .and_then(|c| stat_at(dirfd, c, false))
             .map_err(std::io::Error::from_raw_os_error);
-        let (lmd, cname) = match looked {
+        let lmd = match looked {
             Ok(m) => m,
             Err(e) => {
                 let code = e.raw_os_error().unwrap_or(0);
@@ -353,7 +360,10 @@ impl Walker<'_> {
         if !follow {
             return Some((lmd, false));
         }
-        let Ok(md) = stat_at(dirfd, &cname, true) else {
+        let followed = CStr::from_bytes_with_nul(&self.cbuf)
+            .map_err(|_| libc::EINVAL)
+            .and_then(|c| stat_at(dirfd, c, true));
+        let Ok(md) = followed else {
             if self.o.copy_links {
                 let msg = format!("symlink has no referent: {}", self.full(name));
                 self.err(msg);

@@ -327,7 +327,7 @@ pub(crate) fn lstat_at(dir: RawFd, name: &CString) -> Result<Stat, i32> {
 
 /// `fstatat()` relative to `dir` (`libc::AT_FDCWD` for the working
 /// directory), following a leaf symlink only when `follow`.
-pub(crate) fn stat_at(dir: RawFd, name: &CString, follow: bool) -> Result<Stat, i32> {
+pub(crate) fn stat_at(dir: RawFd, name: &std::ffi::CStr, follow: bool) -> Result<Stat, i32> {
     let mut st = MaybeUninit::<libc::stat>::uninit();
     let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
     // SAFETY: valid C string and an out-buffer of the right type.
