@@ -918,3 +918,49 @@ compat_test! {
         }
     }
 }
+
+compat_test! {
+    fn client_rsh_timeout_like_stock() {
+        // A remote shell that never answers, and one that stalls after the
+        // version: --timeout ends both with stock's line and code 30, pull
+        // and push, without waiting for the stalled shell.
+        use crate::harness::bins;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use std::os::unix::fs::PermissionsExt;
+        let work = crate::harness::tmp::TempDir::new("rsh_timeout");
+        let silent = work.join("silent.sh");
+        let stall = work.join("stall.sh");
+        // (Each shell ends when the client closes its stdin, as ssh would.)
+        std::fs::write(&silent, "#!/bin/sh\ncat >/dev/null\n").expect("write script");
+        std::fs::write(&stall, "#!/bin/sh\nprintf '\\037\\000\\000\\000'\ncat >/dev/null\n").expect("write script");
+        for s in [&silent, &stall] {
+            std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        // A shell that closes its stdout at once but waits for its stdin to
+        // end: "connection unexpectedly closed" (12), not a deadlock.
+        let closing = work.join("closing.sh");
+        std::fs::write(&closing, "#!/bin/sh\nexec cat >/dev/null\n").expect("write script");
+        std::fs::set_permissions(&closing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let args = vec!["--timeout=1".to_string(), "-e".into(), closing.display().to_string(), "host:/a".into(), work.join("dest").display().to_string()];
+        let s = run_cmd(&bins::stock(), args.clone(), None, client_timeout());
+        let o = run_cmd(&bins::ours(), args, None, client_timeout());
+        assert_eq!((o.code, s.code), (12, 12), "ours: {}\nstock: {}", o.describe(), s.describe());
+        assert_eq!(o.stderr.lines().next(), s.stderr.lines().next());
+        let src = work.join("f.txt");
+        std::fs::write(&src, b"data\n").expect("write source");
+        let pull = ("host:/a".to_string(), work.join("dest").display().to_string());
+        let push = (src.display().to_string(), "host:/a".to_string());
+        for (shell, (a, b)) in [(&silent, pull.clone()), (&stall, pull), (&stall, push)] {
+            {
+                let args = |_: ()| vec!["--timeout=1".to_string(), "-e".into(), shell.display().to_string(), a.clone(), b.clone()];
+                let t = std::time::Instant::now();
+                let s = run_cmd(&bins::stock(), args(()), None, client_timeout());
+                let o = run_cmd(&bins::ours(), args(()), None, client_timeout());
+                assert!(t.elapsed() < std::time::Duration::from_secs(20), "a stalled shell was waited for");
+                assert_eq!(s.code, 30, "stock: {}", s.describe());
+                assert_eq!(o.code, 30, "ours: {}\nstock: {}", o.describe(), s.describe());
+                assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "ours: {}\nstock: {}", o.describe(), s.describe());
+            }
+        }
+    }
+}

@@ -77,8 +77,48 @@ pub fn split_rsh(cmd: &str) -> Result<Vec<String>, ConnectError> {
     Ok(out)
 }
 
+/// A pipe from the remote shell whose reads give up with `TimedOut` after
+/// `--timeout` seconds without data (a socket gets SO_RCVTIMEO instead).
+struct TimedPipe {
+    pipe: std::process::ChildStdout,
+    timeout_ms: i32,
+}
+
+impl Read for TimedPipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds = [nix::poll::PollFd::new(
+                self.pipe.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let timeout = nix::poll::PollTimeout::try_from(self.timeout_ms)
+                .unwrap_or(nix::poll::PollTimeout::MAX);
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "io timeout after {} seconds -- exiting",
+                            self.timeout_ms / 1000
+                        ),
+                    ))
+                }
+                Ok(_) => return self.pipe.read(buf),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 /// Start `argv` with its stdin and stdout as our connection.
 pub fn spawn(argv: &[String]) -> Result<Conn, ConnectError> {
+    spawn_timed(argv, None)
+}
+
+/// [`spawn`], with reads bounded by `io_timeout` seconds (`--timeout`).
+pub fn spawn_timed(argv: &[String], io_timeout: Option<u32>) -> Result<Conn, ConnectError> {
     let Some((prog, rest)) = argv.split_first() else {
         return Err(ConnectError {
             code: RERR_SYNTAX,
@@ -109,8 +149,15 @@ pub fn spawn(argv: &[String]) -> Result<Conn, ConnectError> {
             msg: "rsync: pipe failed".into(),
         });
     };
+    let reader: Box<dyn Read + Send> = match io_timeout.filter(|t| *t > 0) {
+        Some(t) => Box::new(TimedPipe {
+            pipe: r,
+            timeout_ms: i32::try_from(u64::from(t) * 1000).unwrap_or(i32::MAX),
+        }),
+        None => Box::new(r),
+    };
     Ok(Conn {
-        reader: Box::new(r),
+        reader,
         writer: Box::new(w),
         child: Some(child),
     })
@@ -234,9 +281,17 @@ pub fn exchange_versions(conn: &mut Conn, ours: u8, role: &str) -> Result<u8, Co
         .and_then(|_| conn.writer.flush())
         .map_err(io)?;
     let mut b = [0u8; 4];
-    conn.reader.read_exact(&mut b).map_err(|_| ConnectError {
-        code: RERR_STREAMIO,
-        msg: format!("rsync: connection unexpectedly closed (0 bytes received so far) [{role}]"),
+    conn.reader.read_exact(&mut b).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => ConnectError {
+            code: RERR_TIMEOUT,
+            msg: format!("[{role}] {e}"),
+        },
+        _ => ConnectError {
+            code: RERR_STREAMIO,
+            msg: format!(
+                "rsync: connection unexpectedly closed (0 bytes received so far) [{role}]"
+            ),
+        },
     })?;
     let theirs = i32::from_le_bytes(b);
     if !(crate::protocol::MIN_PROTOCOL_VERSION as i32..=40).contains(&theirs) {

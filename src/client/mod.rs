@@ -504,7 +504,8 @@ pub fn run_planned(
                     argv.push(host.clone());
                     argv.push(o.rsync_path.clone().unwrap_or_else(|| "rsync".into()));
                     argv.extend(["--server".into(), "--daemon".into(), ".".into()]);
-                    connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?
+                    connect::spawn_timed(&argv, o.timeout)
+                        .map_err(|e| (fail(e.code, e.msg), client))?
                 }
                 None => connect::tcp(
                     &host,
@@ -583,10 +584,23 @@ pub fn run_planned(
                     s.relative,
                 ));
             }
-            let mut conn = connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?;
+            let mut conn = connect::spawn_timed(&argv, o.timeout)
+                .map_err(|e| (fail(e.code, e.msg), client))?;
             let p = match connect::exchange_versions(&mut conn, s.pre_proto, role) {
                 Ok(p) => p,
                 Err(e) => {
+                    if e.code == RERR_TIMEOUT {
+                        // A stalled far side is not waited for.
+                        if let Some(c) = conn.child.as_mut() {
+                            let _ = c.kill();
+                        }
+                    }
+                    // Close its stdin first: a shell that waits for it to end
+                    // must not wait for us while we wait for it.
+                    drop(std::mem::replace(
+                        &mut conn.writer,
+                        Box::new(std::io::sink()),
+                    ));
                     let code = child_code(&mut conn).unwrap_or(e.code);
                     return Err((fail(code.max(e.code), e.msg), role));
                 }
@@ -718,10 +732,6 @@ fn message_handler(
     })
 }
 
-fn role_fail(e: RoleError) -> Fail {
-    role_fail_at(e, None, "client")
-}
-
 /// A role's failure as the client reports it; `received` is what came in so far.
 fn role_fail_at(e: RoleError, received: Option<u64>, role: &str) -> Fail {
     let code = e.exit_code();
@@ -747,6 +757,10 @@ fn role_fail_at(e: RoleError, received: Option<u64>, role: &str) -> Fail {
             code,
             "rsync: connection unexpectedly closed [client]".to_string(),
         ),
+        // upstream check_timeout: "[Receiver] io timeout after N seconds -- exiting"
+        RoleError::Proto(crate::protocol::ProtoError::Io(io)) if code == RERR_TIMEOUT => {
+            fail(code, format!("[{role}] {io}"))
+        }
         RoleError::Proto(_) => fail(code, format!("rsync: {e}")),
         _ => fail(code, e.to_string()),
     }
@@ -795,7 +809,10 @@ fn transfer(
         crate::role::bwlimit::BwLimit::new(writer, limit),
         wc.clone(),
     );
-    let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o).map_err(role_fail)?;
+    // (upstream who_am_i before the fork: "sender" or "Receiver")
+    let who = if s.am_sender { "sender" } else { "Receiver" };
+    let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o)
+        .map_err(|e| role_fail_at(e, None, who))?;
     let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
     if proto >= 30 {
         log.set_receiver_symlink_times(
