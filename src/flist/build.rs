@@ -88,12 +88,9 @@ pub struct BuildOpts {
 
 /// `faccessat(R_OK)`: whether the process may read the entry (upstream's
 /// `access(name, R_OK)`, with the real ids, which a daemon has dropped to).
-fn readable(dir: RawFd, leaf: &[u8]) -> bool {
-    let Ok(c) = CString::new(leaf) else {
-        return false;
-    };
+fn readable(dir: RawFd, leaf: &CStr) -> bool {
     // SAFETY: a valid C string; the fd is an open directory.
-    unsafe { libc::faccessat(dir, c.as_ptr(), libc::R_OK, 0) == 0 }
+    unsafe { libc::faccessat(dir, leaf.as_ptr(), libc::R_OK, 0) == 0 }
 }
 
 /// A listed file: its wire entry plus where it lives locally.
@@ -303,23 +300,24 @@ impl Walker<'_> {
     /// it, `local` is looked up from the working directory.
     fn stat(
         &mut self,
-        at: Option<(RawFd, &[u8])>,
+        at: Option<(RawFd, &CStr)>,
         local: &Path,
         name: &[u8],
         follow_top: bool,
         top: bool,
     ) -> Option<(Stat, bool)> {
-        let (dirfd, bytes) = match at {
-            Some((fd, leaf)) => (fd, leaf),
-            None => (libc::AT_FDCWD, local.as_os_str().as_bytes()),
+        if at.is_none() {
+            self.cbuf.clear();
+            self.cbuf.extend_from_slice(local.as_os_str().as_bytes());
+            self.cbuf.push(0);
+        }
+        let lookup = |this: &Self, follow: bool| match at {
+            Some((fd, leaf)) => stat_at(fd, leaf, follow),
+            None => CStr::from_bytes_with_nul(&this.cbuf)
+                .map_err(|_| libc::EINVAL)
+                .and_then(|c| stat_at(libc::AT_FDCWD, c, follow)),
         };
-        self.cbuf.clear();
-        self.cbuf.extend_from_slice(bytes);
-        self.cbuf.push(0);
-        let looked = CStr::from_bytes_with_nul(&self.cbuf)
-            .map_err(|_| libc::EINVAL)
-            .and_then(|c| stat_at(dirfd, c, false))
-            .map_err(std::io::Error::from_raw_os_error);
+        let looked = lookup(self, false).map_err(std::io::Error::from_raw_os_error);
         let lmd = match looked {
             Ok(m) => m,
             Err(e) => {
@@ -360,10 +358,7 @@ impl Walker<'_> {
         if !follow {
             return Some((lmd, false));
         }
-        let followed = CStr::from_bytes_with_nul(&self.cbuf)
-            .map_err(|_| libc::EINVAL)
-            .and_then(|c| stat_at(dirfd, c, true));
-        let Ok(md) = followed else {
+        let Ok(md) = lookup(self, true) else {
             if self.o.copy_links {
                 let msg = format!("symlink has no referent: {}", self.full(name));
                 self.err(msg);
@@ -495,17 +490,21 @@ impl Walker<'_> {
                 return;
             }
         };
-        let names: Vec<Vec<u8>> = dir
-            .iter()
-            .filter_map(|d| d.ok())
-            .map(|d| d.file_name().to_bytes().to_vec())
-            .filter(|n| n != b"." && n != b"..")
-            .collect();
         let dirfd = dir.as_raw_fd();
         let mut subdirs = Vec::new();
         let local_bytes = local.as_os_str().as_bytes();
-        for n in names {
-            let child_name = join(name, &n);
+        // Each entry straight from the readdir buffer (no copy of its name
+        // but the two the list keeps).
+        for ent in dir.iter() {
+            let Ok(ent) = ent else {
+                continue;
+            };
+            let cname = ent.file_name();
+            let n = cname.to_bytes();
+            if n == b"." || n == b".." {
+                continue;
+            }
+            let child_name = join(name, n);
             let child_local = {
                 // Path::join, without its reallocation.
                 let mut v = Vec::with_capacity(local_bytes.len() + 1 + n.len());
@@ -513,12 +512,16 @@ impl Walker<'_> {
                 if !v.is_empty() && !v.ends_with(b"/") {
                     v.push(b'/');
                 }
-                v.extend_from_slice(&n);
+                v.extend_from_slice(n);
                 PathBuf::from(OsString::from_vec(v))
             };
-            let Some((md, followed)) =
-                self.stat(Some((dirfd, &n)), &child_local, &child_name, false, false)
-            else {
+            let Some((md, followed)) = self.stat(
+                Some((dirfd, cname)),
+                &child_local,
+                &child_name,
+                false,
+                false,
+            ) else {
                 continue;
             };
             if md.is_dir() && !self.o.xfer_dirs {
@@ -535,7 +538,7 @@ impl Walker<'_> {
             if self.ex.excluded(&child_name, md.is_dir()) {
                 continue;
             }
-            if self.o.ignore_nonreadable && !md.is_symlink() && !readable(dirfd, &n) {
+            if self.o.ignore_nonreadable && !md.is_symlink() && !readable(dirfd, cname) {
                 continue;
             }
             let before = self.out.files.len();
