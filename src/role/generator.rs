@@ -619,13 +619,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 all_gone &= self.delete_item(child, cst)?;
             }
             if !all_gone {
-                self.message(
-                    MsgCode::Info,
-                    &format!(
-                        "cannot delete non-empty directory: {}",
-                        String::from_utf8_lossy(rel)
-                    ),
-                )?;
+                self.say_not_empty(rel)?;
                 return Ok(false);
             }
             if !self.delete_allowed() {
@@ -643,13 +637,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     Ok(true)
                 }
                 Err(e) if e.errno() == nix::libc::ENOTEMPTY || e.errno() == nix::libc::EEXIST => {
-                    self.message(
-                        MsgCode::Info,
-                        &format!(
-                            "cannot delete non-empty directory: {}",
-                            String::from_utf8_lossy(rel)
-                        ),
-                    )?;
+                    self.say_not_empty(rel)?;
                     Ok(false)
                 }
                 Err(e) => {
@@ -672,6 +660,17 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         self.deleted(rel, st.mode)?;
         Ok(true)
+    }
+
+    /// upstream's "cannot delete non-empty directory" (an info line).
+    fn say_not_empty(&mut self, rel: &[u8]) -> Result<(), RoleError> {
+        self.message(
+            MsgCode::Info,
+            &format!(
+                "cannot delete non-empty directory: {}",
+                String::from_utf8_lossy(rel)
+            ),
+        )
     }
 
     /// Unlink (or back up, with --backup) one non-directory; false after
@@ -731,13 +730,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                         e.errno() == nix::libc::ENOTEMPTY || e.errno() == nix::libc::EEXIST
                     }) =>
                 {
-                    self.message(
-                        MsgCode::Info,
-                        &format!(
-                            "cannot delete non-empty directory: {}",
-                            String::from_utf8_lossy(rel)
-                        ),
-                    )?;
+                    self.say_not_empty(rel)?;
                     false
                 }
                 Err(Some(e)) => {
