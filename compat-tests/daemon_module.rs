@@ -308,6 +308,57 @@ compat_test! {
 }
 
 compat_test! {
+    fn hosts_allow_name_by_forward_lookup() {
+        // No reverse lookup (a global one would name the peer for every
+        // module, as upstream): "localhost" matches only by resolving it.
+        PullCase::new("hosts_allow_name_by_forward_lookup", small_tree)
+            .global_line("reverse lookup = no")
+            .module_line("hosts allow = localhost")
+            .args(&["-a", "-i"])
+            .expect_stock_code(Some(0))
+            .run();
+    }
+}
+
+compat_test! {
+    fn hosts_allow_name_without_forward_lookup() {
+        PullCase::new("hosts_allow_name_without_forward_lookup", small_tree)
+            .global_line("reverse lookup = no")
+            .module_line("forward lookup = no")
+            .module_line("hosts allow = localhost")
+            .args(&["-a"])
+            .expect_stock_code(Some(5))
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
+    fn hosts_module_reverse_lookup_off_keeps_the_connect_name() {
+        // The global lookup at connect time names the peer "localhost"; a
+        // module's `reverse lookup = no` does not undo it (upstream).
+        PullCase::new("hosts_module_reverse_lookup_off_keeps_the_connect_name", small_tree)
+            .module_line("reverse lookup = no")
+            .module_line("forward lookup = no")
+            .module_line("hosts allow = localhost")
+            .args(&["-a", "-i"])
+            .expect_stock_code(Some(0))
+            .run();
+    }
+}
+
+compat_test! {
+    fn hosts_deny_unresolvable_name_fails_closed() {
+        PullCase::new("hosts_deny_unresolvable_name_fails_closed", small_tree)
+            .module_line("hosts deny = no-such-host.invalid")
+            .args(&["-a"])
+            .expect_stock_code(Some(5))
+            .compare_stderr()
+            .run();
+    }
+}
+
+compat_test! {
     fn max_connections_one() {
         use std::io::{Read, Write};
         let dir = TempDir::new("maxconn");

@@ -79,17 +79,39 @@ fn match_address(addr: IpAddr, tok: &str) -> bool {
         .all(|((a, b), m)| a & m == b & m)
 }
 
+/// `forward lookup`: a plain host name in the list (not an address, not a
+/// pattern) matches when it resolves to the peer's IPv4 address (upstream
+/// gethostbyname). A name that does not resolve matches in a deny list
+/// (fails closed, as upstream) and not in an allow list.
+fn forward_match(addr: IpAddr, tok: &str, deny: bool) -> bool {
+    let is_address = tok.bytes().all(|c| c == b'.' || c.is_ascii_digit());
+    if is_address || tok.contains([':', '/', '*', '?', '[']) {
+        return false;
+    }
+    use std::net::ToSocketAddrs;
+    let Ok(found) = (tok, 0u16).to_socket_addrs() else {
+        return deny;
+    };
+    let mut v4 = found.filter(|a| a.is_ipv4()).peekable();
+    if v4.peek().is_none() {
+        return deny;
+    }
+    let peer = canonical(addr);
+    v4.any(|a| a.ip() == peer)
+}
+
 /// access_match: does any token of the list match the peer?
-fn access_match(list: &str, addr: IpAddr, host: Option<&str>) -> bool {
+fn access_match(list: &str, addr: IpAddr, host: Option<&str>, forward: bool, deny: bool) -> bool {
     let list = list.to_ascii_lowercase();
     list.split([' ', ',', '\t'])
         .filter(|t| !t.is_empty())
         .any(|tok| {
             let by_name = host.is_some_and(|h| {
-                crate::filter::wildmatch::wildmatch(
-                    tok.as_bytes(),
-                    h.to_ascii_lowercase().as_bytes(),
-                )
+                !h.is_empty()
+                    && (crate::filter::wildmatch::wildmatch(
+                        tok.as_bytes(),
+                        h.to_ascii_lowercase().as_bytes(),
+                    ) || (forward && forward_match(addr, tok, deny)))
             });
             by_name || match_address(addr, tok)
         })
@@ -97,23 +119,27 @@ fn access_match(list: &str, addr: IpAddr, host: Option<&str>) -> bool {
 
 /// allow_access: an allow-list match always wins; without a deny list, a
 /// non-match is refused; a deny-list match is refused; anything else is allowed.
+///
+/// `host` is the reverse-lookup name, or upstream's "UNDETERMINED" when
+/// `reverse lookup` is off; `forward` is the module's `forward lookup`.
 pub fn allow_access(
     allow: Option<&str>,
     deny: Option<&str>,
     addr: IpAddr,
     host: Option<&str>,
+    forward: bool,
 ) -> bool {
     let allow = allow.filter(|a| !a.trim().is_empty());
     let deny = deny.filter(|d| !d.trim().is_empty());
     if let Some(a) = allow {
-        if access_match(a, addr, host) {
+        if access_match(a, addr, host, forward, false) {
             return true;
         }
         if deny.is_none() {
             return false;
         }
     }
-    !deny.is_some_and(|d| access_match(d, addr, host))
+    !deny.is_some_and(|d| access_match(d, addr, host, forward, true))
 }
 
 /// The peer's host name by reverse lookup (`reverse lookup = yes`), if any.
@@ -195,18 +221,59 @@ mod tests {
     #[test]
     fn allow_and_deny_lists() {
         let a = ip("127.0.0.1");
-        assert!(allow_access(None, None, a, None));
-        assert!(allow_access(Some("127.0.0.0/8"), None, a, None));
-        assert!(!allow_access(Some("10.0.0.0/8"), None, a, None));
-        assert!(!allow_access(None, Some("127.0.0.1"), a, None));
-        assert!(allow_access(Some("127.0.0.1"), Some("*"), a, None));
+        assert!(allow_access(None, None, a, None, false));
+        assert!(allow_access(Some("127.0.0.0/8"), None, a, None, false));
+        assert!(!allow_access(Some("10.0.0.0/8"), None, a, None, false));
+        assert!(!allow_access(None, Some("127.0.0.1"), a, None, false));
+        assert!(allow_access(Some("127.0.0.1"), Some("*"), a, None, false));
         assert!(!allow_access(
             Some("10.1.1.1"),
             Some("*"),
             a,
-            Some("localhost")
+            Some("localhost"),
+            false
         ));
-        assert!(allow_access(Some("local*"), None, a, Some("LocalHost")));
+        assert!(allow_access(
+            Some("local*"),
+            None,
+            a,
+            Some("LocalHost"),
+            false
+        ));
+    }
+
+    #[test]
+    fn forward_lookup_of_plain_names() {
+        let a = ip("127.0.0.1");
+        let host = Some("UNDETERMINED");
+        // "localhost" resolves to the peer: allowed only with forward lookups.
+        assert!(allow_access(Some("localhost"), None, a, host, true));
+        assert!(!allow_access(Some("localhost"), None, a, host, false));
+        // Patterns and addresses are never resolved.
+        assert!(!allow_access(Some("localhos?"), None, a, host, true));
+        // An unresolvable name in a deny list denies (fails closed); in an
+        // allow list it just does not match.
+        assert!(!allow_access(
+            None,
+            Some("no-such-host.invalid"),
+            a,
+            host,
+            true
+        ));
+        assert!(allow_access(
+            None,
+            Some("no-such-host.invalid"),
+            a,
+            host,
+            false
+        ));
+        assert!(!allow_access(
+            Some("no-such-host.invalid"),
+            None,
+            a,
+            host,
+            true
+        ));
     }
 
     #[test]

@@ -190,22 +190,18 @@ fn serve_inner<R: Read, W: Write>(
     let mut module = expand("").map_err(|e| refuse_hook(w, e))?;
     // hosts allow / hosts deny (upstream rsync_module: before auth).
     if let Ok(addr) = peer.parse::<std::net::IpAddr>() {
-        let host = if module.reverse_lookup {
-            super::access::reverse_name(addr)
-        } else {
-            None
-        };
+        let host = module_host(&who.host, &module, peer);
         if !super::access::allow_access(
             module.hosts_allow.as_deref(),
             module.hosts_deny.as_deref(),
             addr,
-            host.as_deref(),
+            Some(&host),
+            module.forward_lookup,
         ) {
             let msg = if module.list {
                 format!(
                     "@ERROR: access denied to {} from {} ({peer})\n",
-                    module.name,
-                    host.as_deref().unwrap_or("UNKNOWN")
+                    module.name, host
                 )
             } else {
                 format!("@ERROR: Unknown module '{}'\n", module.name)
@@ -272,14 +268,14 @@ fn serve_inner<R: Read, W: Write>(
     // post-xfer exec is armed first, then pre-xfer exec starts, both before
     // the module is entered, as upstream.
     if let Some(cmd) = module.post_xfer_exec.as_deref().filter(|_| !no_xfer_exec) {
-        if let Err(e) = super::xfer_exec::arm_post(cmd, &xfer_env(&module, peer, &auth_user)) {
+        if let Err(e) = super::xfer_exec::arm_post(cmd, &xfer_env(&module, &who, &auth_user)) {
             tracing::warn!(peer, "fork failed: {e}");
             let _ = line(w, "@ERROR: fork failed\n");
             return Err(RERR_STARTCLIENT);
         }
     }
     if let Some(cmd) = module.early_exec.as_deref().filter(|_| !no_xfer_exec) {
-        let env = xfer_env(&module, peer, &auth_user);
+        let env = xfer_env(&module, &who, &auth_user);
         if let Err(text) = super::xfer_exec::run_early(cmd, &env, &early_input) {
             super::log::line(&format!("rsync: early exec failed: {}", text.trim_end()));
             let _ = line(w, "@ERROR: early exec failed\n");
@@ -287,7 +283,7 @@ fn serve_inner<R: Read, W: Write>(
         }
     }
     let pre_xfer = match module.pre_xfer_exec.as_deref().filter(|_| !no_xfer_exec) {
-        Some(cmd) => match super::xfer_exec::start(cmd, &xfer_env(&module, peer, &auth_user)) {
+        Some(cmd) => match super::xfer_exec::start(cmd, &xfer_env(&module, &who, &auth_user)) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(peer, "pre-xfer exec preparation failed: {e}");
@@ -546,14 +542,27 @@ fn authenticate<R: Read, W: Write>(
     Ok((access, user.to_string()))
 }
 
+/// The peer's name for a module (upstream rsync_module's `host`): the name
+/// found at connect time (global `reverse lookup`), else a lookup now when
+/// the module asks for one ("UNKNOWN" when there is no name), else
+/// "UNDETERMINED". A module's `reverse lookup = no` does not undo a global
+/// lookup.
+fn module_host(connect_host: &str, module: &ModuleConfig, peer: &str) -> String {
+    if connect_host != "UNDETERMINED" {
+        return connect_host.to_string();
+    }
+    match peer.parse::<std::net::IpAddr>() {
+        Ok(addr) if module.reverse_lookup => {
+            super::access::reverse_name(addr).unwrap_or_else(|| "UNKNOWN".into())
+        }
+        _ => "UNDETERMINED".to_string(),
+    }
+}
+
 /// The environment of `pre-xfer exec` known before the arguments arrive.
-fn xfer_env(module: &ModuleConfig, peer: &str, user: &str) -> Vec<(String, String)> {
-    let host = peer
-        .parse::<std::net::IpAddr>()
-        .ok()
-        .filter(|_| module.reverse_lookup)
-        .and_then(super::access::reverse_name)
-        .unwrap_or_else(|| "UNDETERMINED".to_string());
+fn xfer_env(module: &ModuleConfig, who: &Who, user: &str) -> Vec<(String, String)> {
+    let peer = who.addr.as_str();
+    let host = module_host(&who.host, module, peer);
     vec![
         ("RSYNC_MODULE_NAME".into(), module.name.clone()),
         (
