@@ -600,3 +600,90 @@ compat_test! {
         assert!(seen[1], "stock moved the atime despite open noatime");
     }
 }
+
+/// A one-connection balancer in front of `daemon_port`: it accepts the
+/// client, opens the daemon connection, writes `header` first, then relays
+/// both ways. Returns the port the client should use.
+fn proxy_relay(daemon_port: u16, header: Vec<u8>) -> u16 {
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+    let port = l.local_addr().expect("relay addr").port();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = l.accept() else { return };
+        let Ok(mut daemon) = TcpStream::connect(("127.0.0.1", daemon_port)) else {
+            return;
+        };
+        if daemon.write_all(&header).is_err() {
+            return;
+        }
+        let (Ok(mut c2), Ok(mut d2)) = (client.try_clone(), daemon.try_clone()) else {
+            return;
+        };
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut d2);
+            let _ = d2.shutdown(Shutdown::Write);
+        });
+        let (mut client, mut daemon) = (client, daemon);
+        let _ = std::io::copy(&mut daemon, &mut client);
+        let _ = client.shutdown(Shutdown::Write);
+        let _ = up.join();
+    });
+    port
+}
+
+compat_test! {
+    fn proxy_protocol_names_the_real_client() {
+        // Behind a balancer (proxy protocol v1 and v2), the header's source
+        // address is the client's for hosts allow/deny and the log; a
+        // trusted peer without a header, and an untrusted peer, are refused.
+        let work = TempDir::new("proxy_protocol");
+        let src = work.join("src");
+        small_tree(&src);
+        let v1 = b"PROXY TCP4 10.1.2.3 127.0.0.1 40000 873\r\n".to_vec();
+        let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        v2.extend([0x21, 0x11, 0, 12, 10, 1, 2, 3, 127, 0, 0, 1, 0x9c, 0x40, 3, 105]);
+        let mut seen = Vec::new();
+        for (trusted, hosts) in [("127.0.0.1", "hosts deny = 10.1.2.3"), ("127.0.0.1", "hosts allow = 10.1.2.3"), ("10.9.9.9", "")] {
+            for side in SIDES {
+                let log = work.join(format!("{side}-{}.log", seen.len()));
+                let conf = format!(
+                    "use chroot = no\nuid = root\ngid = root\nreverse lookup = no\nproxy protocol = yes\nproxy protocol hosts = {trusted}\nlog file = {}\n[mod]\n    path = {}\n    {hosts}\n",
+                    log.display(),
+                    src.display()
+                );
+                let d = Daemon::start_config_log(&daemon_bin(side), &conf, side);
+                let mut outcomes = Vec::new();
+                for header in [&v1, &v2] {
+                    let port = proxy_relay(d.port(), header.clone());
+                    let dest = work.join(format!("dest-{side}-{}-{}", seen.len(), outcomes.len()));
+                    let o = run_cmd(
+                        &bins::stock(),
+                        ["-a".to_string(), format!("rsync://127.0.0.1:{port}/mod/"), format!("{}/", dest.display())],
+                        None,
+                        client_timeout(),
+                    );
+                    outcomes.push((o.code, normalize_stderr(&o.stderr), dest.join("a.txt").exists()));
+                }
+                // A trusted peer that sends no header at all.
+                let dest = work.join(format!("dest-{side}-{}-direct", seen.len()));
+                let o = pull(&d, &["-a"], "mod/", &dest);
+                // (An untrusted peer is dropped before anything is read: the
+                // client sees an EOF (5) or, when its greeting was already
+                // in, a reset (12), for stock as for us.)
+                let code = if trusted == "10.9.9.9" && o.code == 12 { 5 } else { o.code };
+                outcomes.push((code, Vec::new(), dest.join("a.txt").exists()));
+                let logged = std::fs::read_to_string(&log).unwrap_or_default().contains("(10.1.2.3)");
+                seen.push((side, hosts, trusted, outcomes, logged));
+            }
+        }
+        for pair in seen.chunks(2) {
+            let (s, o) = (&pair[0], &pair[1]);
+            assert_eq!((&o.3, o.4), (&s.3, s.4), "{} / trusted {}: ours {:?}\nstock {:?}", s.1, s.2, o, s);
+        }
+        // What stock did, so the case cannot pass vacuously.
+        assert!(seen[0].3[0].0 != 0 && seen[0].4, "stock: deny by proxied address: {:?}", seen[0]);
+        assert!(seen[2].3[0].0 == 0 && seen[2].3[1].2, "stock: allow by proxied address: {:?}", seen[2]);
+        assert!(seen[4].3.iter().all(|x| x.0 != 0), "stock: untrusted peer: {:?}", seen[4]);
+    }
+}

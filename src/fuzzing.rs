@@ -69,6 +69,13 @@ pub fn greeting(data: &[u8]) {
     }
 }
 
+/// A PROXY protocol header (versions 1 and 2), as a daemon behind a
+/// balancer reads it before the greeting.
+pub fn proxy_header(data: &[u8]) {
+    let mut r = data;
+    let _ = crate::daemon::proxy::read_header(&mut r);
+}
+
 /// Delta tokens (all compressions).
 pub fn tokens(data: &[u8]) {
     crate::protocol::tokens::decoder_fuzz_entry(data);
@@ -120,6 +127,7 @@ mod tests {
             super::mux(&data);
             super::ndx_and_sums(&data);
             super::greeting(&data);
+            super::proxy_header(&data);
             super::tokens(&data);
             super::config(&data);
             super::filter_wire(&data);

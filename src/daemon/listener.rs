@@ -174,6 +174,18 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
     // Half-close so the client sees EOF after our last bytes, not a reset.
     if outcome.half_close {
         let _ = nix::sys::socket::shutdown(1, nix::sys::socket::Shutdown::Write);
+    } else if outcome.code == RERR_SOCKETIO {
+        // Refused before the greeting (an untrusted or malformed proxy
+        // header): a reset, as upstream's close with unread input gives.
+        let reset = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        let _ = nix::sys::socket::setsockopt(
+            &std::io::stdout().as_fd(),
+            nix::sys::socket::sockopt::Linger,
+            &reset,
+        );
     }
     outcome.code
 }
@@ -190,6 +202,18 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     } else {
         format!("{addr}:{port}")
     };
+    if cfg.global.proxy_protocol
+        && cfg
+            .global
+            .proxy_protocol_hosts
+            .as_deref()
+            .is_none_or(|h| h.trim().is_empty())
+    {
+        // As upstream: said while stderr is still open.
+        eprintln!(
+            "\"proxy protocol = true\" but \"proxy protocol hosts\" is unset: all connections will be rejected as untrusted proxy peers.  Set \"proxy protocol hosts\" to your trusted proxy's address."
+        );
+    }
     let listener = match std::net::TcpListener::bind(&bind) {
         Ok(l) => l,
         Err(e) => {

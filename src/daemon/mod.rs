@@ -8,6 +8,7 @@ pub mod config;
 pub mod listener;
 pub mod log;
 pub mod paths;
+pub mod proxy;
 pub mod session;
 pub mod xfer_exec;
 

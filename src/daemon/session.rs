@@ -61,7 +61,9 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
             drop(w);
             Outcome {
                 code,
-                half_close: code != RERR_UNSUPPORTED,
+                // A refused-options reset or a broken/refused socket ends
+                // without the graceful half-close.
+                half_close: code != RERR_UNSUPPORTED && code != RERR_SOCKETIO,
             }
         }
     };
@@ -81,6 +83,44 @@ fn serve_inner<R: Read, W: Write>(
     peer: &str,
 ) -> Result<Option<Accepted>, i32> {
     let io = |_e| RERR_SOCKETIO;
+    let proxied;
+    let peer = if cfg.global.proxy_protocol {
+        // upstream start_daemon: only a trusted balancer may speak first,
+        // within the handshake deadline; its header names the client.
+        handshake_deadline(cfg.global.defaults.timeout);
+        let trusted = cfg
+            .global
+            .proxy_protocol_hosts
+            .as_deref()
+            .filter(|l| !l.trim().is_empty());
+        let allowed = match (trusted, peer.parse::<std::net::IpAddr>()) {
+            (Some(list), Ok(a)) => {
+                super::access::allow_access(Some(list), None, a, Some("UNDETERMINED"), false)
+            }
+            _ => false,
+        };
+        if !allowed {
+            super::log::line(&format!(
+                "proxy protocol rejected from untrusted peer UNDETERMINED ({peer})"
+            ));
+            return Err(RERR_STARTCLIENT);
+        }
+        match super::proxy::read_header(r) {
+            Ok(super::proxy::Proxied::Client(ip)) => {
+                proxied = ip.to_string();
+                proxied.as_str()
+            }
+            Ok(super::proxy::Proxied::Unchanged) => peer,
+            Err(e) => {
+                // Closed at once, unread input and all (upstream returns
+                // before the greeting: the client sees a reset).
+                tracing::info!(peer, "{e}");
+                return Err(RERR_SOCKETIO);
+            }
+        }
+    } else {
+        peer
+    };
     let who = Who::of(cfg, peer);
     if let Err(msg) = enter_daemon_jail(cfg) {
         super::log::line(&msg);
