@@ -382,6 +382,124 @@ pub fn generate_sums_with(
     Ok(total)
 }
 
+/// Bases at least this long get their sums from two threads.
+const PARALLEL_MIN: u64 = 8 << 20;
+/// Bytes of basis per parallel step (its sums are held until emitted).
+const PARALLEL_WINDOW: u64 = 16 << 20;
+
+/// One block's sums as the window keeps them until emitted.
+type BlockSum = (u32, [u8; crate::checksum::MAX_DIGEST_LEN]);
+
+/// A basis read at offsets (a file's `pread`, implemented by the `fs`
+/// layer), shareable between the threads computing its sums.
+pub trait PositionalRead: Sync {
+    /// Read at `offset` into `buf`; 0 at the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl PositionalRead for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+/// The sums of blocks `range` of `file`, read at their offsets; a short
+/// basis reads as zeros. Returns the sums and the bytes actually read.
+fn sums_of_range<F: PositionalRead + ?Sized>(
+    file: &F,
+    head: &SumHead,
+    range: std::ops::Range<u32>,
+    kind: ChecksumKind,
+    seed: u32,
+    proper_seed_order: bool,
+) -> io::Result<(Vec<BlockSum>, u64)> {
+    let blen = head.blength.max(1) as usize;
+    let per_read = (SUMS_READ / blen).max(1) as u32;
+    let mut buf = vec![0u8; blen * per_read as usize];
+    let mut out = Vec::with_capacity(range.len());
+    let mut total = 0u64;
+    let mut i = range.start;
+    while i < range.end {
+        let group = (range.end - i).min(per_read);
+        let len: usize = (i..i + group).map(|b| head.block_len(b)).sum();
+        let mut got = 0usize;
+        let at = head.block_offset(i);
+        while got < len {
+            match file.read_at(&mut buf[got..len], at + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        buf[got..len].fill(0);
+        total += got as u64;
+        let mut off = 0usize;
+        for b in i..i + group {
+            let block = &buf[off..off + head.block_len(b)];
+            off += block.len();
+            let strong = block_sum(kind, block, seed, proper_seed_order);
+            out.push((checksum1(block), strong.to_array()));
+        }
+        i += group;
+    }
+    Ok((out, total))
+}
+
+/// [`generate_sums_with`] for a basis file: on a large basis each window of
+/// blocks is split between two threads (reading and hashing the basis is
+/// the whole of a generator's work before the sender can start matching),
+/// and the sums are emitted in block order as before.
+pub fn generate_file_sums<F: PositionalRead + ?Sized>(
+    file: &F,
+    head: &SumHead,
+    kind: ChecksumKind,
+    seed: u32,
+    proper_seed_order: bool,
+    mut emit: impl FnMut(u32, &[u8]) -> Result<(), DeltaError>,
+) -> Result<u64, DeltaError> {
+    head.validate(0)?;
+    let s2 = head.s2length as usize;
+    let count = head.count.max(0) as u32;
+    if head.basis_len() < PARALLEL_MIN || head.blength <= 0 {
+        // Small: one thread, the sums (a few thousand) emitted at the end.
+        let (sums, total) = sums_of_range(file, head, 0..count, kind, seed, proper_seed_order)?;
+        for (s1, strong) in &sums {
+            emit(*s1, &strong[..s2.min(strong.len())])?;
+        }
+        return Ok(total);
+    }
+    let per_window = (PARALLEL_WINDOW / head.blength as u64).max(2) as u32;
+    let mut total = 0u64;
+    let mut w = 0u32;
+    while w < count {
+        let end = (w + per_window).min(count);
+        let mid = w + (end - w) / 2;
+        let (first, second) = std::thread::scope(|sc| {
+            let other =
+                sc.spawn(|| sums_of_range(file, head, mid..end, kind, seed, proper_seed_order));
+            let first = sums_of_range(file, head, w..mid, kind, seed, proper_seed_order);
+            let second = other
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("block sum thread failed")));
+            (first, second)
+        });
+        for part in [first?, second?] {
+            total += part.1;
+            for (s1, strong) in &part.0 {
+                emit(*s1, &strong[..s2.min(strong.len())])?;
+            }
+        }
+        w = end;
+    }
+    Ok(total)
+}
+
 /// Compute all block sums of a basis into a [`BlockSums`] (see
 /// [`generate_sums_with`]).
 pub fn generate_sums(
@@ -401,6 +519,53 @@ pub fn generate_sums(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_sums_in_two_threads_equal_the_streamed_ones() {
+        let mut data = vec![0u8; (PARALLEL_MIN as usize) * 3 + 12_345];
+        let mut x: u32 = 7;
+        for b in data.iter_mut() {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            *b = (x >> 16) as u8;
+        }
+        let file: &[u8] = &data;
+        for kind in [ChecksumKind::Xxh128, ChecksumKind::Md5, ChecksumKind::Md4] {
+            for blen in [None, Some(700u32), Some(131_072)] {
+                let head = SumHead::for_file(data.len() as i64, 31, blen, false, kind.digest_len())
+                    .unwrap();
+                let want = generate_sums(&mut &data[..], &head, kind, 42, true).unwrap();
+                let mut got = BlockSums::new(head);
+                let n = generate_file_sums(file, &head, kind, 42, true, |s1, st| got.push(s1, st))
+                    .unwrap();
+                assert_eq!(n, data.len() as u64);
+                assert_eq!(got.len(), want.len());
+                assert!(got.iter().eq(want.iter()), "{kind:?} {blen:?}");
+                // A basis shorter than its header reads as zeros, as before.
+                let longer =
+                    SumHead::for_file(data.len() as i64 + 5000, 31, blen, false, kind.digest_len())
+                        .unwrap();
+                let mut padded = data.clone();
+                padded.resize(data.len() + 5000, 0);
+                let want = generate_sums(&mut &padded[..], &longer, kind, 42, true).unwrap();
+                let mut got = BlockSums::new(longer);
+                let n =
+                    generate_file_sums(file, &longer, kind, 42, true, |s1, st| got.push(s1, st))
+                        .unwrap();
+                assert_eq!(n, data.len() as u64);
+                assert!(got.iter().eq(want.iter()), "short basis {kind:?} {blen:?}");
+            }
+        }
+        // A small basis takes the one-thread path, with the same result.
+        let small = &data[..100_000];
+        let head = SumHead::for_file(small.len() as i64, 31, None, false, 16).unwrap();
+        let want = generate_sums(&mut &small[..], &head, ChecksumKind::Xxh128, 1, true).unwrap();
+        let mut got = BlockSums::new(head);
+        generate_file_sums(small, &head, ChecksumKind::Xxh128, 1, true, |s1, st| {
+            got.push(s1, st)
+        })
+        .unwrap();
+        assert!(got.iter().eq(want.iter()));
+    }
     use crate::delta::testutil::{big_txt, sizes_data};
     use proptest::prelude::*;
 

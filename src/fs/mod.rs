@@ -111,6 +111,12 @@ fn checked_regular(f: File) -> io::Result<(File, u64)> {
     Ok((f, md.len()))
 }
 
+impl crate::delta::sums::PositionalRead for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+}
+
 /// "No such file or directory (2)" as rsync's rsyserr prints it.
 pub fn os_error_text(e: &io::Error) -> String {
     let s = e.to_string();

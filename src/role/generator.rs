@@ -8,7 +8,7 @@
 use super::setup::Negotiated;
 use super::RoleError;
 use crate::cli::options::Options;
-use crate::delta::sums::{generate_sums_with, SumHead};
+use crate::delta::sums::{generate_file_sums, SumHead};
 use crate::flist::recv::RecvList;
 use crate::flist::sort::f_name_cmp;
 use crate::fs::dest::{DestRoot, Stat};
@@ -996,14 +996,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         .write(&mut self.buf, self.cfg.n.proto);
         // --append: the header alone tells the sender how much is already here.
-        if let Some(mut f) = file.filter(|_| self.cfg.opts.append == 0) {
+        if let Some(f) = file.filter(|_| self.cfg.opts.append == 0) {
             let (kind, seed, pso) = (
                 self.cfg.n.checksum,
                 self.cfg.n.seed as u32,
                 self.cfg.n.proper_seed_order(),
             );
             let mut sums = Vec::with_capacity(64 * 1024);
-            let r = generate_sums_with(&mut f, &head, kind, seed, pso, |s1, strong| {
+            let r = generate_file_sums(&f, &head, kind, seed, pso, |s1, strong| {
                 put_int(&mut sums, s1 as i32);
                 sums.extend_from_slice(strong);
                 Ok(())
