@@ -328,6 +328,29 @@ pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<us
     Ok(got)
 }
 
+/// The rolling and strong sums of the consecutive blocks `blocks`, which
+/// `buf` holds from its start, in block order.
+fn each_block_sum<E>(
+    buf: &[u8],
+    head: &SumHead,
+    blocks: std::ops::Range<u32>,
+    kind: ChecksumKind,
+    seed: u32,
+    proper_seed_order: bool,
+    mut f: impl FnMut(u32, [u8; crate::checksum::MAX_DIGEST_LEN]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut off = 0usize;
+    for b in blocks {
+        let block = &buf[off..off + head.block_len(b)];
+        off += block.len();
+        f(
+            checksum1(block),
+            block_sum(kind, block, seed, proper_seed_order).to_array(),
+        )?;
+    }
+    Ok(())
+}
+
 /// Compute the block sums of a basis read from `reader`, streaming one
 /// block at a time to `emit(sum1, strong)` (the strong slice has
 /// `head.s2length` bytes). Memory is one block.
@@ -365,18 +388,18 @@ pub fn generate_sums_with(
         let got = read_full(reader, &mut buf[..len])?;
         buf[got..len].fill(0);
         total += got as u64;
-        let mut off = 0usize;
-        for b in i..i + group {
-            let block = &buf[off..off + head.block_len(b)];
-            off += block.len();
-            let sum1 = checksum1(block);
-            let strong = block_sum(kind, block, seed, proper_seed_order);
-            let bytes = strong.to_array();
-            // s2length <= 16 is guaranteed by validate(); bytes past the
-            // digest length are zero (only reachable with a hand-made
-            // oversize header).
-            emit(sum1, &bytes[..s2.min(bytes.len())])?;
-        }
+        // s2length <= 16 is guaranteed by validate(); bytes past the
+        // digest length are zero (only reachable with a hand-made
+        // oversize header).
+        each_block_sum(
+            &buf,
+            head,
+            i..i + group,
+            kind,
+            seed,
+            proper_seed_order,
+            |s1, bytes| emit(s1, &bytes[..s2.min(bytes.len())]),
+        )?;
         i += group;
     }
     Ok(total)
@@ -439,13 +462,18 @@ fn sums_of_range<F: PositionalRead + ?Sized>(
         }
         buf[got..len].fill(0);
         total += got as u64;
-        let mut off = 0usize;
-        for b in i..i + group {
-            let block = &buf[off..off + head.block_len(b)];
-            off += block.len();
-            let strong = block_sum(kind, block, seed, proper_seed_order);
-            out.push((checksum1(block), strong.to_array()));
-        }
+        each_block_sum(
+            &buf,
+            head,
+            i..i + group,
+            kind,
+            seed,
+            proper_seed_order,
+            |s1, bytes| {
+                out.push((s1, bytes));
+                Ok::<(), io::Error>(())
+            },
+        )?;
         i += group;
     }
     Ok((out, total))
