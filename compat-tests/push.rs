@@ -499,6 +499,44 @@ compat_test! {
     }
 }
 
+/// Set-id files, owned by us and by others: a receiver that chowns after
+/// setting the mode loses the bits (a chown clears them).
+fn setid_source(src: &Path) {
+    push_tree(src);
+    write(src, "setid/own_suid", b"suid\n");
+    chmod(src, "setid/own_suid", 0o4755);
+    write(src, "setid/other_suid_sgid", b"both\n");
+    chown(src, "setid/other_suid_sgid", 1234, 2345);
+    chmod(src, "setid/other_suid_sgid", 0o6750);
+    write(src, "setid/other_sgid", b"sgid\n");
+    chown(src, "setid/other_sgid", 0, 2345);
+    chmod(src, "setid/other_sgid", 0o2711);
+    pin_times(src, &[]);
+}
+
+compat_test! {
+    fn push_setid_files_keep_their_bits() {
+        PushCase::new("push_setid_files_keep_their_bits", setid_source)
+            .args(&["-a", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn push_setid_files_over_existing_ones() {
+        // Re-sync after the contents changed: the new temp file gets owner,
+        // then mode.
+        PushCase::new("push_setid_files_over_existing_ones", setid_source)
+            .prefill(|dir: &Path, src: &Path| {
+                copy_tree(src, dir);
+                write(dir, "setid/own_suid", b"older\n");
+                write(dir, "setid/other_suid_sgid", b"older\n");
+            })
+            .args(&["-a", "-i", "--partial"])
+            .run();
+    }
+}
+
 fn dangling_source(src: &Path) {
     push_tree(src);
     symlink(src, "gone", "no/such/target");

@@ -464,6 +464,11 @@ pub fn run<W: Write>(
                             let _ = sink.flush();
                             drop(sink);
                             // Like upstream's finish_transfer from cleanup: modes and owner, not the time.
+                            // (Owner first: a chown clears set-id bits.)
+                            let (uid, gid) = cfg.dest_owner(entry);
+                            if uid.is_some() || gid.is_some() {
+                                let _ = t.set_owner(f, uid, gid);
+                            }
                             let existing = cfg.dest.stat(rel).ok().flatten();
                             let _ = t.set_mode(
                                 f,
@@ -472,10 +477,6 @@ pub fn run<W: Write>(
                                     existing.as_ref().filter(|s| mode::is_reg(s.mode)),
                                 ),
                             );
-                            let (uid, gid) = cfg.dest_owner(entry);
-                            if uid.is_some() || gid.is_some() {
-                                let _ = t.set_owner(f, uid, gid);
-                            }
                             match cfg
                                 .partial_path(rel)
                                 .filter(|_| cfg.opts.partial_dir.is_some())
@@ -625,10 +626,23 @@ pub fn run<W: Write>(
         // Attributes on the temp file, then the atomic rename.
         let existing = cfg.dest.stat(rel).ok().flatten();
         let perms = cfg.dest_perms(e, existing.as_ref().filter(|s| mode::is_reg(s.mode)));
-        let (uid, gid) = cfg.dest_owner(e);
-        let mut res = tname.set_mode(&file, perms);
-        if res.is_ok() && (uid.is_some() || gid.is_some()) {
+        let (mut uid, mut gid) = cfg.dest_owner(e);
+        if uid.is_some() || gid.is_some() {
+            // Only what differs (upstream compares with a stat first): a
+            // temp file usually has the wanted owner already, and an fstat
+            // is cheaper than a chown.
+            if let Ok(st) = crate::fs::meta::fstat(&file) {
+                uid = uid.filter(|&u| u != st.uid);
+                gid = gid.filter(|&g| g != st.gid);
+            }
+        }
+        // Owner before mode, as upstream: a chown clears set-id bits.
+        let mut res = Ok(());
+        if uid.is_some() || gid.is_some() {
             res = tname.set_owner(&file, uid, gid);
+        }
+        if res.is_ok() {
+            res = tname.set_mode(&file, perms);
         }
         if res.is_ok() && cfg.opts.times {
             res = tname.set_times(&file, e.mtime, e.mtime_nsec, None);
