@@ -442,8 +442,12 @@ fn sums_of_range<F: PositionalRead + ?Sized>(
     proper_seed_order: bool,
 ) -> io::Result<(Vec<BlockSum>, u64)> {
     let blen = head.blength.max(1) as usize;
-    let per_read = (SUMS_READ / blen).max(1) as u32;
-    let mut buf = vec![0u8; blen * per_read as usize];
+    // Half the one-thread read size: two threads hold what one did.
+    let per_read = (SUMS_READ / 2 / blen).max(1) as u32;
+    let cap = usize::try_from(head.basis_len())
+        .unwrap_or(usize::MAX)
+        .clamp(blen, blen * per_read as usize);
+    let mut buf = vec![0u8; cap];
     let mut out = Vec::with_capacity(range.len());
     let mut total = 0u64;
     let mut i = range.start;
