@@ -111,6 +111,17 @@ fn listing(p: &Path) -> Vec<String> {
 }
 
 fn hostile_upload(name: &str, entries: Vec<FileEntry>, extra: &[u8], module_lines: &[&str]) {
+    hostile_upload_into(name, entries, extra, module_lines, |_| {});
+}
+
+/// [`hostile_upload`] into modules that `prepare` has filled first.
+fn hostile_upload_into(
+    name: &str,
+    entries: Vec<FileEntry>,
+    extra: &[u8],
+    module_lines: &[&str],
+    prepare: impl Fn(&Path),
+) {
     let mut case = PushCase::new(name, small_tree);
     for l in module_lines {
         case = case.module_line(l);
@@ -118,6 +129,7 @@ fn hostile_upload(name: &str, entries: Vec<FileEntry>, extra: &[u8], module_line
     let servers = case.serve();
     for side in [Which::Stock, Which::Ours] {
         let module = servers.module(side);
+        prepare(&module);
         let outside = module.parent().unwrap().to_path_buf();
         let before = listing(&outside);
         let d = servers.daemon(side);
@@ -197,5 +209,50 @@ compat_test! {
         // A transfer for index 1000 of a 2-entry list.
         let body = [0xfe, 0x80, 0xe8, 0x03, 0x00, 0x00, 0x80];
         hostile_upload("hostile_push_index_out_of_range", vec![dir("."), file("ok.txt")], &frame(MsgCode::Data, &body), &[]);
+    }
+}
+
+/// Transfer data for index 1 (`ok.txt`, requested or not): iflags
+/// TRANSFER, an empty sum head, then `tokens` and the end of the stream.
+fn transfer_for_index_1(tokens: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x02, 0x00, 0x80];
+    body.extend_from_slice(&[0u8; 16]);
+    body.extend_from_slice(tokens);
+    frame(MsgCode::Data, &body)
+}
+
+compat_test! {
+    fn hostile_push_declared_length_beyond_the_data() {
+        // A literal token announcing ~2 GiB, followed by 5 bytes and a hangup:
+        // no allocation of the declared size, no hang, nothing outside changes,
+        // and both daemons serve the next push.
+        let mut tokens = 0x7fff_0000i32.to_le_bytes().to_vec();
+        tokens.extend_from_slice(b"short");
+        hostile_upload(
+            "hostile_push_declared_length_beyond_the_data",
+            vec![dir("."), file("ok.txt")],
+            &transfer_for_index_1(&tokens),
+            &[],
+        );
+    }
+}
+
+compat_test! {
+    fn hostile_push_through_a_symlink_already_in_the_module() {
+        // The module already holds "out" -> its parent (CVE-2024-12087/12088
+        // class); the upload names "out/escape.txt" without listing "out".
+        let mut tokens = 5i32.to_le_bytes().to_vec();
+        tokens.extend_from_slice(b"owned");
+        tokens.extend_from_slice(&0i32.to_le_bytes());
+        tokens.extend_from_slice(&[0u8; 16]);
+        hostile_upload_into(
+            "hostile_push_through_a_symlink_already_in_the_module",
+            vec![dir("."), file("out/escape.txt")],
+            &transfer_for_index_1(&tokens),
+            &["munge symlinks = no"],
+            |module| {
+                let _ = std::os::unix::fs::symlink("..", module.join("out"));
+            },
+        );
     }
 }
