@@ -12,12 +12,8 @@
 # ours/stock. Everything it starts is killed by PID on exit.
 set -euo pipefail
 ROUNDS=${1:-3}
-ROOT=$(mktemp -d /dev/shm/rrsync-cbench.XXXXXX)
-BIN=${RRSYNC_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/rrsync}
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$ROOT"; }
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
+bench_init cbench
 
 python3 - "$ROOT" <<'PY'
 import os, random, sys
@@ -47,7 +43,6 @@ gid = root
     path = $ROOT/big
 CONF
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_STOCK=$(port); P_OURS=$(port)
 rsync --daemon --no-detach --config="$ROOT/rsyncd.conf" --port="$P_STOCK" --address=127.0.0.1 & PIDS+=($!)
 "$BIN" --daemon --no-detach --config="$ROOT/rsyncd.conf" --port="$P_OURS" --address=127.0.0.1 & PIDS+=($!)
@@ -111,7 +106,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 printf "%-9s %9s %9s %6s %9s %9s %6s %10s %10s %10s %10s\n" scenario stock_s ours_s wall stock_cpu ours_cpu cpu st_cli_kib our_cli_kib st_dmn_kib our_dmn_kib
 for s in small nochange big delta; do
   ws=$(echo "${W[$s-stock]}" | median); wo=$(echo "${W[$s-ours]}" | median)

@@ -15,12 +15,8 @@
 # Everything it starts is killed by PID on exit.
 set -euo pipefail
 ROUNDS=${1:-5}
-ROOT=$(mktemp -d /dev/shm/rrsync-bench.XXXXXX)
-BIN=${RRSYNC_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/rrsync}
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$ROOT"; }
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
+bench_init bench
 
 python3 - "$ROOT" <<'PY'
 import os, random, sys
@@ -57,7 +53,6 @@ gid = root
     read only = no
 CONF
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_STOCK=$(port); P_OURS=$(port)
 rsync --daemon --no-detach --config="$ROOT/rsyncd.conf" --port="$P_STOCK" --address=127.0.0.1 & PIDS+=($!)
 "$BIN" --daemon --no-detach --config="$ROOT/rsyncd.conf" --port="$P_OURS" --address=127.0.0.1 & PIDS+=($!)
@@ -149,7 +144,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 printf "%-15s %10s %10s %6s %9s %9s %6s %9s %9s %8s %8s\n" scenario stock_wall ours_wall ratio stock_cpu ours_cpu ratio stock_kib ours_kib cli_stk cli_ours
 for s in pull-small pull-nochange pull-big pull-delta push-small push-nochange push-big push-delta; do
   ws=$(echo "${W[$s-stock]}" | median); wo=$(echo "${W[$s-ours]}" | median)

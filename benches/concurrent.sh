@@ -14,12 +14,8 @@
 set -euo pipefail
 ROUNDS=${1:-3}; shift || true
 COUNTS=("$@"); [ ${#COUNTS[@]} -gt 0 ] || COUNTS=(32 200)
-ROOT=$(mktemp -d /dev/shm/rrsync-conc.XXXXXX)
-BIN=${RRSYNC_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/rrsync}
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$ROOT"; }
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
+bench_init conc
 
 python3 - "$ROOT" <<'PY'
 import os, random, sys
@@ -40,7 +36,6 @@ max connections = 0
 [tree]
     path = $ROOT/tree
 CONF
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_STOCK=$(port); P_OURS=$(port)
 rsync --daemon --no-detach --config="$ROOT/rsyncd.conf" --port="$P_STOCK" --address=127.0.0.1 & PIDS+=($!)
 "$BIN" --daemon --no-detach --config="$ROOT/rsyncd.conf" --port="$P_OURS" --address=127.0.0.1 & PIDS+=($!)

@@ -12,12 +12,8 @@
 #   benches/push.sh [rounds]          (default 3)
 set -euo pipefail
 ROUNDS=${1:-3}
-ROOT=$(mktemp -d /dev/shm/rrsync-pbench.XXXXXX)
-BIN=${RRSYNC_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/rrsync}
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$ROOT"; }
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
+bench_init pbench
 
 python3 - "$ROOT/src" <<'PY'
 import os, random, sys
@@ -34,7 +30,6 @@ with open(os.path.join(root, "big.bin"), "wb") as fh:
         fh.write(r.randbytes(1 << 20))
 PY
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 URLS=()
 for i in 1 2 3 4; do
   mkdir -p "$ROOT/t$i"
@@ -69,7 +64,6 @@ for round in $(seq "$ROUNDS"); do
   clear_targets; read -r w c < <(URLS="${URLS[*]}" time_cmd bash -c 'for u in $URLS; do rsync -a "$ROOT/src/" "$u"; done'); rec seq4 $w $c
   clear_targets; read -r w c < <(URLS="${URLS[*]}" time_cmd bash -c 'for u in $URLS; do rsync -a "$ROOT/src/" "$u" & done; wait'); rec par4 $w $c
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 printf "%-7s %9s %9s\n" run wall_s cpu_s
 for s in push1 push4 seq4 par4; do
   printf "%-7s %9.3f %9.3f\n" "$s" "$(echo "${W[$s]}" | median)" "$(echo "${C[$s]}" | median)"

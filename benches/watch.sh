@@ -10,15 +10,10 @@
 #   benches/watch.sh [samples]        (default 40)
 set -euo pipefail
 SAMPLES=${1:-40}
-ROOT=$(mktemp -d /dev/shm/rrsync-wbench.XXXXXX)
-BIN=${RRSYNC_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/rrsync}
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+. "$(dirname "$0")/common.sh"
+bench_init wbench
 command -v lsyncd >/dev/null || { echo "installing lsyncd"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lsyncd >/dev/null; }
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$ROOT"; }
-trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 for side in ours lsyncd; do
   mkdir -p "$ROOT/$side/src" "$ROOT/$side/dst"
   cat > "$ROOT/$side/rsyncd.conf" <<CONF

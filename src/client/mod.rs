@@ -663,6 +663,28 @@ pub fn run_planned(
 }
 
 /// The remote shell's (or local server's) exit status, as rsync maps it.
+/// The local `--files-from` source (`-` is stdin), as `who` reports a
+/// failure to open it.
+fn read_files_from(ff: &str, who: &str) -> Result<Vec<u8>, Fail> {
+    if ff == "-" {
+        let mut v = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .map_err(|e| fail(RERR_FILEIO, format!("rsync: {e}")))?;
+        return Ok(v);
+    }
+    std::fs::read(ff).map_err(|e| {
+        fail(
+            RERR_FILEIO,
+            format!(
+                "rsync: [{who}] failed to open files-from file {ff}: {} ({})",
+                crate::fs::os_error_text(&e),
+                e.raw_os_error().unwrap_or(0)
+            ),
+        )
+    })
+}
+
 fn child_code(conn: &mut connect::Conn) -> Option<i32> {
     let mut child = conn.child.take()?;
     let st = child.wait().ok()?;
@@ -881,24 +903,7 @@ fn transfer(
         }
         let mut srcs: Vec<Vec<u8>> = plan.local.iter().map(|a| a.as_bytes().to_vec()).collect();
         if let Some(ff) = o.files_from.as_deref().filter(|_| !s.files_from_remote) {
-            let data = if ff == "-" {
-                let mut v = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut v)
-                    .map_err(|e| fail(RERR_FILEIO, format!("rsync: {e}")))?;
-                v
-            } else {
-                std::fs::read(ff).map_err(|e| {
-                    fail(
-                        RERR_FILEIO,
-                        format!(
-                            "rsync: [sender] failed to open files-from file {ff}: {} ({})",
-                            crate::fs::os_error_text(&e),
-                            e.raw_os_error().unwrap_or(0)
-                        ),
-                    )
-                })?
-            };
+            let data = read_files_from(ff, "sender")?;
             let base = srcs.first().cloned().unwrap_or_else(|| b".".to_vec());
             srcs = files_from_names(&data, o.from0)
                 .into_iter()
@@ -956,24 +961,7 @@ fn transfer(
     }
     // A pull: forward --files-from names, then receive.
     if let Some(ff) = o.files_from.as_deref().filter(|_| !s.files_from_remote) {
-        let data = if ff == "-" {
-            let mut v = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut v)
-                .map_err(|e| fail(RERR_FILEIO, format!("rsync: {e}")))?;
-            v
-        } else {
-            std::fs::read(ff).map_err(|e| {
-                fail(
-                    RERR_FILEIO,
-                    format!(
-                        "rsync: [client] failed to open files-from file {ff}: {} ({})",
-                        crate::fs::os_error_text(&e),
-                        e.raw_os_error().unwrap_or(0)
-                    ),
-                )
-            })?
-        };
+        let data = read_files_from(ff, "client")?;
         let mut b = Vec::new();
         for nm in files_from_names(&data, o.from0) {
             b.extend_from_slice(&nm);

@@ -45,6 +45,43 @@ impl Negotiated {
     }
 }
 
+/// The peer's checksum and compression lists (those the negotiation
+/// includes, in wire order), each resolved the way our side picks.
+fn read_choices<R: Read>(
+    r: &mut R,
+    list_checksums: bool,
+    list_compress: bool,
+    as_server: bool,
+) -> Result<(Option<ChecksumKind>, Option<CompressKind>), RoleError> {
+    let mut pick = |ours: &[&'static str], what: &str| -> Result<&'static str, RoleError> {
+        let theirs = handshake::read_name_list(r)?;
+        let chosen = if as_server {
+            handshake::choose_as_server(&theirs, ours)
+        } else {
+            handshake::choose_as_client(&theirs, ours)
+        };
+        chosen
+            .ok_or_else(|| RoleError::Unsupported(format!("Failed to negotiate a {what} choice.")))
+    };
+    let sum = if list_checksums {
+        Some(checksum_by_name(pick(
+            handshake::CHECKSUM_NAMES,
+            "checksum",
+        )?)?)
+    } else {
+        None
+    };
+    let comp = if list_compress {
+        Some(compress_by_name(pick(
+            handshake::COMPRESS_NAMES,
+            "compression",
+        )?)?)
+    } else {
+        None
+    };
+    Ok((sum, comp))
+}
+
 fn checksum_by_name(name: &str) -> Result<ChecksumKind, RoleError> {
     let n = if name == "xxhash" { "xxh64" } else { name };
     ChecksumKind::from_name(n)
@@ -118,26 +155,12 @@ pub fn server_setup<R: Read, W: Write>(
     w.write_all(&out)?;
     w.flush()?;
     out.clear();
-    if list_checksums {
-        let theirs = handshake::read_name_list(r)?;
-        let Some(c) = handshake::choose_as_server(&theirs, handshake::CHECKSUM_NAMES) else {
-            return Err(RoleError::Unsupported(
-                "Failed to negotiate a checksum choice.".into(),
-            ));
-        };
-        let k = checksum_by_name(c)?;
+    let (sum, comp) = read_choices(r, list_checksums, list_compress, true)?;
+    if let Some(k) = sum {
         xfer_sum = Some(k);
         file_sum = Some(k);
     }
-    if list_compress {
-        let theirs = handshake::read_name_list(r)?;
-        let Some(c) = handshake::choose_as_server(&theirs, handshake::COMPRESS_NAMES) else {
-            return Err(RoleError::Unsupported(
-                "Failed to negotiate a compression choice.".into(),
-            ));
-        };
-        compress = compress_by_name(c)?;
-    }
+    compress = comp.unwrap_or(compress);
     let default = ChecksumKind::default_for_protocol(proto);
     let seed = opts.checksum_seed.unwrap_or(seed);
     put_int(&mut out, seed);
@@ -199,26 +222,12 @@ pub fn client_setup<R: Read, W: Write>(
         w.write_all(&out)?;
         w.flush()?;
     }
-    if list_checksums {
-        let theirs = handshake::read_name_list(r)?;
-        let Some(c) = handshake::choose_as_client(&theirs, handshake::CHECKSUM_NAMES) else {
-            return Err(RoleError::Unsupported(
-                "Failed to negotiate a checksum choice.".into(),
-            ));
-        };
-        let k = checksum_by_name(c)?;
+    let (sum, comp) = read_choices(r, list_checksums, list_compress, false)?;
+    if let Some(k) = sum {
         xfer_sum = Some(k);
         file_sum = Some(k);
     }
-    if list_compress {
-        let theirs = handshake::read_name_list(r)?;
-        let Some(c) = handshake::choose_as_client(&theirs, handshake::COMPRESS_NAMES) else {
-            return Err(RoleError::Unsupported(
-                "Failed to negotiate a compression choice.".into(),
-            ));
-        };
-        compress = compress_by_name(c)?;
-    }
+    compress = comp.unwrap_or(compress);
     let mut b = [0u8; 4];
     r.read_exact(&mut b)?;
     let seed = i32::from_le_bytes(b);
