@@ -256,6 +256,10 @@ pub fn issue2_tree(root: &Path) {
     write(root, "modes/m0600", b"0600\n");
     write(root, "modes/m0755", b"#!/bin/sh\n");
     write(root, "modes/m0444", b"read only\n");
+    // Modes the umask would cut (0666, 0777) and none at all.
+    write(root, "modes/m0666", b"everyone writes\n");
+    write(root, "modes/m0777", b"everyone runs\n");
+    write(root, "modes/m0000", b"no bits\n");
     write(root, "modes/setgid_dir/inside", b"in setgid dir\n");
     mkdir(root, "modes/sticky_dir");
     write(root, "hl/one", b"hard linked content\n");
@@ -278,6 +282,9 @@ pub fn issue2_tree(root: &Path) {
     chmod(root, "modes/m0600", 0o600);
     chmod(root, "modes/m0755", 0o755);
     chmod(root, "modes/m0444", 0o444);
+    chmod(root, "modes/m0666", 0o666);
+    chmod(root, "modes/m0777", 0o777);
+    chmod(root, "modes/m0000", 0o000);
     chmod(root, "modes/setgid_dir", 0o2755);
     chmod(root, "modes/sticky_dir", 0o1777);
     pin_times(

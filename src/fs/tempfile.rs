@@ -108,15 +108,17 @@ impl DestRoot {
     /// Create the temp file for `final_rel` beside it (mode 0600,
     /// O_EXCL|O_NOFOLLOW). upstream: receiver.c get_tmpname() + mkstemp.
     pub fn create_temp(&self, final_rel: &[u8]) -> Result<(File, TempName), FsError> {
-        self.create_temp_in(final_rel, None)
+        self.create_temp_in(final_rel, None, 0o600)
     }
 
     /// Like `create_temp`, but in the directory `temp_dir` (relative to the
-    /// root) when given (--temp-dir); there the name has no leading dot.
+    /// root) when given (--temp-dir), where the name has no leading dot, and
+    /// created with `mode` (before the umask; no set-id or sticky bits).
     pub fn create_temp_in(
         &self,
         final_rel: &[u8],
         temp_dir: Option<&[u8]>,
+        mode: u32,
     ) -> Result<(File, TempName), FsError> {
         let what0 = || format!("mkstemp {} failed", self.show(final_rel));
         let comps = match split_rel(final_rel) {
@@ -159,7 +161,7 @@ impl DestRoot {
                 dirfd,
                 &cname,
                 libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                0o600,
+                mode & 0o777,
             ) {
                 Ok(fd) => {
                     let tn = TempName {
@@ -402,16 +404,18 @@ mod tests {
         let d = DestRoot::open(&s.root).unwrap();
         std::fs::create_dir_all(s.r("tmp")).unwrap();
         std::fs::create_dir_all(s.r("dst")).unwrap();
-        let (mut f, tn) = d.create_temp_in(b"dst/.hidden", Some(b"tmp")).unwrap();
+        let (mut f, tn) = d
+            .create_temp_in(b"dst/.hidden", Some(b"tmp"), 0o600)
+            .unwrap();
         assert!(tn.rel().starts_with(b"tmp/.hidden."), "{:?}", tn.show());
         f.write_all(b"x").unwrap();
         tn.commit(b"dst/.hidden").unwrap();
         assert_eq!(std::fs::read(s.r("dst/.hidden")).unwrap(), b"x");
         assert_eq!(std::fs::read_dir(s.r("tmp")).unwrap().count(), 0);
         std::os::unix::fs::symlink(&s.outside, s.r("out")).unwrap();
-        assert!(d.create_temp_in(b"dst/y", Some(b"out")).is_err());
+        assert!(d.create_temp_in(b"dst/y", Some(b"out"), 0o600).is_err());
         assert!(d
-            .create_temp_in(b"dst/y", Some(b"../outside"))
+            .create_temp_in(b"dst/y", Some(b"../outside"), 0o600)
             .unwrap_err()
             .is_unsafe_path());
         assert!(d.create_temp(b"out/y").is_err());

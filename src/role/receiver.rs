@@ -367,7 +367,7 @@ pub fn run<W: Write>(
             cfg.dest.open_inplace(rel).map(|f| (f, None))
         } else {
             cfg.dest
-                .create_temp_in(rel, cfg.temp_dir.as_deref())
+                .create_temp_in(rel, cfg.temp_dir.as_deref(), temp_mode(cfg, e))
                 .map(|(f, t)| (f, Some(t)))
         };
         let (file, tname) = match temp {
@@ -624,16 +624,25 @@ pub fn run<W: Write>(
             continue;
         }
         // Attributes on the temp file, then the atomic rename.
-        let existing = cfg.dest.stat(rel).ok().flatten();
+        // What is already there matters only for kept permissions (no -p)
+        // and backups.
+        let existing = if cfg.opts.perms && cfg.backup().is_none() {
+            None
+        } else {
+            cfg.dest.stat(rel).ok().flatten()
+        };
         let perms = cfg.dest_perms(e, existing.as_ref().filter(|s| mode::is_reg(s.mode)));
         let (mut uid, mut gid) = cfg.dest_owner(e);
-        if uid.is_some() || gid.is_some() {
+        let mut mode_ok = false;
+        if uid.is_some() || gid.is_some() || temp_mode(cfg, e) == perms {
             // Only what differs (upstream compares with a stat first): a
-            // temp file usually has the wanted owner already, and an fstat
-            // is cheaper than a chown.
+            // temp file usually has the wanted owner already, often the
+            // wanted mode too (see temp_mode), and an fstat is cheaper than
+            // a chown or a chmod.
             if let Ok(st) = crate::fs::meta::fstat(&file) {
                 uid = uid.filter(|&u| u != st.uid);
                 gid = gid.filter(|&g| g != st.gid);
+                mode_ok = st.mode & 0o7777 == perms && perms & 0o6000 == 0;
             }
         }
         // Owner before mode, as upstream: a chown clears set-id bits.
@@ -641,7 +650,7 @@ pub fn run<W: Write>(
         if uid.is_some() || gid.is_some() {
             res = tname.set_owner(&file, uid, gid);
         }
-        if res.is_ok() {
+        if res.is_ok() && !mode_ok {
             res = tname.set_mode(&file, perms);
         }
         if res.is_ok() && cfg.opts.times {
@@ -827,4 +836,21 @@ fn finish_inplace(
     }
     stats.files += 1;
     Ok(())
+}
+
+/// The mode a temp file is created with: the final permissions when they
+/// are known now (-p), plain (no set-id or sticky bits) and untouched by the
+/// umask, so that no chmod is needed after the data (the fstat after it
+/// tells: default ACLs or odd filesystems may give another mode); else
+/// 0600, as upstream, and the chmod comes after.
+fn temp_mode(cfg: &RecvConfig, e: &crate::protocol::flist::FileEntry) -> u32 {
+    if !cfg.opts.perms {
+        return 0o600;
+    }
+    let p = cfg.dest_perms(e, None);
+    if p & 0o7000 == 0 && p & cfg.umask == 0 {
+        p
+    } else {
+        0o600
+    }
 }

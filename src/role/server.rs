@@ -1179,8 +1179,18 @@ impl MoreLists for ListFeed<'_, '_> {
     }
 }
 
-/// The process umask (read without changing it for longer than the call).
+/// The process umask: from /proc (a read that cannot race with files being
+/// created in other threads), else by setting and restoring it.
 pub(crate) fn current_umask() -> u32 {
+    if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(v) = s
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        {
+            return v & 0o777;
+        }
+    }
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     nix::sys::stat::umask(old);
     old.bits()
