@@ -181,6 +181,28 @@ impl<W: Write> MuxWriter<W> {
         Ok(())
     }
 
+    /// Send an out-of-band message ahead of the data still buffered here, as
+    /// upstream's io.c does (its message buffer is written before pending
+    /// data): a generator's note goes out before the item records it has
+    /// queued but not flushed.
+    pub fn send_msg_ahead(&mut self, code: MsgCode, payload: &[u8]) -> io::Result<()> {
+        if !self.muxed {
+            return Err(io::Error::other("message sent before multiplexing started"));
+        }
+        let mut f = Vec::with_capacity(4 + payload.len().min(MAX_FRAME));
+        for chunk in payload.chunks(MAX_FRAME).chain(if payload.is_empty() {
+            Some(&[][..])
+        } else {
+            None
+        }) {
+            f.clear();
+            f.extend_from_slice(&frame_header(code, chunk.len()));
+            f.extend_from_slice(chunk);
+            self.inner.write_all(&f)?;
+        }
+        Ok(())
+    }
+
     /// Write `parts` as protocol data without copying them into the
     /// buffer: pending data goes out first (keeping order), then the parts
     /// in `MSG_DATA` frames (header and payload in one vectored write per
@@ -617,6 +639,24 @@ mod tests {
         assert_eq!(pieces.len(), 2);
         let e = d.read_chunk(&mut buf, &mut pieces).unwrap_err();
         assert!(matches!(from_io(e), ProtoError::PeerExit(23)));
+    }
+
+    #[test]
+    fn a_message_sent_ahead_overtakes_buffered_data_only() {
+        let mut w = MuxWriter::new(Vec::new());
+        w.start_mux().unwrap();
+        w.write_all(b"first").unwrap();
+        w.flush().unwrap();
+        w.write_all(b"queued").unwrap();
+        w.send_msg_ahead(MsgCode::Info, b"note\n").unwrap();
+        w.flush().unwrap();
+        let mut want = frame(MsgCode::Data, b"first");
+        want.extend(frame(MsgCode::Info, b"note\n"));
+        want.extend(frame(MsgCode::Data, b"queued"));
+        assert_eq!(w.inner, want);
+        // Not before multiplexing: there is no frame to put it in.
+        let mut raw = MuxWriter::new(Vec::new());
+        assert!(raw.send_msg_ahead(MsgCode::Info, b"x").is_err());
     }
 
     #[test]

@@ -539,9 +539,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
-        self.flush_buf()?;
-        let mut o = self.out.lock();
-        super::sender::send_text(&mut o, self.cfg.n.proto, code, text)?;
+        // Ahead of the records still buffered (ours and the writer's), as
+        // upstream's generator messages overtake its queued data.
+        let (code, t) = super::sender::text_message(self.cfg.n.proto, code, text);
+        self.out.lock().send_msg_ahead(code, t.as_bytes())?;
         Ok(())
     }
 

@@ -83,6 +83,13 @@ pub fn send_text<W: Write>(
     code: MsgCode,
     text: &str,
 ) -> std::io::Result<()> {
+    let (code, t) = text_message(proto, code, text);
+    out.send_msg(code, t.as_bytes())
+}
+
+/// A text message's code for `proto` (older peers know fewer kinds) and its
+/// newline-terminated text.
+pub fn text_message(proto: u8, code: MsgCode, text: &str) -> (MsgCode, String) {
     let code = match code {
         MsgCode::Error if proto < 30 => MsgCode::ErrorXfer,
         MsgCode::Warning if proto < 30 => MsgCode::Info,
@@ -92,7 +99,7 @@ pub fn send_text<W: Write>(
     if !t.ends_with('\n') {
         t.push('\n');
     }
-    out.send_msg(code, t.as_bytes())
+    (code, t)
 }
 
 /// Write the file list (entries, end marker, id lists, io_error).
