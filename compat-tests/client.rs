@@ -762,6 +762,41 @@ compat_test! {
     }
 }
 
+compat_test! {
+    fn client_local_progress2_each_recursion_mode() {
+        // Our side sends here: the progress2 line is shown again at each DONE
+        // while a list is current (three times more without incremental
+        // recursion, twice with it), and --no-inc-recursive (last of
+        // --i-r/--no-i-r wins) really turns incremental recursion off.
+        use crate::harness::bins;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        let work = TempDir::new("client_local_progress2");
+        let src = work.join("src");
+        small(&src);
+        for args in [
+            &["-a", "--info=progress2"][..],
+            &["-a", "--info=progress2", "--no-inc-recursive"],
+            &["-a", "--info=progress2", "--i-r", "--no-inc-recursive"],
+            &["-a", "--info=progress2", "--no-i-r", "--inc-recursive"],
+        ] {
+            let mut shapes = Vec::new();
+            for side in ["stock", "ours"] {
+                let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+                let dest = work.join("dest");
+                let _ = std::fs::remove_dir_all(&dest);
+                let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+                v.push(format!("{}/", src.display()));
+                v.push(format!("{}/", dest.display()));
+                let o = run_cmd(&bin, &v, None, client_timeout());
+                assert_eq!(o.code, 0, "{side} {args:?}: {}", o.describe());
+                shapes.push(progress_shape(&o.stdout));
+            }
+            assert_eq!(shapes[1], shapes[0], "{args:?}: ours (left) vs stock (right)");
+        }
+    }
+}
+
 // --- --mkpath on our receiving side ---
 
 compat_test! {

@@ -530,6 +530,15 @@ fn parse_num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, OptError> {
         .map_err(|_| OptError::BadArg(format!("--{opt}"), format!("invalid numeric value \"{v}\"")))
 }
 
+/// The other name of a switch with two long names.
+fn alias_of(name: &str) -> Option<&'static str> {
+    match name {
+        "inc-recursive" => Some("i-r"),
+        "i-r" => Some("inc-recursive"),
+        _ => None,
+    }
+}
+
 impl Options {
     fn set(&mut self, name: &'static str, on: bool, val: Option<String>) -> Result<(), OptError> {
         let v = || val.clone().unwrap_or_default();
@@ -734,7 +743,15 @@ impl Options {
                     0
                 }
             }
-            _ => self.misc.push(name.to_string()),
+            // Switches kept by name: the last of `--X`/`--no-X` wins (an
+            // alias pair such as inc-recursive/i-r counts as one switch).
+            _ => {
+                let same = |m: &String| m == name || alias_of(name) == Some(m.as_str());
+                self.misc.retain(|m| !same(m));
+                if on {
+                    self.misc.push(name.to_string());
+                }
+            }
         }
         Ok(())
     }
@@ -835,6 +852,19 @@ mod tests {
 
     fn p(v: &[&str]) -> (Options, Vec<String>) {
         parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn the_last_of_a_switch_and_its_negation_wins() {
+        let on = |o: &Options, n: &str| o.misc.iter().any(|m| m == n);
+        let (o, _) = p(&["--no-inc-recursive", "a", "b"]);
+        assert!(!on(&o, "inc-recursive") && !on(&o, "i-r"));
+        let (o, _) = p(&["--i-r", "--no-inc-recursive", "a", "b"]);
+        assert!(!on(&o, "inc-recursive") && !on(&o, "i-r"));
+        let (o, _) = p(&["--no-i-r", "--inc-recursive", "a", "b"]);
+        assert!(on(&o, "inc-recursive"));
+        let (o, _) = p(&["--use-qsort", "--no-use-qsort", "a", "b"]);
+        assert!(!on(&o, "use-qsort"));
     }
 
     #[test]

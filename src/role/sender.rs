@@ -391,6 +391,24 @@ impl ActiveLists {
         ndx.max(0) as u64
     }
 
+    /// The first index of the list holding `ndx` (its parent-dir hole
+    /// included): upstream's cur_flist, named by its start.
+    fn list_of(&self, ndx: i32) -> Option<i32> {
+        self.lists
+            .iter()
+            .find(|l| ndx >= l.ndx_start - 1 && ((ndx - l.ndx_start + 1) as usize) <= l.files.len())
+            .map(|l| l.ndx_start)
+    }
+
+    /// upstream set_current_file_index(NULL): the place of the last entry
+    /// of the list starting at `start`.
+    fn end_index(&self, start: i32) -> Option<u64> {
+        self.lists
+            .iter()
+            .find(|l| l.ndx_start == start)
+            .map(|l| (l.index_base + l.files.len() as u64).saturating_sub(1))
+    }
+
     /// Files listed beyond the oldest unfinished list: what the generator
     /// can work on without waiting for us.
     fn upcoming(&self) -> usize {
@@ -571,6 +589,9 @@ pub fn run<W: Write>(
         lists: std::collections::VecDeque::from([first]),
     };
     let mut eof = !ctx.inc_recurse;
+    // upstream's cur_flist (by its start): the list of the last index read,
+    // where --info=progress2 stands at each DONE.
+    let mut cur_list = active.lists.front().map(|l| l.ndx_start);
     // Files whose data went out once (a redo does not count them again).
     let mut sent = std::collections::HashSet::new();
     let mut flist_enc = FlistEncoder::new(flist_opts(&ctx.n, ctx.opts));
@@ -634,9 +655,31 @@ pub fn run<W: Write>(
         let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
         // Sources the receiver has finished go before their list can end.
         remove_sent(ctx, &active, out, stats)?;
+        if req.ndx >= 0 {
+            cur_list = active.list_of(req.ndx).or(cur_list);
+        }
         if req.ndx == NDX_DONE {
+            // upstream send_files: progress2 shows where the transfer stands
+            // at each DONE while a list is current.
+            if let (Some(l), Some(idx)) = (
+                ctx.local.filter(|l| l.o.progress >= 2),
+                cur_list.and_then(|c| active.end_index(c)),
+            ) {
+                l.progress_end(
+                    0,
+                    crate::role::log::ProgressPos {
+                        xferred: stats.xferred_files,
+                        num_files: stats.num_files.total,
+                        index: idx,
+                        flist_eof: eof,
+                    },
+                );
+            }
             if ctx.inc_recurse && !active.lists.is_empty() {
-                active.lists.pop_front();
+                let gone = active.lists.pop_front().map(|l| l.ndx_start);
+                if gone == cur_list {
+                    cur_list = active.lists.front().map(|l| l.ndx_start);
+                }
                 if !active.lists.is_empty() {
                     tx.write(&mut buf, NDX_DONE);
                     out.write_all(&buf)?;
