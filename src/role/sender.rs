@@ -592,6 +592,7 @@ pub fn run<W: Write>(
     // upstream's cur_flist (by its start): the list of the last index read,
     // where --info=progress2 stands at each DONE.
     let mut cur_list = active.lists.front().map(|l| l.ndx_start);
+    let progress2 = ctx.local.is_some_and(|l| l.o.progress >= 2);
     // Files whose data went out once (a redo does not count them again).
     let mut sent = std::collections::HashSet::new();
     let mut flist_enc = FlistEncoder::new(flist_opts(&ctx.n, ctx.opts));
@@ -655,7 +656,7 @@ pub fn run<W: Write>(
         let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
         // Sources the receiver has finished go before their list can end.
         remove_sent(ctx, &active, out, stats)?;
-        if req.ndx >= 0 {
+        if req.ndx >= 0 && progress2 {
             cur_list = active.list_of(req.ndx).or(cur_list);
         }
         if req.ndx == NDX_DONE {
