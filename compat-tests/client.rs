@@ -729,11 +729,32 @@ fn progress_shape(out: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs `args SRC DEST/` with stock and with ours (DEST emptied first,
+/// both must exit 0) and returns the two progress shapes, stock's first.
+fn progress_shapes(work: &std::path::Path, args: &[&str], src: &str) -> [Vec<String>; 2] {
+    use crate::harness::bins;
+    use crate::harness::process::{client_timeout, run_cmd};
+    ["stock", "ours"].map(|side| {
+        let bin = if side == "stock" {
+            bins::stock()
+        } else {
+            bins::ours()
+        };
+        let dest = work.join("dest");
+        let _ = std::fs::remove_dir_all(&dest);
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.push(src.to_string());
+        v.push(format!("{}/", dest.display()));
+        let o = run_cmd(&bin, &v, None, client_timeout());
+        assert_eq!(o.code, 0, "{side} {args:?}: {}", o.describe());
+        progress_shape(&o.stdout)
+    })
+}
+
 compat_test! {
     fn client_progress_and_progress2() {
         use crate::harness::bins;
         use crate::harness::daemon::Daemon;
-        use crate::harness::process::{client_timeout, run_cmd};
         use crate::harness::tmp::TempDir;
         let work = TempDir::new("client_progress");
         let src = work.join("src");
@@ -741,18 +762,7 @@ compat_test! {
         let conf = format!("use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n", src.display());
         let d = Daemon::start(&bins::stock(), &conf, "stock");
         for args in [&["-a", "--progress"][..], &["-a", "--info=progress2"], &["-av", "--info=progress2"]] {
-            let mut shapes = Vec::new();
-            for side in ["stock", "ours"] {
-                let bin = if side == "stock" { bins::stock() } else { bins::ours() };
-                let dest = work.join("dest");
-                let _ = std::fs::remove_dir_all(&dest);
-                let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-                v.push(d.url("mod/"));
-                v.push(format!("{}/", dest.display()));
-                let o = run_cmd(&bin, &v, None, client_timeout());
-                assert_eq!(o.code, 0, "{side} {args:?}: {}", o.describe());
-                shapes.push(progress_shape(&o.stdout));
-            }
+            let shapes = progress_shapes(work.path(), args, &d.url("mod/"));
             // The summary's bytes and rate differ run to run.
             let strip = |v: &Vec<String>| -> Vec<String> {
                 v.iter().filter(|l| !l.starts_with("sent ") && !l.starts_with("total size")).cloned().collect()
@@ -768,8 +778,6 @@ compat_test! {
         // while a list is current (three times more without incremental
         // recursion, twice with it), and --no-inc-recursive (last of
         // --i-r/--no-i-r wins) really turns incremental recursion off.
-        use crate::harness::bins;
-        use crate::harness::process::{client_timeout, run_cmd};
         use crate::harness::tmp::TempDir;
         let work = TempDir::new("client_local_progress2");
         let src = work.join("src");
@@ -780,18 +788,7 @@ compat_test! {
             &["-a", "--info=progress2", "--i-r", "--no-inc-recursive"],
             &["-a", "--info=progress2", "--no-i-r", "--inc-recursive"],
         ] {
-            let mut shapes = Vec::new();
-            for side in ["stock", "ours"] {
-                let bin = if side == "stock" { bins::stock() } else { bins::ours() };
-                let dest = work.join("dest");
-                let _ = std::fs::remove_dir_all(&dest);
-                let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-                v.push(format!("{}/", src.display()));
-                v.push(format!("{}/", dest.display()));
-                let o = run_cmd(&bin, &v, None, client_timeout());
-                assert_eq!(o.code, 0, "{side} {args:?}: {}", o.describe());
-                shapes.push(progress_shape(&o.stdout));
-            }
+            let shapes = progress_shapes(work.path(), args, &format!("{}/", src.display()));
             assert_eq!(shapes[1], shapes[0], "{args:?}: ours (left) vs stock (right)");
         }
     }
