@@ -121,6 +121,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn no_decoder_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             super::flist(&data);

@@ -21,3 +21,5 @@ pub mod protocol;
 pub mod push;
 pub mod role;
 pub mod sockopts;
+#[cfg(test)]
+mod testing;

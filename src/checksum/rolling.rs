@@ -193,6 +193,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn unrolled_equals_naive(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(checksum1(&data), naive(&data));

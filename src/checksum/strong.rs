@@ -571,6 +571,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn streaming_equals_one_shot(
             data in proptest::collection::vec(any::<u8>(), 0..2000),

@@ -175,6 +175,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = read(&data);

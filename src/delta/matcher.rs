@@ -902,7 +902,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig { cases: 64, ..crate::testing::proptest_config() })]
         #[test]
         fn matcher_patcher_reconstruct(
             (old, new) in edited(),

@@ -816,6 +816,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn for_file_is_consistent(len in 1i64..(1i64 << 42), proto in 27u8..=32, redo: bool, dl in prop::sample::select(vec![8usize, 16])) {
             let h = SumHead::for_file(len, proto, None, redo, dl).unwrap();

@@ -1011,6 +1011,7 @@ fn arb_rule() -> impl Strategy<Value = (bool, Vec<u8>, Vec<u8>)> {
 }
 
 proptest! {
+    #![proptest_config(crate::testing::proptest_config())]
     #[test]
     fn raw_codec_round_trip(rules in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..200), 0..20)) {
         let b = encode_raw(&rules);

@@ -146,6 +146,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn permute_gathers(mut order in Just((0..40usize).collect::<Vec<_>>()).prop_shuffle()) {
             let src: Vec<usize> = (100..140).collect();
@@ -214,6 +215,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn fast_cmp_equals_reference(
             a in "[ab./-]{0,9}", ad in any::<bool>(),

@@ -133,7 +133,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig { cases: 64, ..crate::testing::proptest_config() })]
         #[test]
         fn sparse_content_roundtrip(
             runs in proptest::collection::vec((any::<bool>(), 1usize..5000), 0..12),

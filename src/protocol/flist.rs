@@ -819,6 +819,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn entries_round_trip(entries in proptest::collection::vec(arb_entry(), 1..20), proto in 27u8..=32, varint in any::<bool>()) {
             let varint = varint && proto >= 30;

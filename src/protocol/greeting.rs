@@ -152,6 +152,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn parse_never_panics(s in "\\PC{0,80}") {
             let _ = parse_greeting(&s);

@@ -669,6 +669,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn writer_reader_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..70000), 0..5)) {
             let mut w = MuxWriter::new(Vec::new());

@@ -183,6 +183,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn round_trip(seq in proptest::collection::vec(prop_oneof![0i32..100_000, -200i32..-1, Just(0x7FFF_FFFF), 0i32..0x7FFF_FFFF], 0..50), proto in 27u8..=32) {
             let mut w = NdxCodec::new(proto);

@@ -144,6 +144,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn head_and_sums_round_trip(count in 0i32..50, bl in 1i32..5000, s2 in 0i32..=16, seed in any::<u32>()) {
             let head = WireSumHead { count, blength: bl, s2length: s2, remainder: bl / 2 };

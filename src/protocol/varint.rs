@@ -268,6 +268,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn varint_round_trip(x in any::<i32>()) {
             let v = varint_bytes(x);

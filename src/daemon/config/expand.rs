@@ -288,6 +288,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn no_percent_is_identity(s in "[^%]{0,50}") {
             proptest::prop_assert_eq!(expand_vars(&s, env), s.clone());

@@ -416,6 +416,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         #[test]
         fn never_panics(text in "\\PC{0,200}") {
             for _ in Lexer::new(&text) {}

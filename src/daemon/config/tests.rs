@@ -789,6 +789,7 @@ fn split_conf_list_forms() {
 }
 
 proptest::proptest! {
+    #![proptest_config(crate::testing::proptest_config())]
     #[test]
     fn parse_never_panics(text in "[\\[\\]=&#;\\\\ a-z\n\t/.%A-Z]{0,200}") {
         let _ = parse_str(&text, "fuzz");

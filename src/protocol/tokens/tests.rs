@@ -670,13 +670,7 @@ proptest! {
     // Failing seeds are kept beside this file (tests.proptest-regressions);
     // the first one caught miniz_oxide holding inflated bytes back after
     // consuming a chunk (see decoder.rs `inflate_step`).
-    #![proptest_config(ProptestConfig {
-        cases: 48,
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
-        )),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig { cases: 48, ..crate::testing::proptest_config() })]
 
     #[test]
     fn round_trip_every_kind(files in prop::collection::vec(file_strategy(), 1..5)) {
