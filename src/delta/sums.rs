@@ -328,32 +328,10 @@ pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<us
     Ok(got)
 }
 
-/// The rolling and strong sums of the consecutive blocks `blocks`, which
-/// `buf` holds from its start, in block order.
-fn each_block_sum<E>(
-    buf: &[u8],
-    head: &SumHead,
-    blocks: std::ops::Range<u32>,
-    kind: ChecksumKind,
-    seed: u32,
-    proper_seed_order: bool,
-    mut f: impl FnMut(u32, [u8; crate::checksum::MAX_DIGEST_LEN]) -> Result<(), E>,
-) -> Result<(), E> {
-    let mut off = 0usize;
-    for b in blocks {
-        let block = &buf[off..off + head.block_len(b)];
-        off += block.len();
-        f(
-            checksum1(block),
-            block_sum(kind, block, seed, proper_seed_order).to_array(),
-        )?;
-    }
-    Ok(())
-}
-
 /// Compute the block sums of a basis read from `reader`, streaming one
 /// block at a time to `emit(sum1, strong)` (the strong slice has
-/// `head.s2length` bytes). Memory is one block.
+/// `head.s2length` bytes). Memory is one read's worth of blocks
+/// (`SUMS_READ`).
 ///
 /// upstream: generator.c `generate_and_send_sums`. As upstream's `map_ptr`
 /// does, a basis that turns out shorter than `head` describes is treated
@@ -370,36 +348,57 @@ pub fn generate_sums_with(
 ) -> Result<u64, DeltaError> {
     head.validate(0)?; // the loosest bounds: our own header, any protocol
     let s2 = head.s2length as usize;
-    let blen = head.blength.max(0) as usize;
-    // Several blocks per read (fewer system calls), the buffer bounded.
-    let per_read = (SUMS_READ / blen.max(1)).max(1);
-    // No bigger than the basis (small files have small bases).
+    let count = head.count.max(0) as u32;
+    // s2length <= 16 is guaranteed by validate(); bytes past the digest
+    // length are zero (only reachable with a hand-made oversize header).
+    sums_by_groups(
+        head,
+        0..count,
+        SUMS_READ,
+        |buf, _| read_full(reader, buf),
+        (kind, seed, proper_seed_order),
+        |s1, bytes| emit(s1, &bytes[..s2.min(bytes.len())]),
+    )
+}
+
+/// The sums of blocks `range`, read `read_size` bytes' worth of blocks at a
+/// time by `fill(buf, offset)` (which returns how much it read, short only
+/// at the end), passed in block order to `f`; a short basis reads as zeros.
+/// Returns the bytes actually read.
+fn sums_by_groups<E: From<io::Error>>(
+    head: &SumHead,
+    range: std::ops::Range<u32>,
+    read_size: usize,
+    mut fill: impl FnMut(&mut [u8], u64) -> io::Result<usize>,
+    (kind, seed, proper_seed_order): (ChecksumKind, u32, bool),
+    mut f: impl FnMut(u32, [u8; crate::checksum::MAX_DIGEST_LEN]) -> Result<(), E>,
+) -> Result<u64, E> {
+    let blen = head.blength.max(1) as usize;
+    // Several blocks per read (fewer system calls), the buffer bounded and
+    // no bigger than the basis (small files have small bases).
+    let per_read = (read_size / blen).max(1) as u32;
     let cap = usize::try_from(head.basis_len())
         .unwrap_or(usize::MAX)
-        .clamp(blen, blen * per_read);
+        .clamp(blen, blen * per_read as usize);
     let mut buf = vec![0u8; cap];
-    let mut total: u64 = 0;
-    let count = head.count.max(0) as u32;
-    let mut i = 0u32;
-    while i < count {
-        let group = (count - i).min(per_read as u32);
+    let mut total = 0u64;
+    let mut i = range.start;
+    while i < range.end {
+        let group = (range.end - i).min(per_read);
         // Every block but the last of the file is full length.
         let len: usize = (i..i + group).map(|b| head.block_len(b)).sum();
-        let got = read_full(reader, &mut buf[..len])?;
+        let got = fill(&mut buf[..len], head.block_offset(i))?;
         buf[got..len].fill(0);
         total += got as u64;
-        // s2length <= 16 is guaranteed by validate(); bytes past the
-        // digest length are zero (only reachable with a hand-made
-        // oversize header).
-        each_block_sum(
-            &buf,
-            head,
-            i..i + group,
-            kind,
-            seed,
-            proper_seed_order,
-            |s1, bytes| emit(s1, &bytes[..s2.min(bytes.len())]),
-        )?;
+        let mut off = 0usize;
+        for b in i..i + group {
+            let block = &buf[off..off + head.block_len(b)];
+            off += block.len();
+            f(
+                checksum1(block),
+                block_sum(kind, block, seed, proper_seed_order).to_array(),
+            )?;
+        }
         i += group;
     }
     Ok(total)
@@ -441,45 +440,30 @@ fn sums_of_range<F: PositionalRead + ?Sized>(
     seed: u32,
     proper_seed_order: bool,
 ) -> io::Result<(Vec<BlockSum>, u64)> {
-    let blen = head.blength.max(1) as usize;
-    // Half the one-thread read size: two threads hold what one did.
-    let per_read = (SUMS_READ / 2 / blen).max(1) as u32;
-    let cap = usize::try_from(head.basis_len())
-        .unwrap_or(usize::MAX)
-        .clamp(blen, blen * per_read as usize);
-    let mut buf = vec![0u8; cap];
     let mut out = Vec::with_capacity(range.len());
-    let mut total = 0u64;
-    let mut i = range.start;
-    while i < range.end {
-        let group = (range.end - i).min(per_read);
-        let len: usize = (i..i + group).map(|b| head.block_len(b)).sum();
-        let mut got = 0usize;
-        let at = head.block_offset(i);
-        while got < len {
-            match file.read_at(&mut buf[got..len], at + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+    // Half the one-thread read size: two threads hold what one did.
+    let total = sums_by_groups(
+        head,
+        range,
+        SUMS_READ / 2,
+        |buf, at| {
+            let mut got = 0usize;
+            while got < buf.len() {
+                match file.read_at(&mut buf[got..], at + got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        buf[got..len].fill(0);
-        total += got as u64;
-        each_block_sum(
-            &buf,
-            head,
-            i..i + group,
-            kind,
-            seed,
-            proper_seed_order,
-            |s1, bytes| {
-                out.push((s1, bytes));
-                Ok::<(), io::Error>(())
-            },
-        )?;
-        i += group;
-    }
+            Ok(got)
+        },
+        (kind, seed, proper_seed_order),
+        |s1, bytes| {
+            out.push((s1, bytes));
+            Ok::<(), io::Error>(())
+        },
+    )?;
     Ok((out, total))
 }
 
