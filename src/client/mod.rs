@@ -439,17 +439,13 @@ pub fn with_log_file(o: &Options, s: &Settings, log: ClientLog) -> ClientLog {
         .log_file_format
         .clone()
         .unwrap_or_else(|| "%i %n%L".to_string());
-    let has_i = fmt.contains("%i");
     let file = crate::role::log::OutputOpts {
-        has_i: u8::from(has_i),
-        has_o_or_i: has_i || fmt.contains("%o"),
-        format: Some(fmt),
         am_sender: s.am_sender,
         local_server: s.local_server,
         preserve_mtimes: o.times,
         dry_run: o.dry_run,
         sink: Some(crate::daemon::log::xfer_sink),
-        ..Default::default()
+        ..crate::role::log::OutputOpts::for_format(fmt)
     };
     log.with_file_log(ClientLog::new(file))
 }

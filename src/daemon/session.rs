@@ -926,12 +926,7 @@ fn transfer_log(
     if !module.transfer_logging {
         return None;
     }
-    let fmt = module.log_format.clone();
-    let has_i = fmt.contains("%i");
     let o = crate::role::log::OutputOpts {
-        has_i: u8::from(has_i),
-        has_o_or_i: has_i || fmt.contains("%o"),
-        format: Some(fmt),
         am_sender: opts.sender,
         preserve_mtimes: opts.times,
         dry_run: opts.dry_run,
@@ -944,7 +939,7 @@ fn transfer_log(
             user: user.to_string(),
             path: module.path.clone().unwrap_or_default(),
         }),
-        ..Default::default()
+        ..crate::role::log::OutputOpts::for_format(module.log_format.clone())
     };
     Some(Arc::new(crate::role::log::ClientLog::new(o)))
 }

@@ -329,7 +329,7 @@ impl Walker<'_> {
                     let msg = format!(
                         "rsync: [sender] link_stat {} failed: {} ({code})",
                         self.full(name),
-                        strip_os(&e)
+                        crate::fs::strerror(&e)
                     );
                     self.out.errors.push((MsgKind::ErrorXfer, msg));
                     if e.kind() != std::io::ErrorKind::NotFound {
@@ -343,7 +343,7 @@ impl Walker<'_> {
                     let msg = format!(
                         "rsync: [sender] readlink_stat({}) failed: {} ({code})",
                         self.full(name),
-                        strip_os(&e)
+                        crate::fs::strerror(&e)
                     );
                     self.err(msg);
                 }
@@ -418,7 +418,7 @@ impl Walker<'_> {
                     let msg = format!(
                         "rsync: [sender] readlink {} failed: {}",
                         self.full(&e.name),
-                        strip_os(&err)
+                        crate::fs::strerror(&err)
                     );
                     self.err(msg);
                     return false;
@@ -483,7 +483,7 @@ impl Walker<'_> {
                 let shown = self.full(name);
                 self.err(format!(
                     "rsync: [sender] opendir {shown} failed: {} ({})",
-                    strip_os(&e),
+                    crate::fs::strerror(&e),
                     e.raw_os_error().unwrap_or(0)
                 ));
                 self.ex.leave_dir();
@@ -735,14 +735,6 @@ pub fn unsafe_symlink(target: &[u8], link_name: &[u8]) -> bool {
         }
     }
     false
-}
-
-fn strip_os(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(p) => s[..p].to_string(),
-        None => s,
-    }
 }
 
 fn user_name(uid: u32) -> Option<Vec<u8>> {

@@ -12,7 +12,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Opens listed regular files for sending, each relative to an open fd of
@@ -48,7 +47,7 @@ impl SendOpener {
             None => (b".", bytes),
         };
         if leaf.is_empty() || leaf == b"." || leaf == b".." {
-            return open_for_send(path);
+            return Err(io::Error::other("not a regular file"));
         }
         let cached = matches!(&self.dir, Some((p, _)) if p.as_slice() == parent);
         if !cached {
@@ -62,7 +61,7 @@ impl SendOpener {
             self.dir = Some((parent.to_vec(), fd));
         }
         let Some((_, dirfd)) = &self.dir else {
-            return open_for_send(path);
+            return Err(io::Error::from_raw_os_error(nix::libc::EBADF));
         };
         let mut base = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
         if self.noatime {
@@ -83,26 +82,6 @@ impl SendOpener {
     }
 }
 
-/// Open a listed regular file for sending by its whole path; see
-/// [`SendOpener::open`], which is the same for a run of files.
-pub fn open_for_send(path: &Path) -> io::Result<(File, u64)> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-        .or_else(|e| {
-            if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(nix::libc::O_NONBLOCK)
-                    .open(path)
-            } else {
-                Err(e)
-            }
-        })?;
-    checked_regular(f)
-}
-
 fn checked_regular(f: File) -> io::Result<(File, u64)> {
     let md = f.metadata()?;
     if !md.is_file() {
@@ -117,13 +96,19 @@ impl crate::delta::sums::PositionalRead for File {
     }
 }
 
-/// "No such file or directory (2)" as rsync's rsyserr prints it.
-pub fn os_error_text(e: &io::Error) -> String {
+/// "No such file or directory", as strerror() gives it (std's text
+/// without its "(os error N)").
+pub fn strerror(e: &io::Error) -> String {
     let s = e.to_string();
-    let base = match s.find(" (os error") {
+    match s.find(" (os error") {
         Some(p) => s[..p].to_string(),
         None => s,
-    };
+    }
+}
+
+/// "No such file or directory (2)" as rsync's rsyserr prints it.
+pub fn os_error_text(e: &io::Error) -> String {
+    let base = strerror(e);
     match e.raw_os_error() {
         Some(c) => format!("{base} ({c})"),
         None => base,

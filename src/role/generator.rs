@@ -613,39 +613,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return Ok(false);
         }
         if mode::is_dir(st.mode) {
-            // Contents first, in reverse list order (upstream delete_dir_contents).
-            let kids = self.sorted_dir(rel, |_| false);
-            let mut all_gone = true;
-            for (child, cst) in kids.iter().rev() {
-                all_gone &= self.delete_item(child, cst)?;
-            }
-            if !all_gone {
-                self.say_not_empty(rel)?;
-                return Ok(false);
-            }
-            if !self.delete_allowed() {
-                return Ok(false);
-            }
-            if self.cfg.opts.dry_run {
-                self.del.dirs += 1;
-                self.deleted(rel, st.mode)?;
-                return Ok(true);
-            }
-            return match self.cfg.dest.rmdir(rel) {
-                Ok(()) => {
-                    self.del.dirs += 1;
-                    self.deleted(rel, st.mode)?;
-                    Ok(true)
-                }
-                Err(e) if e.errno() == nix::libc::ENOTEMPTY || e.errno() == nix::libc::EEXIST => {
-                    self.say_not_empty(rel)?;
-                    Ok(false)
-                }
-                Err(e) => {
-                    self.error(format!("rsync: [generator] {e}"))?;
-                    Ok(false)
-                }
-            };
+            return self.remove_dir(rel, st.mode, true, true);
         }
         if !self.delete_allowed() {
             return Ok(false);
@@ -672,6 +640,57 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 String::from_utf8_lossy(rel)
             ),
         )
+    }
+
+    /// Remove directory `rel` with its contents, in reverse list order
+    /// (upstream delete_dir_contents), each content item a deletion. A
+    /// `counted` directory is a deletion itself (logged, counted, limited by
+    /// --max-delete); without `contents_may_go` only an empty one goes.
+    /// False (after upstream's "cannot delete non-empty directory" when
+    /// something stayed inside) unless it is gone.
+    fn remove_dir(
+        &mut self,
+        rel: &[u8],
+        dir_mode: u32,
+        counted: bool,
+        contents_may_go: bool,
+    ) -> Result<bool, RoleError> {
+        let kids = self.sorted_dir(rel, |_| false);
+        let mut all_gone = contents_may_go || kids.is_empty();
+        if all_gone {
+            for (child, cst) in kids.iter().rev() {
+                all_gone &= self.delete_item(child, cst)?;
+            }
+        }
+        if !all_gone {
+            self.say_not_empty(rel)?;
+            return Ok(false);
+        }
+        if counted && !self.delete_allowed() {
+            return Ok(false);
+        }
+        let removed = if self.cfg.opts.dry_run {
+            Ok(())
+        } else {
+            self.cfg.dest.rmdir(rel)
+        };
+        match removed {
+            Ok(()) => {
+                if counted {
+                    self.del.dirs += 1;
+                    self.deleted(rel, dir_mode)?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.errno() == nix::libc::ENOTEMPTY || e.errno() == nix::libc::EEXIST => {
+                self.say_not_empty(rel)?;
+                Ok(false)
+            }
+            Err(e) => {
+                self.error(format!("rsync: [generator] {e}"))?;
+                Ok(false)
+            }
+        }
     }
 
     /// Unlink (or back up, with --backup) one non-directory; false after
@@ -707,39 +726,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let ok = if (self.cfg.daemon_excluded)(rel, is_dir) {
             false
         } else if is_dir {
-            let kids = self.sorted_dir(rel, |_| false);
-            let mut all_gone = true;
             let may_empty = self.cfg.opts.delete || self.cfg.opts.force;
-            if !kids.is_empty() && !may_empty {
-                all_gone = false;
-            } else {
-                for (child, cst) in kids.iter().rev() {
-                    all_gone &= self.delete_item(child, cst)?;
-                }
-            }
-            let removed = if !all_gone {
-                Err(None)
-            } else if self.cfg.opts.dry_run {
-                Ok(())
-            } else {
-                self.cfg.dest.rmdir(rel).map_err(Some)
-            };
-            match removed {
-                Ok(()) => true,
-                Err(e)
-                    if e.as_ref().is_none_or(|e| {
-                        e.errno() == nix::libc::ENOTEMPTY || e.errno() == nix::libc::EEXIST
-                    }) =>
-                {
-                    self.say_not_empty(rel)?;
-                    false
-                }
-                Err(Some(e)) => {
-                    self.error(format!("rsync: [generator] {e}"))?;
-                    false
-                }
-                Err(None) => false,
-            }
+            self.remove_dir(rel, st.mode, false, may_empty)?
         } else {
             self.remove_nondir(rel)?
         };

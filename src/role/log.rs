@@ -90,6 +90,18 @@ pub struct DaemonCtx {
 }
 
 impl OutputOpts {
+    /// Options for lines in log format `fmt` (a log file's, or a module's
+    /// transfer log): whether it itemizes (`%i`, `%o`) follows from it.
+    pub fn for_format(fmt: String) -> OutputOpts {
+        let has_i = fmt.contains("%i");
+        OutputOpts {
+            has_i: u8::from(has_i),
+            has_o_or_i: has_i || fmt.contains("%o"),
+            format: Some(fmt),
+            ..Default::default()
+        }
+    }
+
     /// Log the item before its transfer (upstream log_before_transfer): the
     /// format needs no byte counts.
     pub fn log_before_transfer(&self) -> bool {
@@ -254,10 +266,7 @@ impl ClientLog {
                 p.last = Some((now, ofs));
                 drop(p);
                 let line = progress_line(ofs, size, 0.0, 0.0, "  ", self.o.human);
-                let mut o = std::io::stdout().lock();
-                let _ = o.write_all(line.as_bytes());
-                let _ = o.flush();
-                self.needs_newline.store(true, Ordering::Relaxed);
+                self.put_progress_line(&line, true);
                 return;
             };
             let (tl, ol) = p.last.unwrap_or((t0, o0));
@@ -274,10 +283,7 @@ impl ClientLog {
             };
             progress_line(ofs, size, rate, remain, "  ", self.o.human)
         };
-        let mut o = std::io::stdout().lock();
-        let _ = o.write_all(line.as_bytes());
-        let _ = o.flush();
-        self.needs_newline.store(true, Ordering::Relaxed);
+        self.put_progress_line(&line, true);
     }
 
     /// end_progress: the file's final line, with its totals.
@@ -307,10 +313,7 @@ impl ClientLog {
                 let rate = (ofs - o0) as f64 * 1000.0 / ms / 1024.0;
                 progress_line(ofs, total, rate, ms / 1000.0, &eol, self.o.human)
             };
-            self.needs_newline.store(true, Ordering::Relaxed);
-            let mut o = std::io::stdout().lock();
-            let _ = o.write_all(line.as_bytes());
-            let _ = o.flush();
+            self.put_progress_line(&line, true);
             return;
         }
         let (t0, o0) = {
@@ -329,7 +332,13 @@ impl ClientLog {
             pos.num_files
         );
         let line = progress_line(size, size, rate, ms / 1000.0, &eol, self.o.human);
-        self.needs_newline.store(false, Ordering::Relaxed);
+        self.put_progress_line(&line, false);
+    }
+
+    /// A progress line to stdout at once; `open` when it does not end its
+    /// line (what is printed next starts with a newline).
+    fn put_progress_line(&self, line: &str, open: bool) {
+        self.needs_newline.store(open, Ordering::Relaxed);
         let mut o = std::io::stdout().lock();
         let _ = o.write_all(line.as_bytes());
         let _ = o.flush();

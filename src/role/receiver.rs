@@ -363,11 +363,13 @@ pub fn run<W: Write>(
         // --append implies --inplace: the existing prefix stays, new data goes after it.
         let append = cfg.opts.append > 0 && head.count > 0;
         let inplace = cfg.opts.inplace || append;
+        // The mode the temp file is created with (see temp_mode).
+        let created_mode = temp_mode(cfg, e);
         let temp = if inplace {
             cfg.dest.open_inplace(rel).map(|f| (f, None))
         } else {
             cfg.dest
-                .create_temp_in(rel, cfg.temp_dir.as_deref(), temp_mode(cfg, e))
+                .create_temp_in(rel, cfg.temp_dir.as_deref(), created_mode)
                 .map(|(f, t)| (f, Some(t)))
         };
         let (file, tname) = match temp {
@@ -634,7 +636,7 @@ pub fn run<W: Write>(
         let perms = cfg.dest_perms(e, existing.as_ref().filter(|s| mode::is_reg(s.mode)));
         let (mut uid, mut gid) = cfg.dest_owner(e);
         let mut mode_ok = false;
-        if uid.is_some() || gid.is_some() || temp_mode(cfg, e) == perms {
+        if uid.is_some() || gid.is_some() || created_mode == perms {
             // Only what differs (upstream compares with a stat first): a
             // temp file usually has the wanted owner already, often the
             // wanted mode too (see temp_mode), and an fstat is cheaper than

@@ -662,8 +662,9 @@ pub fn run<W: Write>(
         if req.ndx == NDX_DONE {
             // upstream send_files: progress2 shows where the transfer stands
             // at each DONE while a list is current.
-            if let (Some(l), Some(idx)) = (
-                ctx.local.filter(|l| l.o.progress >= 2),
+            if let (true, Some(l), Some(idx)) = (
+                progress2,
+                ctx.local,
                 cur_list.and_then(|c| active.end_index(c)),
             ) {
                 l.progress_end(
@@ -803,8 +804,6 @@ pub fn run<W: Write>(
         }
         if let Some(l) = ctx.local {
             l.progress_totals(stats.total_transferred_size, stats.total_size);
-        }
-        if let Some(l) = ctx.local {
             if before_transfer {
             } else if l.o.name >= 1 && l.o.progress == 1 {
                 l.info(&String::from_utf8_lossy(&file.entry.name));

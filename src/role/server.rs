@@ -665,6 +665,8 @@ pub(crate) fn send_files<W: Write>(
     // What every list gets before it is sent: `-c` sums, `outgoing chmod`,
     // and munged links shown as they were sent to us (upstream strips the
     // prefix when it reads such a link).
+    // `-c` digests read each file through one opener (directory fds reused).
+    let opener = std::cell::RefCell::new(crate::fs::SendOpener::new(opts.open_noatime));
     let post = move |fl: &mut FileList| {
         for f in fl.files.iter_mut() {
             let m = f.entry.mode;
@@ -676,7 +678,8 @@ pub(crate) fn send_files<W: Write>(
                 }
             }
             if let (Some(kind), true) = (file_checksum, crate::protocol::flist::mode::is_reg(m)) {
-                if let Ok((mut file, _)) = crate::fs::open_for_send(&f.path) {
+                let opened = opener.borrow_mut().open(&f.path);
+                if let Ok((mut file, _)) = opened {
                     if let Ok(d) = crate::checksum::strong::file_checksum(kind, &mut file) {
                         f.entry.checksum = Some(d.as_bytes().to_vec());
                     }
