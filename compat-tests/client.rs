@@ -148,6 +148,28 @@ compat_test! {
 }
 
 compat_test! {
+    fn client_missing_files_from_and_password_file() {
+        // Option errors found before any transfer: exit 1 and stock's lines.
+        for mode in [Mode::Local, Mode::DaemonPull] {
+            ClientCase::new("client_missing_files_from", mode, small)
+                .args(&["-a", "--files-from=/nonexistent-rrsync-compat/list"])
+                .expect_code(1)
+                .compare_stderr()
+                .no_tree()
+                .run();
+        }
+        ClientCase::new("client_missing_password_file", Mode::DaemonPull, small_with_secrets)
+            .extra_config(AUTH_MODULE)
+            .remote("rsync://joe@127.0.0.1:{port}/auth/")
+            .args(&["-a", "--password-file=/nonexistent-rrsync-compat/pw"])
+            .expect_code(1)
+            .compare_stderr()
+            .no_tree()
+            .run();
+    }
+}
+
+compat_test! {
     fn client_daemon_unreachable() {
         ClientCase::new("client_daemon_unreachable", Mode::DaemonPull, small)
             .remote("rsync://127.0.0.1:1/mod/")

@@ -242,9 +242,8 @@ fn read_password_file(path: &str) -> Result<String, DaemonError> {
             fail(
                 RERR_SYNTAX,
                 format!(
-                    "rsync: could not open password file {path}: {} ({})",
-                    crate::fs::os_error_text(&e),
-                    e.raw_os_error().unwrap_or(0)
+                    "rsync: could not open password file {path}: {}",
+                    crate::fs::os_error_text(&e)
                 ),
             )
         })?;

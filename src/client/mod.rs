@@ -57,6 +57,9 @@ pub struct Settings {
     pub files_from_remote: bool,
     /// Its path there.
     pub files_from_remote_path: Option<String>,
+    /// A local `--files-from` source, read while the options are checked
+    /// (as upstream opens it then; `-` is stdin, read once).
+    pub files_from_data: Option<std::sync::Arc<Vec<u8>>>,
     /// Terminal output.
     pub out: OutputOpts,
     /// Number formatting (0 plain, 1 commas, 2/3 units).
@@ -322,6 +325,10 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
             Quoting::Raw
         } else {
             Quoting::Escape
+        },
+        files_from_data: match o.files_from.as_deref() {
+            Some(ff) if !files_from_remote => Some(std::sync::Arc::new(read_files_from(ff)?)),
+            _ => None,
         },
         files_from_remote,
         files_from_remote_path,
@@ -658,10 +665,9 @@ pub fn run_planned(
     ))
 }
 
-/// The remote shell's (or local server's) exit status, as rsync maps it.
-/// The local `--files-from` source (`-` is stdin), as `who` reports a
-/// failure to open it.
-fn read_files_from(ff: &str, who: &str) -> Result<Vec<u8>, Fail> {
+/// The local `--files-from` source (`-` is stdin); failing to open it is
+/// an option error, as upstream reports it while parsing options.
+fn read_files_from(ff: &str) -> Result<Vec<u8>, Fail> {
     if ff == "-" {
         let mut v = Vec::new();
         std::io::stdin()
@@ -671,16 +677,16 @@ fn read_files_from(ff: &str, who: &str) -> Result<Vec<u8>, Fail> {
     }
     std::fs::read(ff).map_err(|e| {
         fail(
-            RERR_FILEIO,
+            RERR_SYNTAX,
             format!(
-                "rsync: [{who}] failed to open files-from file {ff}: {} ({})",
-                crate::fs::os_error_text(&e),
-                e.raw_os_error().unwrap_or(0)
+                "rsync: failed to open files-from file {ff}: {}",
+                crate::fs::strerror(&e)
             ),
         )
     })
 }
 
+/// The remote shell's (or local server's) exit status, as rsync maps it.
 fn child_code(conn: &mut connect::Conn) -> Option<i32> {
     let mut child = conn.child.take()?;
     let st = child.wait().ok()?;
@@ -898,10 +904,9 @@ fn transfer(
             });
         }
         let mut srcs: Vec<Vec<u8>> = plan.local.iter().map(|a| a.as_bytes().to_vec()).collect();
-        if let Some(ff) = o.files_from.as_deref().filter(|_| !s.files_from_remote) {
-            let data = read_files_from(ff, "sender")?;
+        if let Some(data) = &s.files_from_data {
             let base = srcs.first().cloned().unwrap_or_else(|| b".".to_vec());
-            srcs = files_from_names(&data, o.from0)
+            srcs = files_from_names(data, o.from0)
                 .into_iter()
                 .map(|n| join_base(&base, &n))
                 .collect();
@@ -956,10 +961,9 @@ fn transfer(
         });
     }
     // A pull: forward --files-from names, then receive.
-    if let Some(ff) = o.files_from.as_deref().filter(|_| !s.files_from_remote) {
-        let data = read_files_from(ff, "client")?;
+    if let Some(data) = &s.files_from_data {
         let mut b = Vec::new();
-        for nm in files_from_names(&data, o.from0) {
+        for nm in files_from_names(data, o.from0) {
             b.extend_from_slice(&nm);
             b.push(0);
         }
