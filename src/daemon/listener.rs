@@ -172,11 +172,9 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
         &peer_ip,
     );
     // Half-close so the client sees EOF after our last bytes, not a reset.
-    if outcome.half_close {
+    if outcome.close == super::session::Close::HalfClose {
         let _ = nix::sys::socket::shutdown(1, nix::sys::socket::Shutdown::Write);
-    } else if outcome.code == RERR_SOCKETIO {
-        // Refused before the greeting (an untrusted or malformed proxy
-        // header): a reset, as upstream's close with unread input gives.
+    } else if outcome.close == super::session::Close::Reset {
         let reset = nix::libc::linger {
             l_onoff: 1,
             l_linger: 0,

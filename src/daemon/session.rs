@@ -26,9 +26,21 @@ use std::time::Duration;
 pub struct Outcome {
     /// rsync exit code.
     pub code: i32,
-    /// Close with a FIN after our last bytes (false: just close, as upstream
-    /// does after refusing the arguments, which the client sees as a reset).
-    pub half_close: bool,
+    /// How the socket is to be closed.
+    pub close: Close,
+}
+
+/// How a session's socket is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// A FIN after our last bytes (the client reads everything we sent).
+    HalfClose,
+    /// Just close, as upstream does after refusing the arguments or on a
+    /// broken socket (with unread input the client sees a reset).
+    Plain,
+    /// Reset at once (a refused proxy header: upstream closes before the
+    /// greeting with the header's input unread).
+    Reset,
 }
 
 /// Write a text line and flush.
@@ -44,31 +56,86 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     mut w: W,
     peer: &str,
 ) -> Outcome {
-    let outcome = match serve_inner(cfg, &mut r, &mut w, peer) {
-        Ok(Some((n, opts, module, args, who, user))) => {
-            let code = run_module(cfg, n, opts, module, args, &who, &user, r, w);
-            Outcome {
-                code,
-                half_close: true,
-            }
-        }
-        Ok(None) => Outcome {
-            code: 0,
-            half_close: true,
-        },
-        Err(code) => {
+    let outcome = match proxied_peer(cfg, &mut r, peer) {
+        Err(refused) => {
             drop(r);
             drop(w);
-            Outcome {
-                code,
-                // A refused-options reset or a broken/refused socket ends
-                // without the graceful half-close.
-                half_close: code != RERR_UNSUPPORTED && code != RERR_SOCKETIO,
-            }
+            refused
         }
+        Ok(peer) => match serve_inner(cfg, &mut r, &mut w, &peer) {
+            Ok(Some((n, opts, module, args, who, user))) => {
+                let code = run_module(cfg, n, opts, module, args, &who, &user, r, w);
+                Outcome {
+                    code,
+                    close: Close::HalfClose,
+                }
+            }
+            Ok(None) => Outcome {
+                code: 0,
+                close: Close::HalfClose,
+            },
+            Err(code) => {
+                drop(r);
+                drop(w);
+                Outcome {
+                    code,
+                    // A refused-options reset or a broken/refused socket ends
+                    // without the graceful half-close.
+                    close: if code == RERR_UNSUPPORTED || code == RERR_SOCKETIO {
+                        Close::Plain
+                    } else {
+                        Close::HalfClose
+                    },
+                }
+            }
+        },
     };
     super::xfer_exec::notify_post(outcome.code);
     outcome
+}
+
+/// The client's address: the peer's, or with `proxy protocol` the one a
+/// trusted balancer's header names (upstream start_daemon: only a trusted
+/// balancer may speak first, within the handshake deadline). A refusal is
+/// the session's outcome.
+fn proxied_peer<R: Read>(cfg: &DaemonConfig, r: &mut R, peer: &str) -> Result<String, Outcome> {
+    if !cfg.global.proxy_protocol {
+        return Ok(peer.to_string());
+    }
+    handshake_deadline(cfg.global.defaults.timeout);
+    let trusted = cfg
+        .global
+        .proxy_protocol_hosts
+        .as_deref()
+        .filter(|l| !l.trim().is_empty());
+    let allowed = match (trusted, peer.parse::<std::net::IpAddr>()) {
+        (Some(list), Ok(a)) => {
+            super::access::allow_access(Some(list), None, a, Some("UNDETERMINED"), false)
+        }
+        _ => false,
+    };
+    if !allowed {
+        super::log::line(&format!(
+            "proxy protocol rejected from untrusted peer UNDETERMINED ({peer})"
+        ));
+        return Err(Outcome {
+            code: RERR_STARTCLIENT,
+            close: Close::HalfClose,
+        });
+    }
+    match super::proxy::read_header(r) {
+        Ok(super::proxy::Proxied::Client(ip)) => Ok(ip.to_string()),
+        Ok(super::proxy::Proxied::Unchanged) => Ok(peer.to_string()),
+        Err(e) => {
+            // Closed at once, unread input and all (upstream returns before
+            // the greeting: the client sees a reset).
+            tracing::info!(peer, "{e}");
+            Err(Outcome {
+                code: RERR_SOCKETIO,
+                close: Close::Reset,
+            })
+        }
+    }
 }
 
 /// The daemon's `--bwlimit` in KiB/s, set once at startup.
@@ -83,44 +150,6 @@ fn serve_inner<R: Read, W: Write>(
     peer: &str,
 ) -> Result<Option<Accepted>, i32> {
     let io = |_e| RERR_SOCKETIO;
-    let proxied;
-    let peer = if cfg.global.proxy_protocol {
-        // upstream start_daemon: only a trusted balancer may speak first,
-        // within the handshake deadline; its header names the client.
-        handshake_deadline(cfg.global.defaults.timeout);
-        let trusted = cfg
-            .global
-            .proxy_protocol_hosts
-            .as_deref()
-            .filter(|l| !l.trim().is_empty());
-        let allowed = match (trusted, peer.parse::<std::net::IpAddr>()) {
-            (Some(list), Ok(a)) => {
-                super::access::allow_access(Some(list), None, a, Some("UNDETERMINED"), false)
-            }
-            _ => false,
-        };
-        if !allowed {
-            super::log::line(&format!(
-                "proxy protocol rejected from untrusted peer UNDETERMINED ({peer})"
-            ));
-            return Err(RERR_STARTCLIENT);
-        }
-        match super::proxy::read_header(r) {
-            Ok(super::proxy::Proxied::Client(ip)) => {
-                proxied = ip.to_string();
-                proxied.as_str()
-            }
-            Ok(super::proxy::Proxied::Unchanged) => peer,
-            Err(e) => {
-                // Closed at once, unread input and all (upstream returns
-                // before the greeting: the client sees a reset).
-                tracing::info!(peer, "{e}");
-                return Err(RERR_SOCKETIO);
-            }
-        }
-    } else {
-        peer
-    };
     let who = Who::of(cfg, peer);
     if let Err(msg) = enter_daemon_jail(cfg) {
         super::log::line(&msg);
