@@ -103,15 +103,13 @@ fn forward_match(addr: IpAddr, tok: &str, deny: bool) -> bool {
 /// access_match: does any token of the list match the peer?
 fn access_match(list: &str, addr: IpAddr, host: Option<&str>, forward: bool, deny: bool) -> bool {
     let list = list.to_ascii_lowercase();
+    let host = host.filter(|h| !h.is_empty()).map(str::to_ascii_lowercase);
     list.split([' ', ',', '\t'])
         .filter(|t| !t.is_empty())
         .any(|tok| {
-            let by_name = host.is_some_and(|h| {
-                !h.is_empty()
-                    && (crate::filter::wildmatch::wildmatch(
-                        tok.as_bytes(),
-                        h.to_ascii_lowercase().as_bytes(),
-                    ) || (forward && forward_match(addr, tok, deny)))
+            let by_name = host.as_ref().is_some_and(|h| {
+                crate::filter::wildmatch::wildmatch(tok.as_bytes(), h.as_bytes())
+                    || (forward && forward_match(addr, tok, deny))
             });
             by_name || match_address(addr, tok)
         })

@@ -257,9 +257,10 @@ fn serve_inner<R: Read, W: Write>(
         RERR_UNSUPPORTED
     };
     let mut module = expand("").map_err(|e| refuse_hook(w, e))?;
+    // The peer's name for this module: looked up (at most) once.
+    let host = module_host(&who.host, &module, peer);
     // hosts allow / hosts deny (upstream rsync_module: before auth).
     if let Ok(addr) = peer.parse::<std::net::IpAddr>() {
-        let host = module_host(&who.host, &module, peer);
         if !super::access::allow_access(
             module.hosts_allow.as_deref(),
             module.hosts_deny.as_deref(),
@@ -337,14 +338,15 @@ fn serve_inner<R: Read, W: Write>(
     // post-xfer exec is armed first, then pre-xfer exec starts, both before
     // the module is entered, as upstream.
     if let Some(cmd) = module.post_xfer_exec.as_deref().filter(|_| !no_xfer_exec) {
-        if let Err(e) = super::xfer_exec::arm_post(cmd, &xfer_env(&module, &who, &auth_user)) {
+        if let Err(e) = super::xfer_exec::arm_post(cmd, &xfer_env(&module, peer, &host, &auth_user))
+        {
             tracing::warn!(peer, "fork failed: {e}");
             let _ = line(w, "@ERROR: fork failed\n");
             return Err(RERR_STARTCLIENT);
         }
     }
     if let Some(cmd) = module.early_exec.as_deref().filter(|_| !no_xfer_exec) {
-        let env = xfer_env(&module, &who, &auth_user);
+        let env = xfer_env(&module, peer, &host, &auth_user);
         if let Err(text) = super::xfer_exec::run_early(cmd, &env, &early_input) {
             super::log::line(&format!("rsync: early exec failed: {}", text.trim_end()));
             let _ = line(w, "@ERROR: early exec failed\n");
@@ -352,14 +354,16 @@ fn serve_inner<R: Read, W: Write>(
         }
     }
     let pre_xfer = match module.pre_xfer_exec.as_deref().filter(|_| !no_xfer_exec) {
-        Some(cmd) => match super::xfer_exec::start(cmd, &xfer_env(&module, &who, &auth_user)) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!(peer, "pre-xfer exec preparation failed: {e}");
-                let _ = line(w, "@ERROR: pre-xfer exec preparation failed\n");
-                return Err(RERR_STARTCLIENT);
+        Some(cmd) => {
+            match super::xfer_exec::start(cmd, &xfer_env(&module, peer, &host, &auth_user)) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(peer, "pre-xfer exec preparation failed: {e}");
+                    let _ = line(w, "@ERROR: pre-xfer exec preparation failed\n");
+                    return Err(RERR_STARTCLIENT);
+                }
             }
-        },
+        }
         None => None,
     };
     super::log::line(&format!(
@@ -628,10 +632,9 @@ fn module_host(connect_host: &str, module: &ModuleConfig, peer: &str) -> String 
     }
 }
 
-/// The environment of `pre-xfer exec` known before the arguments arrive.
-fn xfer_env(module: &ModuleConfig, who: &Who, user: &str) -> Vec<(String, String)> {
-    let peer = who.addr.as_str();
-    let host = module_host(&who.host, module, peer);
+/// The environment of `pre-xfer exec` known before the arguments arrive
+/// (`host`: the peer's name for the module, see module_host).
+fn xfer_env(module: &ModuleConfig, peer: &str, host: &str, user: &str) -> Vec<(String, String)> {
     vec![
         ("RSYNC_MODULE_NAME".into(), module.name.clone()),
         (
@@ -639,7 +642,7 @@ fn xfer_env(module: &ModuleConfig, who: &Who, user: &str) -> Vec<(String, String
             module.path.clone().unwrap_or_default(),
         ),
         ("RSYNC_HOST_ADDR".into(), peer.to_string()),
-        ("RSYNC_HOST_NAME".into(), host),
+        ("RSYNC_HOST_NAME".into(), host.to_string()),
         ("RSYNC_USER_NAME".into(), user.to_string()),
         ("RSYNC_PID".into(), std::process::id().to_string()),
     ]

@@ -170,15 +170,7 @@ impl<W: Write> MuxWriter<W> {
             return Err(io::Error::other("message sent before multiplexing started"));
         }
         self.flush_data()?;
-        for chunk in payload.chunks(MAX_FRAME).chain(if payload.is_empty() {
-            Some(&[][..])
-        } else {
-            None
-        }) {
-            self.inner.write_all(&frame_header(code, chunk.len()))?;
-            self.inner.write_all(chunk)?;
-        }
-        Ok(())
+        self.send_msg_ahead(code, payload)
     }
 
     /// Send an out-of-band message ahead of the data still buffered here, as
