@@ -170,6 +170,19 @@ pub struct ProgressPos {
     pub flist_eof: bool,
 }
 
+impl ProgressPos {
+    /// The end of a file's last progress line: ` (xfr#N, to-chk=R/T)`.
+    fn eol(&self) -> String {
+        format!(
+            " (xfr#{}, {}-chk={}/{})",
+            self.xferred,
+            if self.flist_eof { "to" } else { "ir" },
+            self.num_files.saturating_sub(self.index + 1),
+            self.num_files
+        )
+    }
+}
+
 impl ClientLog {
     /// A log with these options.
     pub fn new(o: OutputOpts) -> Self {
@@ -300,13 +313,7 @@ impl ClientLog {
                 let (ofs, total) = (p.transferred, p.total.max(p.transferred));
                 let (t0, o0) = *p.start.get_or_insert((now, ofs));
                 p.last = Some((now, ofs));
-                let eol = format!(
-                    " (xfr#{}, {}-chk={}/{})",
-                    pos.xferred,
-                    if pos.flist_eof { "to" } else { "ir" },
-                    pos.num_files.saturating_sub(pos.index + 1),
-                    pos.num_files
-                );
+                let eol = pos.eol();
                 p.eol_len = p.eol_len.max(eol.len());
                 let eol = format!("{eol:<width$}", width = p.eol_len);
                 let ms = now.duration_since(t0).as_millis().max(1) as f64;
@@ -324,13 +331,7 @@ impl ClientLog {
         };
         let ms = now.duration_since(t0).as_millis().max(1) as f64;
         let rate = (size - o0) as f64 * 1000.0 / ms / 1024.0;
-        let eol = format!(
-            " (xfr#{}, {}-chk={}/{})\n",
-            pos.xferred,
-            if pos.flist_eof { "to" } else { "ir" },
-            pos.num_files.saturating_sub(pos.index + 1),
-            pos.num_files
-        );
+        let eol = format!("{}\n", pos.eol());
         let line = progress_line(size, size, rate, ms / 1000.0, &eol, self.o.human);
         self.put_progress_line(&line, false);
     }
