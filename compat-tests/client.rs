@@ -811,7 +811,17 @@ compat_test! {
             &["-a", "--info=progress2", "--no-i-r", "--inc-recursive"],
         ] {
             let shapes = progress_shapes(work.path(), args, &format!("{}/", src.display()));
-            assert_eq!(shapes[1], shapes[0], "{args:?}: ours (left) vs stock (right)");
+            // With incremental recursion a list's DONE may come before or
+            // after the next file's line (stock varies too), so a repeat may
+            // stand in another place: compare the lines without repeats, and
+            // how many lines there are.
+            let distinct = |v: &Vec<String>| {
+                let mut d = v.clone();
+                d.dedup();
+                d
+            };
+            assert_eq!(distinct(&shapes[1]), distinct(&shapes[0]), "{args:?}: ours (left) vs stock (right)");
+            assert_eq!(shapes[1].len(), shapes[0].len(), "{args:?}: repeats, ours (left) vs stock (right)");
         }
     }
 }
