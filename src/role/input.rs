@@ -77,6 +77,8 @@ const DEPTH: usize = 16;
 /// Bytes per read of the peer's stream (at least the daemon's socket
 /// BufReader capacity, so those reads go straight into the chunk).
 const CHUNK: usize = 64 * 1024;
+/// Reads of at most this many bytes travel as copies (see the pump).
+const SMALL_READ: usize = CHUNK / 8;
 
 /// Start pumping `demux` on a thread.
 pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
@@ -90,8 +92,13 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
             }
         }
         let mut pieces = Vec::new();
+        // A chunk buffer kept for the next read (its data went out as a copy).
+        let mut spare: Option<Vec<u8>> = None;
         loop {
-            let mut buf = recycled.try_recv().unwrap_or_default();
+            let mut buf = spare
+                .take()
+                .or_else(|| recycled.try_recv().ok())
+                .unwrap_or_default();
             buf.resize(CHUNK, 0);
             let n = match demux.read_chunk(&mut buf, &mut pieces) {
                 Ok(0) => {
@@ -106,35 +113,57 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
                     return;
                 }
             };
-            if pieces.iter().all(|p| matches!(p, Piece::Data(_))) {
-                // The common case: all data, sent without a copy.
-                let ranges: Vec<Range<usize>> = pieces
-                    .drain(..)
-                    .filter_map(|p| match p {
-                        Piece::Data(r) => Some(r),
-                        Piece::Msg(_) => None,
-                    })
-                    .collect();
-                // `buf` keeps its length (the ranges say what is data), so
-                // it needs no zeroing when it comes back.
-                let _ = n;
-                if !ranges.is_empty() && tx.send(Input::Data(buf, ranges)).is_err() {
-                    return;
+            let all_data = pieces.iter().all(|p| matches!(p, Piece::Data(_)));
+            if n <= SMALL_READ || !all_data {
+                // A short read (requests trickling in while the role is busy)
+                // goes out as a copy of its size: a full chunk buffer per
+                // short read would hold up to DEPTH chunks for a few bytes.
+                // Messages among the data go out each in its place.
+                let mut data = Vec::new();
+                for p in pieces.drain(..) {
+                    match p {
+                        Piece::Data(r) => data.extend_from_slice(&buf[r]),
+                        Piece::Msg(m) => {
+                            if !data.is_empty() {
+                                let len = data.len();
+                                let chunk = std::mem::take(&mut data);
+                                if tx
+                                    .send(Input::Data(chunk, std::iter::once(0..len).collect()))
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                            }
+                            if tx.send(Input::Msg(m)).is_err() {
+                                return;
+                            }
+                        }
+                    }
                 }
+                if !data.is_empty() {
+                    let len = data.len();
+                    if tx
+                        .send(Input::Data(data, std::iter::once(0..len).collect()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                spare = Some(buf);
                 continue;
             }
-            // Messages among the data: each in its place.
-            for p in pieces.drain(..) {
-                let item = match p {
-                    Piece::Data(r) => {
-                        let whole = std::iter::once(0..r.len()).collect();
-                        Input::Data(buf[r].to_vec(), whole)
-                    }
-                    Piece::Msg(m) => Input::Msg(m),
-                };
-                if tx.send(item).is_err() {
-                    return;
-                }
+            // The common case: all data, sent without a copy.
+            let ranges: Vec<Range<usize>> = pieces
+                .drain(..)
+                .filter_map(|p| match p {
+                    Piece::Data(r) => Some(r),
+                    Piece::Msg(_) => None,
+                })
+                .collect();
+            // `buf` keeps its length (the ranges say what is data), so
+            // it needs no zeroing when it comes back.
+            if !ranges.is_empty() && tx.send(Input::Data(buf, ranges)).is_err() {
+                return;
             }
         }
     });
@@ -222,7 +251,7 @@ impl InputReader {
                 Some(Piece::Msg(m)) => self.keep(m),
                 None => {
                     if let Source::Pump { recycle, .. } = &self.source {
-                        if self.buf.capacity() > 0 {
+                        if self.buf.capacity() >= CHUNK {
                             let _ = recycle.try_send(std::mem::take(&mut self.buf));
                         }
                     }
@@ -405,5 +434,49 @@ mod tests {
         assert_eq!(all, want);
         let msgs: Vec<Vec<u8>> = input.messages.iter().map(|m| m.payload.clone()).collect();
         assert_eq!(msgs, [&b"m0"[..], b"m50", b"m100", b"m150"]);
+    }
+
+    /// A peer whose bytes trickle in (a few per read).
+    struct Trickle(std::io::Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[test]
+    fn short_reads_do_not_each_hold_a_chunk_buffer() {
+        let mut s = Vec::new();
+        for i in 0..400u32 {
+            s.extend(frame(MsgCode::Data, &i.to_le_bytes()));
+        }
+        let mut d = Demux::new(Trickle(std::io::Cursor::new(s)));
+        d.set_mux(true);
+        let mut input = spawn(d);
+        // Let the pump fill its channel while the role reads nothing.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Source::Pump { rx, .. } = &input.source else {
+            panic!("not pumped");
+        };
+        let (mut held, mut chunks, mut data) = (0, 0, Vec::new());
+        while let Ok(item) = rx.try_recv() {
+            if let Input::Data(b, ranges) = item {
+                held += b.capacity();
+                chunks += 1;
+                for r in ranges {
+                    data.extend_from_slice(&b[r]);
+                }
+            }
+        }
+        assert!(chunks >= DEPTH, "{chunks} chunks queued");
+        assert!(held < CHUNK, "{held} bytes held by {chunks} queued chunks");
+        let mut b = [0u8; 100];
+        while let Ok(n) = input.read(&mut b) {
+            data.extend_from_slice(&b[..n]);
+        }
+        let want: Vec<u8> = (0..400u32).flat_map(|i| i.to_le_bytes()).collect();
+        assert_eq!(data, want);
     }
 }
