@@ -874,6 +874,9 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
         pos_of_arrival[arrival] = sorted_pos;
     }
     super::sort::permute(&mut out.files, &order);
+    // A sender keeps its lists until their files are done, up to thousands
+    // of entries ahead: no growth slack in them.
+    out.files.shrink_to_fit();
     out.send_order = pos_of_arrival;
     out.ndx_start = ndx_start;
 }
