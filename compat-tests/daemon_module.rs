@@ -91,6 +91,50 @@ compat_test! {
     }
 }
 
+/// A tree that compresses well: 1 MiB of repeated text in two files.
+fn text_tree(root: &std::path::Path) {
+    crate::harness::fixture::mkdir(root, "");
+    let line = b"a line of text that deflate squeezes to almost nothing\n";
+    let body: Vec<u8> = line.iter().copied().cycle().take(512 << 10).collect();
+    crate::harness::fixture::write(root, "a.txt", &body);
+    crate::harness::fixture::write(root, "b.log", &body);
+    crate::harness::fixture::pin_times(root, &[]);
+}
+
+/// "Total bytes received" of a client's `--stats`.
+fn bytes_received(stdout: &str) -> u64 {
+    use crate::harness::compare::{parse_stats, stats_number};
+    stats_number(&parse_stats(stdout), "Total bytes received").expect("Total bytes received")
+}
+
+compat_test! {
+    fn module_dont_compress_star_stores_zlib() {
+        // A lone `*` in `dont compress` makes upstream deflate at level 0
+        // (zlib, zlibx); zstd keeps compressing. Every file is 1 MiB of
+        // compressible text, so the byte counts tell the two apart.
+        for (choice, stored) in [("zlib", true), ("zlibx", true), ("zstd", false)] {
+            let name = format!("module_dont_compress_star_{choice}");
+            let run = PullCase::new(&name, text_tree)
+                .module_line("dont compress = *.gz *")
+                .args(&["-a", "-i", "-z", "--stats", &format!("--compress-choice={choice}")])
+                .run();
+            let stock = bytes_received(&run.stock.outcome.stdout);
+            let ours = bytes_received(&run.ours.outcome.stdout);
+            let content = 1u64 << 20;
+            if stored {
+                assert!(stock > content, "{choice}: stock received {stock}: it compressed");
+                assert!(
+                    ours.abs_diff(stock) <= stock.div_ceil(100),
+                    "{choice}: ours sent {ours} bytes, stock {stock}"
+                );
+            } else {
+                assert!(stock < content / 10, "{choice}: stock received {stock}: stored");
+                assert!(ours < content / 10, "{choice}: ours sent {ours} bytes, stock {stock}");
+            }
+        }
+    }
+}
+
 compat_test! {
     fn module_refuse_options_checksum() {
         PullCase::new("module_refuse_options_checksum", small_tree)

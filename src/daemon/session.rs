@@ -932,6 +932,7 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
             xfer_log: transfer_log(&module, &opts, who, user),
             bwlimit_cap: DAEMON_BWLIMIT.get().copied().unwrap_or(0),
             ignore_nonreadable: module.ignore_nonreadable,
+            dont_compress_all: module.dont_compress.split(' ').any(|w| w == "*"),
         })
     })();
     match env {

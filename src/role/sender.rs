@@ -305,6 +305,8 @@ pub struct SenderCtx<'a> {
     /// `--remove-source-files`: indexes the receiver reported done
     /// (MSG_SUCCESS, queued as they arrive), whose sources go.
     pub removals: Option<Arc<std::sync::Mutex<Vec<i32>>>>,
+    /// Compress nothing (a daemon module's `dont compress = *`).
+    pub dont_compress_all: bool,
 }
 
 impl<'a> SenderCtx<'a> {
@@ -576,7 +578,11 @@ pub fn run<W: Write>(
     let mut tx = NdxCodec::new(proto);
     let max_phase = if proto >= 29 { 2 } else { 1 };
     let mut phase = 0;
-    let mut encoder = TokenEncoder::new(ctx.n.compress, ctx.opts.compress_level, proto);
+    let mut encoder = if ctx.dont_compress_all {
+        TokenEncoder::skipping_compression(ctx.n.compress, ctx.opts.compress_level, proto)
+    } else {
+        TokenEncoder::new(ctx.n.compress, ctx.opts.compress_level, proto)
+    };
     // One matcher for the run: its hash table and window buffer are reused per file.
     let mut matcher = Matcher::new();
     let mut opener = crate::fs::SendOpener::new(ctx.opts.open_noatime);

@@ -57,6 +57,9 @@ pub struct ServerEnv {
     pub bwlimit_cap: u64,
     /// Module `ignore nonreadable`.
     pub ignore_nonreadable: bool,
+    /// Module `dont compress` holds a lone `*`: zlib streams go out
+    /// uncompressed (stored deflate blocks), as upstream's token.c does.
+    pub dont_compress_all: bool,
 }
 
 impl ServerEnv {
@@ -830,6 +833,7 @@ pub(crate) fn send_files<W: Write>(
         full_fname: &full,
         counters: Some((rcount.0.clone(), rcount.1, wcount.0.clone(), wcount.1)),
         removals,
+        dont_compress_all: env.dont_compress_all,
     };
     let mut feed = lister.map(|l| ListFeed {
         lister: l,

@@ -316,9 +316,10 @@ pub struct ModuleConfig {
     pub charset: Option<String>,
     /// `comment`: shown in the module list.
     pub comment: Option<String>,
-    /// `dont compress` (default [`DEFAULT_DONT_COMPRESS`]).  Parsed and kept,
-    /// but like stock rsync 3.2+ (whose per-file level switch in token.c is
-    /// compiled out) it does not change the compressed stream.
+    /// `dont compress` (default [`DEFAULT_DONT_COMPRESS`]). Like stock
+    /// rsync 3.2+ (whose per-file level switch in token.c is compiled out),
+    /// only a lone `*` in it has an effect: zlib transfers from the module
+    /// are not compressed.
     pub dont_compress: String,
     /// `early exec`: command run before the client's args are read.
     pub early_exec: Option<String>,

@@ -126,6 +126,18 @@ impl TokenEncoder {
         }
     }
 
+    /// An encoder for files whose compression is skipped (upstream
+    /// set_compression with a lone `*` in the daemon's `dont compress`):
+    /// zlib and zlibx deflate at level 0 (stored blocks, still in deflate
+    /// token form); zstd and lz4 keep their level, as upstream's do.
+    pub fn skipping_compression(kind: CompressKind, level: Option<i32>, protocol: u8) -> Self {
+        let mut e = Self::new(kind, level, protocol);
+        if matches!(kind, CompressKind::Zlib | CompressKind::Zlibx) {
+            e.codec = Codec::Deflate(Box::new(Compress::new(Compression::new(0), false)));
+        }
+        e
+    }
+
     /// The algorithm this encoder speaks.
     pub fn kind(&self) -> CompressKind {
         self.kind

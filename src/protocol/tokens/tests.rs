@@ -227,6 +227,34 @@ fn encoder_framing_matches_stock_delta() {
 }
 
 #[test]
+fn skipping_compression_stores_zlib_and_still_decodes() {
+    for kind in [CompressKind::Zlib, CompressKind::Zlibx] {
+        let (mut stored, mut deflated) = (Vec::new(), Vec::new());
+        encode_big_delta(
+            &mut TokenEncoder::skipping_compression(kind, None, 32),
+            &mut stored,
+        );
+        encode_big_delta(&mut TokenEncoder::new(kind, None, 32), &mut deflated);
+        // The 300 literal bytes go out whole (they squeeze to far less).
+        assert!(
+            stored.len() > 300 && deflated.len() < 250,
+            "{kind:?}: {} vs {}",
+            stored.len(),
+            deflated.len()
+        );
+        check_delta_capture(kind, &stored);
+    }
+    // zstd keeps its level (upstream compresses it whatever the list says).
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    encode_big_delta(
+        &mut TokenEncoder::skipping_compression(CompressKind::Zstd, None, 32),
+        &mut a,
+    );
+    encode_big_delta(&mut TokenEncoder::new(CompressKind::Zstd, None, 32), &mut b);
+    assert_eq!(a, b);
+}
+
+#[test]
 fn zlib_history_insertion_shrinks_repeated_block() {
     // A literal equal to the block just matched compresses to a back
     // reference only when the block is in the history (legacy zlib).
