@@ -826,6 +826,86 @@ compat_test! {
     }
 }
 
+// --- --fsync ---
+
+/// fsync calls made by `bin args...` and every process it starts (strace -f).
+fn fsync_calls(work: &Path, bin: &Path, args: &[String]) -> usize {
+    use crate::harness::process::{client_timeout, run_cmd};
+    let log = work.join("strace.log");
+    let _ = std::fs::remove_file(&log);
+    let mut v: Vec<String> = ["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"]
+        .map(String::from)
+        .to_vec();
+    v.push(log.display().to_string());
+    v.push(bin.display().to_string());
+    v.extend(args.iter().cloned());
+    let strace = Path::new("/usr/bin/strace");
+    assert!(
+        strace.exists(),
+        "strace is needed (compat-tests/run-all.sh installs it)"
+    );
+    let o = run_cmd(strace, &v, None, client_timeout());
+    assert_eq!(o.code, 0, "{} {args:?}: {}", bin.display(), o.describe());
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    text.lines().filter(|l| l.contains("fsync(")).count()
+}
+
+compat_test! {
+    fn client_fsync_each_received_file() {
+        // --fsync: the receiver syncs every file it writes, ours as stock
+        // (local copy: our --server child receives), and our client
+        // forwards it to a stock server over a remote shell.
+        use crate::harness::bins;
+        use crate::harness::tmp::TempDir;
+        let work = TempDir::new("client_fsync");
+        let src = work.join("src");
+        small(&src);
+        let files = walk_files(&src);
+        assert!(files >= 3, "fixture has {files} files");
+        let rsh = work.join("rsh.sh");
+        std::fs::write(&rsh, crate::harness::client::RSH_SCRIPT).expect("write rsh");
+        std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod rsh");
+        let dest = work.join("dest");
+        let run = |bin: &Path, extra: &[&str], to: String| {
+            let _ = std::fs::remove_dir_all(&dest);
+            let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            v.push(format!("{}/", src.display()));
+            v.push(to);
+            fsync_calls(work.path(), bin, &v)
+        };
+        let local = format!("{}/", dest.display());
+        let remote = format!("localhost:{}/", dest.display());
+        let stock_rsh = format!("--rsync-path={}", bins::stock().display());
+        let rsh_arg = format!("--rsh={}", rsh.display());
+        for (what, extra, to) in [
+            ("local", vec!["-a", "--fsync"], local.clone()),
+            ("push to stock --server", vec!["-a", "--fsync", &rsh_arg, &stock_rsh], remote.clone()),
+        ] {
+            let stock = run(&bins::stock(), &extra, to.clone());
+            let ours = run(&bins::ours(), &extra, to.clone());
+            assert_eq!(stock, files, "{what}: stock synced {stock} of {files} files");
+            assert_eq!(ours, stock, "{what}: ours synced {ours}, stock {stock}");
+        }
+        // And nothing without the option.
+        assert_eq!(run(&bins::ours(), &["-a"], local), 0);
+    }
+}
+
+/// Regular files under `root`.
+fn walk_files(root: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(root).expect("read_dir").flatten() {
+        let t = e.file_type().expect("file type");
+        if t.is_dir() {
+            n += walk_files(&e.path());
+        } else if t.is_file() {
+            n += 1;
+        }
+    }
+    n
+}
+
 // --- --mkpath on our receiving side ---
 
 compat_test! {

@@ -11,6 +11,13 @@ if ! command -v rsync >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq rsync >/dev/null
 fi
+if ! command -v strace >/dev/null 2>&1; then
+  # One compat case counts the fsync calls of stock and of ours with it.
+  echo "installing strace (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq strace >/dev/null
+fi
 first_line() { local v; v=$("$@" --version); echo "${v%%$'\n'*}"; }
 first_line rsync
 

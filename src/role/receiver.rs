@@ -119,6 +119,7 @@ pub fn run<W: Write>(
     let mut phase = 0;
     let mut dec = TokenDecoder::new(cfg.n.compress, proto);
     let mut stats = RecvStats::default();
+    let do_fsync = cfg.opts.misc.iter().any(|m| m == "fsync");
     // --delay-updates: (partial path, final name) renamed once the redo phase is over.
     let mut pending: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let text = |code: MsgCode, t: String| -> Result<(), RoleError> {
@@ -575,6 +576,20 @@ pub fn run<W: Write>(
         let Some(file) = file else {
             continue;
         };
+        // --fsync: the data reaches the disk before the file is verified
+        // and renamed; a failure ends the transfer (upstream receive_data).
+        if do_fsync && failed.is_none() {
+            if let Err(err) = file.sync_all() {
+                if let Some(t) = tname {
+                    let _ = t.discard();
+                }
+                return Err(RoleError::FileIo(format!(
+                    "rsync: [receiver] fsync failed on {}: {}",
+                    cfg.dest.show(rel),
+                    crate::fs::os_error_text(&err)
+                )));
+            }
+        }
         if inplace {
             let ok = ours.as_bytes() == &theirs[..];
             finish_inplace(
