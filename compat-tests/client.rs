@@ -906,6 +906,34 @@ fn walk_files(root: &Path) -> usize {
     n
 }
 
+// --- --munge-links ---
+
+/// Links plain and already munged (the prefix alone is kept as it is).
+fn munge_tree(root: &Path) {
+    fixture::small_tree(root);
+    fixture::symlink(root, "sub/munged", "/rsyncd-munged/../a.txt");
+    fixture::symlink(root, "sub/bare", "/rsyncd-munged/");
+    fixture::symlink(root, "abs", "/etc/passwd");
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_munge_links_each_side() {
+        // The side given --munge-links munges: a sender strips the prefix,
+        // a receiver adds it; the option is not forwarded (a local copy's
+        // receiver does not munge), -M gives it to the far side.
+        for (name, mode, args) in [
+            ("client_munge_links_local", Mode::Local, &["-a", "-i", "--munge-links"][..]),
+            ("client_munge_links_rsh_pull", Mode::RshPull, &["-a", "-i", "--munge-links"]),
+            ("client_munge_links_rsh_push", Mode::RshPush, &["-a", "-i", "--munge-links"]),
+            ("client_munge_links_server_pull", Mode::ServerPull, &["-a", "-i", "-M--munge-links"]),
+            ("client_munge_links_server_push", Mode::ServerPush, &["-a", "-i", "-M--munge-links"]),
+        ] {
+            ClientCase::new(name, mode, munge_tree).args(args).run();
+        }
+    }
+}
+
 // --- --mkpath on our receiving side ---
 
 compat_test! {

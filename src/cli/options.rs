@@ -278,6 +278,12 @@ pub struct Options {
 }
 
 impl Options {
+    /// `--munge-links`: this side munges symlinks (a sender strips the
+    /// prefix, a receiver adds it). Not forwarded: each side needs its own.
+    pub fn munge_links(&self) -> bool {
+        self.misc.iter().any(|m| m == "munge-links")
+    }
+
     /// `-R` in effect: as given, else on with `--files-from` (upstream relative_paths < 0).
     pub fn relative_paths(&self) -> bool {
         if self.seen.iter().any(|s| s == "relative") {

@@ -31,6 +31,16 @@ pub fn run(opts: Options, rest: Vec<String>) -> i32 {
         Some((dot, p)) if dot == "." => p.iter().map(|s| s.as_bytes().to_vec()).collect(),
         _ => rest.iter().map(|s| s.as_bytes().to_vec()).collect(),
     };
+    if let (true, Some(why)) = (
+        opts.munge_links(),
+        crate::role::generator::munge_links_unsafe(),
+    ) {
+        report(&why);
+        report(&format!(
+            "rsync error: requested action not supported (code {RERR_UNSUPPORTED})"
+        ));
+        return RERR_UNSUPPORTED;
+    }
     serve(opts, paths, input, output)
 }
 
@@ -73,7 +83,11 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     let proto = theirs.min(ours) as u8;
     let mut opts = opts;
     opts.server = true;
-    server::run(&ServerEnv::default(), proto, opts, paths, r, w)
+    let env = ServerEnv {
+        munge_symlinks: opts.munge_links(),
+        ..Default::default()
+    };
+    server::run(&env, proto, opts, paths, r, w)
 }
 
 /// An error before multiplexing starts goes to stderr, which the remote

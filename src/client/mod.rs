@@ -309,6 +309,12 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
         },
         None => (false, None),
     };
+    if let (true, Some(why)) = (
+        o.munge_links(),
+        crate::role::generator::munge_links_unsafe(),
+    ) {
+        return Err(fail(crate::exit::RERR_UNSUPPORTED, why));
+    }
     Ok(Settings {
         am_sender,
         local_server,
@@ -890,6 +896,7 @@ fn transfer(
             .then_some(crate::daemon::log::bytes as fn(&[u8])),
         outgoing_chmod: s.chmod.clone().filter(|_| s.am_sender),
         incoming_chmod: s.chmod.clone().filter(|_| !s.am_sender),
+        munge_symlinks: o.munge_links(),
         ..Default::default()
     };
     let mut input = None;

@@ -106,6 +106,10 @@ pub struct ListReceiver {
     /// transfer's root (upstream recv_file_entry's sanitize_path, done as the
     /// entry arrives so the log shows the target that is written).
     pub sanitize_links: bool,
+    /// Munged symlinks (`--munge-links`, module `munge symlinks`): each
+    /// received target gets upstream's "/rsyncd-munged/" prefix as it
+    /// arrives (recv_file_entry), so the items show what is written.
+    pub munge_links: bool,
 }
 
 impl ListReceiver {
@@ -125,15 +129,24 @@ impl ListReceiver {
             relative: false,
             total: 0,
             sanitize_links: false,
+            munge_links: false,
         }
     }
 
     fn sanitize(&self, l: &mut RecvList) {
-        if !self.sanitize_links {
+        if !self.sanitize_links && !self.munge_links {
             return;
         }
         for e in l.files.iter_mut() {
             if !mode::is_lnk(e.mode) {
+                continue;
+            }
+            if self.munge_links {
+                if let Some(t) = e.link_target.as_mut() {
+                    let mut m = crate::role::generator::MUNGE_PREFIX.to_vec();
+                    m.extend_from_slice(t);
+                    *t = m;
+                }
                 continue;
             }
             let depth = e.name.iter().filter(|&&c| c == b'/').count();

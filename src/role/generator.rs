@@ -262,6 +262,15 @@ impl RecvConfig {
 /// Upstream's SYMLINK_PREFIX for munged symlinks.
 pub const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
 
+/// `--munge-links` outside a daemon is refused when the prefix names a real
+/// directory (a munged link would then lead somewhere): upstream's message,
+/// exit RERR_UNSUPPORTED.
+pub fn munge_links_unsafe() -> Option<String> {
+    std::fs::metadata("/rsyncd-munged")
+        .is_ok_and(|m| m.is_dir())
+        .then(|| "Symlink munging is unsafe when a /rsyncd-munged directory exists.".to_string())
+}
+
 /// Counts for the deletion statistics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DelStats {
@@ -1190,12 +1199,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     ),
                 );
             }
+            // A munged target got its prefix as the list arrived.
             let mut target = e.link_target.clone().unwrap_or_default();
-            if cfg.munge_symlinks {
-                let mut t = MUNGE_PREFIX.to_vec();
-                t.extend_from_slice(&target);
-                target = t;
-            } else if cfg.sanitize_links {
+            if !cfg.munge_symlinks && cfg.sanitize_links {
                 target = sanitize_link_target(
                     &target,
                     cfg.dest_depth + rel.iter().filter(|&&c| c == b'/').count(),

@@ -675,7 +675,11 @@ pub(crate) fn send_files<W: Write>(
             let m = f.entry.mode;
             if munged && crate::protocol::flist::mode::is_lnk(m) {
                 if let Some(t) = f.entry.link_target.as_mut() {
-                    if let Some(rest) = t.strip_prefix(crate::role::generator::MUNGE_PREFIX) {
+                    // upstream readlink_stat: only a target longer than the prefix.
+                    let stripped = t
+                        .strip_prefix(crate::role::generator::MUNGE_PREFIX)
+                        .filter(|rest| !rest.is_empty());
+                    if let Some(rest) = stripped {
                         *t = rest.to_vec();
                     }
                 }
@@ -968,6 +972,7 @@ pub(crate) fn receive_files<W: Write + Send>(
     );
     lists.relative = opts.relative_paths();
     lists.sanitize_links = env.sanitize_links && !env.munge_symlinks;
+    lists.munge_links = env.munge_symlinks;
     if let Some(log) = env.log {
         log(b"receiving file list");
     }
