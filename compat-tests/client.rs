@@ -1054,13 +1054,16 @@ compat_test! {
             let (sl, ol) = (json_list(&s.stdout, list), json_list(&o.stdout, list));
             assert!(!ol.is_empty() && ol.iter().all(|x| sl.contains(x)), "{list}: ours {ol:?}, stock {sl:?}");
         }
-        // An unknown option: rsync's message and exit 1.
-        let (s, o) = (run(&stock, &["--no-such-option"]), run(&ours, &["--no-such-option"]));
-        assert_eq!(s.code, 1);
-        assert_eq!(o.code, 1, "ours: {}", o.describe());
-        assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "ours: {}", o.describe());
+        // An unknown option: rsync's message (the argument as given) and
+        // exit 1; names stock does not know are unknown to us too.
+        for bad in ["--no-such-option", "--no-such=3", "--perms-only", "--force-delete", "--max-alloc-size=1"] {
+            let (s, o) = (run(&stock, &[bad]), run(&ours, &[bad]));
+            assert_eq!(s.code, 1, "{bad}: stock {}", s.describe());
+            assert_eq!(o.code, 1, "{bad}: ours {}", o.describe());
+            assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "{bad}: ours {}", o.describe());
+        }
         // FLAG --version: 0 for what we implement (stock too) ...
-        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8"] {
+        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links"] {
             let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
             assert_eq!((o.code, s.code), (0, 0), "{flag}: ours {}", o.describe());
         }

@@ -284,6 +284,11 @@ impl Options {
         self.misc.iter().any(|m| m == "munge-links")
     }
 
+    /// `--qsort` (sent to a server as `--use-qsort`).
+    pub fn use_qsort(&self) -> bool {
+        self.misc.iter().any(|m| m == "use-qsort" || m == "qsort")
+    }
+
     /// `-R` in effect: as given, else on with `--files-from` (upstream relative_paths < 0).
     pub fn relative_paths(&self) -> bool {
         if self.seen.iter().any(|s| s == "relative") {
@@ -396,7 +401,6 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("delete-after", None, Arg::None),
     ("delete-excluded", None, Arg::None),
     ("force", None, Arg::None),
-    ("force-delete", None, Arg::None),
     ("max-delete", None, Arg::Required),
     ("min-size", None, Arg::Required),
     ("max-size", None, Arg::Required),
@@ -474,6 +478,7 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("preallocate", None, Arg::None),
     ("open-noatime", None, Arg::None),
     ("use-qsort", None, Arg::None),
+    ("qsort", None, Arg::None),
     ("write-devices", None, Arg::None),
     ("copy-devices", None, Arg::None),
     ("copy-as", None, Arg::Required),
@@ -493,19 +498,13 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("early-input", None, Arg::Required),
     ("remote-option", None, Arg::Required),
     ("chmod", None, Arg::Required),
-    ("one-file-system-twice", None, Arg::None),
-    ("perms-only", None, Arg::None),
     ("no-detach", None, Arg::None),
     ("help", None, Arg::None),
     ("version", Some('V'), Arg::None),
-    ("dirs-only", None, Arg::None),
     ("trust-sender", None, Arg::None),
-    ("omit-dir-changes", None, Arg::None),
     ("write-batch", None, Arg::Required),
     ("only-write-batch", None, Arg::Required),
     ("read-batch", None, Arg::Required),
-    ("backup-dir-dels", None, Arg::Required),
-    ("max-alloc-size", None, Arg::Required),
 ];
 
 /// The short letter of a long option, if it has one.
@@ -541,6 +540,9 @@ fn alias_of(name: &str) -> Option<&'static str> {
     match name {
         "inc-recursive" => Some("i-r"),
         "i-r" => Some("inc-recursive"),
+        // Stock's switch is --qsort; its server argv says --use-qsort.
+        "qsort" => Some("use-qsort"),
+        "use-qsort" => Some("qsort"),
         _ => None,
     }
 }
@@ -658,7 +660,7 @@ impl Options {
                 self.delete_excluded = on;
                 self.delete = self.delete || on;
             }
-            "force" | "force-delete" => self.force = on,
+            "force" => self.force = on,
             "max-delete" => self.max_delete = Some(parse_num(name, &v())?),
             "min-size" => self.min_size = Some(v()),
             "max-size" => self.max_size = Some(v()),
@@ -792,7 +794,8 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
                     }
                 }) {
                     Some((c, k)) if k == Arg::None || k == Arg::Optional => (c, Arg::None, false),
-                    _ => return Err(OptError::Unknown(format!("--{name}"))),
+                    // popt shows the argument as given, `=value` and all.
+                    _ => return Err(OptError::Unknown(a.clone())),
                 },
             };
             let val = match kind {

@@ -219,7 +219,7 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
         ));
     }
     let am_sender = plan.am_sender;
-    let use_qsort = o.misc.iter().any(|m| m == "use-qsort");
+    let use_qsort = o.use_qsort();
     let mut allow_inc = recursive && !use_qsort;
     if !am_sender
         && (matches!(o.delete_when, Some("delete-before") | Some("delete-after"))

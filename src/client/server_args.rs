@@ -353,7 +353,7 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     if o.numeric_ids {
         args.push("--numeric-ids".into());
     }
-    if o.misc.iter().any(|m| m == "use-qsort") {
+    if o.use_qsort() {
         args.push("--use-qsort".into());
     }
     if am_sender {

@@ -321,7 +321,7 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
             && !opts.relative
             && opts.files_from.is_none()
             && paths.len() <= 1
-            && !opts.misc.iter().any(|m| m == "use-qsort")
+            && !opts.use_qsort()
     } else {
         // As a receiver (upstream set_allow_inc_recurse), minus what we do not
         // yet do incrementally (hard links, -R).
@@ -334,7 +334,7 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
             && !opts.prune_empty_dirs
             && opts.hard_links == 0
             && !opts.relative
-            && !opts.misc.iter().any(|m| m == "use-qsort")
+            && !opts.use_qsort()
     };
     let n = match server_setup(&mut r, &mut w, proto, &opts, seed, allow_inc) {
         Ok(n) => n,
