@@ -906,6 +906,53 @@ fn walk_files(root: &Path) -> usize {
     n
 }
 
+// --- --address ---
+
+compat_test! {
+    fn client_address_binds_the_local_end() {
+        // A module open to 127.0.0.2 only: --address=127.0.0.2 gets in,
+        // another local address is refused by name, and an address that
+        // does not resolve (or has no address of the remote's family) is
+        // a socket error before connecting, with stock's message.
+        use crate::harness::bins;
+        use crate::harness::daemon::Daemon;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        let work = TempDir::new("client_address");
+        let src = work.join("src");
+        small(&src);
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n    hosts allow = 127.0.0.2\n",
+            src.display()
+        );
+        let d = Daemon::start(&bins::stock(), &conf, "stock");
+        let dest = work.join("dest");
+        for (address, code) in [
+            (Some("127.0.0.2"), 0),
+            (None, 5),
+            (Some("127.0.0.3"), 5),
+            (Some("::1"), 10),
+            (Some("nosuchhost.invalid"), 10),
+        ] {
+            let mut lines = Vec::new();
+            for bin in [bins::stock(), bins::ours()] {
+                let _ = std::fs::remove_dir_all(&dest);
+                let mut v = vec!["-a".to_string()];
+                v.extend(address.map(|a| format!("--address={a}")));
+                v.push(d.url("mod/"));
+                v.push(format!("{}/", dest.display()));
+                let o = run_cmd(&bin, &v, None, client_timeout());
+                assert_eq!(o.code, code, "{address:?}: {}", o.describe());
+                if code == 0 {
+                    assert!(dest.join("sub/c.txt").exists(), "{address:?}: {}", o.describe());
+                }
+                lines.push(o.stderr.lines().next().map(str::to_string));
+            }
+            assert_eq!(lines[1], lines[0], "{address:?}: first stderr line, ours (left) vs stock");
+        }
+    }
+}
+
 // --- --munge-links ---
 
 /// Links plain and already munged (the prefix alone is kept as it is).

@@ -163,17 +163,85 @@ pub fn spawn_timed(argv: &[String], io_timeout: Option<u32>) -> Result<Conn, Con
     })
 }
 
+/// How to reach a daemon over TCP.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TcpOpts<'a> {
+    /// `--contimeout` (seconds; 0 or none: the system's).
+    pub contimeout: Option<u32>,
+    /// `-4` / `-6`.
+    pub family: Option<u8>,
+    /// `--timeout` (seconds), as the socket's read timeout.
+    pub io_timeout: Option<u32>,
+    /// `--sockopts`.
+    pub sockopts: Option<&'a str>,
+    /// `--address`: the local address to connect from.
+    pub bind: Option<&'a str>,
+}
+
+/// One connection attempt, from `local` when given (upstream
+/// try_bind_local), bounded by `timeout`.
+fn connect_one(
+    a: &std::net::SocketAddr,
+    local: Option<std::net::IpAddr>,
+    timeout: Option<Duration>,
+) -> std::io::Result<TcpStream> {
+    let Some(local) = local else {
+        return match timeout {
+            Some(t) => TcpStream::connect_timeout(a, t),
+            None => TcpStream::connect(a),
+        };
+    };
+    use nix::sys::socket::{bind, connect, setsockopt, socket, sockopt, AddressFamily};
+    use nix::sys::socket::{SockFlag, SockType, SockaddrStorage};
+    let fam = if a.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    use std::os::fd::AsRawFd;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(std::net::SocketAddr::new(local, 0)),
+    )?;
+    if let Some(t) = timeout {
+        // A blocking connect gives up after SO_SNDTIMEO (EINPROGRESS).
+        let tv = nix::sys::time::TimeVal::new(t.as_secs() as i64, 0);
+        setsockopt(&fd, sockopt::SendTimeout, &tv)?;
+    }
+    match connect(fd.as_raw_fd(), &SockaddrStorage::from(*a)) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EINPROGRESS) => {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if timeout.is_some() {
+        let zero = nix::sys::time::TimeVal::new(0, 0);
+        setsockopt(&fd, sockopt::SendTimeout, &zero)?;
+    }
+    Ok(TcpStream::from(fd))
+}
+
 /// Connect to a daemon (upstream open_socket_out): every address of the
 /// host in turn, each bounded by `--contimeout`.
-pub fn tcp(
-    host: &str,
-    port: u16,
-    contimeout: Option<u32>,
-    family: Option<u8>,
-    role: &str,
-    io_timeout: Option<u32>,
-    sockopts: Option<&str>,
-) -> Result<Conn, ConnectError> {
+pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, ConnectError> {
+    let (contimeout, family, io_timeout, sockopts) =
+        (t.contimeout, t.family, t.io_timeout, t.sockopts);
+    // `--address`: its addresses, each used for a remote one of its family.
+    let locals: Option<Vec<std::net::IpAddr>> = match t.bind {
+        Some(b) => match (b.trim_start_matches('[').trim_end_matches(']'), 0).to_socket_addrs() {
+            Ok(v) => Some(v.map(|sa| sa.ip()).collect()),
+            Err(_) => {
+                return Err(ConnectError {
+                    code: RERR_SOCKETIO,
+                    msg: format!("rsync: getaddrinfo {b}: Name or service not known"),
+                })
+            }
+        },
+        None => None,
+    };
+    let mut bind_failure = None;
     let h = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<std::net::SocketAddr> = match (h, port).to_socket_addrs() {
         Ok(a) => a
@@ -192,10 +260,24 @@ pub fn tcp(
     };
     let mut last = None;
     for a in &addrs {
-        let r = match contimeout.filter(|t| *t > 0) {
-            Some(t) => TcpStream::connect_timeout(a, Duration::from_secs(t as u64)),
-            None => TcpStream::connect(a),
+        let timeout = contimeout
+            .filter(|t| *t > 0)
+            .map(|t| Duration::from_secs(t as u64));
+        let local = match &locals {
+            None => None,
+            Some(l) => match l.iter().find(|ip| ip.is_ipv4() == a.is_ipv4()) {
+                Some(ip) => Some(*ip),
+                None => {
+                    // upstream try_bind_local: no address of this family.
+                    bind_failure = Some(format!(
+                        "rsync: getaddrinfo {}: Address family for hostname not supported",
+                        t.bind.unwrap_or_default()
+                    ));
+                    continue;
+                }
+            },
         };
+        let r = connect_one(a, local, timeout);
         match r {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
@@ -220,6 +302,12 @@ pub fn tcp(
             }
             Err(e) => last = Some((a.ip(), e)),
         }
+    }
+    if let (None, Some(msg)) = (&last, bind_failure) {
+        return Err(ConnectError {
+            code: RERR_SOCKETIO,
+            msg,
+        });
     }
     let (msg, code) = match last {
         Some((ip, e)) if e.kind() == std::io::ErrorKind::TimedOut => (

@@ -519,11 +519,14 @@ pub fn run_planned(
                 None => connect::tcp(
                     &host,
                     port,
-                    o.contimeout,
-                    family,
                     role,
-                    o.timeout,
-                    o.sockopts.as_deref(),
+                    &connect::TcpOpts {
+                        contimeout: o.contimeout,
+                        family,
+                        io_timeout: o.timeout,
+                        sockopts: o.sockopts.as_deref(),
+                        bind: o.address.as_deref(),
+                    },
                 )
                 .map_err(|e| (fail(e.code, e.msg), client))?,
             };
