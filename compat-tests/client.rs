@@ -906,6 +906,91 @@ fn walk_files(root: &Path) -> usize {
     n
 }
 
+// --- source arguments: where they are read, and how a missing one is named ---
+
+compat_test! {
+    fn client_local_argument_paths() {
+        use crate::harness::bins;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        let work = TempDir::new("client_argument_paths");
+        let src = work.join("src");
+        small(&src);
+        let run = |bin: &Path, args: &[&str]| run_cmd(bin, args, Some(work.path()), client_timeout());
+        // "/usr" is read from the root, not from the working directory
+        // (which has no "usr"): -d copies the directory entry alone.
+        for bin in [bins::stock(), bins::ours()] {
+            let dest = work.join("d");
+            let _ = std::fs::remove_dir_all(&dest);
+            let o = run(&bin, &["-dt", "/usr", "d/"]);
+            assert_eq!(o.code, 0, "{}", o.describe());
+            let (got, want) = (std::fs::metadata(dest.join("usr")), std::fs::metadata("/usr"));
+            assert!(got.as_ref().is_ok_and(|m| m.is_dir()), "{}: no d/usr: {}", bin.display(), o.describe());
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(got.expect("d/usr").mtime(), want.expect("/usr").mtime(), "{}", bin.display());
+        }
+        // Missing arguments: the same message (absolute paths, change_dir
+        // for a directory argument), exit 23.
+        let abs_missing = format!("{}/", work.join("nope").display());
+        for arg in ["src/nope/", "nope/", "src/a.txt/", &abs_missing, "src/./sub/nope/", "src/gone", "src/sub/../gone", "/nope-rrsync-test"] {
+            let (s, o) = (run(&bins::stock(), &["-a", arg, "d/"]), run(&bins::ours(), &["-a", arg, "d/"]));
+            assert_eq!(s.code, 23, "{arg}: stock {}", s.describe());
+            assert_eq!(o.code, 23, "{arg}: ours {}", o.describe());
+            assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "{arg}");
+        }
+    }
+}
+
+// --- --delete-missing-args ---
+
+compat_test! {
+    fn client_delete_missing_args() {
+        // Missing source arguments go out as "missing" entries that delete
+        // what the receiver has under that name (a non-empty directory only
+        // with --force): our sender to a stock receiver (remote shell push),
+        // a stock sender to ours (--server), and ours on both sides (local).
+        let prefill = |dest: &Path, src: &Path| {
+            fixture::copy_tree(src, dest);
+            fixture::write(dest, "gone", b"goes\n");
+            fixture::write(dest, "gonedir/x/f", b"goes with --force\n");
+        };
+        let missing = ["{work}/src/gone", "{work}/src/gonedir"];
+        for (name, mode) in [
+            ("client_delete_missing_args_local", Mode::Local),
+            ("client_delete_missing_args_rsh_push", Mode::RshPush),
+            ("client_delete_missing_args_server_push", Mode::ServerPush),
+        ] {
+            let first: Vec<&str> = ["-a", "-i", "--delete-missing-args"].into_iter().chain(missing).collect();
+            let second: Vec<&str> = ["-a", "-i", "--delete-missing-args", "--force"].into_iter().chain(missing).collect();
+            ClientCase::new(name, mode, small)
+                .prefill(prefill)
+                .source("a.txt")
+                .dest("d/")
+                .args(&first)
+                .then(|_| {}, &second)
+                .run();
+        }
+        // --list-only shows such an entry as stock does.
+        use crate::harness::bins;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        let work = TempDir::new("client_delete_missing_args_list");
+        let src = work.join("src");
+        small(&src);
+        let outs: Vec<String> = [bins::stock(), bins::ours()]
+            .iter()
+            .map(|bin| {
+                let args = ["--delete-missing-args", "--list-only", "-r", "src/nope", "src/sub"];
+                let o = run_cmd(bin, args, Some(work.path()), client_timeout());
+                assert_eq!(o.code, 0, "{}", o.describe());
+                o.stdout
+            })
+            .collect();
+        assert!(outs[0].contains("*missing"), "stock: {}", outs[0]);
+        assert_eq!(outs[1], outs[0], "--list-only, ours (left) vs stock");
+    }
+}
+
 // --- --address ---
 
 compat_test! {

@@ -81,6 +81,10 @@ pub struct BuildOpts {
     /// `--ignore-missing-args`: a top-level argument that does not exist is
     /// skipped without an error (upstream missing_args == 1).
     pub ignore_missing_args: bool,
+    /// `--delete-missing-args`: such an argument is sent as a "missing"
+    /// entry (mode 0), which tells the receiver to delete it (upstream
+    /// missing_args == 2).
+    pub delete_missing_args: bool,
     /// Module `ignore nonreadable`: entries (other than symlinks) the
     /// daemon cannot read are left out of the list silently.
     pub ignore_nonreadable: bool,
@@ -196,6 +200,9 @@ pub(crate) struct Walker<'a> {
     /// The NUL-terminated name of the entry being looked up (reused: no
     /// allocation per stat).
     cbuf: Vec<u8>,
+    /// The last top-level lookup found nothing, and it goes out as a
+    /// "missing" entry (`--delete-missing-args`).
+    missing: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -208,6 +215,7 @@ impl<'a> Walker<'a> {
             dir: Vec::new(),
             divert,
             cbuf: Vec::with_capacity(256),
+            missing: false,
         }
     }
 
@@ -246,6 +254,27 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     v
 }
 
+/// An absolute directory path with `.` and `dir/..` pairs removed
+/// (lexically, as upstream's clean_fname with CFN_COLLAPSE_DOT_DOT_DIRS).
+fn collapse_dot_dot(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." if parts.last().is_some_and(|l| *l != b"..") => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut v = Vec::new();
+    for c in parts {
+        v.push(b'/');
+        v.extend_from_slice(c);
+    }
+    v
+}
+
 /// Remove `.` components, duplicate slashes and a trailing slash (upstream clean_fname, partly).
 fn clean(path: &[u8]) -> Vec<u8> {
     let parts: Vec<&[u8]> = path
@@ -269,12 +298,46 @@ impl Walker<'_> {
     }
 
     /// upstream full_fname: `"path"` relative to the module root, plus ` (in module)`.
+    /// upstream full_fname: a module shows the path inside the module, a
+    /// plain run the absolute path (relative names under the working
+    /// directory).
     fn full(&self, name: &[u8]) -> String {
+        self.full_in(&self.dir, name)
+    }
+
+    /// [`Walker::full`] with `cur` as the current directory.
+    fn full_in(&self, cur: &[u8], name: &[u8]) -> String {
+        let dir = (!cur.is_empty() && cur != b".").then_some(cur);
+        if self.o.module.is_none() && name.starts_with(b"/") {
+            return format!("\"{}\"", String::from_utf8_lossy(name));
+        }
         let mut p = String::new();
-        if !self.dir.is_empty() && self.dir != b"." {
-            p.push('/');
-            p.push_str(&String::from_utf8_lossy(&self.dir));
-            p.push('/');
+        match (&self.o.module, dir) {
+            (Some(_), Some(d)) => {
+                p.push('/');
+                p.push_str(&String::from_utf8_lossy(d));
+                p.push('/');
+            }
+            (Some(_), None) => {}
+            (None, Some(d)) if d.starts_with(b"/") => {
+                p.push_str(String::from_utf8_lossy(d).trim_end_matches('/'));
+                p.push('/');
+            }
+            (None, d) => {
+                let mut abs = std::env::current_dir()
+                    .map(|c| c.as_os_str().as_bytes().to_vec())
+                    .unwrap_or_default();
+                if let Some(d) = d {
+                    abs.push(b'/');
+                    abs.extend_from_slice(d);
+                }
+                // upstream change_dir: clean_fname(CFN_COLLAPSE_DOT_DOT_DIRS).
+                p.push_str(&String::from_utf8_lossy(&collapse_dot_dot(&abs)));
+                p.push('/');
+            }
+        }
+        if name.starts_with(b"/") && p.ends_with('/') {
+            p.pop();
         }
         p.push_str(&String::from_utf8_lossy(name));
         match &self.o.module {
@@ -323,6 +386,10 @@ impl Walker<'_> {
             Err(e) => {
                 let code = e.raw_os_error().unwrap_or(0);
                 if top && self.o.ignore_missing_args && e.kind() == std::io::ErrorKind::NotFound {
+                    return None;
+                }
+                if top && self.o.delete_missing_args && e.kind() == std::io::ErrorKind::NotFound {
+                    self.missing = true;
                     return None;
                 }
                 if top {
@@ -642,6 +709,8 @@ impl Walker<'_> {
                 a.extend_from_slice(b"/.");
             }
             match a.iter().rposition(|&c| c == b'/') {
+                // "/name": the directory is the root (upstream: dir = "/").
+                Some(0) => (b"/".to_vec(), a[1..].to_vec()),
                 Some(p) => (a[..p].to_vec(), a[p + 1..].to_vec()),
                 None => (Vec::new(), a),
             }
@@ -657,6 +726,25 @@ impl Walker<'_> {
         } else {
             root.join(os(&dir))
         };
+        if !self.o.relative && !dir.is_empty() {
+            // upstream send_file_list changes into the argument's directory
+            // first, and names that directory when it cannot.
+            let err = match std::fs::metadata(&base) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = err {
+                let msg = format!(
+                    "rsync: [sender] change_dir {} failed: {} ({})",
+                    self.full_in(b"", &dir),
+                    crate::fs::strerror(&e),
+                    e.raw_os_error().unwrap_or(0)
+                );
+                self.err(msg);
+                return;
+            }
+        }
         self.set_dir(&dir, &base);
         let local = base.join(os(&fname));
         let Some((md, followed)) = self.stat(
@@ -666,6 +754,21 @@ impl Walker<'_> {
             is_dotdir || self.o.copy_dirlinks,
             true,
         ) else {
+            if std::mem::take(&mut self.missing) {
+                // Mode 0, everything else zero, as upstream's memset stat.
+                self.out.files.push(LocalFile {
+                    entry: FileEntry {
+                        name: fname,
+                        ..Default::default()
+                    },
+                    path: local,
+                    dev: 0,
+                    ino: 0,
+                    nlink: 0,
+                    top_dev: self.root_dev,
+                    escapes: false,
+                });
+            }
             return;
         };
         if !is_dotdir && self.ex.excluded(&fname, md.is_dir()) {

@@ -1131,6 +1131,20 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             Ok(s) => s,
             Err(err) => return self.error(format!("rsync: [generator] {err}")),
         };
+        if e.mode == 0 {
+            // A "missing" argument (--delete-missing-args): what is here
+            // goes; a directory with its contents only under --delete or
+            // --force (upstream recv_generator, del_opts).
+            if let (Some(s), true) = (st, cfg.opts.delete_missing_args) {
+                if mode::is_dir(s.mode) {
+                    let recurse = cfg.opts.delete || cfg.opts.force;
+                    self.remove_dir(&rel, s.mode, true, recurse)?;
+                } else {
+                    self.delete_item(&rel, &s)?;
+                }
+            }
+            return Ok(());
+        }
         if cfg.opts.existing && st.is_none() {
             return Ok(());
         }

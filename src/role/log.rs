@@ -778,6 +778,13 @@ fn progress_line(ofs: i64, size: i64, rate_kib: f64, remain: f64, eol: &str, hum
 /// list_file_entry's line for `e` (with its newline).
 pub fn list_line(e: &FileEntry, human: u8) -> Vec<u8> {
     let width = if human > 0 { 14 } else { 11 };
+    if e.mode == 0 {
+        // A "missing" argument (--delete-missing-args), as upstream lists it.
+        let mut line = format!("{:<w$} ", "*missing", w = 10 + 1 + width + 1 + 19).into_bytes();
+        line.extend_from_slice(&e.name);
+        line.push(b'\n');
+        return line;
+    }
     let mut line = format!(
         "{} {:>width$} {} ",
         perm_string(e.mode),

@@ -647,6 +647,7 @@ pub(crate) fn send_files<W: Write>(
         confine_to: confine.clone(),
         module: env.module.clone(),
         ignore_missing_args: opts.ignore_missing_args && !opts.delete_missing_args,
+        delete_missing_args: opts.delete_missing_args,
         ignore_nonreadable: env.ignore_nonreadable,
     };
     let start = Instant::now();
