@@ -1038,6 +1038,59 @@ compat_test! {
     }
 }
 
+// --- -K / --keep-dirlinks on our receiving side ---
+
+compat_test! {
+    fn client_keep_dirlinks() {
+        // The destination has `sub` as a symlink to a directory beside it:
+        // with -K it stays a symlink and the files go into its target, as
+        // stock does (our receiver: local copy, and --server under a stock
+        // client); a link that leads out of the destination is kept too,
+        // and what would go through it is refused (exit 23).
+        let inside = |dest: &Path, _src: &Path| {
+            fixture::mkdir(dest, "realin");
+            fixture::symlink(dest, "sub", "realin");
+        };
+        for (name, mode) in [
+            ("client_keep_dirlinks_local", Mode::Local),
+            ("client_keep_dirlinks_server_push", Mode::ServerPush),
+        ] {
+            ClientCase::new(name, mode, small)
+                .prefill(inside)
+                .dest("d/")
+                .args(&["-a", "-i", "-K"])
+                .then(|_| {}, &["-a", "-i", "-K"])
+                .run();
+        }
+        // The kept link's directory has another mode: stock 3.5 sets the
+        // link's own time and fails to chmod it (ELOOP, exit 23).
+        let other_mode = |dest: &Path, _src: &Path| {
+            fixture::mkdir(dest, "realin");
+            fixture::chmod(dest, "realin", 0o700);
+            fixture::symlink(dest, "sub", "realin");
+        };
+        ClientCase::new("client_keep_dirlinks_other_mode", Mode::Local, small)
+            .prefill(other_mode)
+            .dest("d/")
+            .args(&["-a", "-i", "-K"])
+            .expect_code(23)
+            .run();
+        let outside = |dest: &Path, _src: &Path| {
+            fixture::mkdir(dest, "");
+            let out = dest.parent().expect("side dir").join("elsewhere");
+            std::fs::create_dir_all(&out).expect("mkdir elsewhere");
+            fixture::symlink(dest, "sub", "../elsewhere");
+        };
+        ClientCase::new("client_keep_dirlinks_escaping_link", Mode::Local, small)
+            .prefill(outside)
+            .dest("d/")
+            .args(&["-a", "-K"])
+            .expect_code(23)
+            .no_stdout()
+            .run();
+    }
+}
+
 // --- --munge-links ---
 
 /// Links plain and already munged (the prefix alone is kept as it is).

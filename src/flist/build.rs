@@ -256,7 +256,7 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
 
 /// An absolute directory path with `.` and `dir/..` pairs removed
 /// (lexically, as upstream's clean_fname with CFN_COLLAPSE_DOT_DOT_DIRS).
-fn collapse_dot_dot(path: &[u8]) -> Vec<u8> {
+pub(crate) fn collapse_dot_dot(path: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for c in path.split(|&b| b == b'/') {
         match c {

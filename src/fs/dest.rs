@@ -720,6 +720,17 @@ impl DestRoot {
                         .map(Some)
                         .map_err(|e| FsError::os(what(), e))
                 }
+                // A link to a directory outside the root still reads as a
+                // directory (upstream's stat follows it), so it is kept; what
+                // goes beneath it is refused when it is written.
+                Err(libc::EXDEV) => {
+                    let what = || format!("stat {} failed", self.show(rel));
+                    let at = self.resolve(rel, what)?;
+                    match stat_at(at.dirfd(), &at.leaf, true) {
+                        Ok(t) if t.is_dir() => Ok(Some(t)),
+                        _ => Ok(st),
+                    }
+                }
                 _ => Ok(st),
             },
             _ => Ok(st),

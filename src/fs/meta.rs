@@ -57,7 +57,8 @@ pub(crate) fn chown_what(uid: Option<u32>, gid: Option<u32>) -> &'static str {
 }
 
 /// chmod `leaf` in `dir` without following a symlink leaf; a symlink is
-/// skipped (Linux cannot change a link's mode).
+/// refused with ELOOP (Linux cannot change a link's mode; stock 3.5's
+/// confined chmod reports ELOOP for it, e.g. a directory kept by -K).
 pub(crate) fn chmod_nofollow(dir: RawFd, leaf: &CString, mode: u32) -> Result<(), i32> {
     if !NO_FCHMODAT2.load(Ordering::Relaxed) {
         // SAFETY: raw fchmodat2 with a valid fd and C string.
@@ -80,7 +81,7 @@ pub(crate) fn chmod_nofollow(dir: RawFd, leaf: &CString, mode: u32) -> Result<()
             libc::EPERM => {}
             libc::EOPNOTSUPP => {
                 return match lstat_at(dir, leaf) {
-                    Ok(st) if st.is_symlink() => Ok(()),
+                    Ok(st) if st.is_symlink() => Err(libc::ELOOP),
                     Ok(_) => Err(libc::EOPNOTSUPP),
                     Err(e) => Err(e),
                 }
@@ -93,7 +94,7 @@ pub(crate) fn chmod_nofollow(dir: RawFd, leaf: &CString, mode: u32) -> Result<()
     let fd = openat(dir, leaf, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
     let st = fstat_fd(fd.as_raw_fd())?;
     if st.is_symlink() {
-        return Ok(());
+        return Err(libc::ELOOP);
     }
     let proc_path =
         CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| libc::EINVAL)?;
@@ -266,7 +267,12 @@ mod tests {
             assert_eq!(std::fs::metadata(s.r("f")).unwrap().mode() & 0o7777, 0o600);
             d.set_mode(b"d", 0o2750).unwrap();
             assert_eq!(std::fs::metadata(s.r("d")).unwrap().mode() & 0o7777, 0o2750);
-            d.set_mode(b"l", 0o777).unwrap();
+            // A symlink's mode cannot change: refused with ELOOP (as stock
+            // 3.5), and its target is left alone.
+            assert_eq!(
+                d.set_mode(b"l", 0o777).unwrap_err().errno(),
+                nix::libc::ELOOP
+            );
             d.set_owner(b"l", Some(4242), None).ok();
             d.set_times(b"l", 5, 5, Some((5, 5))).unwrap();
         }

@@ -399,11 +399,17 @@ impl RecvConfig {
         let (uid, gid) = self.dest_owner(e);
         let uid = uid.filter(|u| *u != st.uid);
         let gid = gid.filter(|g| *g != st.gid);
+        // With -K, `st` may be a kept symlink's directory while the
+        // attributes go to the symlink itself, as stock 3.5 does (its times
+        // change; a mode change fails with ELOOP).
         self.dest.set_owner(rel, uid, gid)?;
+        // A failed chmod does not keep the times from being set (upstream
+        // set_file_attrs sets them before the mode).
+        let mut moded = Ok(());
         if !mode::is_lnk(e.mode) {
             let p = self.dest_perms(e, (!fresh).then_some(st));
             if p != st.mode & 0o7777 {
-                self.dest.set_mode(rel, p)?;
+                moded = self.dest.set_mode(rel, p);
             }
         }
         if times
@@ -413,7 +419,7 @@ impl RecvConfig {
         {
             self.dest.set_times(rel, e.mtime, e.mtime_nsec, None)?;
         }
-        Ok(())
+        moded
     }
 }
 
@@ -1091,7 +1097,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             // handled in full right before its own list (upstream is_dir < 0).
             let rel = e.name.clone();
             if e.name != b"." && !cfg.opts.dry_run && !(cfg.daemon_excluded)(&rel, true) {
-                match cfg.dest.stat(&rel) {
+                match cfg.dest.stat_keep_dirlink(&rel) {
                     Ok(Some(s)) if mode::is_dir(s.mode) => {}
                     Ok(other) => {
                         if let Some(s) = other {
@@ -1127,9 +1133,27 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 String::from_utf8_lossy(&rel)
             ));
         }
-        let st = match cfg.dest.stat(&rel) {
+        // upstream gen_entry_stat: -K follows a symlink where a directory goes.
+        let looked = if is_dir && cfg.opts.keep_dirlinks {
+            cfg.dest.stat_keep_dirlink(&rel)
+        } else {
+            cfg.dest.stat(&rel)
+        };
+        let st = match looked {
             Ok(s) => s,
-            Err(err) => return self.error(format!("rsync: [generator] {err}")),
+            Err(err) => {
+                // A path leaving the destination through a symlink is ELOOP
+                // for upstream's confined lookups (our resolver says EXDEV).
+                let code = match err.errno() {
+                    nix::libc::EXDEV => nix::libc::ELOOP,
+                    c => c,
+                };
+                return self.error(format!(
+                    "rsync: [generator] recv_generator: failed to stat {}: {}",
+                    cfg.dest.show(&rel),
+                    crate::fs::os_error_text(&std::io::Error::from_raw_os_error(code))
+                ));
+            }
         };
         if e.mode == 0 {
             // A "missing" argument (--delete-missing-args): what is here
@@ -1690,16 +1714,34 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             if !l.active[i] || !mode::is_dir(e.mode) {
                 continue;
             }
-            if let Ok(Some(st)) = self.cfg.dest.stat(&e.name) {
+            // -K: a kept symlink's directory is compared, and the symlink
+            // itself gets the attributes (stock 3.5 alike).
+            let looked = if self.cfg.opts.keep_dirlinks {
+                self.cfg.dest.stat_keep_dirlink(&e.name)
+            } else {
+                self.cfg.dest.stat(&e.name)
+            };
+            if let Ok(Some(st)) = looked {
                 if mode::is_dir(st.mode) {
                     let fresh = self.created.contains(&e.name);
-                    let _ = self.cfg.fix_attrs_as(
+                    let r = self.cfg.fix_attrs_as(
                         &e.name,
                         e,
                         &st,
                         !self.cfg.opts.omit_dir_times,
                         fresh,
                     );
+                    if let Err(err) = r {
+                        let code = match err.errno() {
+                            nix::libc::EOPNOTSUPP | nix::libc::EXDEV => nix::libc::ELOOP,
+                            c => c,
+                        };
+                        let _ = self.error(format!(
+                            "rsync: [generator] {}: {}",
+                            err.what(),
+                            crate::fs::os_error_text(&std::io::Error::from_raw_os_error(code))
+                        ));
+                    }
                 }
             }
         }

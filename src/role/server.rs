@@ -1044,7 +1044,7 @@ pub(crate) fn receive_files<W: Write + Send>(
             None => send_text(out, proto, MsgCode::Info, &text)?,
         }
     }
-    let dest = if dest_created && opts.dry_run {
+    let mut dest = if dest_created && opts.dry_run {
         // Nothing exists yet (upstream: dry_run++): a directory that is gone.
         vanished_dir()
     } else {
@@ -1056,6 +1056,37 @@ pub(crate) fn receive_files<W: Write + Send>(
             String::from_utf8_lossy(&dest_rel)
         ))
     })?;
+    // -K: symlinked directories here stand for their (in-tree) targets.
+    dest.set_follow_dir_symlinks_inside(opts.keep_dirlinks);
+    // Names in messages as upstream's full_fname shows them after its
+    // change_dir into the destination: inside the module for a daemon,
+    // absolute otherwise.
+    match env.module.as_deref() {
+        Some(m) => {
+            let inner = crate::flist::build::collapse_dot_dot(&dest_rel);
+            let mut prefix = inner;
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            dest.set_display(&prefix, &format!(" (in {m})"));
+        }
+        None => {
+            let mut abs = if dest_rel.starts_with(b"/") {
+                Vec::new()
+            } else {
+                std::env::current_dir()
+                    .map(|c| c.as_os_str().as_bytes().to_vec())
+                    .unwrap_or_default()
+            };
+            abs.push(b'/');
+            abs.extend_from_slice(&dest_rel);
+            let mut prefix = crate::flist::build::collapse_dot_dot(&abs);
+            if prefix.last() != Some(&b'/') {
+                prefix.push(b'/');
+            }
+            dest.set_display(&prefix, "");
+        }
+    }
     let list_io_error = list.io_error;
     let mut first_counts = crate::role::stats::TypeCounts::default();
     let mut first_size = 0i64;
