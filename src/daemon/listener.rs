@@ -127,7 +127,6 @@ pub fn run_daemon(opts: &Options, _rest: &[String]) -> i32 {
         }
     };
     open_log(opts, &cfg);
-    one_malloc_arena();
     if let Some(b) = opts.bwlimit.as_deref() {
         match crate::role::bwlimit::parse_kib(b) {
             Some(k) => {
@@ -144,16 +143,6 @@ pub fn run_daemon(opts: &Options, _rest: &[String]) -> i32 {
         return serve_stdin(&cfg);
     }
     listen(opts, cfg)
-}
-
-/// A session's threads (the main one and the input pump) share the main
-/// malloc arena: a thread arena of its own costs every session a heap's
-/// worth of pages, and many sessions run at once.
-fn one_malloc_arena() {
-    // SAFETY: mallopt only sets a malloc tunable; called before any thread starts.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
-    }
 }
 
 /// Serve the one connection on stdin/stdout (inetd mode and per-connection children).
