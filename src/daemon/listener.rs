@@ -154,7 +154,11 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
         .rsplit_once(':')
         .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
         .unwrap_or(peer);
-    let _ = crate::sockopts::apply(std::io::stdin().as_fd(), "SO_KEEPALIVE");
+    // TCP_NODELAY: our writes are buffered and flushed only where the
+    // protocol turns, and a small flush held back by Nagle until the
+    // client's delayed ACK cost 40 ms per session (the checksum seed after
+    // the negotiation). A socket that is not TCP just refuses it.
+    let _ = crate::sockopts::apply(std::io::stdin().as_fd(), "SO_KEEPALIVE TCP_NODELAY");
     let r = match nix::unistd::dup(std::io::stdin().as_fd()) {
         Ok(fd) => std::fs::File::from(fd),
         Err(_) => return RERR_SOCKETIO,
