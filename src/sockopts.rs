@@ -1,7 +1,9 @@
 //! Socket options by name (`--sockopts`, rsyncd.conf `socket options`;
 //! upstream socket.c set_socket_options): a list separated by spaces, tabs
 //! or commas of `NAME` or `NAME=VALUE`. Unknown names and failed calls are
-//! reported and skipped, as stock does; the rest still apply.
+//! reported and skipped, as stock does; the rest still apply. Also
+//! [`QuickAck`], the reading side of a TCP connection that acknowledges at
+//! once.
 
 use nix::libc;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -121,6 +123,31 @@ fn atoi(s: &str) -> i32 {
     }
     let n = if neg { -n } else { n };
     n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// The reading side of a TCP connection that acknowledges at once what it
+/// reads (TCP_QUICKACK, which the kernel drops again by itself, so it is
+/// set before every read). A peer that sends two small writes in a row
+/// (stock's seed after its lists; a stock client's one-byte string length,
+/// then the string) would otherwise wait under Nagle for our delayed ACK,
+/// 40 ms each time. On a socket that is not TCP the option just fails.
+pub struct QuickAck<R>(pub R);
+
+impl<R: std::io::Read + AsRawFd> std::io::Read for QuickAck<R> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        let one: libc::c_int = 1;
+        // SAFETY: a descriptor we own and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                self.0.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        self.0.read(b)
+    }
 }
 
 /// Apply `spec` to `fd`; returns the lines stock prints for what was wrong

@@ -287,10 +287,11 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
                         eprintln!("{m}");
                     }
                 }
-                let reader = QuickAck(s.try_clone().map_err(|e| ConnectError {
-                    code: RERR_SOCKETIO,
-                    msg: format!("rsync: socket: {e}"),
-                })?);
+                let reader =
+                    crate::sockopts::QuickAck(s.try_clone().map_err(|e| ConnectError {
+                        code: RERR_SOCKETIO,
+                        msg: format!("rsync: socket: {e}"),
+                    })?);
                 if let Some(t) = io_timeout.filter(|t| *t > 0) {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(t as u64)));
                 }
@@ -330,30 +331,6 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
         ),
     };
     Err(ConnectError { code, msg })
-}
-
-/// A daemon socket's reading side that acknowledges at once what it reads
-/// (TCP_QUICKACK, which the kernel drops again by itself): a daemon that
-/// sends two small writes in a row (stock sends its seed after its lists)
-/// would otherwise wait for our delayed ACK under Nagle, 40 ms each time.
-struct QuickAck(TcpStream);
-
-impl Read for QuickAck {
-    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let one: nix::libc::c_int = 1;
-        // SAFETY: a valid socket descriptor and a c_int option value of the right size.
-        unsafe {
-            nix::libc::setsockopt(
-                self.0.as_raw_fd(),
-                nix::libc::IPPROTO_TCP,
-                nix::libc::TCP_QUICKACK,
-                (&one as *const nix::libc::c_int).cast(),
-                std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
-            );
-        }
-        self.0.read(b)
-    }
 }
 
 /// The version exchange of a remote-shell or local connection (upstream

@@ -171,7 +171,7 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
     // items, which must not each cost a system call.
     let outcome = super::session::serve(
         cfg,
-        std::io::BufReader::with_capacity(64 * 1024, r),
+        std::io::BufReader::with_capacity(64 * 1024, crate::sockopts::QuickAck(r)),
         std::io::BufWriter::with_capacity(64 * 1024, w),
         &peer_ip,
     );
