@@ -226,8 +226,6 @@ fn connect_one(
 /// Connect to a daemon (upstream open_socket_out): every address of the
 /// host in turn, each bounded by `--contimeout`.
 pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, ConnectError> {
-    let (contimeout, family, io_timeout, sockopts) =
-        (t.contimeout, t.family, t.io_timeout, t.sockopts);
     // `--address`: its addresses, each used for a remote one of its family.
     let locals: Option<Vec<std::net::IpAddr>> = match t.bind {
         Some(b) => match (b.trim_start_matches('[').trim_end_matches(']'), 0).to_socket_addrs() {
@@ -245,7 +243,7 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
     let h = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<std::net::SocketAddr> = match (h, port).to_socket_addrs() {
         Ok(a) => a
-            .filter(|a| match family {
+            .filter(|a| match t.family {
                 Some(4) => a.is_ipv4(),
                 Some(6) => a.is_ipv6(),
                 _ => true,
@@ -258,11 +256,12 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
             })
         }
     };
+    let timeout = t
+        .contimeout
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(s as u64));
     let mut last = None;
     for a in &addrs {
-        let timeout = contimeout
-            .filter(|t| *t > 0)
-            .map(|t| Duration::from_secs(t as u64));
         let local = match &locals {
             None => None,
             Some(l) => match l.iter().find(|ip| ip.is_ipv4() == a.is_ipv4()) {
@@ -281,7 +280,7 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
         match r {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                if let Some(spec) = sockopts {
+                if let Some(spec) = t.sockopts {
                     use std::os::fd::AsFd;
                     for m in crate::sockopts::apply(s.as_fd(), spec) {
                         eprintln!("{m}");
@@ -292,8 +291,8 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
                         code: RERR_SOCKETIO,
                         msg: format!("rsync: socket: {e}"),
                     })?);
-                if let Some(t) = io_timeout.filter(|t| *t > 0) {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(t as u64)));
+                if let Some(secs) = t.io_timeout.filter(|s| *s > 0) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(secs as u64)));
                 }
                 return Ok(Conn {
                     reader: Box::new(reader),

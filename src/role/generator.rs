@@ -86,8 +86,6 @@ pub struct RecvConfig {
     pub dest: DestRoot,
     /// We run as root (owners, devices).
     pub am_root: bool,
-    /// Prefix symlink targets with "/rsyncd-munged/".
-    pub munge_symlinks: bool,
     /// `incoming chmod` of the module.
     pub chmod: Option<crate::flist::chmod::Chmod>,
     /// Names the module's filters hide (never created or deleted).
@@ -95,7 +93,8 @@ pub struct RecvConfig {
     /// The process umask (for modes when -p is off).
     pub umask: u32,
     /// Clean symlink targets so they cannot climb out (a daemon without
-    /// chroot and without munging; upstream sanitize_paths).
+    /// chroot and without munging; upstream sanitize_paths). Munged targets
+    /// got their prefix as the list arrived.
     pub sanitize_links: bool,
     /// Directory depth of the destination inside the module.
     pub dest_depth: usize,
@@ -1133,8 +1132,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 String::from_utf8_lossy(&rel)
             ));
         }
-        // upstream gen_entry_stat: -K follows a symlink where a directory goes.
-        let looked = if is_dir && cfg.opts.keep_dirlinks {
+        // upstream gen_entry_stat: -K follows a symlink where a directory
+        // goes (stat_keep_dirlink is a plain lstat without -K).
+        let looked = if is_dir {
             cfg.dest.stat_keep_dirlink(&rel)
         } else {
             cfg.dest.stat(&rel)
@@ -1142,16 +1142,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let st = match looked {
             Ok(s) => s,
             Err(err) => {
-                // A path leaving the destination through a symlink is ELOOP
-                // for upstream's confined lookups (our resolver says EXDEV).
-                let code = match err.errno() {
-                    nix::libc::EXDEV => nix::libc::ELOOP,
-                    c => c,
-                };
                 return self.error(format!(
                     "rsync: [generator] recv_generator: failed to stat {}: {}",
                     cfg.dest.show(&rel),
-                    crate::fs::os_error_text(&std::io::Error::from_raw_os_error(code))
+                    stock_os_text(&err)
                 ));
             }
         };
@@ -1237,9 +1231,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     ),
                 );
             }
-            // A munged target got its prefix as the list arrived.
             let mut target = e.link_target.clone().unwrap_or_default();
-            if !cfg.munge_symlinks && cfg.sanitize_links {
+            if cfg.sanitize_links {
                 target = sanitize_link_target(
                     &target,
                     cfg.dest_depth + rel.iter().filter(|&&c| c == b'/').count(),
@@ -1716,12 +1709,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             // -K: a kept symlink's directory is compared, and the symlink
             // itself gets the attributes (stock 3.5 alike).
-            let looked = if self.cfg.opts.keep_dirlinks {
-                self.cfg.dest.stat_keep_dirlink(&e.name)
-            } else {
-                self.cfg.dest.stat(&e.name)
-            };
-            if let Ok(Some(st)) = looked {
+            if let Ok(Some(st)) = self.cfg.dest.stat_keep_dirlink(&e.name) {
                 if mode::is_dir(st.mode) {
                     let fresh = self.created.contains(&e.name);
                     let r = self.cfg.fix_attrs_as(
@@ -1732,20 +1720,25 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                         fresh,
                     );
                     if let Err(err) = r {
-                        let code = match err.errno() {
-                            nix::libc::EOPNOTSUPP | nix::libc::EXDEV => nix::libc::ELOOP,
-                            c => c,
-                        };
-                        let _ = self.error(format!(
-                            "rsync: [generator] {}: {}",
-                            err.what(),
-                            crate::fs::os_error_text(&std::io::Error::from_raw_os_error(code))
-                        ));
+                        let text =
+                            format!("rsync: [generator] {}: {}", err.what(), stock_os_text(&err));
+                        let _ = self.error(text);
                     }
                 }
             }
         }
     }
+}
+
+/// The OS error of `err` as stock 3.5 reports it: a path that leaves the
+/// destination through a symlink is ELOOP for its confined lookups, where
+/// our resolver says EXDEV.
+fn stock_os_text(err: &crate::fs::dest::FsError) -> String {
+    let code = match err.errno() {
+        nix::libc::EXDEV => nix::libc::ELOOP,
+        c => c,
+    };
+    crate::fs::os_error_text(&std::io::Error::from_raw_os_error(code))
 }
 
 /// `a/b` from `a` and `b` (`.` is the root).

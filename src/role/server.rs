@@ -1156,11 +1156,10 @@ pub(crate) fn receive_files<W: Write + Send>(
         opts: ropts,
         dest,
         am_root,
-        munge_symlinks: env.munge_symlinks,
         chmod,
         daemon_excluded: Box::new(excluded),
         umask: current_umask(),
-        sanitize_links: env.sanitize_links,
+        sanitize_links: env.sanitize_links && !env.munge_symlinks,
         basis_dirs,
         dest_created,
         temp_dir: opts
