@@ -80,8 +80,10 @@ const MIN_BUF: usize = 256 * 1024;
 /// Read size when the whole file goes out as literals: a multiple of
 /// CHUNK_SIZE - 4, the literal token the sender cuts long runs into.
 const WHOLE_READ: usize = 32 * (CHUNK_SIZE - 4);
-/// The first read of such a file (most files are small).
-const FIRST_WHOLE_READ: usize = 2 * (CHUNK_SIZE - 4);
+/// The first read of such a file (most files are small; a session of
+/// small files keeps only this much buffer resident). Reads that fill the
+/// buffer grow it 4x at a time up to WHOLE_READ.
+const FIRST_WHOLE_READ: usize = 16 * 1024;
 /// Read buffer size the window grows to for large files.
 const TARGET_BUF: usize = 4 * 1024 * 1024;
 /// `Group::next` / table value meaning "no group".
@@ -301,7 +303,7 @@ impl Matcher {
         if head.count == 0 {
             // No basis: the file in large reads, each one literal run (and
             // one frame on the wire). The buffer starts small (most files
-            // are) and grows to WHOLE_READ once a read fills it.
+            // are) and grows towards WHOLE_READ while reads fill it.
             let mut buf = std::mem::take(&mut self.buf);
             let mut want = buf.len().clamp(FIRST_WHOLE_READ, WHOLE_READ);
             if buf.len() < want {
@@ -313,7 +315,7 @@ impl Matcher {
                     break;
                 }
                 if n == want && want < WHOLE_READ {
-                    want = WHOLE_READ;
+                    want = (want * 4).min(WHOLE_READ);
                     buf.resize(want, 0);
                 }
                 stats.file_len += n as u64;

@@ -12,8 +12,11 @@ use std::io::{self, IoSlice, Read, Write};
 pub const MPLEX_BASE: u8 = 7;
 /// Largest payload a frame can carry.
 pub const MAX_FRAME: usize = 0xFF_FFFF;
-/// Data frames we write are at most this long (upstream writes up to ~64 KiB).
-const OUT_CHUNK: usize = 32 * 1024;
+/// Data frames we write from the buffer are at most this long (header and
+/// payload make one 32 KiB write, as upstream's 32 KiB output buffer). The
+/// buffer never grows past it. Large literal runs do not pass through it
+/// (`write_data_vectored`).
+const OUT_CHUNK: usize = 32 * 1024 - 4;
 /// Pieces per vectored write (well below the kernel's IOV_MAX of 1024).
 const MAX_IOV: usize = 256;
 
@@ -129,7 +132,7 @@ impl<W: Write> MuxWriter<W> {
     pub fn new(inner: W) -> Self {
         MuxWriter {
             inner,
-            buf: Vec::with_capacity(OUT_CHUNK + 1024),
+            buf: Vec::with_capacity(OUT_CHUNK),
             muxed: false,
             bytes_written: 0,
         }
@@ -152,10 +155,14 @@ impl<W: Write> MuxWriter<W> {
             return Ok(());
         }
         if self.muxed {
+            // Header and payload in one write: a frame is one system call
+            // (and one segment), and bypasses a small buffer below us.
             for chunk in self.buf.chunks(MAX_FRAME) {
-                self.inner
-                    .write_all(&frame_header(MsgCode::Data, chunk.len()))?;
-                self.inner.write_all(chunk)?;
+                let hdr = frame_header(MsgCode::Data, chunk.len());
+                write_all_vectored(
+                    &mut self.inner,
+                    &mut [IoSlice::new(&hdr), IoSlice::new(chunk)],
+                )?;
             }
         } else {
             self.inner.write_all(&self.buf)?;
@@ -259,10 +266,17 @@ fn write_all_vectored<W: Write>(w: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io::
 
 impl<W: Write> Write for MuxWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        self.bytes_written += data.len() as u64;
-        if self.buf.len() >= OUT_CHUNK {
-            self.flush_data()?;
+        // Fill the buffer up to OUT_CHUNK and send it on: it never grows
+        // beyond its first allocation.
+        let mut rest = data;
+        while !rest.is_empty() {
+            let take = (OUT_CHUNK - self.buf.len().min(OUT_CHUNK)).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            self.bytes_written += take as u64;
+            rest = &rest[take..];
+            if self.buf.len() >= OUT_CHUNK {
+                self.flush_data()?;
+            }
         }
         Ok(data.len())
     }

@@ -77,6 +77,10 @@ const DEPTH: usize = 16;
 /// Bytes per read of the peer's stream (at least the daemon's socket
 /// BufReader capacity, so those reads go straight into the chunk).
 const CHUNK: usize = 64 * 1024;
+/// The pump's first reads: a sender's input is mostly requests of a few
+/// bytes, so its chunks start this small and grow (4x, up to CHUNK) only
+/// while reads fill them, as block sums and uploaded data do.
+const FIRST_CHUNK: usize = 4 * 1024;
 /// Reads of at most this many bytes travel as copies (see the pump): the
 /// requests a busy sender leaves queued are a few bytes each. Larger reads
 /// (block sums, data) keep the chunk: copying those, in sizes that vary,
@@ -97,12 +101,13 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
         let mut pieces = Vec::new();
         // A chunk buffer kept for the next read (its data went out as a copy).
         let mut spare: Option<Vec<u8>> = None;
+        let mut chunk = FIRST_CHUNK;
         loop {
             let mut buf = spare
                 .take()
                 .or_else(|| recycled.try_recv().ok())
                 .unwrap_or_default();
-            buf.resize(CHUNK, 0);
+            buf.resize(chunk, 0);
             let n = match demux.read_chunk(&mut buf, &mut pieces) {
                 Ok(0) => {
                     let _ = tx.send(Input::End(ProtoError::Io(
@@ -116,6 +121,9 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
                     return;
                 }
             };
+            if n == chunk {
+                chunk = (chunk * 4).min(CHUNK);
+            }
             let all_data = pieces.iter().all(|p| matches!(p, Piece::Data(_)));
             if n <= SMALL_READ || !all_data {
                 // A short read (requests trickling in while the role is busy)
@@ -254,7 +262,7 @@ impl InputReader {
                 Some(Piece::Msg(m)) => self.keep(m),
                 None => {
                     if let Source::Pump { recycle, .. } = &self.source {
-                        if self.buf.capacity() >= CHUNK {
+                        if self.buf.capacity() >= FIRST_CHUNK {
                             let _ = recycle.try_send(std::mem::take(&mut self.buf));
                         }
                     }

@@ -491,13 +491,17 @@ fn remove_sent<W: Write>(
     Ok(())
 }
 
-/// How many files stay listed ahead of the generator (MIN_FILECNT_LOOKAHEAD).
-const LOOKAHEAD: usize = 1000;
+/// How many files stay listed ahead of the generator (upstream's
+/// MIN_FILECNT_LOOKAHEAD is 1000). A daemon's per-connection memory is
+/// mostly the lists in flight, so we hold fewer: measured with a stock
+/// client on 100-file directories, 300/600 keeps small-file and no-change
+/// pulls as fast as 1000/1500 did (200/300 made the no-change pull wait
+/// for lists, +25%), and 32 concurrent pulls of a 2,000-file tree take
+/// ~0.4 MB less per connection.
+const LOOKAHEAD: usize = 300;
 /// How far ahead we list while the generator has nothing for us (upstream
-/// goes up to 10,000, MAX_FILECNT_LOOKAHEAD; our entries are larger, ~320
-/// bytes with their names, and this many already keeps the client from
-/// waiting for lists while holding the daemon's peak memory below stock's).
-const LOOKAHEAD_IDLE: usize = 1500;
+/// goes up to 10,000, MAX_FILECNT_LOOKAHEAD).
+const LOOKAHEAD_IDLE: usize = 600;
 
 /// send_extra_file_list: announce and send one more list, or NDX_FLIST_EOF.
 #[allow(clippy::too_many_arguments)]
@@ -587,7 +591,8 @@ pub fn run<W: Write>(
     let mut matcher = Matcher::new();
     let mut opener = crate::fs::SendOpener::new(ctx.opts.open_noatime);
     let dry_run = ctx.opts.dry_run;
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Index, attribute and stats records: a few bytes each.
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
     // The token stream of the current file, reused across files.
     let mut token_buf: Vec<u8> = Vec::new();
     let first_len = first.files.len();
