@@ -185,7 +185,8 @@ compat_test! {
     fn hostile_push_symlink_then_used_as_dir() {
         // "link" -> the directory beside the module, then "link/escape.txt":
         // the symlink may be created (munging off), but nothing may be written through it.
-        let link = FileEntry { name: b"link".to_vec(), mode: 0o120777, size: 2, mtime: 1_700_000_000, link_target: Some(b"..".to_vec()), ..Default::default() };
+        let mut link = FileEntry { name: b"link".to_vec(), mode: 0o120777, size: 2, mtime: 1_700_000_000, ..Default::default() };
+        link.set_link_target(Some(b"..".to_vec()));
         let mut data = Vec::new();
         // Unrequested data for index 2 ("link/escape.txt"): ndx, iflags TRANSFER, empty sum head, 5 literal bytes, end, digest.
         let mut body = vec![0x03, 0x00, 0x80];

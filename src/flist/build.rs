@@ -16,6 +16,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Decides which names are left out of the list (filters, daemon excludes).
 pub trait Excluder {
@@ -102,8 +103,11 @@ fn readable(dir: RawFd, leaf: &CStr) -> bool {
 pub struct LocalFile {
     /// The entry as sent.
     pub entry: FileEntry,
-    /// Absolute or cwd-relative local path.
-    pub path: PathBuf,
+    /// The directory the entry's name is relative to (its argument's
+    /// directory, shared by every entry of the argument): the local path
+    /// is `base/name`, made when it is needed ([`LocalFile::path`]), not
+    /// kept per entry.
+    base: Arc<Path>,
     dev: u64,
     ino: u64,
     nlink: u64,
@@ -150,6 +154,11 @@ impl MsgKind {
 }
 
 impl LocalFile {
+    /// The absolute or cwd-relative local path.
+    pub fn path(&self) -> PathBuf {
+        self.base.join(os(&self.entry.name))
+    }
+
     /// The device the entry lives on.
     pub fn dev_of(&self) -> u64 {
         self.dev
@@ -194,6 +203,8 @@ pub(crate) struct Walker<'a> {
     pub(crate) root_dev: u64,
     /// The current argument's directory relative to the module root (for messages).
     dir: Vec<u8>,
+    /// The current argument's local directory (the entries' base).
+    base: Arc<Path>,
     /// Incremental recursion: list directories one level at a time; the
     /// caller drives the descent and the per-directory filter stack.
     divert: bool,
@@ -213,6 +224,7 @@ impl<'a> Walker<'a> {
             out: FileList::default(),
             root_dev: 0,
             dir: Vec::new(),
+            base: Arc::from(Path::new("")),
             divert,
             cbuf: Vec::with_capacity(256),
             missing: false,
@@ -227,6 +239,9 @@ impl<'a> Walker<'a> {
     /// Set the argument directory used in messages and module-relative filters.
     pub(crate) fn set_dir(&mut self, dir: &[u8], base: &Path) {
         self.dir = dir.to_vec();
+        if *self.base != *base {
+            self.base = Arc::from(base);
+        }
         self.ex.set_base(dir, base);
     }
 
@@ -478,7 +493,7 @@ impl Walker<'_> {
                     }
                     e.size = t.len() as i64;
                     if self.o.preserve_links {
-                        e.link_target = Some(t);
+                        e.set_link_target(Some(t));
                     }
                 }
                 Err(err) => {
@@ -507,7 +522,7 @@ impl Walker<'_> {
         let escapes = followed && self.escapes(&local);
         self.out.files.push(LocalFile {
             entry: e,
-            path: local,
+            base: self.base.clone(),
             dev: md.dev,
             ino: md.ino,
             nlink: md.nlink,
@@ -761,7 +776,7 @@ impl Walker<'_> {
                         name: fname,
                         ..Default::default()
                     },
-                    path: local,
+                    base: self.base.clone(),
                     dev: 0,
                     ino: 0,
                     nlink: 0,
@@ -922,15 +937,15 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
                 continue;
             }
             if proto < 30 {
-                f.entry.hard_link = Some(HardLink::DevIno {
+                f.entry.set_hard_link(Some(HardLink::DevIno {
                     dev: f.dev as i64,
                     ino: f.ino as i64,
-                });
+                }));
             } else if let Some(&first) = st.leaders.get(&(f.dev, f.ino)) {
-                f.entry.hard_link = Some(HardLink::Follower { first });
+                f.entry.set_hard_link(Some(HardLink::Follower { first }));
             } else {
                 st.leaders.insert((f.dev, f.ino), ndx_start + i as i32);
-                f.entry.hard_link = Some(HardLink::First);
+                f.entry.set_hard_link(Some(HardLink::First));
             }
         }
     }
@@ -950,7 +965,7 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
             {
                 if let Some(n) = user_name(e.uid) {
                     if st.inline_names {
-                        e.user_name = Some(n);
+                        e.set_user_name(Some(n));
                     } else if e.uid != 0 {
                         out.uid_names.push((e.uid, n));
                     }
@@ -963,7 +978,7 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
             {
                 if let Some(n) = group_name(e.gid) {
                     if st.inline_names {
-                        e.group_name = Some(n);
+                        e.set_group_name(Some(n));
                     } else if e.gid != 0 {
                         out.gid_names.push((e.gid, n));
                     }
@@ -1030,6 +1045,55 @@ mod tests {
         assert!(!unsafe_symlink(b"../x", b"d/a"));
         assert!(unsafe_symlink(b"../../x", b"d/a"));
         assert!(!unsafe_symlink(b"x/../y", b"a"));
+    }
+
+    #[test]
+    fn every_entry_path_is_the_file_listed() {
+        // Entries keep their argument's directory, not a path each: the
+        // path made from it and the name must be the file that was listed,
+        // whatever the shape of the argument.
+        use std::os::unix::fs::MetadataExt;
+        let d = std::env::temp_dir().join(format!("rrsync-flist-path-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/src/sub")).unwrap();
+        std::fs::write(d.join("a/src/f"), b"x").unwrap();
+        std::fs::write(d.join("a/src/sub/g"), b"y").unwrap();
+        std::os::unix::fs::symlink("f", d.join("a/src/l")).unwrap();
+        let abs = format!("{}/a/src", d.display());
+        let o = BuildOpts {
+            proto: 31,
+            recursive: true,
+            xfer_dirs: true,
+            preserve_links: true,
+            ..Default::default()
+        };
+        let rel = BuildOpts {
+            relative: true,
+            implied_dirs: true,
+            ..o.clone()
+        };
+        let cases: Vec<(&BuildOpts, Vec<u8>)> = vec![
+            (&o, b"a/src/".to_vec()),
+            (&o, b"a/src".to_vec()),
+            (&o, b"a/src/.".to_vec()),
+            (&o, b"a/./src/sub/".to_vec()),
+            (&o, b"a/src/sub/g".to_vec()),
+            (&o, format!("{abs}/").into_bytes()),
+            (&rel, b"a/src/sub".to_vec()),
+            (&rel, b"a/./src/sub/".to_vec()),
+            (&rel, b"a/src/./sub/g".to_vec()),
+            (&rel, abs.clone().into_bytes()),
+        ];
+        for (opts, arg) in cases {
+            let fl = build_file_list(&d, std::slice::from_ref(&arg), opts, &mut NoFilter, true);
+            assert!(fl.files.len() > 1 || arg.ends_with(b"g"), "{arg:?}");
+            for f in &fl.files {
+                let md = std::fs::symlink_metadata(f.path())
+                    .unwrap_or_else(|e| panic!("{:?} for {:?}: {e}", f.path(), arg));
+                assert_eq!(md.ino(), f.ino, "{:?} for {:?}", f.path(), arg);
+            }
+        }
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl<'a> IncrementalLister<'a> {
             self.dirs.push(DirNode {
                 name: f.entry.name.clone(),
                 entry: f.entry.clone(),
-                local: f.path.clone(),
+                local: f.path(),
                 dev: f.dev_of(),
                 top_dev: f.top_dev,
                 escapes: f.escapes,

@@ -142,7 +142,7 @@ impl ListReceiver {
                 continue;
             }
             if self.munge_links {
-                if let Some(t) = e.link_target.as_mut() {
+                if let Some(t) = e.link_target_mut() {
                     let mut m = crate::role::generator::MUNGE_PREFIX.to_vec();
                     m.extend_from_slice(t);
                     *t = m;
@@ -150,7 +150,7 @@ impl ListReceiver {
                 continue;
             }
             let depth = e.name.iter().filter(|&&c| c == b'/').count();
-            if let Some(t) = e.link_target.as_mut() {
+            if let Some(t) = e.link_target_mut() {
                 if !t.is_empty() {
                     *t = crate::role::generator::sanitize_link_target(t, depth);
                 }
@@ -183,7 +183,7 @@ impl ListReceiver {
             return;
         }
         for e in files.iter_mut() {
-            if let Some(n) = e.user_name.take() {
+            if let Some(n) = e.take_user_name() {
                 if let Some(u) = nix::unistd::User::from_name(&String::from_utf8_lossy(&n))
                     .ok()
                     .flatten()
@@ -191,7 +191,7 @@ impl ListReceiver {
                     self.uid_map.insert(e.uid, u.uid.as_raw());
                 }
             }
-            if let Some(n) = e.group_name.take() {
+            if let Some(n) = e.take_group_name() {
                 if let Some(g) = nix::unistd::Group::from_name(&String::from_utf8_lossy(&n))
                     .ok()
                     .flatten()
@@ -405,7 +405,7 @@ fn sort_and_clean(mut files: Vec<FileEntry>, io_error: i32, proto: u8) -> RecvLi
     // the data and the others are linked to it.
     let mut groups: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
     for (i, e) in files.iter().enumerate() {
-        let key = match &e.hard_link {
+        let key = match e.hard_link() {
             Some(HardLink::First) => Some((-1, order[i] as i64)),
             Some(HardLink::Follower { first }) => Some((-1, *first as i64)),
             Some(HardLink::DevIno { dev, ino }) => Some((*dev, *ino)),

@@ -111,6 +111,12 @@ pub enum HardLink {
 }
 
 /// One file-list entry as it travels.
+///
+/// The fields every entry has are inline; the ones few entries have (a
+/// symlink's target, hard-link data, a `-c` digest, inline id names) live
+/// in one boxed [`EntryExtra`], reached through accessors, so a list entry
+/// costs 80 bytes plus its name, not 192. A sending daemon holds hundreds
+/// of these per connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileEntry {
     /// Path relative to the transfer root (`.` for the root itself).
@@ -131,22 +137,96 @@ pub struct FileEntry {
     pub rdev_major: u32,
     /// Device minor (devices only).
     pub rdev_minor: u32,
-    /// Symlink target.
-    pub link_target: Option<Vec<u8>>,
-    /// Hard-link data when `-H` and the entry is linked.
-    pub hard_link: Option<HardLink>,
-    /// `--checksum` digest (regular files).
-    pub checksum: Option<Vec<u8>>,
     /// XMIT_TOP_DIR for directories.
     pub top_dir: bool,
     /// Directory whose contents are not sent (proto 30+: XMIT_NO_CONTENT_DIR).
     pub no_content_dir: bool,
     /// Implied directory of `--relative` (sent as TOP_DIR|NO_CONTENT_DIR).
     pub implied_dir: bool,
-    /// User name sent inline (incremental recursion, first use of the uid).
-    pub user_name: Option<Vec<u8>>,
-    /// Group name sent inline (incremental recursion, first use of the gid).
-    pub group_name: Option<Vec<u8>>,
+    /// The fields few entries have; `None` when all of them are unset.
+    /// Public only so that `..Default::default()` works outside this
+    /// module: go through the accessors.
+    pub extra: Option<Box<EntryExtra>>,
+}
+
+/// The rarely set part of a [`FileEntry`] (see its accessors).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntryExtra {
+    link_target: Option<Vec<u8>>,
+    hard_link: Option<HardLink>,
+    checksum: Option<Vec<u8>>,
+    user_name: Option<Vec<u8>>,
+    group_name: Option<Vec<u8>>,
+}
+
+impl EntryExtra {
+    fn is_empty(&self) -> bool {
+        self.link_target.is_none()
+            && self.hard_link.is_none()
+            && self.checksum.is_none()
+            && self.user_name.is_none()
+            && self.group_name.is_none()
+    }
+}
+
+/// Getter, mutable getter, setter and taker of one rare field.
+macro_rules! extra_field {
+    ($(#[$doc:meta])* $field:ident, $mut_:ident, $set:ident, $take:ident, $ty:ty, $ref_ty:ty, $as_ref:expr) => {
+        $(#[$doc])*
+        pub fn $field(&self) -> Option<$ref_ty> {
+            self.extra.as_ref().and_then(|x| x.$field.as_ref()).map($as_ref)
+        }
+        /// The field, for changing in place (`None` when unset).
+        pub fn $mut_(&mut self) -> Option<&mut $ty> {
+            self.extra.as_mut().and_then(|x| x.$field.as_mut())
+        }
+        /// Set (or with `None` clear) the field.
+        pub fn $set(&mut self, v: Option<$ty>) {
+            match v {
+                Some(v) => self.extra.get_or_insert_with(Default::default).$field = Some(v),
+                None => {
+                    self.$take();
+                }
+            }
+        }
+        /// Clear the field, returning what it held.
+        pub fn $take(&mut self) -> Option<$ty> {
+            let x = self.extra.as_mut()?;
+            let v = x.$field.take();
+            if x.is_empty() {
+                self.extra = None;
+            }
+            v
+        }
+    };
+}
+
+impl FileEntry {
+    extra_field!(
+        /// Symlink target.
+        link_target, link_target_mut, set_link_target, take_link_target,
+        Vec<u8>, &[u8], |v: &Vec<u8>| v.as_slice()
+    );
+    extra_field!(
+        /// Hard-link data when `-H` and the entry is linked.
+        hard_link, hard_link_mut, set_hard_link, take_hard_link,
+        HardLink, &HardLink, |v: &HardLink| v
+    );
+    extra_field!(
+        /// `--checksum` digest (regular files).
+        checksum, checksum_mut, set_checksum, take_checksum,
+        Vec<u8>, &[u8], |v: &Vec<u8>| v.as_slice()
+    );
+    extra_field!(
+        /// User name sent inline (incremental recursion, first use of the uid).
+        user_name, user_name_mut, set_user_name, take_user_name,
+        Vec<u8>, &[u8], |v: &Vec<u8>| v.as_slice()
+    );
+    extra_field!(
+        /// Group name sent inline (incremental recursion, first use of the gid).
+        group_name, group_name_mut, set_group_name, take_group_name,
+        Vec<u8>, &[u8], |v: &Vec<u8>| v.as_slice()
+    );
 }
 
 /// What the session negotiated that shapes entries.
@@ -275,7 +355,7 @@ impl FlistEncoder {
             xf |= xmit::SAME_UID;
         } else {
             self.uid = e.uid;
-            if proto >= 30 && e.user_name.is_some() {
+            if proto >= 30 && e.user_name().is_some() {
                 xf |= xmit::USER_NAME_FOLLOWS;
             }
         }
@@ -283,7 +363,7 @@ impl FlistEncoder {
             xf |= xmit::SAME_GID;
         } else {
             self.gid = e.gid;
-            if proto >= 30 && e.group_name.is_some() {
+            if proto >= 30 && e.group_name().is_some() {
                 xf |= xmit::GROUP_NAME_FOLLOWS;
             }
         }
@@ -298,7 +378,7 @@ impl FlistEncoder {
         let mut first_hlink: Option<i32> = None;
         let mut devino: Option<(i64, i64)> = None;
         if o.preserve_hard_links {
-            match &e.hard_link {
+            match e.hard_link() {
                 Some(HardLink::First) if proto >= 30 => xf |= xmit::HLINKED | xmit::HLINK_FIRST,
                 Some(HardLink::Follower { first }) if proto >= 30 => {
                     xf |= xmit::HLINKED;
@@ -396,7 +476,7 @@ impl FlistEncoder {
         }
         if o.preserve_uid && xf & xmit::SAME_UID == 0 {
             put_varint30(out, e.uid as i32, proto);
-            if let (true, Some(n)) = (xf & xmit::USER_NAME_FOLLOWS != 0, &e.user_name) {
+            if let (true, Some(n)) = (xf & xmit::USER_NAME_FOLLOWS != 0, e.user_name()) {
                 let n = &n[..n.len().min(255)];
                 put_byte(out, n.len() as u8);
                 out.extend_from_slice(n);
@@ -404,7 +484,7 @@ impl FlistEncoder {
         }
         if o.preserve_gid && xf & xmit::SAME_GID == 0 {
             put_varint30(out, e.gid as i32, proto);
-            if let (true, Some(n)) = (xf & xmit::GROUP_NAME_FOLLOWS != 0, &e.group_name) {
+            if let (true, Some(n)) = (xf & xmit::GROUP_NAME_FOLLOWS != 0, e.group_name()) {
                 let n = &n[..n.len().min(255)];
                 put_byte(out, n.len() as u8);
                 out.extend_from_slice(n);
@@ -433,7 +513,7 @@ impl FlistEncoder {
             }
         }
         if o.preserve_links && mode::is_lnk(m) {
-            let t = e.link_target.as_deref().unwrap_or(b"");
+            let t = e.link_target().unwrap_or(b"");
             put_varint30(out, t.len() as i32, proto);
             out.extend_from_slice(t);
         }
@@ -449,7 +529,7 @@ impl FlistEncoder {
             }
         }
         if o.csum_len > 0 && (mode::is_reg(m) || proto < 28) {
-            match (&e.checksum, mode::is_reg(m)) {
+            match (e.checksum(), mode::is_reg(m)) {
                 (Some(c), true) if c.len() >= o.csum_len => out.extend_from_slice(&c[..o.csum_len]),
                 _ => out.extend(std::iter::repeat_n(0u8, o.csum_len)),
             }
@@ -614,7 +694,7 @@ impl FlistDecoder {
             };
             let mut f = leader.clone();
             f.name = e.name;
-            f.hard_link = Some(HardLink::Follower { first });
+            f.set_hard_link(Some(HardLink::Follower { first }));
             f.top_dir = false;
             self.count += 1;
             self.entries.push(f.clone());
@@ -645,7 +725,7 @@ impl FlistDecoder {
                 let len = read_byte(r)? as usize;
                 let mut n = vec![0u8; len];
                 r.read_exact(&mut n)?;
-                e.user_name = Some(n);
+                e.set_user_name(Some(n));
             }
         }
         e.uid = self.uid;
@@ -655,7 +735,7 @@ impl FlistDecoder {
                 let len = read_byte(r)? as usize;
                 let mut n = vec![0u8; len];
                 r.read_exact(&mut n)?;
-                e.group_name = Some(n);
+                e.set_group_name(Some(n));
             }
         }
         e.gid = self.gid;
@@ -693,7 +773,7 @@ impl FlistDecoder {
             }
             let mut t = vec![0u8; len as usize];
             r.read_exact(&mut t)?;
-            e.link_target = Some(t);
+            e.set_link_target(Some(t));
         }
         if o.preserve_hard_links
             && proto < 30
@@ -702,22 +782,22 @@ impl FlistDecoder {
             if proto < 26 {
                 self.dev = read_int(r)? as i64 - 1;
                 let ino = read_int(r)? as i64;
-                e.hard_link = Some(HardLink::DevIno { dev: self.dev, ino });
+                e.set_hard_link(Some(HardLink::DevIno { dev: self.dev, ino }));
             } else {
                 if xf & xmit::SAME_DEV_PRE30 == 0 {
                     self.dev = read_longint(r)? - 1;
                 }
                 let ino = read_longint(r)?;
-                e.hard_link = Some(HardLink::DevIno { dev: self.dev, ino });
+                e.set_hard_link(Some(HardLink::DevIno { dev: self.dev, ino }));
             }
         } else if proto >= 30 && xf & xmit::HLINK_FIRST != 0 && xf & xmit::HLINKED != 0 {
-            e.hard_link = Some(HardLink::First);
+            e.set_hard_link(Some(HardLink::First));
         }
         if o.csum_len > 0 && (mode::is_reg(m) || proto < 28) {
             let mut c = vec![0u8; o.csum_len];
             r.read_exact(&mut c)?;
             if mode::is_reg(m) {
-                e.checksum = Some(c);
+                e.set_checksum(Some(c));
             }
         }
         if mode::is_dir(m) {
@@ -747,6 +827,25 @@ impl FlistDecoder {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rare_fields_live_in_one_box_that_goes_when_emptied() {
+        // The inline part stays small: a sending daemon holds hundreds.
+        assert!(std::mem::size_of::<FileEntry>() <= 80);
+        let mut e = FileEntry::default();
+        e.set_link_target(Some(b"t".to_vec()));
+        e.set_checksum(Some(vec![1, 2]));
+        assert_eq!(e.link_target(), Some(&b"t"[..]));
+        assert_eq!(e.checksum(), Some(&[1u8, 2][..]));
+        e.link_target_mut().unwrap().push(b'2');
+        assert_eq!(e.take_link_target(), Some(b"t2".to_vec()));
+        assert!(e.extra.is_some());
+        e.set_checksum(None);
+        // Emptied: equal to an entry that never had any.
+        assert!(e.extra.is_none());
+        assert_eq!(e, FileEntry::default());
+        assert_eq!(e.take_user_name(), None);
+    }
 
     #[test]
     fn appendix_b_entry_bytes() {
@@ -805,7 +904,7 @@ mod tests {
                     ..Default::default()
                 };
                 if mode::is_lnk(mode) {
-                    e.link_target = Some(b"target".to_vec());
+                    e.set_link_target(Some(b"target".to_vec()));
                 }
                 if mode::is_device(mode) {
                     e.rdev_major = maj;

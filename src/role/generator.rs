@@ -806,14 +806,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return false;
         }
         if cfg.opts.checksum {
-            let Some(want) = &e.checksum else {
+            let Some(want) = e.checksum() else {
                 return false;
             };
             let Ok(mut f) = cfg.basis_dirs[j].1.open_read(rel) else {
                 return false;
             };
             return crate::checksum::strong::file_checksum(cfg.n.file_checksum, &mut f)
-                .map(|d| d.as_bytes().get(..want.len()) == Some(&want[..]))
+                .map(|d| d.as_bytes().get(..want.len()) == Some(want))
                 .unwrap_or(false);
         }
         cfg.opts.size_only || cfg.same_mtime(e, st)
@@ -1231,7 +1231,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     ),
                 );
             }
-            let mut target = e.link_target.clone().unwrap_or_default();
+            let mut target = e.link_target().map(ToOwned::to_owned).unwrap_or_default();
             if cfg.sanitize_links {
                 target = sanitize_link_target(
                     &target,
@@ -1421,14 +1421,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     }
 
     fn same_checksum(&self, rel: &[u8], e: &FileEntry) -> bool {
-        let Some(want) = &e.checksum else {
+        let Some(want) = e.checksum() else {
             return false;
         };
         let Ok(mut f) = self.cfg.dest.open_read(rel) else {
             return false;
         };
         match crate::checksum::strong::file_checksum(self.cfg.n.file_checksum, &mut f) {
-            Ok(d) => d.as_bytes().get(..want.len()) == Some(&want[..]),
+            Ok(d) => d.as_bytes().get(..want.len()) == Some(want),
             Err(_) => false,
         }
     }

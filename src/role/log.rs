@@ -590,10 +590,10 @@ impl ClientLog {
                     Some(n.strip_prefix(b"/").map(<[u8]>::to_vec).unwrap_or(n))
                 }
                 b'L' => {
-                    let (arrow, target): (&[u8], Vec<u8>) = match (hlink, &e.link_target) {
+                    let (arrow, target): (&[u8], Vec<u8>) = match (hlink, e.link_target()) {
                         (Some(h), _) if !h.is_empty() => (b" => ", h.to_vec()),
                         (_, Some(t)) if mode::is_lnk(e.mode) && fname.is_none() => {
-                            (b" -> ", t.clone())
+                            (b" -> ", t.to_vec())
                         }
                         _ => {
                             if !has_width {
@@ -793,7 +793,7 @@ pub fn list_line(e: &FileEntry, human: u8) -> Vec<u8> {
     )
     .into_bytes();
     line.extend_from_slice(&e.name);
-    if let (true, Some(t)) = (mode::is_lnk(e.mode), &e.link_target) {
+    if let (true, Some(t)) = (mode::is_lnk(e.mode), e.link_target()) {
         line.extend_from_slice(b" -> ");
         line.extend_from_slice(t);
     }
@@ -999,7 +999,7 @@ mod tests {
         );
         assert_eq!(s, b".d          d/\n");
         let mut link = file("l", 0o120777);
-        link.link_target = Some(b"t".to_vec());
+        link.set_link_target(Some(b"t".to_vec()));
         let s = l.format_item(
             "%i %n%L",
             &link,

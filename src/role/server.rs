@@ -675,7 +675,7 @@ pub(crate) fn send_files<W: Write>(
         for f in fl.files.iter_mut() {
             let m = f.entry.mode;
             if munged && crate::protocol::flist::mode::is_lnk(m) {
-                if let Some(t) = f.entry.link_target.as_mut() {
+                if let Some(t) = f.entry.link_target_mut() {
                     // upstream readlink_stat: only a target longer than the prefix.
                     let stripped = t
                         .strip_prefix(crate::role::generator::MUNGE_PREFIX)
@@ -686,10 +686,10 @@ pub(crate) fn send_files<W: Write>(
                 }
             }
             if let (Some(kind), true) = (file_checksum, crate::protocol::flist::mode::is_reg(m)) {
-                let opened = opener.borrow_mut().open(&f.path);
+                let opened = opener.borrow_mut().open(&f.path());
                 if let Ok((mut file, _)) = opened {
                     if let Ok(d) = crate::checksum::strong::file_checksum(kind, &mut file) {
-                        f.entry.checksum = Some(d.as_bytes().to_vec());
+                        f.entry.set_checksum(Some(d.as_bytes().to_vec()));
                     }
                 }
             }
