@@ -168,13 +168,14 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
         Err(_) => return RERR_SOCKETIO,
     };
     // Buffered both ways: the demultiplexer reads 4-byte headers and small
-    // items, which must not each cost a system call. The writer's buffer
+    // items, which must not each cost a system call (the input pump's
+    // reads outgrow the reader's buffer and then bypass it). The writer's buffer
     // only gathers small writes (lines before multiplexing, messages,
     // short frames): full frames from the multiplexer's own buffer go
     // past it in one write each.
     let outcome = super::session::serve(
         cfg,
-        std::io::BufReader::with_capacity(64 * 1024, crate::sockopts::QuickAck(r)),
+        std::io::BufReader::with_capacity(8 * 1024, crate::sockopts::QuickAck(r)),
         std::io::BufWriter::with_capacity(8 * 1024, w),
         &peer_ip,
     );

@@ -74,8 +74,8 @@ const MAX_KEPT_MESSAGES: usize = 1024;
 
 /// Chunks in flight at most: bounds memory spent on read-ahead.
 const DEPTH: usize = 16;
-/// Bytes per read of the peer's stream (at least the daemon's socket
-/// BufReader capacity, so those reads go straight into the chunk).
+/// Bytes per read of the peer's stream, at most (larger than the daemon's
+/// socket BufReader, so those reads go straight into the chunk).
 const CHUNK: usize = 64 * 1024;
 /// The pump's first reads: a sender's input is mostly requests of a few
 /// bytes, so its chunks start this small and grow (4x, up to CHUNK) only
