@@ -826,6 +826,35 @@ compat_test! {
     }
 }
 
+// --- space of large files ---
+
+compat_test! {
+    fn client_large_file_occupies_what_stocks_does() {
+        // Our receiver allocates a large file's space before its data comes
+        // (fallocate, keeping the size as written): the copy must occupy
+        // the blocks stock's copy occupies, and hold the same bytes.
+        use crate::harness::bins;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        use std::os::unix::fs::MetadataExt;
+        let work = TempDir::new("client_prealloc");
+        let src = work.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let data: Vec<u8> = (0..(3u32 << 20) + 123).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        std::fs::write(src.join("big"), &data).unwrap();
+        let mut blocks = Vec::new();
+        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+            let dest = work.join(format!("dest-{side}"));
+            let args = vec!["-a".to_string(), format!("{}/", src.display()), format!("{}/", dest.display())];
+            let o = run_cmd(&bin, &args, None, client_timeout());
+            assert_eq!(o.code, 0, "{side}: {}", o.describe());
+            assert!(std::fs::read(dest.join("big")).unwrap() == data, "{side}: content");
+            blocks.push(std::fs::metadata(dest.join("big")).unwrap().blocks());
+        }
+        assert_eq!(blocks[1], blocks[0], "512-byte blocks, ours (left) vs stock (right)");
+    }
+}
+
 // --- --fsync ---
 
 /// fsync calls made by `bin args...` and every process it starts (strace -f).
