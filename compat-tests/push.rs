@@ -593,6 +593,24 @@ compat_test! {
 }
 
 compat_test! {
+    fn push_module_symlinks_into_a_subdir() {
+        // Without munging, targets are cleaned at the entry's depth in the
+        // transfer (upstream sanitize_path as the list arrives), not at its
+        // depth in the module: pushed two levels down, "../sub/c.txt" and
+        // "../../../etc/passwd" end up as stock leaves them.
+        PushCase::new("push_module_symlinks_into_a_subdir", symlink_source)
+            .module_line("munge symlinks = no")
+            .prefill(|dir, _src| {
+                mkdir(dir, "deep/er");
+                pin_times(dir, &[]);
+            })
+            .args(&["-a", "-i"])
+            .remote(&format!("{MODULE}/deep/er/"))
+            .run();
+    }
+}
+
+compat_test! {
     fn push_module_exclude_tmp() {
         // The upload cannot create excluded names, and --delete does not
         // remove them either (daemon excludes protect both ways).

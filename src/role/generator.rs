@@ -92,12 +92,6 @@ pub struct RecvConfig {
     pub daemon_excluded: NameFilter,
     /// The process umask (for modes when -p is off).
     pub umask: u32,
-    /// Clean symlink targets so they cannot climb out (a daemon without
-    /// chroot and without munging; upstream sanitize_paths). Munged targets
-    /// got their prefix as the list arrived.
-    pub sanitize_links: bool,
-    /// Directory depth of the destination inside the module.
-    pub dest_depth: usize,
     /// `--compare-dest` / `--copy-dest` / `--link-dest` directories, in order.
     pub basis_dirs: Vec<(BasisKind, DestRoot)>,
     /// The destination directory was created for this transfer (its `.` is new).
@@ -1231,13 +1225,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     ),
                 );
             }
-            let mut target = e.link_target().map(ToOwned::to_owned).unwrap_or_default();
-            if cfg.sanitize_links {
-                target = sanitize_link_target(
-                    &target,
-                    cfg.dest_depth + rel.iter().filter(|&&c| c == b'/').count(),
-                );
-            }
+            // Sanitized (or munged) already as the list arrived, at the
+            // entry's own depth: climbing less far than its place in the
+            // module allows, so nothing is left to do for a deeper
+            // destination.
+            let target = e.link_target().map(ToOwned::to_owned).unwrap_or_default();
             let mut changed = 0;
             let mut report_st = st;
             if st.is_none() {
@@ -1755,6 +1747,24 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::parse_size;
+
+    proptest::proptest! {
+        /// A target sanitized at its entry's depth (as the list arrives)
+        /// stays as it is at any deeper allowance: the generator need not
+        /// sanitize again for a destination deeper in the module.
+        #[test]
+        fn sanitizing_again_deeper_changes_nothing(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["..", ".", "", "a", "b", "/"]), 0..12),
+            d1 in 0usize..4,
+            extra in 0usize..4,
+        ) {
+            use super::sanitize_link_target as s;
+            let t: Vec<u8> = parts.join("/").into_bytes();
+            let once = s(&t, d1);
+            proptest::prop_assert_eq!(s(&once, d1 + extra), once);
+        }
+    }
 
     #[test]
     fn link_targets_are_sanitized() {

@@ -1159,7 +1159,6 @@ pub(crate) fn receive_files<W: Write + Send>(
         chmod,
         daemon_excluded: Box::new(excluded),
         umask: current_umask(),
-        sanitize_links: env.sanitize_links && !env.munge_symlinks,
         basis_dirs,
         dest_created,
         temp_dir: opts
@@ -1167,10 +1166,6 @@ pub(crate) fn receive_files<W: Write + Send>(
             .as_ref()
             .map(|t| env.client_path(t.as_bytes()))
             .filter(|t| !t.is_empty()),
-        dest_depth: dest_rel
-            .split(|&c| c == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-            .count(),
         local,
         shown_name,
         xfer_log: env.xfer_log.clone(),
