@@ -439,6 +439,9 @@ pub struct Generator<'a, 'o, W: Write> {
     inc: bool,
     /// Directories this run created (reported as new when handled in full).
     created: std::collections::HashSet<Vec<u8>>,
+    /// A directory that could not be made: what lies below it is skipped
+    /// without a word (upstream skip_dir).
+    skip_dir: Option<Vec<u8>>,
     /// Transfers requested and not yet finished, per list (by ndx_start).
     pending: HashMap<i32, usize>,
     out: &'a SharedOut<'o, W>,
@@ -505,6 +508,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             registry,
             inc,
             created: std::collections::HashSet::new(),
+            skip_dir: None,
             pending: HashMap::new(),
             out,
             tx: NdxCodec::new(cfg.n.proto),
@@ -1117,6 +1121,13 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
+        if let Some(d) = &self.skip_dir {
+            let below = e.name.len() > d.len() && e.name.starts_with(d) && e.name[d.len()] == b'/';
+            if below {
+                return Ok(());
+            }
+            self.skip_dir = None;
+        }
         let rel = e.name.clone();
         let is_dir = mode::is_dir(e.mode);
         if e.name != b"." && (cfg.daemon_excluded)(&rel, is_dir) {
@@ -1135,6 +1146,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         };
         let st = match looked {
             Ok(s) => s,
+            // upstream recv_generator: only a file's data needs its stat.
+            // Anything else is made as if nothing were there, and that
+            // fails with its own message (a directory's after its item
+            // line); a missing argument's is simply not deleted.
+            Err(_) if !mode::is_reg(e.mode) => None,
             Err(err) => {
                 return self.error(format!(
                     "rsync: [generator] recv_generator: failed to stat {}: {}",
@@ -1188,7 +1204,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             let fl = cfg.itemize(e, shown, if fresh { iflags::LOCAL_CHANGE } else { 0 });
             if st.is_none() && !cfg.opts.dry_run {
                 if let Err(err) = cfg.dest.mkdir(&rel, cfg.dest_perms(e, None) | 0o700) {
-                    return self.error(format!("rsync: [generator] {err}"));
+                    // upstream: the item line, then the failure, and the
+                    // directory's contents are skipped.
+                    self.item_at(wire, fl)?;
+                    self.error(format!("rsync: [generator] {err}"))?;
+                    self.message(
+                        MsgCode::Error,
+                        "*** Skipping any contents from this failed directory ***",
+                    )?;
+                    self.skip_dir = Some(rel);
+                    return Ok(());
                 }
                 self.created.insert(rel.clone());
             }
