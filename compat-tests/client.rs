@@ -1113,13 +1113,19 @@ compat_test! {
         // Each entry below the escaping link fails as stock's: a file's
         // stat, a link's creation, a directory's mkdir after its item line
         // (its contents skipped without a word).
-        ClientCase::new("client_keep_dirlinks_escaping_link", Mode::Local, small)
-            .prefill(outside)
-            .dest("d/")
-            .args(&["-a", "-i", "-K"])
-            .compare_stderr()
-            .expect_code(23)
-            .run();
+        for (name, mode) in [
+            ("client_keep_dirlinks_escaping_link", Mode::Local),
+            ("client_keep_dirlinks_escaping_link_server_push", Mode::ServerPush),
+            ("client_keep_dirlinks_escaping_link_rsh_pull", Mode::RshPull),
+        ] {
+            ClientCase::new(name, mode, small)
+                .prefill(outside)
+                .dest("d/")
+                .args(&["-a", "-i", "-K"])
+                .compare_stderr()
+                .expect_code(23)
+                .run();
+        }
     }
 }
 
