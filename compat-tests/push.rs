@@ -424,6 +424,17 @@ compat_test! {
                 kept.len()
             );
             assert_eq!(dot_files(&module), Vec::<std::path::PathBuf>::new(), "{}: temp files left", side.label());
+            // Our receiver preallocated the whole file: what was not
+            // written must not stay allocated past the kept prefix.
+            let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(module.join("big.bin")).unwrap());
+            let cap = (kept.len() as u64).div_ceil(4096) * 4096;
+            assert!(
+                blocks * 512 <= cap,
+                "{}: kept big.bin occupies {} bytes for {} bytes of data",
+                side.label(),
+                blocks * 512,
+                kept.len()
+            );
         }
         servers.push(&PushSpec::with_args(&["-a", "-i", "--partial"]));
         for side in Which::BOTH {

@@ -108,6 +108,22 @@ impl Write for OutFile<'_> {
 /// is written.
 const PREALLOC_MIN: i64 = 1 << 20;
 
+/// A preallocated file that got fewer bytes than its listed size (it
+/// shrank at the sender, or its transfer broke off): the space past its
+/// end goes back (it is beyond the size, so reads never saw it).
+fn give_back_unwritten(f: &std::fs::File, written: u64, listed: i64) {
+    let written = i64::try_from(written).unwrap_or(i64::MAX);
+    if written < listed {
+        let _ = nix::fcntl::fallocate(
+            f,
+            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            written,
+            listed - written,
+        );
+    }
+}
+
 /// recv_files: run until the sender's last phase ends.
 pub fn run<W: Write>(
     cfg: &RecvConfig,
@@ -407,6 +423,7 @@ pub fn run<W: Write>(
             .is_ok(),
             _ => false,
         };
+        let listed_size = e.size;
         let writer = Sink {
             inner: file.as_ref().map(|f| {
                 if sparse {
@@ -479,11 +496,14 @@ pub fn run<W: Write>(
                     };
                     // --partial: keep what arrived under the real name, as the next run's basis.
                     if cfg.opts.partial && !inplace {
-                        if let (Ok((mut sink, _)), Some(t), Some(f)) =
+                        if let (Ok((mut sink, written)), Some(t), Some(f)) =
                             (patcher.finish(), tname, file.as_ref())
                         {
                             let _ = sink.flush();
                             drop(sink);
+                            if prealloc {
+                                give_back_unwritten(f, written, listed_size);
+                            }
                             // Like upstream's finish_transfer from cleanup: modes and owner, not the time.
                             // (Owner first: a chown clears set-id bits.)
                             let (uid, gid) = cfg.dest_owner(entry);
@@ -583,14 +603,8 @@ pub fn run<W: Write>(
             .finish()
             .map_err(|e| RoleError::Protocol(e.to_string()))?;
         let _ = sink.flush();
-        if let (true, Some(f)) = (prealloc && (written as i64) < e.size, file.as_ref()) {
-            let _ = nix::fcntl::fallocate(
-                f,
-                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
-                    | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-                written as i64,
-                e.size - written as i64,
-            );
+        if let (true, Some(f)) = (prealloc, file.as_ref()) {
+            give_back_unwritten(f, written, e.size);
         }
         if let Some(err) = sink.error.take() {
             failed = Some(format!(
