@@ -1113,12 +1113,20 @@ compat_test! {
         // Each entry below the escaping link fails as stock's: a file's
         // stat, a link's creation, a directory's mkdir after its item line
         // (its contents skipped without a word).
+        // Two levels below the directory that cannot be made: skipped too,
+        // in their own incremental lists.
+        let nested = |root: &Path| {
+            small(root);
+            fixture::write(root, "sub/deeper/more/e.txt", b"e\n");
+            fixture::write(root, "sub/deeper/more/most/f.txt", b"f\n");
+            fixture::pin_times(root, &[]);
+        };
         for (name, mode) in [
             ("client_keep_dirlinks_escaping_link", Mode::Local),
             ("client_keep_dirlinks_escaping_link_server_push", Mode::ServerPush),
             ("client_keep_dirlinks_escaping_link_rsh_pull", Mode::RshPull),
         ] {
-            ClientCase::new(name, mode, small)
+            ClientCase::new(name, mode, nested)
                 .prefill(outside)
                 .dest("d/")
                 .args(&["-a", "-i", "-K"])

@@ -439,9 +439,10 @@ pub struct Generator<'a, 'o, W: Write> {
     inc: bool,
     /// Directories this run created (reported as new when handled in full).
     created: std::collections::HashSet<Vec<u8>>,
-    /// A directory that could not be made: what lies below it is skipped
-    /// without a word (upstream skip_dir).
-    skip_dir: Option<Vec<u8>>,
+    /// Directories that could not be made: what lies below them is skipped
+    /// without a word (upstream skip_dir and FLAG_MISSING_DIR, which also
+    /// holds for their subdirectories' later lists).
+    missing_dirs: std::collections::HashSet<Vec<u8>>,
     /// Transfers requested and not yet finished, per list (by ndx_start).
     pending: HashMap<i32, usize>,
     out: &'a SharedOut<'o, W>,
@@ -508,7 +509,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             registry,
             inc,
             created: std::collections::HashSet::new(),
-            skip_dir: None,
+            missing_dirs: std::collections::HashSet::new(),
             pending: HashMap::new(),
             out,
             tx: NdxCodec::new(cfg.n.proto),
@@ -1121,12 +1122,15 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
-        if let Some(d) = &self.skip_dir {
-            let below = e.name.len() > d.len() && e.name.starts_with(d) && e.name[d.len()] == b'/';
+        if !self.missing_dirs.is_empty() {
+            let below = e
+                .name
+                .iter()
+                .enumerate()
+                .any(|(i, &c)| c == b'/' && self.missing_dirs.contains(&e.name[..i]));
             if below {
                 return Ok(());
             }
-            self.skip_dir = None;
         }
         let rel = e.name.clone();
         let is_dir = mode::is_dir(e.mode);
@@ -1212,7 +1216,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                         MsgCode::Error,
                         "*** Skipping any contents from this failed directory ***",
                     )?;
-                    self.skip_dir = Some(rel);
+                    self.missing_dirs.insert(rel);
                     return Ok(());
                 }
                 self.created.insert(rel.clone());
