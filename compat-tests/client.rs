@@ -855,6 +855,76 @@ compat_test! {
     }
 }
 
+compat_test! {
+    fn client_preallocate_each_transport() {
+        // --preallocate: the receiving side (ours or stock's, which a pushing
+        // client tells with the option) allocates before writing; trees,
+        // items and exit codes as stock's, in each direction.
+        for (name, mode) in [
+            ("client_preallocate_local", Mode::Local),
+            ("client_preallocate_rsh_push", Mode::RshPush),
+            ("client_preallocate_rsh_pull", Mode::RshPull),
+            ("client_preallocate_daemon_push", Mode::DaemonPush),
+            ("client_preallocate_server_push", Mode::ServerPush),
+        ] {
+            ClientCase::new(name, mode, small)
+                .args(&["-a", "-i", "--preallocate"])
+                .then(edit_small, &["-a", "-i", "--preallocate"])
+                .run();
+        }
+    }
+}
+
+compat_test! {
+    fn client_remote_shell_command_as_stock() {
+        // The command a remote shell is given: ours must be stock's, word
+        // for word, for a push and a pull with options that are passed on
+        // (among them --preallocate, given to the far side only when it
+        // receives).
+        use crate::harness::bins;
+        use crate::harness::process::{client_timeout, run_cmd};
+        use crate::harness::tmp::TempDir;
+        let work = TempDir::new("client_rsh_command");
+        let src = work.join("src");
+        small(&src);
+        let log = work.join("cmd.log");
+        let rsh = work.join("rsh.sh");
+        std::fs::write(
+            &rsh,
+            format!("#!/bin/sh\nshift\nprintf '%s\\n' \"$*\" > {}\nexit 1\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        for opts in [
+            &["-a", "--preallocate"][..],
+            // (Not -H: our receiving side turns incremental recursion off
+            // with it, so a pull's "-e" letters lack stock's "i".)
+            &["-az", "--delete", "--partial", "--preallocate"],
+            &["-rlt", "--fsync", "--inplace"],
+        ] {
+            for push in [true, false] {
+                let mut cmds = Vec::new();
+                for bin in [bins::stock(), bins::ours()] {
+                    let _ = std::fs::remove_file(&log);
+                    let mut a: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+                    a.push(format!("--rsh={}", rsh.display()));
+                    if push {
+                        a.push(format!("{}/", src.display()));
+                        a.push("host:dst/".into());
+                    } else {
+                        a.push("host:src/".into());
+                        a.push(format!("{}/", work.join("dst").display()));
+                    }
+                    let o = run_cmd(&bin, &a, None, client_timeout());
+                    assert_ne!(o.code, 0, "the stand-in shell fails: {}", o.describe());
+                    cmds.push(std::fs::read_to_string(&log).unwrap_or_default());
+                }
+                assert_eq!(cmds[1], cmds[0], "{opts:?} push={push}: ours (left) vs stock (right)");
+            }
+        }
+    }
+}
+
 // --- --fsync ---
 
 /// fsync calls made by `bin args...` and every process it starts (strace -f).
@@ -1294,7 +1364,7 @@ compat_test! {
             assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "{bad}: ours {}", o.describe());
         }
         // FLAG --version: 0 for what we implement (stock too) ...
-        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links"] {
+        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links", "--preallocate"] {
             let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
             assert_eq!((o.code, s.code), (0, 0), "{flag}: ours {}", o.describe());
         }

@@ -23,7 +23,7 @@ const CAPABILITIES: &[(&str, &str, bool)] = &[
     ("xattrs", "xattrs", false),
     ("secluded_args", "secluded-args", false),
     ("iconv", "iconv", false),
-    ("prealloc", "prealloc", false),
+    ("prealloc", "prealloc", true),
     ("stop_at", "stop-at", false),
     ("crtimes", "crtimes", false),
 ];
@@ -51,7 +51,6 @@ pub const UNSUPPORTED_CLIENT_OPTIONS: &[&str] = &[
     "stop-after",
     "stop-at",
     "time-limit",
-    "preallocate",
     "write-devices",
     "copy-devices",
 ];

@@ -273,7 +273,8 @@ pub struct Options {
     pub negated: Vec<String>,
     /// Every option seen, by its long name (for `refuse options`).
     pub seen: Vec<String>,
-    /// Other accepted options that matter nowhere yet (--fsync, --preallocate, ...).
+    /// Other accepted options, by long name, that roles look up where they
+    /// act (--fsync, --preallocate, ...).
     pub misc: Vec<String>,
 }
 

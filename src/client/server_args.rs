@@ -423,6 +423,9 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     if o.remove_source_files {
         args.push("--remove-source-files".into());
     }
+    if am_sender && o.misc.iter().any(|m| m == "preallocate") {
+        args.push("--preallocate".into());
+    }
     if o.open_noatime {
         args.push("--open-noatime".into());
     }

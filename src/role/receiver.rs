@@ -140,6 +140,8 @@ pub fn run<W: Write>(
     let mut dec = TokenDecoder::new(cfg.n.compress, proto);
     let mut stats = RecvStats::default();
     let do_fsync = cfg.opts.misc.iter().any(|m| m == "fsync");
+    // --preallocate: every file's space before its data (large ones get it anyway).
+    let preallocate = cfg.opts.misc.iter().any(|m| m == "preallocate");
     // --delay-updates: (partial path, final name) renamed once the redo phase is over.
     let mut pending: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let text = |code: MsgCode, t: String| -> Result<(), RoleError> {
@@ -414,13 +416,32 @@ pub fn run<W: Write>(
         // a 1 GiB transfer). The size stays as written; what is not
         // written (the file shrank at the sender) is given back below.
         let prealloc = match file.as_ref() {
-            Some(f) if !sparse && !inplace && e.size >= PREALLOC_MIN => nix::fcntl::fallocate(
-                f,
-                nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-                0,
-                e.size,
-            )
-            .is_ok(),
+            Some(f)
+                if !sparse && !inplace && e.size > 0 && (e.size >= PREALLOC_MIN || preallocate) =>
+            {
+                match nix::fcntl::fallocate(
+                    f,
+                    nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                    0,
+                    e.size,
+                ) {
+                    Ok(()) => true,
+                    Err(errno) => {
+                        // Asked for: a warning, as upstream's do_fallocate.
+                        if preallocate {
+                            text(
+                                MsgCode::Warning,
+                                format!(
+                                    "rsync: [receiver] do_fallocate {}: {}",
+                                    cfg.dest.show(rel),
+                                    crate::fs::os_error_text(&std::io::Error::from(errno))
+                                ),
+                            )?;
+                        }
+                        false
+                    }
+                }
+            }
             _ => false,
         };
         let listed_size = e.size;
