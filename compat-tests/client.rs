@@ -1435,7 +1435,10 @@ compat_test! {
                 assert!(t.elapsed() < std::time::Duration::from_secs(20), "a stalled shell was waited for");
                 assert_eq!(s.code, 30, "stock: {}", s.describe());
                 assert_eq!(o.code, 30, "ours: {}\nstock: {}", o.describe(), s.describe());
-                assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "ours: {}\nstock: {}", o.describe(), s.describe());
+                // "io timeout after N seconds": N is the time the side
+                // measured, one second more on a loaded machine.
+                let first = |t: &str| t.lines().next().map(|l| l.replace(|c: char| c.is_ascii_digit(), "N"));
+                assert_eq!(first(&o.stderr), first(&s.stderr), "ours: {}\nstock: {}", o.describe(), s.describe());
             }
         }
     }

@@ -196,6 +196,9 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
     outcome.code
 }
 
+/// The shortest accept queue the listener has (`listen backlog` asks for more).
+const MIN_BACKLOG: i32 = 1024;
+
 fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     let port = opts.port.unwrap_or_else(|| cfg.global.listen_port());
     let addr = opts
@@ -228,6 +231,14 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
             return RERR_SOCKETIO;
         }
     };
+    // `listen backlog`, but never below 1024: a burst of connections (a
+    // fan-out, or someone opening a thousand and saying nothing) then
+    // waits in the queue instead of having its handshakes dropped and
+    // retried. Listening again only changes the queue's length.
+    let backlog = cfg.global.listen_backlog.max(MIN_BACKLOG);
+    if let Ok(b) = nix::sys::socket::Backlog::new(backlog) {
+        let _ = nix::sys::socket::listen(&listener, b);
+    }
     // --sockopts, else the config's `socket options`, on the listening
     // socket (accepted connections inherit them), as upstream.
     let spec = opts
