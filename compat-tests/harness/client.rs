@@ -203,6 +203,12 @@ impl ClientCase {
         std::fs::write(&rsh, &self.rsh_script).expect("write rsh script");
         std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod rsh script");
+        // The runs' outputs are kept in a directory of their own: the work
+        // directory is an implied parent of the source in the `-R` cases
+        // with absolute paths, and a file written into it between the two
+        // sides' runs changed its time for one side only.
+        let logs = work.join("logs");
+        std::fs::create_dir_all(&logs).expect("logs dir");
         let up = work.join("up");
         std::fs::create_dir_all(up.join("stock")).expect("up dir");
         std::fs::create_dir_all(up.join("ours")).expect("up dir");
@@ -252,8 +258,8 @@ impl ClientCase {
                 let (prog, args, cwd) =
                     self.command(ours, &step.args, &src, &dir, &rsh, daemon.as_ref());
                 let o = run_cmd(&prog, &args, Some(&cwd), client_timeout());
-                let _ = std::fs::write(work.join(format!("{side}-{i}.stdout")), &o.stdout);
-                let _ = std::fs::write(work.join(format!("{side}-{i}.stderr")), &o.stderr);
+                let _ = std::fs::write(logs.join(format!("{side}-{i}.stdout")), &o.stdout);
+                let _ = std::fs::write(logs.join(format!("{side}-{i}.stderr")), &o.stderr);
                 outs.push((o, dir.join(self.dest.trim_end_matches('/'))));
             }
             let (stock, ours) = (&outs[0], &outs[1]);
