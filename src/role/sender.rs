@@ -438,10 +438,11 @@ fn remove_sent<W: Write>(
             continue;
         };
         let name = String::from_utf8_lossy(&f.entry.name).into_owned();
+        let path = f.path();
         let st = if ctx.opts.copy_links {
-            std::fs::metadata(f.path())
+            std::fs::metadata(&path)
         } else {
-            std::fs::symlink_metadata(f.path())
+            std::fs::symlink_metadata(&path)
         };
         let result = st.map(|st| {
             use std::os::unix::fs::MetadataExt;
@@ -459,7 +460,7 @@ fn remove_sent<W: Write>(
                 )?;
                 continue;
             }
-            Ok(false) => std::fs::remove_file(f.path()).err().map(|e| ("remove", e)),
+            Ok(false) => std::fs::remove_file(&path).err().map(|e| ("remove", e)),
             Err(e) => Some(("re-lstat", e)),
         };
         match failure {
@@ -775,16 +776,17 @@ pub fn run<W: Write>(
         }
         let head = WireSumHead::read(input, proto)?;
         let sums = read_sums(input, &head)?;
+        let path = file.path();
         let opened = if file.escapes {
             Err(std::io::Error::from_raw_os_error(nix::libc::ELOOP))
         } else {
-            opener.open(&file.path())
+            opener.open(&path)
         };
         let f = match opened {
             // Reads stop at the size seen at open: no read that only meets EOF.
             Ok((f, size)) => std::io::Read::take(f, size),
             Err(e) => {
-                let name = (ctx.full_fname)(&file.entry.name, &file.path());
+                let name = (ctx.full_fname)(&file.entry.name, &path);
                 if e.kind() == std::io::ErrorKind::NotFound {
                     stats.io_error |= crate::flist::build::IOERR_VANISHED;
                     ctx.say(out, MsgCode::Warning, &format!("file has vanished: {name}"))?;
