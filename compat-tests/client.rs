@@ -1443,3 +1443,94 @@ compat_test! {
         }
     }
 }
+
+// --- incremental recursion over several sources, per-directory filters ---
+
+/// Two source trees with directories of the same name in both (their
+/// contents are listed together), a third argument naming a directory
+/// without its trailing slash, and files that only one tree has.
+fn overlapping_sources(root: &Path) {
+    fixture::write(root, "x/top.txt", b"x top\n");
+    fixture::write(root, "x/s/deep/f1.txt", b"x deep\n");
+    fixture::write(root, "x/s/deep/d2/f2.txt", b"x deeper\n");
+    fixture::write(root, "x/s/same.txt", b"from x\n");
+    fixture::write(root, "y/s/g.txt", b"y s\n");
+    fixture::write(root, "y/s/same.txt", b"from y, listed second\n");
+    fixture::write(root, "y/s/deep/f3.txt", b"y deep\n");
+    fixture::write(root, "y/t/h.txt", b"y t\n");
+    fixture::write(root, "z/sub/deeper/k.txt", b"z\n");
+    fixture::pin_times(root, &[]);
+}
+
+fn edit_overlapping(root: &Path) {
+    fixture::write(root, "y/s/deep/f3.txt", b"y deep, changed\n");
+    let _ = std::fs::remove_file(root.join("x/s/deep/d2/f2.txt"));
+    fixture::write(root, "z/sub/new.txt", b"new\n");
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_local_several_sources_incremental() {
+        // Stock lists several sources incrementally ("sending incremental
+        // file list"), a directory found under two of them as one list.
+        ClientCase::new("client_local_several_sources_incremental", Mode::Local, overlapping_sources)
+            .sources(&["x/", "y/", "z/sub"])
+            .args(&["-av"])
+            .then(edit_overlapping, &["-ai", "--delete"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_several_sources_incremental() {
+        ClientCase::new("client_rsh_push_several_sources_incremental", Mode::RshPush, overlapping_sources)
+            .sources(&["x/", "y/", "z/sub"])
+            .args(&["-av"])
+            .then(edit_overlapping, &["-ai", "--delete"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_several_sources_incremental() {
+        ClientCase::new("client_server_pull_several_sources_incremental", Mode::ServerPull, overlapping_sources)
+            .sources(&["x/", "y/", "z/sub"])
+            .args(&["-av"])
+            .then(edit_overlapping, &["-ai", "--delete"])
+            .run();
+    }
+}
+
+/// A per-directory filter file in one directory, and files in a sibling
+/// directory listed after it that its rule would match.
+fn sibling_filter_files(root: &Path) {
+    fixture::write(root, "a/.rsync-filter", b"- x*\n");
+    fixture::write(root, "a/xa.txt", b"excluded in a\n");
+    fixture::write(root, "a/keep.txt", b"kept\n");
+    fixture::write(root, "a/b/xb.txt", b"excluded below a\n");
+    fixture::write(root, "c/xc.txt", b"not under a: sent\n");
+    fixture::write(root, "c/d/xd.txt", b"not under a either\n");
+    fixture::write(root, "c/.rsync-filter", b"- *.tmp\n");
+    fixture::write(root, "c/t.tmp", b"excluded in c\n");
+    fixture::write(root, "e/t.tmp", b"not under c: sent\n");
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_local_dir_merge_rules_stay_in_their_directory() {
+        // Incremental recursion lists a/ before c/: a's rules must not
+        // reach c's files (they did, and --delete would have removed them).
+        ClientCase::new("client_local_dir_merge_rules_stay_in_their_directory", Mode::Local, sibling_filter_files)
+            .args(&["-aiF"])
+            .then(|_| {}, &["-ai", "-F", "--delete"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_dir_merge_rules_stay_in_their_directory() {
+        ClientCase::new("client_server_pull_dir_merge_rules_stay_in_their_directory", Mode::ServerPull, sibling_filter_files)
+            .args(&["-aiF"])
+            .run();
+    }
+}

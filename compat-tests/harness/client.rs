@@ -62,6 +62,9 @@ pub struct ClientCase {
     steps: Vec<Step>,
     /// Source inside the fixture (`""` = the fixture root, sent with a trailing slash).
     src_sub: String,
+    /// Several sources inside the fixture instead of `src_sub` (each as
+    /// written, trailing slash or not).
+    sources: Vec<String>,
     /// Destination argument relative to the side's directory.
     dest: String,
     compare_stdout: bool,
@@ -90,6 +93,7 @@ impl ClientCase {
             prefill: None,
             steps: Vec::new(),
             src_sub: String::new(),
+            sources: Vec::new(),
             dest: "dest/".into(),
             compare_stdout: true,
             compare_stderr: false,
@@ -128,6 +132,13 @@ impl ClientCase {
     }
 
     /// Transfer this path of the fixture instead of its root.
+    /// Several sources inside the fixture (not with the daemon modes).
+    #[allow(dead_code)]
+    pub fn sources(mut self, subs: &[&str]) -> Self {
+        self.sources = subs.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     pub fn source(mut self, sub: &str) -> Self {
         self.src_sub = sub.to_string();
         self
@@ -347,6 +358,14 @@ impl ClientCase {
         } else {
             format!("{}/{}", src.display(), self.src_sub)
         };
+        let local_srcs: Vec<String> = if self.sources.is_empty() {
+            vec![local_src.clone()]
+        } else {
+            self.sources
+                .iter()
+                .map(|s| format!("{}/{s}", src.display()))
+                .collect()
+        };
         let rsh_arg = format!("--rsh={}", rsh.display());
         match self.mode {
             Mode::DaemonPull => {
@@ -376,7 +395,9 @@ impl ClientCase {
                 if self.mode == Mode::ServerPull && ours {
                     a.insert(1, format!("--rsync-path={}", bins::ours().display()));
                 }
-                a.push(format!("localhost:{local_src}"));
+                for s in local_srcs {
+                    a.push(format!("localhost:{s}"));
+                }
                 a.push(self.dest.clone());
             }
             Mode::RshPush | Mode::ServerPush => {
@@ -385,11 +406,11 @@ impl ClientCase {
                     a.insert(1, format!("--rsync-path={}", bins::ours().display()));
                 }
                 // Relative to the side's directory: the stand-in shell runs there.
-                a.push(local_src);
+                a.extend(local_srcs);
                 a.push(format!("localhost:{}", self.dest));
             }
             Mode::Local => {
-                a.push(local_src);
+                a.extend(local_srcs);
                 a.push(self.dest.clone());
             }
         }

@@ -236,7 +236,7 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
     }
     // What this implementation lists or receives incrementally.
     if am_sender {
-        allow_inc &= plan.local.len() == 1 && !relative && !files_from;
+        allow_inc &= !relative && !files_from;
     } else {
         allow_inc &= o.hard_links == 0 && !relative;
     }

@@ -159,6 +159,11 @@ impl LocalFile {
         self.base.join(os(&self.entry.name))
     }
 
+    /// The directory the entry's name is relative to.
+    pub(crate) fn base(&self) -> &Arc<Path> {
+        &self.base
+    }
+
     /// The device the entry lives on.
     pub fn dev_of(&self) -> u64 {
         self.dev
@@ -214,6 +219,9 @@ pub(crate) struct Walker<'a> {
     /// The last top-level lookup found nothing, and it goes out as a
     /// "missing" entry (`--delete-missing-args`).
     missing: bool,
+    /// Incremental recursion: the directory the last argument left entered
+    /// in the filter stack (a `dir/` argument's contents were listed).
+    pub(crate) entered_top: Option<Vec<u8>>,
 }
 
 impl<'a> Walker<'a> {
@@ -228,7 +236,14 @@ impl<'a> Walker<'a> {
             divert,
             cbuf: Vec::with_capacity(256),
             missing: false,
+            entered_top: None,
         }
+    }
+
+    /// The current argument's directory (relative to the root, for
+    /// messages and module filters) and its local path.
+    pub(crate) fn arg_context(&self) -> (Vec<u8>, Arc<Path>) {
+        (self.dir.clone(), self.base.clone())
     }
 
     /// The entries (and messages) gathered since the last call.
@@ -549,7 +564,11 @@ impl Walker<'_> {
             ));
             return;
         }
-        self.ex.enter_dir(name, local);
+        // Incremental recursion: the lister has entered this directory (and
+        // its parents) already, and leaves it when it moves elsewhere.
+        if !self.divert {
+            self.ex.enter_dir(name, local);
+        }
         // readdir order, names without per-entry allocations beyond our copy.
         let opened = nix::dir::Dir::open(
             local,
@@ -568,7 +587,9 @@ impl Walker<'_> {
                     crate::fs::strerror(&e),
                     e.raw_os_error().unwrap_or(0)
                 ));
-                self.ex.leave_dir();
+                if !self.divert {
+                    self.ex.leave_dir();
+                }
                 return;
             }
         };
@@ -819,6 +840,7 @@ impl Walker<'_> {
                 self.descend(&local, &fname, md.dev, esc);
             } else if is_dotdir {
                 self.ex.enter_dir(&fname, &local);
+                self.entered_top = Some(fname.clone());
                 self.descend(&local, &fname, md.dev, esc);
             }
         } else if is_dir {

@@ -315,13 +315,11 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
         .map(|d| d.as_secs())
         .unwrap_or(0) as i32)
         ^ ((std::process::id() as i32) << 6);
-    // Incremental recursion is offered for the plain recursive single-source pull.
+    // Incremental recursion is offered for recursive pulls, not of a
+    // --files-from list nor with -R (whose implied directories upstream
+    // sends as partial sub-lists).
     let allow_inc = if opts.sender {
-        opts.recursive
-            && !opts.relative
-            && opts.files_from.is_none()
-            && paths.len() <= 1
-            && !opts.use_qsort()
+        opts.recursive && !opts.relative && opts.files_from.is_none() && !opts.use_qsort()
     } else {
         // As a receiver (upstream set_allow_inc_recurse), minus what we do not
         // yet do incrementally (hard links, -R).
@@ -724,8 +722,7 @@ pub(crate) fn send_files<W: Write>(
             l
         }
     } else if inc {
-        let arg = args.first().cloned().unwrap_or_default();
-        let (l, first) = IncrementalLister::start(&root, &arg, &bo, &mut excluder, state);
+        let (l, first) = IncrementalLister::start(&root, &args, &bo, &mut excluder, state);
         lister = Some(l);
         first
     } else {
