@@ -1446,20 +1446,32 @@ compat_test! {
 
 // --- incremental recursion over several sources, per-directory filters ---
 
+/// Writes `(path, text)` files under `root` and pins their times.
+fn write_files(root: &Path, files: &[(&str, &str)]) {
+    for (rel, text) in files {
+        fixture::write(root, rel, text.as_bytes());
+    }
+    fixture::pin_times(root, &[]);
+}
+
 /// Two source trees with directories of the same name in both (their
 /// contents are listed together), a third argument naming a directory
 /// without its trailing slash, and files that only one tree has.
 fn overlapping_sources(root: &Path) {
-    fixture::write(root, "x/top.txt", b"x top\n");
-    fixture::write(root, "x/s/deep/f1.txt", b"x deep\n");
-    fixture::write(root, "x/s/deep/d2/f2.txt", b"x deeper\n");
-    fixture::write(root, "x/s/same.txt", b"from x\n");
-    fixture::write(root, "y/s/g.txt", b"y s\n");
-    fixture::write(root, "y/s/same.txt", b"from y, listed second\n");
-    fixture::write(root, "y/s/deep/f3.txt", b"y deep\n");
-    fixture::write(root, "y/t/h.txt", b"y t\n");
-    fixture::write(root, "z/sub/deeper/k.txt", b"z\n");
-    fixture::pin_times(root, &[]);
+    write_files(
+        root,
+        &[
+            ("x/top.txt", "x top\n"),
+            ("x/s/deep/f1.txt", "x deep\n"),
+            ("x/s/deep/d2/f2.txt", "x deeper\n"),
+            ("x/s/same.txt", "from x\n"),
+            ("y/s/g.txt", "y s\n"),
+            ("y/s/same.txt", "from y, listed second\n"),
+            ("y/s/deep/f3.txt", "y deep\n"),
+            ("y/t/h.txt", "y t\n"),
+            ("z/sub/deeper/k.txt", "z\n"),
+        ],
+    );
 }
 
 fn edit_overlapping(root: &Path) {
@@ -1469,51 +1481,51 @@ fn edit_overlapping(root: &Path) {
     fixture::pin_times(root, &[]);
 }
 
+/// Stock lists several sources incrementally ("sending incremental file
+/// list"), a directory found under two of them as one list.
+fn several_sources(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, overlapping_sources)
+        .sources(&["x/", "y/", "z/sub"])
+        .args(&["-av"])
+        .then(edit_overlapping, &["-ai", "--delete"])
+        .run();
+}
+
 compat_test! {
     fn client_local_several_sources_incremental() {
-        // Stock lists several sources incrementally ("sending incremental
-        // file list"), a directory found under two of them as one list.
-        ClientCase::new("client_local_several_sources_incremental", Mode::Local, overlapping_sources)
-            .sources(&["x/", "y/", "z/sub"])
-            .args(&["-av"])
-            .then(edit_overlapping, &["-ai", "--delete"])
-            .run();
+        several_sources("client_local_several_sources_incremental", Mode::Local);
     }
 }
 
 compat_test! {
     fn client_rsh_push_several_sources_incremental() {
-        ClientCase::new("client_rsh_push_several_sources_incremental", Mode::RshPush, overlapping_sources)
-            .sources(&["x/", "y/", "z/sub"])
-            .args(&["-av"])
-            .then(edit_overlapping, &["-ai", "--delete"])
-            .run();
+        several_sources("client_rsh_push_several_sources_incremental", Mode::RshPush);
     }
 }
 
 compat_test! {
     fn client_server_pull_several_sources_incremental() {
-        ClientCase::new("client_server_pull_several_sources_incremental", Mode::ServerPull, overlapping_sources)
-            .sources(&["x/", "y/", "z/sub"])
-            .args(&["-av"])
-            .then(edit_overlapping, &["-ai", "--delete"])
-            .run();
+        several_sources("client_server_pull_several_sources_incremental", Mode::ServerPull);
     }
 }
 
 /// A per-directory filter file in one directory, and files in a sibling
 /// directory listed after it that its rule would match.
 fn sibling_filter_files(root: &Path) {
-    fixture::write(root, "a/.rsync-filter", b"- x*\n");
-    fixture::write(root, "a/xa.txt", b"excluded in a\n");
-    fixture::write(root, "a/keep.txt", b"kept\n");
-    fixture::write(root, "a/b/xb.txt", b"excluded below a\n");
-    fixture::write(root, "c/xc.txt", b"not under a: sent\n");
-    fixture::write(root, "c/d/xd.txt", b"not under a either\n");
-    fixture::write(root, "c/.rsync-filter", b"- *.tmp\n");
-    fixture::write(root, "c/t.tmp", b"excluded in c\n");
-    fixture::write(root, "e/t.tmp", b"not under c: sent\n");
-    fixture::pin_times(root, &[]);
+    write_files(
+        root,
+        &[
+            ("a/.rsync-filter", "- x*\n"),
+            ("a/xa.txt", "excluded in a\n"),
+            ("a/keep.txt", "kept\n"),
+            ("a/b/xb.txt", "excluded below a\n"),
+            ("c/xc.txt", "not under a: sent\n"),
+            ("c/d/xd.txt", "not under a either\n"),
+            ("c/.rsync-filter", "- *.tmp\n"),
+            ("c/t.tmp", "excluded in c\n"),
+            ("e/t.tmp", "not under c: sent\n"),
+        ],
+    );
 }
 
 compat_test! {
