@@ -687,6 +687,15 @@ pub fn stats_problems(stock_stdout: &str, ours_stdout: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let a = parse_stats(stock_stdout);
     let b = parse_stats(ours_stdout);
+    // The same lines in the same order, whatever their values.
+    let keys = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    if keys(&a) != keys(&b) {
+        problems.push(format!(
+            "--stats lines: stock {:?} vs ours {:?}",
+            keys(&a),
+            keys(&b)
+        ));
+    }
     for key in STATS_COMPARED {
         let x = a.iter().find(|(k, _)| k == key).map(|(_, v)| v);
         let y = b.iter().find(|(k, _)| k == key).map(|(_, v)| v);
