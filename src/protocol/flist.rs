@@ -693,6 +693,20 @@ impl FlistDecoder {
                 )));
             };
             let mut f = leader.clone();
+            // The next entries' "same as before" flags refer to the
+            // leader's attributes, as the sender's state has them
+            // (upstream recv_file_entry's abbreviated branch).
+            self.mtime = f.mtime;
+            self.mode = f.mode;
+            if o.preserve_uid {
+                self.uid = f.uid;
+            }
+            if o.preserve_gid {
+                self.gid = f.gid;
+            }
+            if o.preserve_devices && mode::is_device(f.mode) {
+                self.rdev_major = f.rdev_major;
+            }
             f.name = e.name;
             f.set_hard_link(Some(HardLink::Follower { first }));
             f.top_dir = false;
@@ -940,6 +954,47 @@ mod tests {
             }
             prop_assert_eq!(dec.decode(&mut r).unwrap(), FlistItem::End(0));
             prop_assert!(r.is_empty());
+        }
+
+        /// Hard-linked followers (protocol 30+: only their name and the
+        /// leader's index go out) between entries of other kinds: every
+        /// entry after a follower still decodes as sent (the "same as
+        /// before" state follows the leader's attributes on both sides).
+        #[test]
+        fn followers_round_trip(
+            entries in proptest::collection::vec(arb_entry(), 1..20),
+            links in proptest::collection::vec(proptest::option::of(0usize..20), 20),
+            proto in 30u8..=32,
+        ) {
+            let mut entries = entries;
+            for i in 0..entries.len() {
+                let Some(j) = links[i].map(|j| j % (i + 1)).filter(|&j| j < i) else { continue };
+                if !mode::is_reg(entries[j].mode) || matches!(entries[j].hard_link(), Some(HardLink::Follower { .. })) {
+                    continue;
+                }
+                entries[j].set_hard_link(Some(HardLink::First));
+                let name = entries[i].name.clone();
+                let mut f = entries[j].clone();
+                f.name = name;
+                f.set_hard_link(Some(HardLink::Follower { first: j as i32 }));
+                entries[i] = f;
+            }
+            let opts = FlistOpts { proto, varint_flags: proto >= 30, preserve_uid: true, preserve_gid: true, preserve_devices: true,
+                preserve_specials: true, preserve_links: true, preserve_hard_links: true, safe_flist: proto >= 31, ..Default::default() };
+            let mut enc = FlistEncoder::new(opts);
+            let mut out = Vec::new();
+            for e in &entries { enc.encode(&mut out, e); }
+            enc.end(&mut out, 0);
+            let mut dec = FlistDecoder::new(opts);
+            let mut r = &out[..];
+            for e in &entries {
+                let FlistItem::Entry(mut d) = dec.decode(&mut r).unwrap() else { panic!("early end") };
+                let mut want = e.clone();
+                if proto < 31 { want.mtime_nsec = 0; d.mtime_nsec = 0; }
+                want.top_dir = d.top_dir;
+                prop_assert_eq!(d, want);
+            }
+            prop_assert_eq!(dec.decode(&mut r).unwrap(), FlistItem::End(0));
         }
 
         #[test]
