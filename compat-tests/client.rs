@@ -1487,7 +1487,7 @@ fn several_sources(name: &str, mode: Mode) {
     ClientCase::new(name, mode, overlapping_sources)
         .sources(&["x/", "y/", "z/sub"])
         .args(&["-av"])
-        .then(edit_overlapping, &["-ai", "--delete"])
+        .then(edit_overlapping, &["-ai", "--delete", "--stats"])
         .run();
 }
 
@@ -1544,5 +1544,88 @@ compat_test! {
         ClientCase::new("client_server_pull_dir_merge_rules_stay_in_their_directory", Mode::ServerPull, sibling_filter_files)
             .args(&["-aiF"])
             .run();
+    }
+}
+
+/// `-R` over several sources: nested paths below implied directories
+/// (listed incrementally, the implied ones as partial lists), a file
+/// argument, a "dir/" argument and an absolute-style anchor.
+fn relative_sources(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, overlapping_sources)
+        .sources(&[
+            "./x/s/deep",
+            "./y/t",
+            "./x/s/same.txt",
+            "./y/s/",
+            "./z/sub/deeper",
+            "./x/./s/",
+        ])
+        .args(&["-avR"])
+        .then(edit_overlapping, &["-aiR", "--delete"])
+        .then(|_| {}, &["-aiR", "--no-implied-dirs", "--stats"])
+        .run();
+}
+
+compat_test! {
+    fn client_local_relative_incremental() {
+        relative_sources("client_local_relative_incremental", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_relative_incremental() {
+        relative_sources("client_rsh_push_relative_incremental", Mode::RshPush);
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_relative_incremental() {
+        relative_sources("client_rsh_pull_relative_incremental", Mode::RshPull);
+    }
+}
+
+compat_test! {
+    fn client_server_push_relative_incremental() {
+        relative_sources("client_server_push_relative_incremental", Mode::ServerPush);
+    }
+}
+
+compat_test! {
+    fn client_server_pull_relative_incremental() {
+        relative_sources("client_server_pull_relative_incremental", Mode::ServerPull);
+    }
+}
+
+/// A hard-linked pair named twice (overlapping `-R` sources): the sender
+/// lists both copies, the receiver keeps one of each, and the pair is
+/// still transferred once and linked. (No `--stats`: with `-H` our
+/// receiver takes the whole list at once, and a stock sender then counts
+/// the duplicates it lists twice.)
+fn hard_links_named_twice(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, |root: &Path| {
+        write_files(root, &[("c/g.txt", "linked\n"), ("c/other.txt", "alone\n")]);
+        std::fs::hard_link(root.join("c/g.txt"), root.join("c/h.txt")).expect("hard link");
+    })
+    .sources(&["./c", "./c/"])
+    .args(&["-aiRH"])
+    .then(|_| {}, &["-aiRH"])
+    .run();
+}
+
+compat_test! {
+    fn client_server_push_hard_links_named_twice() {
+        hard_links_named_twice("client_server_push_hard_links_named_twice", Mode::ServerPush);
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_hard_links_named_twice() {
+        hard_links_named_twice("client_rsh_pull_hard_links_named_twice", Mode::RshPull);
+    }
+}
+
+compat_test! {
+    fn client_local_hard_links_named_twice() {
+        hard_links_named_twice("client_local_hard_links_named_twice", Mode::Local);
     }
 }

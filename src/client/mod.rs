@@ -236,9 +236,9 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
     }
     // What this implementation lists or receives incrementally.
     if am_sender {
-        allow_inc &= !relative && !files_from;
+        allow_inc &= !files_from;
     } else {
-        allow_inc &= o.hard_links == 0 && !relative;
+        allow_inc &= o.hard_links == 0;
     }
     let human = if seen(o, "human-readable") && o.human == 0 {
         0

@@ -222,6 +222,26 @@ pub(crate) struct Walker<'a> {
     /// Incremental recursion: the directory the last argument left entered
     /// in the filter stack (a `dir/` argument's contents were listed).
     pub(crate) entered_top: Option<Vec<u8>>,
+    /// Incremental recursion with `-R`: names still to send below an
+    /// implied directory, each when that directory's list is made
+    /// (upstream F_DIR_RELNAMES).
+    /// Each with the arrival index (in this list) of the directory it
+    /// belongs to.
+    pub(crate) relnames: Vec<(usize, RelName)>,
+    /// The implied directory made last, to which the next name below the
+    /// same directory is added (upstream send_implied_dirs' lastpath).
+    last_implied: Option<(Arc<Path>, Vec<u8>, usize)>,
+}
+
+/// A name to send below an implied directory of `-R` (incremental
+/// recursion): `rest` relative to `dir`, in `base`.
+#[derive(Debug, Clone)]
+pub(crate) struct RelName {
+    pub(crate) dir: Vec<u8>,
+    pub(crate) base: Arc<Path>,
+    pub(crate) rest: Vec<u8>,
+    /// The argument ended in a slash or a dot: a symlink there is followed.
+    pub(crate) follow: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -237,6 +257,75 @@ impl<'a> Walker<'a> {
             cbuf: Vec::with_capacity(256),
             missing: false,
             entered_top: None,
+            relnames: Vec::new(),
+            last_implied: None,
+        }
+    }
+
+    /// `-R` with incremental recursion: send `implied` (unfiltered, a
+    /// symlink followed) unless it is the implied directory made last, and
+    /// remember `rest` to send below it (upstream send_implied_dirs).
+    fn implied_with_rest(&mut self, implied: Vec<u8>, rest: Vec<u8>, follow: bool) {
+        let same = self
+            .last_implied
+            .as_ref()
+            .filter(|(b, n, _)| **b == *self.base && *n == implied)
+            .map(|l| l.2);
+        let at = if let Some(at) = same {
+            at
+        } else {
+            self.last_implied = None;
+            let local = self.base.join(os(&implied));
+            let looked = CString::new(local.as_os_str().as_bytes())
+                .ok()
+                .and_then(|c| stat_at(libc::AT_FDCWD, &c, true).ok());
+            // Not a directory (any more): nothing goes below it.
+            let Some(md) = looked.filter(|m| m.is_dir()) else {
+                return;
+            };
+            let before = self.out.files.len();
+            self.add(local, implied.clone(), &md, false, false);
+            if let Some(f) = self.out.files.get_mut(before) {
+                f.entry.implied_dir = true;
+                f.entry.top_dir = false;
+                f.entry.no_content_dir = false;
+            }
+            self.last_implied = Some((self.base.clone(), implied.clone(), before));
+            before
+        };
+        self.relnames.push((
+            at,
+            RelName {
+                dir: implied,
+                base: self.base.clone(),
+                rest,
+                follow,
+            },
+        ));
+    }
+
+    /// Send a name kept below an implied directory (upstream send1extra's
+    /// relname loop): the next implied directory, or the named entry
+    /// itself, a top directory whose contents get a list of their own.
+    pub(crate) fn relname(&mut self, r: RelName) {
+        if let Some(p) = r.rest.iter().position(|&c| c == b'/') {
+            let implied = join(&r.dir, &r.rest[..p]);
+            self.implied_with_rest(implied, r.rest[p + 1..].to_vec(), r.follow);
+            return;
+        }
+        let name = join(&r.dir, &r.rest);
+        let local = self.base.join(os(&name));
+        let Some((md, followed)) = self.stat(None, &local, &name, r.follow, true) else {
+            return;
+        };
+        if self.ex.excluded(&name, md.is_dir()) {
+            return;
+        }
+        let before = self.out.files.len();
+        if self.add(local, name, &md, true, followed) {
+            if let Some(f) = self.out.files.get_mut(before) {
+                f.entry.top_dir = true;
+            }
         }
     }
 
@@ -248,6 +337,7 @@ impl<'a> Walker<'a> {
 
     /// The entries (and messages) gathered since the last call.
     pub(crate) fn take(&mut self) -> FileList {
+        self.last_implied = None;
         std::mem::take(&mut self.out)
     }
 
@@ -817,7 +907,18 @@ impl Walker<'_> {
             ));
             return;
         }
-        if self.o.relative && self.o.implied_dirs {
+        self.root_dev = md.dev;
+        if self.divert && self.o.relative {
+            // Incremental recursion: the first list holds the first
+            // component, the rest follows in its list (upstream sends
+            // implied directories this way even with --no-implied-dirs).
+            if let Some(p) = fname.iter().skip(1).position(|&c| c == b'/') {
+                let p = p + 1;
+                let rest = fname[p + 1..].to_vec();
+                self.implied_with_rest(fname[..p].to_vec(), rest, is_dotdir);
+                return;
+            }
+        } else if self.o.relative && self.o.implied_dirs {
             self.implied_dirs(&base, &fname);
         }
         self.root_dev = md.dev;
@@ -836,9 +937,12 @@ impl Walker<'_> {
                 f.entry.top_dir = true;
                 esc = f.escapes;
             }
+            // Incremental recursion lists a "." argument's contents now
+            // (upstream DOTDIR_NAME); a "dir/" of -R waits for its list.
+            let dot = fname == b"." || fname.ends_with(b"/.");
             if !self.divert {
                 self.descend(&local, &fname, md.dev, esc);
-            } else if is_dotdir {
+            } else if dot {
                 self.ex.enter_dir(&fname, &local);
                 self.entered_top = Some(fname.clone());
                 self.descend(&local, &fname, md.dev, esc);
@@ -926,28 +1030,10 @@ pub fn finish_list(out: &mut FileList, opts: &BuildOpts, ndx_start: i32, st: &mu
         });
         order
     };
-    let mut order = sort_order(&out.files);
-    // Overlapping arguments: keep the first of two identical names. Entries
-    // that compare equal sort next to each other, so when no two neighbours
-    // do, there is nothing to drop (the common case: a single walk never
-    // lists a name twice) and the set below is not needed.
-    let equal_neighbours = order.windows(2).any(|w| {
-        let (x, y) = (&out.files[w[0]].entry, &out.files[w[1]].entry);
-        f_name_cmp(
-            &x.name,
-            mode::is_dir(x.mode),
-            &y.name,
-            mode::is_dir(y.mode),
-            proto,
-        )
-        .is_eq()
-    });
-    if equal_neighbours {
-        let mut seen = std::collections::HashSet::new();
-        out.files
-            .retain(|f| seen.insert((f.entry.name.clone(), mode::is_dir(f.entry.mode))));
-        order = sort_order(&out.files);
-    }
+    let order = sort_order(&out.files);
+    // Overlapping arguments list a name twice: both go out, as upstream's
+    // sender keeps them (FLAG_DUPLICATE dirs) and counts them; the
+    // receiver keeps the first.
     if opts.preserve_hard_links {
         for (i, f) in out.files.iter_mut().enumerate() {
             let linkable = if proto >= 28 {

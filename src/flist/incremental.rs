@@ -5,7 +5,7 @@
 //! a list of their own, depth first in sorted order, while files are already
 //! being transferred.
 
-use super::build::{finish_list, BuildOpts, Excluder, FileList, ListState, Walker};
+use super::build::{finish_list, BuildOpts, Excluder, FileList, ListState, RelName, Walker};
 use crate::protocol::flist::mode;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -31,9 +31,13 @@ struct DirNode {
     local: PathBuf,
     /// Index in `args` of the argument it came from.
     arg: usize,
+    /// Its contents are listed (not an implied directory of `-R`).
+    content: bool,
     /// Directories of the same name from other arguments: their contents
     /// join this one's list (upstream FLAG_DUPLICATE dirs).
     dups: Vec<DupDir>,
+    /// `-R`: names to send below it (upstream F_DIR_RELNAMES).
+    relnames: Vec<RelName>,
     dev: u64,
     top_dev: u64,
     escapes: bool,
@@ -43,34 +47,23 @@ struct DirNode {
 }
 
 /// A directory listed twice under one name (overlapping arguments, `a/ b/`
-/// with a subdirectory in both).
+/// with a subdirectory in both, or one implied by `-R` and named too).
 #[derive(Debug, Clone)]
 struct DupDir {
-    name: Vec<u8>,
     local: PathBuf,
     base: Arc<Path>,
     dev: u64,
     top_dev: u64,
     escapes: bool,
+    content: bool,
+    relnames: Vec<RelName>,
 }
 
-/// Every directory of a list not yet cleaned, when some name occurs twice
-/// (cleaning keeps the first; the others' contents must still be listed).
-fn dup_dirs(list: &FileList) -> Vec<DupDir> {
-    let mut seen = std::collections::HashSet::new();
-    let dirs = || list.files.iter().filter(|f| mode::is_dir(f.entry.mode));
-    if dirs().all(|f| seen.insert(&f.entry.name)) {
-        return Vec::new();
-    }
-    dirs()
-        .map(|f| DupDir {
-            name: f.entry.name.clone(),
-            local: f.path(),
-            base: f.base().clone(),
-            dev: f.dev_of(),
-            top_dev: f.top_dev,
-            escapes: f.escapes,
-        })
+/// The walker's names kept below implied directories, by the sorted
+/// position of their directory (arrival index mapped through the sort).
+fn rel_by_position(list: &FileList, rel: Vec<(usize, RelName)>) -> Vec<(usize, RelName)> {
+    rel.into_iter()
+        .filter_map(|(arrival, r)| list.send_order.get(arrival).map(|&p| (p, r)))
         .collect()
 }
 
@@ -144,9 +137,10 @@ impl<'a> IncrementalLister<'a> {
             }
         }
         let mut first = walker.take();
-        let dups = dup_dirs(&first);
+        let rel = std::mem::take(&mut walker.relnames);
         let mut state = state;
         finish_list(&mut first, opts, 1, &mut state);
+        let rel = rel_by_position(&first, rel);
         let mut me = IncrementalLister {
             opts,
             walker,
@@ -158,14 +152,98 @@ impl<'a> IncrementalLister<'a> {
             entered,
             eof: false,
         };
-        me.add_dirs(-1, &first, &dups);
+        me.add_dirs(-1, &first, rel);
         if me.next_dir < 0 {
             me.eof = true;
         }
         (me, first)
     }
 
-    /// add_dirs_to_tree: append the list's directories, linked as children of `parent`.
+    /// add_dirs_to_tree: append the list's directories, linked as children
+    /// of `parent`. A directory of the same name as the one before it is a
+    /// duplicate: it gets its index (the receiver counts it too), and its
+    /// contents and kept names are listed with the first of the name.
+    fn add_dirs(&mut self, parent: i32, list: &FileList, rel: Vec<(usize, RelName)>) {
+        let mut prev: i32 = -1;
+        let mut head: Option<usize> = None;
+        let mut rel = rel;
+        for (p, f) in list.files.iter().enumerate() {
+            if !mode::is_dir(f.entry.mode) {
+                continue;
+            }
+            let idx = self.dirs.len() as i32;
+            let relnames: Vec<RelName> = if rel.is_empty() {
+                Vec::new()
+            } else {
+                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut rel)
+                    .into_iter()
+                    .partition(|(at, _)| *at == p);
+                rel = others;
+                mine.into_iter().map(|(_, r)| r).collect()
+            };
+            let content = !(f.entry.implied_dir || f.entry.no_content_dir);
+            let arg = self.arg_of(f.base());
+            let dup_of = head.filter(|&h| self.dirs[h].name == f.entry.name);
+            self.dirs.push(DirNode {
+                name: f.entry.name.clone(),
+                entry: f.entry.clone(),
+                local: f.path(),
+                arg,
+                content: content && dup_of.is_none(),
+                dups: Vec::new(),
+                relnames: Vec::new(),
+                dev: f.dev_of(),
+                top_dev: f.top_dev,
+                escapes: f.escapes,
+                parent,
+                first_child: -1,
+                next_sibling: -1,
+            });
+            if let Some(h) = dup_of {
+                self.dirs[h].dups.push(DupDir {
+                    local: f.path(),
+                    base: f.base().clone(),
+                    dev: f.dev_of(),
+                    top_dev: f.top_dev,
+                    escapes: f.escapes,
+                    content,
+                    relnames,
+                });
+                // Only now is it known whether the head has anything to list.
+                self.link(parent, h as i32, &mut prev);
+                continue;
+            }
+            head = Some(idx as usize);
+            self.dirs[idx as usize].relnames = relnames;
+            self.link(parent, idx, &mut prev);
+        }
+    }
+
+    /// Link `idx` into the tree under `parent` after `prev`, once, if it
+    /// has something to list ("." never does: its contents are in the
+    /// first list).
+    fn link(&mut self, parent: i32, idx: i32, prev: &mut i32) {
+        if *prev == idx {
+            return;
+        }
+        let n = &self.dirs[idx as usize];
+        let is_dot = n.name == b"." || n.name.ends_with(b"/.");
+        let listed = n.content
+            || !n.relnames.is_empty()
+            || n.dups.iter().any(|d| d.content || !d.relnames.is_empty());
+        if is_dot || !listed {
+            return;
+        }
+        if *prev >= 0 {
+            self.dirs[*prev as usize].next_sibling = idx;
+        } else if parent >= 0 {
+            self.dirs[parent as usize].first_child = idx;
+        } else {
+            self.next_dir = idx;
+        }
+        *prev = idx;
+    }
+
     /// The argument whose directory is `base`.
     fn arg_of(&self, base: &Arc<Path>) -> usize {
         self.args
@@ -174,50 +252,16 @@ impl<'a> IncrementalLister<'a> {
             .unwrap_or(0)
     }
 
-    /// add_dirs_to_tree: append the list's directories, linked as children
-    /// of `parent`; `dups` are the list's directories before cleaning, when
-    /// a name occurred twice.
-    fn add_dirs(&mut self, parent: i32, list: &FileList, dups: &[DupDir]) {
-        let mut prev: i32 = -1;
-        for f in &list.files {
-            if !mode::is_dir(f.entry.mode) {
-                continue;
-            }
-            let idx = self.dirs.len() as i32;
-            let arg = self.arg_of(f.base());
-            let local = f.path();
-            let dups: Vec<DupDir> = dups
-                .iter()
-                .filter(|d| d.name == f.entry.name && d.local != local)
-                .cloned()
-                .collect();
-            self.dirs.push(DirNode {
-                name: f.entry.name.clone(),
-                entry: f.entry.clone(),
-                local,
-                arg,
-                dups,
-                dev: f.dev_of(),
-                top_dev: f.top_dev,
-                escapes: f.escapes,
-                parent,
-                first_child: -1,
-                next_sibling: -1,
-            });
-            let is_dot = f.entry.name == b"." || f.entry.name.ends_with(b"/.");
-            // Only directories whose contents are to be sent join the tree.
-            if is_dot || f.entry.no_content_dir || f.entry.implied_dir {
-                continue;
-            }
-            if prev >= 0 {
-                self.dirs[prev as usize].next_sibling = idx;
-            } else if parent >= 0 {
-                self.dirs[parent as usize].first_child = idx;
-            } else {
-                self.next_dir = idx;
-            }
-            prev = idx;
+    /// Switch the walker to the argument whose directory is `base`, with
+    /// the filter stack down to `name`; returns that argument's index.
+    fn enter_arg_of(&mut self, base: &Arc<Path>, name: &[u8]) -> usize {
+        let arg = self.arg_of(base);
+        if let Some(a) = self.args.get(arg) {
+            let dir = a.dir.clone();
+            self.walker.set_dir(&dir, base);
         }
+        self.sync_filters(arg, name);
+        arg
     }
 
     /// Make the filter stack hold exactly the directories from argument
@@ -279,24 +323,50 @@ impl<'a> IncrementalLister<'a> {
         }
         self.sync_filters(arg, &name);
         self.walker.root_dev = top_dev;
-        self.walker.list_dir(&local, &name, dev, escapes);
-        // The same directory from other arguments: one list for all of them.
-        for d in std::mem::take(&mut self.dirs[dir_ndx as usize].dups) {
-            let arg = self.arg_of(&d.base);
-            if let Some(a) = self.args.get(arg) {
-                let dir = a.dir.clone();
-                self.walker.set_dir(&dir, &d.base);
+        // upstream send1extra for it and for each duplicate after it: the
+        // contents, then the kept names. A duplicate of the same directory
+        // right after one whose contents were listed is not listed again.
+        let base = match self.args.get(arg) {
+            Some(a) => a.base.clone(),
+            None => self.walker.arg_context().1,
+        };
+        let head = &mut self.dirs[dir_ndx as usize];
+        let mut group = vec![DupDir {
+            local,
+            base,
+            dev,
+            top_dev,
+            escapes,
+            content: head.content,
+            relnames: std::mem::take(&mut head.relnames),
+        }];
+        group.extend(std::mem::take(&mut head.dups));
+        let head_base = group[0].base.clone();
+        let mut prev_listed = false;
+        for (i, mut d) in group.into_iter().enumerate() {
+            if i > 0 && prev_listed && *d.base == *head_base {
+                d.content = false;
             }
-            self.sync_filters(arg, &d.name);
-            self.walker.root_dev = d.top_dev;
-            self.walker.list_dir(&d.local, &d.name, d.dev, d.escapes);
+            prev_listed = d.content;
+            if d.content {
+                self.enter_arg_of(&d.base, &name);
+                self.walker.root_dev = d.top_dev;
+                self.walker.list_dir(&d.local, &name, d.dev, d.escapes);
+            }
+            for r in d.relnames {
+                let base = r.base.clone();
+                self.enter_arg_of(&base, &name);
+                self.walker.root_dev = d.top_dev;
+                self.walker.relname(r);
+            }
         }
         let mut list = self.walker.take();
-        let dups = dup_dirs(&list);
+        let rel = std::mem::take(&mut self.walker.relnames);
         finish_list(&mut list, self.opts, self.next_ndx_start, &mut self.state);
+        let rel = rel_by_position(&list, rel);
         list.parent_entry = Some(self.dirs[dir_ndx as usize].entry.clone());
         self.next_ndx_start += list.files.len() as i32 + 1;
-        self.add_dirs(dir_ndx, &list, &dups);
+        self.add_dirs(dir_ndx, &list, rel);
         // Depth first: first child, else the next sibling of this dir or of an ancestor.
         let mut cur = dir_ndx;
         if self.dirs[cur as usize].first_child >= 0 {

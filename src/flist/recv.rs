@@ -164,7 +164,17 @@ impl ListReceiver {
         let io_error = loop {
             match self.dec.decode(r)? {
                 FlistItem::Entry(e) => {
-                    if !safe_name(&e.name) && e.name != b"." {
+                    // -R: an absolute name is sorted as sent and written
+                    // beneath the destination (strip_root after sorting).
+                    let rooted = self.relative && e.name.starts_with(b"/");
+                    let bare = if rooted {
+                        let n = e.name.iter().take_while(|&&c| c == b'/').count();
+                        &e.name[n..]
+                    } else {
+                        &e.name[..]
+                    };
+                    let ok = safe_name(bare) || bare == b"." || (rooted && bare.is_empty());
+                    if !ok {
                         return Err(RecvListError::UnsafeName(
                             String::from_utf8_lossy(&e.name).into_owned(),
                         ));
@@ -229,6 +239,9 @@ impl ListReceiver {
         let (mut files, io_error) = self.entries(r)?;
         self.map_inline_names(&mut files);
         let mut l = sort_and_clean(files, io_error, self.o.proto);
+        if self.relative {
+            strip_root(&mut l);
+        }
         self.sanitize(&mut l);
         self.register(&mut l);
         let first_is_dot = l
@@ -248,8 +261,14 @@ impl ListReceiver {
         };
         let (mut files, io_error) = self.entries(r)?;
         for e in &files {
-            let parent = match e.name.iter().rposition(|&c| c == b'/') {
-                Some(p) => &e.name[..p],
+            // -R: one leading slash of an absolute name is not compared
+            // (upstream recv_file_list's cur_dir++).
+            let name = match e.name.strip_prefix(b"/") {
+                Some(n) if self.relative => n,
+                _ => &e.name[..],
+            };
+            let parent = match name.iter().rposition(|&c| c == b'/') {
+                Some(p) => &name[..p],
                 None => b".",
             };
             if parent != &dir[..] {
@@ -261,6 +280,9 @@ impl ListReceiver {
         }
         self.map_inline_names(&mut files);
         let mut l = sort_and_clean(files, io_error, self.o.proto);
+        if self.relative {
+            strip_root(&mut l);
+        }
         self.sanitize(&mut l);
         self.register(&mut l);
         l.parent = Some(dir_ndx);
@@ -272,8 +294,10 @@ impl ListReceiver {
         self.total += l.files.len() as u64;
         l.ndx_start = self.next_ndx_start;
         self.next_ndx_start += l.files.len() as i32 + 1;
-        for (i, e) in l.files.iter().enumerate() {
-            if mode::is_dir(e.mode) && l.active[i] {
+        // Every directory counts in the sender's numbering, a duplicate
+        // this side drops too (its contents come in the kept one's list).
+        for e in l.files.iter() {
+            if mode::is_dir(e.mode) {
                 self.dirs.push(e.clone());
             }
         }
@@ -399,12 +423,32 @@ fn sort_and_clean(mut files: Vec<FileEntry>, io_error: i32, proto: u8) -> RecvLi
         )
     });
     super::sort::permute(&mut files, &order);
-    // Hard-link groups: a follower names its group's first member by arrival
+    let mut active = vec![true; files.len()];
+    let mut prev: Option<usize> = None;
+    for i in 0..files.len() {
+        if let Some(p) = prev {
+            if files[p].name == files[i].name {
+                if mode::is_dir(files[i].mode) && !mode::is_dir(files[p].mode) {
+                    active[p] = false;
+                    prev = Some(i);
+                } else {
+                    active[i] = false;
+                }
+                continue;
+            }
+        }
+        prev = Some(i);
+    }
+    // Hard-link groups (of the entries kept: a duplicate is no member, as
+    // upstream clears it before match_hard_links): a follower names its group's first member by arrival
     // index (protocol 30+); older protocols send dev/ino. As upstream's
     // receiver does (hlink.c match_gnums), the member that sorts last gets
     // the data and the others are linked to it.
     let mut groups: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
     for (i, e) in files.iter().enumerate() {
+        if !active[i] {
+            continue;
+        }
         let key = match e.hard_link() {
             Some(HardLink::First) => Some((-1, order[i] as i64)),
             Some(HardLink::Follower { first }) => Some((-1, *first as i64)),
@@ -424,22 +468,6 @@ fn sort_and_clean(mut files: Vec<FileEntry>, io_error: i32, proto: u8) -> RecvLi
                 }
             }
         }
-    }
-    let mut active = vec![true; files.len()];
-    let mut prev: Option<usize> = None;
-    for i in 0..files.len() {
-        if let Some(p) = prev {
-            if files[p].name == files[i].name {
-                if mode::is_dir(files[i].mode) && !mode::is_dir(files[p].mode) {
-                    active[p] = false;
-                    prev = Some(i);
-                } else {
-                    active[i] = false;
-                }
-                continue;
-            }
-        }
-        prev = Some(i);
     }
     RecvList {
         files,

@@ -1090,6 +1090,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
+        if mode::is_dir(e.mode) && e.implied_dir && cfg.opts.no_implied_dirs {
+            // Sent only to carry -R's incremental lists: not made here.
+            return Ok(());
+        }
         if self.inc && mode::is_dir(e.mode) {
             // Incremental recursion: only make sure it exists now; it is
             // handled in full right before its own list (upstream is_dir < 0).
@@ -1116,6 +1120,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// recv_generator for one entry at wire index `wire` (`ndx` its position in the current list).
     fn entry_at(&mut self, e: &FileEntry, wire: i32, ndx: usize) -> Result<(), RoleError> {
         let cfg = self.cfg;
+        if mode::is_dir(e.mode) && e.implied_dir && cfg.opts.no_implied_dirs {
+            return Ok(());
+        }
         if cfg.opts.list_only {
             if !e.implied_dir {
                 self.list_entry(e)?;

@@ -316,10 +316,9 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
         .unwrap_or(0) as i32)
         ^ ((std::process::id() as i32) << 6);
     // Incremental recursion is offered for recursive pulls, not of a
-    // --files-from list nor with -R (whose implied directories upstream
-    // sends as partial sub-lists).
+    // --files-from list.
     let allow_inc = if opts.sender {
-        opts.recursive && !opts.relative && opts.files_from.is_none() && !opts.use_qsort()
+        opts.recursive && opts.files_from.is_none() && !opts.use_qsort()
     } else {
         // As a receiver (upstream set_allow_inc_recurse), minus what we do not
         // yet do incrementally (hard links, -R).
@@ -331,7 +330,6 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
             && !opts.delay_updates
             && !opts.prune_empty_dirs
             && opts.hard_links == 0
-            && !opts.relative
             && !opts.use_qsort()
     };
     let n = match server_setup(&mut r, &mut w, proto, &opts, seed, allow_inc) {
