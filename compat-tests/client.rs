@@ -456,7 +456,7 @@ compat_test! {
     fn client_daemon_pull_each_checksum() {
         let mut c = ClientCase::new("client_daemon_pull_each_checksum", Mode::DaemonPull, big_file)
             .args(&["-a"]);
-        for sum in ["xxh128", "xxh3", "xxh64", "md5", "md4"] {
+        for sum in ["xxh128", "xxh3", "xxh64", "md5", "md4", "sha1"] {
             let arg = format!("--checksum-choice={sum}");
             c = c.then(edit_big, &["-ai", "--no-W", &arg]);
         }

@@ -215,6 +215,7 @@ compat_test! { fn pull_checksum_choice_xxh3() { checksum_choice("pull_checksum_c
 compat_test! { fn pull_checksum_choice_xxh64() { checksum_choice("pull_checksum_choice_xxh64", "xxh64"); } }
 compat_test! { fn pull_checksum_choice_md5() { checksum_choice("pull_checksum_choice_md5", "md5"); } }
 compat_test! { fn pull_checksum_choice_md4() { checksum_choice("pull_checksum_choice_md4", "md4"); } }
+compat_test! { fn pull_checksum_choice_sha1() { checksum_choice("pull_checksum_choice_sha1", "sha1"); } }
 
 fn compress(name: &str, extra: &[&str]) {
     PullCase::new(name, issue2_tree)

@@ -459,6 +459,7 @@ compat_test! { fn push_checksum_choice_xxh3() { with_option("push_checksum_choic
 compat_test! { fn push_checksum_choice_xxh64() { with_option("push_checksum_choice_xxh64", &["-c", "--checksum-choice=xxh64"]); } }
 compat_test! { fn push_checksum_choice_md5() { with_option("push_checksum_choice_md5", &["-c", "--checksum-choice=md5"]); } }
 compat_test! { fn push_checksum_choice_md4() { with_option("push_checksum_choice_md4", &["-c", "--checksum-choice=md4"]); } }
+compat_test! { fn push_checksum_choice_sha1() { with_option("push_checksum_choice_sha1", &["-c", "--checksum-choice=sha1"]); } }
 compat_test! { fn push_compress_choice_zstd() { with_option("push_compress_choice_zstd", &["-z", "--compress-choice=zstd"]); } }
 compat_test! { fn push_compress_choice_lz4() { with_option("push_compress_choice_lz4", &["-z", "--compress-choice=lz4"]); } }
 compat_test! { fn push_compress_choice_zlibx() { with_option("push_compress_choice_zlibx", &["-z", "--compress-choice=zlibx"]); } }

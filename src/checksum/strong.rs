@@ -27,8 +27,8 @@ use md4::Digest as _;
 use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed, Xxh3Default};
 use xxhash_rust::xxh64::{xxh64, Xxh64};
 
-/// The longest digest any supported kind produces (MD4/MD5/XXH128).
-pub const MAX_DIGEST_LEN: usize = 16;
+/// The longest digest any supported kind produces (SHA1).
+pub const MAX_DIGEST_LEN: usize = 20;
 
 /// Errors of the checksum layer.
 #[derive(Debug, thiserror::Error)]
@@ -55,19 +55,22 @@ pub enum ChecksumKind {
     Xxh3,
     /// "xxh128".
     Xxh128,
+    /// "sha1" (stock's OpenSSL digest: a block sum puts the seed first).
+    Sha1,
     /// "none": forces whole-file transfers.
     None,
 }
 
 impl ChecksumKind {
     /// The kinds rrsync can negotiate, strongest preference first (the order
-    /// of upstream's default list, without `sha1`).
-    pub const NEGOTIABLE: [ChecksumKind; 6] = [
+    /// of upstream's default list).
+    pub const NEGOTIABLE: [ChecksumKind; 7] = [
         ChecksumKind::Xxh128,
         ChecksumKind::Xxh3,
         ChecksumKind::Xxh64,
         ChecksumKind::Md5,
         ChecksumKind::Md4,
+        ChecksumKind::Sha1,
         ChecksumKind::None,
     ];
 
@@ -81,6 +84,7 @@ impl ChecksumKind {
             "xxh64" | "xxhash" => ChecksumKind::Xxh64,
             "md5" => ChecksumKind::Md5,
             "md4" => ChecksumKind::Md4,
+            "sha1" => ChecksumKind::Sha1,
             "none" => ChecksumKind::None,
             _ => return Err(ChecksumError::UnknownName(name.to_owned())),
         };
@@ -95,6 +99,7 @@ impl ChecksumKind {
             ChecksumKind::Xxh64 => "xxh64",
             ChecksumKind::Xxh3 => "xxh3",
             ChecksumKind::Xxh128 => "xxh128",
+            ChecksumKind::Sha1 => "sha1",
             ChecksumKind::None => "none",
         }
     }
@@ -107,6 +112,7 @@ impl ChecksumKind {
                 16
             }
             ChecksumKind::Xxh64 | ChecksumKind::Xxh3 => 8,
+            ChecksumKind::Sha1 => 20,
             ChecksumKind::None => 1,
         }
     }
@@ -150,7 +156,7 @@ impl DigestBuf {
         &self.bytes[..self.len]
     }
 
-    /// The full 16-byte buffer (zero-padded past `len()`).
+    /// The full buffer (zero-padded past `len()`).
     pub fn to_array(&self) -> [u8; MAX_DIGEST_LEN] {
         self.bytes
     }
@@ -189,6 +195,14 @@ fn xxh_seed(seed: u32) -> u64 {
 
 fn md4_of(parts: &[&[u8]]) -> DigestBuf {
     let mut h = md4::Md4::new();
+    for p in parts {
+        h.update(p);
+    }
+    DigestBuf::from_slice(&h.finalize())
+}
+
+fn sha1_of(parts: &[&[u8]]) -> DigestBuf {
+    let mut h = sha1::Sha1::new();
     for p in parts {
         h.update(p);
     }
@@ -239,6 +253,14 @@ pub fn block_sum(kind: ChecksumKind, data: &[u8], seed: u32, proper_seed_order: 
         ChecksumKind::Xxh128 => {
             DigestBuf::from_slice(&xxh3_128_with_seed(data, xxh_seed(seed)).to_le_bytes())
         }
+        // upstream's OpenSSL path (EVP): the seed, when there is one, first.
+        ChecksumKind::Sha1 => {
+            if seed != 0 {
+                sha1_of(&[&seed_le, data])
+            } else {
+                sha1_of(&[data])
+            }
+        }
         // upstream never computes block sums with "none" (it forces
         // whole-file); one zero byte keeps the length rule uniform.
         ChecksumKind::None => DigestBuf::from_slice(&[0]),
@@ -251,6 +273,7 @@ enum HashState {
     Xxh64(Xxh64),
     Xxh3(Box<Xxh3Default>),
     Xxh128(Box<Xxh3Default>),
+    Sha1(sha1::Sha1),
     None,
 }
 
@@ -284,6 +307,7 @@ impl StrongHasher {
             ChecksumKind::Xxh64 => HashState::Xxh64(Xxh64::new(0)),
             ChecksumKind::Xxh3 => HashState::Xxh3(Box::new(Xxh3Default::new())),
             ChecksumKind::Xxh128 => HashState::Xxh128(Box::new(Xxh3Default::new())),
+            ChecksumKind::Sha1 => HashState::Sha1(sha1::Sha1::new()),
             ChecksumKind::None => HashState::None,
         };
         StrongHasher { kind, state }
@@ -301,6 +325,7 @@ impl StrongHasher {
             HashState::Md5(h) => h.update(data),
             HashState::Xxh64(h) => h.update(data),
             HashState::Xxh3(h) | HashState::Xxh128(h) => h.update(data),
+            HashState::Sha1(h) => h.update(data),
             HashState::None => {}
         }
     }
@@ -326,6 +351,7 @@ impl StrongHasher {
                 h.reset();
                 d
             }
+            HashState::Sha1(h) => DigestBuf::from_slice(&h.finalize_reset()),
             HashState::None => DigestBuf::from_slice(&[0]),
         };
         if self.kind == ChecksumKind::Md4Old {
@@ -342,6 +368,7 @@ impl StrongHasher {
             HashState::Xxh64(h) => DigestBuf::from_slice(&h.digest().to_le_bytes()),
             HashState::Xxh3(h) => DigestBuf::from_slice(&h.digest().to_le_bytes()),
             HashState::Xxh128(h) => DigestBuf::from_slice(&h.digest128().to_le_bytes()),
+            HashState::Sha1(h) => DigestBuf::from_slice(&h.finalize()),
             HashState::None => DigestBuf::from_slice(&[0]),
         }
     }
@@ -387,6 +414,7 @@ mod tests {
             ChecksumKind::Xxh64,
             ChecksumKind::Xxh3,
             ChecksumKind::Xxh128,
+            ChecksumKind::Sha1,
             ChecksumKind::None,
         ];
         for kind in kinds {
@@ -422,7 +450,7 @@ mod tests {
             ChecksumKind::from_name("XXHASH").unwrap(),
             ChecksumKind::Xxh64
         );
-        assert!(ChecksumKind::from_name("sha1").is_err());
+        assert!(ChecksumKind::from_name("sha256").is_err());
         assert_eq!(ChecksumKind::Md4Old.name(), "md4");
         assert_eq!(ChecksumKind::default_for_protocol(29), ChecksumKind::Md4Old);
         assert_eq!(ChecksumKind::default_for_protocol(27), ChecksumKind::Md4Old);

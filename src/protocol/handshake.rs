@@ -56,7 +56,7 @@ pub fn server_compat_flags(client_caps: &str) -> u32 {
 }
 
 /// The checksum names we offer, best first (server list adds "none").
-pub const CHECKSUM_NAMES: &[&str] = &["xxh128", "xxh3", "xxh64", "md5", "md4"];
+pub const CHECKSUM_NAMES: &[&str] = &["xxh128", "xxh3", "xxh64", "md5", "md4", "sha1"];
 /// The compression names we offer, best first (server list adds "none").
 pub const COMPRESS_NAMES: &[&str] = &["zstd", "lz4", "zlibx", "zlib"];
 
@@ -115,8 +115,9 @@ mod tests {
             choose_as_server("xxh128 xxh3 xxh64 md5 md4 sha1", CHECKSUM_NAMES),
             Some("xxh128")
         );
-        assert_eq!(choose_as_server("sha1 md5", CHECKSUM_NAMES), Some("md5"));
-        assert_eq!(choose_as_server("sha1", CHECKSUM_NAMES), None);
+        assert_eq!(choose_as_server("sha1 md5", CHECKSUM_NAMES), Some("sha1"));
+        assert_eq!(choose_as_server("sha256 md5", CHECKSUM_NAMES), Some("md5"));
+        assert_eq!(choose_as_server("sha256", CHECKSUM_NAMES), None);
         assert_eq!(
             choose_as_server("zstd lz4 zlibx zlib", COMPRESS_NAMES),
             Some("zstd")
@@ -134,7 +135,7 @@ mod tests {
         assert_eq!(v[0] as usize, v.len() - 1);
         assert_eq!(
             read_name_list(&mut &v[..]).unwrap(),
-            "xxh128 xxh3 xxh64 md5 md4 none"
+            "xxh128 xxh3 xxh64 md5 md4 sha1 none"
         );
     }
 }
