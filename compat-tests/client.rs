@@ -1629,3 +1629,64 @@ compat_test! {
         hard_links_named_twice("client_local_hard_links_named_twice", Mode::Local);
     }
 }
+
+compat_test! {
+    fn client_local_whole_list_progress_line() {
+        // Without incremental recursion the sender announces its list as
+        // "building file list ... done" (one line), a receiving client as
+        // "receiving file list ... done".
+        ClientCase::new("client_local_whole_list_progress_line", Mode::Local, small)
+            .args(&["-av", "--no-inc-recursive"])
+            .then(edit_small, &["-av", "--no-i-r", "--delete"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_whole_list_progress_line() {
+        ClientCase::new("client_rsh_pull_whole_list_progress_line", Mode::RshPull, small)
+            .args(&["-av", "--no-inc-recursive"])
+            .run();
+    }
+}
+
+/// A `--files-from` list naming directories, a file below one of them and
+/// an absolute-looking name (taken relative to the source).
+fn files_from_tree(root: &Path) {
+    overlapping_sources(root);
+    fixture::write(
+        root,
+        "list.txt",
+        b"x/s/deep\ny/t\n/x/top.txt\nz/sub/\nx/s/deep/f1.txt\n",
+    );
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_local_files_from_recursive_incremental() {
+        // With -r a --files-from list is sent incrementally, as stock does.
+        ClientCase::new("client_local_files_from_recursive_incremental", Mode::Local, files_from_tree)
+            .args(&["-av", "-r", "--files-from={work}/src/list.txt"])
+            .then(edit_overlapping, &["-ai", "-r", "--files-from={work}/src/list.txt", "--stats"])
+            .then(|_| {}, &["-av", "--files-from={work}/src/list.txt"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_files_from_recursive_incremental() {
+        ClientCase::new("client_rsh_push_files_from_recursive_incremental", Mode::RshPush, files_from_tree)
+            .args(&["-av", "-r", "--files-from={work}/src/list.txt"])
+            .then(edit_overlapping, &["-ai", "-r", "--files-from={work}/src/list.txt", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_files_from_recursive_incremental() {
+        ClientCase::new("client_server_pull_files_from_recursive_incremental", Mode::ServerPull, files_from_tree)
+            .args(&["-av", "-r", "--files-from={work}/src/list.txt"])
+            .then(edit_overlapping, &["-ai", "-r", "--files-from={work}/src/list.txt", "--stats"])
+            .run();
+    }
+}

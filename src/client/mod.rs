@@ -234,10 +234,8 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
             allow_inc = false;
         }
     }
-    // What this implementation lists or receives incrementally.
-    if am_sender {
-        allow_inc &= !files_from;
-    } else {
+    // What this implementation receives incrementally (it lists anything so).
+    if !am_sender {
         allow_inc &= o.hard_links == 0;
     }
     let human = if seen(o, "human-readable") && o.human == 0 {
@@ -906,12 +904,10 @@ fn transfer(
     let (rbase, wbase) = (rc.load(Ordering::Relaxed), wc.load(Ordering::Relaxed));
     let flist_verbose = s.out.flist >= 1 && !o.quiet;
     if s.am_sender {
-        if flist_verbose {
-            log.info(if inc {
-                "sending incremental file list"
-            } else {
-                "building file list ... "
-            });
+        if flist_verbose && inc {
+            log.info("sending incremental file list");
+        } else if flist_verbose && s.xfer_dirs > 0 {
+            log.start_filelist_progress("building file list");
         }
         let mut srcs: Vec<Vec<u8>> = plan.local.iter().map(|a| a.as_bytes().to_vec()).collect();
         if let Some(data) = &s.files_from_data {
@@ -990,12 +986,10 @@ fn transfer(
         r.map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
     }
     let _ = out.flush();
-    if flist_verbose {
-        log.info(if inc {
-            "receiving incremental file list"
-        } else {
-            "receiving file list ... "
-        });
+    if flist_verbose && inc {
+        log.info("receiving incremental file list");
+    } else if flist_verbose && s.xfer_dirs > 0 {
+        log.start_filelist_progress("receiving file list");
     }
     let dest = plan.local.first().cloned().unwrap_or_else(|| ".".into());
     let (code, st) = crate::role::server::receive_files(

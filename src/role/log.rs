@@ -238,6 +238,32 @@ impl ClientLog {
         }
     }
 
+    /// upstream start_filelist_progress: "building file list ... " with
+    /// the line left open (a message before its end starts a new line).
+    pub fn start_filelist_progress(&self, kind: &str) {
+        if self.o.quiet || self.o.sink.is_some() {
+            return;
+        }
+        self.put_progress_line(&format!("{kind} ... "), true);
+    }
+
+    /// upstream finish_filelist_progress: "done", or with `--info=flist2`
+    /// the number of entries.
+    pub fn finish_filelist_progress(&self, entries: usize) {
+        if self.o.quiet || self.o.sink.is_some() {
+            return;
+        }
+        let line = if self.o.flist >= 2 {
+            format!(
+                "{entries} file{}to consider\n",
+                if entries == 1 { " " } else { "s " }
+            )
+        } else {
+            "done\n".to_string()
+        };
+        self.put_progress_line(&line, false);
+    }
+
     pub fn set_needs_newline(&self, on: bool) {
         self.needs_newline.store(on, Ordering::Relaxed);
     }

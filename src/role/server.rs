@@ -315,10 +315,10 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
         .map(|d| d.as_secs())
         .unwrap_or(0) as i32)
         ^ ((std::process::id() as i32) << 6);
-    // Incremental recursion is offered for recursive pulls, not of a
-    // --files-from list.
+    // Incremental recursion is offered for recursive pulls (a --files-from
+    // list's names are arguments like any other).
     let allow_inc = if opts.sender {
-        opts.recursive && opts.files_from.is_none() && !opts.use_qsort()
+        opts.recursive && !opts.use_qsort()
     } else {
         // As a receiver (upstream set_allow_inc_recurse), minus what we do not
         // yet do incrementally (hard links, -R).
@@ -517,9 +517,12 @@ fn serve_sender<W: Write>(
                 root = root.join(std::ffi::OsStr::from_bytes(base));
             }
         }
+        // Each name is taken inside the source directory, as upstream's
+        // sanitize_path(SP_KEEP_DOT_DIRS) of every line read: a leading
+        // slash goes, ".." never climbs above it.
         args = names
             .iter()
-            .map(|nm| env.client_path(nm))
+            .map(|nm| crate::daemon::paths::sanitize(nm))
             .filter(|n| !n.is_empty())
             .collect();
     }
@@ -533,6 +536,13 @@ fn serve_sender<W: Write>(
     };
     send_files(n, opts, env, job, demux, input_slot, out, rcount, wcount)
         .map(|(code, st)| (code, st.total_size))
+}
+
+/// A client shows "building/receiving file list ... done" (upstream
+/// show_filelist_progress: not with incremental recursion, and only when
+/// directories are transferred).
+fn filelist_progress(l: &crate::role::log::ClientLog, opts: &Options, inc: bool) -> bool {
+    l.o.flist >= 1 && !l.o.quiet && !inc && (opts.recursive || opts.dirs)
 }
 
 /// What the sending side works from once the peer's rules and names are in.
@@ -752,6 +762,9 @@ pub(crate) fn send_files<W: Write>(
     let flist_start = out.bytes_written;
     let enc = sender::send_file_list(out, &n, opts, &fl, inc)?;
     let flist_size = (out.bytes_written - flist_start) as i64;
+    if let Some(l) = local.as_deref().filter(|l| filelist_progress(l, opts, inc)) {
+        l.finish_filelist_progress(fl.files.len());
+    }
     let xfertime = t1.elapsed().as_millis() as i64;
     if fl.files.is_empty() {
         out.flush()?;
@@ -979,6 +992,9 @@ pub(crate) fn receive_files<W: Write + Send>(
         other => RoleError::Unsupported(other.to_string()),
     })?;
     let flist_size = (demux.bytes_read - flist_start) as i64;
+    if let Some(l) = local.as_deref().filter(|l| filelist_progress(l, opts, inc)) {
+        l.finish_filelist_progress(list.files.len());
+    }
     if local.is_some() && list.files.is_empty() {
         // A client with nothing to receive stops here (upstream client_run):
         // no destination is made, the sender has already gone.
