@@ -457,3 +457,27 @@ compat_test! {
         PullCase::new("pull_verbose_stats", issue2_tree).args(&["-av", "--stats"]).run();
     }
 }
+
+compat_test! {
+    fn pull_relative_several_paths_incremental() {
+        // Several module paths with -R: implied directories and their
+        // partial lists, as a stock daemon sends them (incrementally).
+        PullCase::new("pull_relative_several_paths_incremental", issue2_tree)
+            .args(&["-a", "-v", "-R", "--delete", "--stats", "--old-args"])
+            .remote(&format!("{MODULE}/nested/a/b {MODULE}/hl {MODULE}/nested/./a/"))
+            .prefill(prefill_partial)
+            .run();
+    }
+}
+
+compat_test! {
+    fn pull_files_from_recursive_incremental() {
+        PullCase::new("pull_files_from_recursive_incremental", |src: &Path| {
+            issue2_tree(src);
+            let list = "nested/a\n/hl\nmany/f0007\nlinks/\n";
+            std::fs::write(src.parent().unwrap().join("list.txt"), list).unwrap();
+        })
+        .args(&["-a", "-v", "-r", "--files-from={work}/list.txt", "--stats"])
+        .run();
+    }
+}
