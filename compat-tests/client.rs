@@ -1690,3 +1690,42 @@ compat_test! {
             .run();
     }
 }
+
+/// A --files-from list (no -r: one whole list) whose names go back and
+/// forth between directories and name one twice: implied directories come
+/// again after a name elsewhere, and the duplicates are counted, as stock.
+fn files_from_back_and_forth(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, |root: &Path| {
+        write_files(
+            root,
+            &[
+                ("a/x", "x\n"),
+                ("a/z", "z\n"),
+                ("b/y", "y\n"),
+                ("b/c/w", "w\n"),
+            ],
+        );
+        fixture::write(root, "list.txt", b"a/x\nb/y\na/z\nb/c/w\nb/y\n");
+        fixture::pin_times(root, &[]);
+    })
+    .args(&["-av", "--stats", "--files-from={work}/src/list.txt"])
+    .run();
+}
+
+compat_test! {
+    fn client_local_files_from_back_and_forth() {
+        files_from_back_and_forth("client_local_files_from_back_and_forth", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_files_from_back_and_forth() {
+        files_from_back_and_forth("client_rsh_push_files_from_back_and_forth", Mode::RshPush);
+    }
+}
+
+compat_test! {
+    fn client_server_pull_files_from_back_and_forth() {
+        files_from_back_and_forth("client_server_pull_files_from_back_and_forth", Mode::ServerPull);
+    }
+}

@@ -231,6 +231,9 @@ pub(crate) struct Walker<'a> {
     /// The implied directory made last, to which the next name below the
     /// same directory is added (upstream send_implied_dirs' lastpath).
     last_implied: Option<(Arc<Path>, Vec<u8>, usize)>,
+    /// The directories above the previous argument (whole-list `-R`):
+    /// upstream send_implied_dirs' lastpath.
+    last_parents: Vec<u8>,
 }
 
 /// A name to send below an implied directory of `-R` (incremental
@@ -259,6 +262,7 @@ impl<'a> Walker<'a> {
             entered_top: None,
             relnames: Vec::new(),
             last_implied: None,
+            last_parents: Vec::new(),
         }
     }
 
@@ -769,6 +773,10 @@ impl Walker<'_> {
         self.ex.leave_dir();
     }
 
+    /// upstream send_implied_dirs (whole list): the directories above
+    /// `path` that the previous argument's did not share are sent (so an
+    /// implied directory comes again after an argument elsewhere, as
+    /// stock's; one comparison per argument, however long the list).
     fn implied_dirs(&mut self, base: &Path, path: &[u8]) {
         // An absolute name's implied dirs keep its leading slash ("/a", "/a/b").
         let rooted = path.starts_with(b"/");
@@ -777,15 +785,24 @@ impl Walker<'_> {
             .split(|&c| c == b'/')
             .filter(|c| !c.is_empty())
             .collect();
-        for c in &comps[..comps.len().saturating_sub(1)] {
+        let parents = &comps[..comps.len().saturating_sub(1)];
+        if parents.is_empty() {
+            return;
+        }
+        let last = std::mem::take(&mut self.last_parents);
+        let shared =
+            |p: &[u8]| last.starts_with(p) && (last.len() == p.len() || last[p.len()] == b'/');
+        let mut all_shared = true;
+        for c in parents {
             prefix = if prefix.is_empty() && rooted {
                 [b"/", *c].concat()
             } else {
                 join(&prefix, c)
             };
-            if self.out.files.iter().any(|f| f.entry.name == prefix) {
+            if shared(&prefix) {
                 continue;
             }
+            all_shared = false;
             let local = base.join(os(&prefix));
             let looked = CString::new(local.as_os_str().as_bytes())
                 .ok()
@@ -800,6 +817,8 @@ impl Walker<'_> {
                 }
             }
         }
+        // All of them shared: the previous path stays the one compared.
+        self.last_parents = if all_shared { last } else { prefix };
     }
 
     pub(crate) fn arg(&mut self, root: &Path, arg: &[u8]) {

@@ -61,10 +61,14 @@ struct DupDir {
 
 /// The walker's names kept below implied directories, by the sorted
 /// position of their directory (arrival index mapped through the sort).
+/// Sorted by that position (stable: a directory's names keep their order).
 fn rel_by_position(list: &FileList, rel: Vec<(usize, RelName)>) -> Vec<(usize, RelName)> {
-    rel.into_iter()
+    let mut v: Vec<(usize, RelName)> = rel
+        .into_iter()
         .filter_map(|(arrival, r)| list.send_order.get(arrival).map(|&p| (p, r)))
-        .collect()
+        .collect();
+    v.sort_by_key(|(p, _)| *p);
+    v
 }
 
 /// Produces the file lists of one transfer one directory at a time.
@@ -166,21 +170,21 @@ impl<'a> IncrementalLister<'a> {
     fn add_dirs(&mut self, parent: i32, list: &FileList, rel: Vec<(usize, RelName)>) {
         let mut prev: i32 = -1;
         let mut head: Option<usize> = None;
-        let mut rel = rel;
+        let mut rel = rel.into_iter().peekable();
         for (p, f) in list.files.iter().enumerate() {
             if !mode::is_dir(f.entry.mode) {
                 continue;
             }
             let idx = self.dirs.len() as i32;
-            let relnames: Vec<RelName> = if rel.is_empty() {
-                Vec::new()
-            } else {
-                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut rel)
-                    .into_iter()
-                    .partition(|(at, _)| *at == p);
-                rel = others;
-                mine.into_iter().map(|(_, r)| r).collect()
-            };
+            // `rel` is sorted by position: this directory's names are next
+            // (one pass over the list, however many arguments).
+            let mut relnames: Vec<RelName> = Vec::new();
+            while rel.peek().is_some_and(|(at, _)| *at < p) {
+                rel.next();
+            }
+            while let Some((_, r)) = rel.next_if(|(at, _)| *at == p) {
+                relnames.push(r);
+            }
             let content = !(f.entry.implied_dir || f.entry.no_content_dir);
             let arg = self.arg_of(f.base());
             let dup_of = head.filter(|&h| self.dirs[h].name == f.entry.name);
