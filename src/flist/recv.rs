@@ -164,17 +164,7 @@ impl ListReceiver {
         let io_error = loop {
             match self.dec.decode(r)? {
                 FlistItem::Entry(e) => {
-                    // -R: an absolute name is sorted as sent and written
-                    // beneath the destination (strip_root after sorting).
-                    let rooted = self.relative && e.name.starts_with(b"/");
-                    let bare = if rooted {
-                        let n = e.name.iter().take_while(|&&c| c == b'/').count();
-                        &e.name[n..]
-                    } else {
-                        &e.name[..]
-                    };
-                    let ok = safe_name(bare) || bare == b"." || (rooted && bare.is_empty());
-                    if !ok {
+                    if !received_name_ok(&e.name, self.relative) {
                         return Err(RecvListError::UnsafeName(
                             String::from_utf8_lossy(&e.name).into_owned(),
                         ));
@@ -304,6 +294,20 @@ impl ListReceiver {
     }
 }
 
+/// A received name the destination can take: safe, or "."; with `-R` an
+/// absolute one too, sorted as sent and written beneath the destination
+/// (strip_root after sorting).
+fn received_name_ok(name: &[u8], relative: bool) -> bool {
+    let rooted = relative && name.starts_with(b"/");
+    let bare = if rooted {
+        let n = name.iter().take_while(|&&c| c == b'/').count();
+        &name[n..]
+    } else {
+        name
+    };
+    safe_name(bare) || bare == b"." || (rooted && bare.is_empty())
+}
+
 /// Is `name` safe to create under the destination: relative, no `..`
 /// component, not empty.
 pub fn safe_name(name: &[u8]) -> bool {
@@ -352,15 +356,7 @@ fn recv_file_list_ext<R: Read>(
     let io_error = loop {
         match dec.decode(r)? {
             FlistItem::Entry(e) => {
-                let rooted = relative && e.name.starts_with(b"/");
-                let bare = if rooted {
-                    let n = e.name.iter().take_while(|&&c| c == b'/').count();
-                    &e.name[n..]
-                } else {
-                    &e.name[..]
-                };
-                let ok = safe_name(bare) || bare == b"." || (rooted && bare.is_empty());
-                if !ok && e.name != b"." {
+                if !received_name_ok(&e.name, relative) {
                     return Err(RecvListError::UnsafeName(
                         String::from_utf8_lossy(&e.name).into_owned(),
                     ));

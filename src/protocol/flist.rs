@@ -931,6 +931,29 @@ mod tests {
             })
     }
 
+    /// Encode `entries` as one list and decode it again: the entries
+    /// decoded (all of them, then the list's end, nothing after it).
+    fn encode_then_decode(opts: FlistOpts, entries: &[FileEntry]) -> Vec<FileEntry> {
+        let mut enc = FlistEncoder::new(opts);
+        let mut out = Vec::new();
+        for e in entries {
+            enc.encode(&mut out, e);
+        }
+        enc.end(&mut out, 0);
+        let mut dec = FlistDecoder::new(opts);
+        let mut r = &out[..];
+        let mut got = Vec::new();
+        for _ in entries {
+            match dec.decode(&mut r) {
+                Ok(FlistItem::Entry(d)) => got.push(d),
+                other => panic!("entry {} decoded as {other:?}", got.len()),
+            }
+        }
+        assert_eq!(dec.decode(&mut r).unwrap(), FlistItem::End(0));
+        assert!(r.is_empty());
+        got
+    }
+
     proptest! {
         #![proptest_config(crate::testing::proptest_config())]
         #[test]
@@ -938,22 +961,13 @@ mod tests {
             let varint = varint && proto >= 30;
             let opts = FlistOpts { proto, varint_flags: varint, preserve_uid: true, preserve_gid: true, preserve_devices: true,
                 preserve_specials: true, preserve_links: true, safe_flist: proto >= 31, ..Default::default() };
-            let mut enc = FlistEncoder::new(opts);
-            let mut out = Vec::new();
-            for e in &entries { enc.encode(&mut out, e); }
-            enc.end(&mut out, 0);
-            let mut dec = FlistDecoder::new(opts);
-            let mut r = &out[..];
-            for e in &entries {
-                let FlistItem::Entry(mut d) = dec.decode(&mut r).unwrap() else { panic!("early end") };
+            for (e, mut d) in entries.iter().zip(encode_then_decode(opts, &entries)) {
                 let mut want = e.clone();
                 if proto < 31 { want.mtime_nsec = 0; d.mtime_nsec = 0; }
                 if proto < 30 { want.mtime = want.mtime as u32 as i64; }
                 if proto < 28 && mode::is_device(want.mode) { want.rdev_minor &= 0xFF; want.rdev_major &= 0xFF_FFFF; }
                 prop_assert_eq!(d, want);
             }
-            prop_assert_eq!(dec.decode(&mut r).unwrap(), FlistItem::End(0));
-            prop_assert!(r.is_empty());
         }
 
         /// Hard-linked followers (protocol 30+: only their name and the
@@ -981,20 +995,12 @@ mod tests {
             }
             let opts = FlistOpts { proto, varint_flags: proto >= 30, preserve_uid: true, preserve_gid: true, preserve_devices: true,
                 preserve_specials: true, preserve_links: true, preserve_hard_links: true, safe_flist: proto >= 31, ..Default::default() };
-            let mut enc = FlistEncoder::new(opts);
-            let mut out = Vec::new();
-            for e in &entries { enc.encode(&mut out, e); }
-            enc.end(&mut out, 0);
-            let mut dec = FlistDecoder::new(opts);
-            let mut r = &out[..];
-            for e in &entries {
-                let FlistItem::Entry(mut d) = dec.decode(&mut r).unwrap() else { panic!("early end") };
+            for (e, mut d) in entries.iter().zip(encode_then_decode(opts, &entries)) {
                 let mut want = e.clone();
                 if proto < 31 { want.mtime_nsec = 0; d.mtime_nsec = 0; }
                 want.top_dir = d.top_dir;
                 prop_assert_eq!(d, want);
             }
-            prop_assert_eq!(dec.decode(&mut r).unwrap(), FlistItem::End(0));
         }
 
         #[test]
