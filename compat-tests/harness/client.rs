@@ -425,6 +425,7 @@ impl ClientCase {
 /// directory, between the stock run and ours.
 fn without_ancestor_times(stdout: &str, work: &Path) -> String {
     let work = work.to_string_lossy();
+    let work = work.trim_start_matches('/');
     stdout
         .lines()
         .filter(|l| {
@@ -435,8 +436,7 @@ fn without_ancestor_times(stdout: &str, work: &Path) -> String {
                 return true;
             };
             let dir = dir.trim_start_matches('/');
-            let above = work.trim_start_matches('/').starts_with(dir)
-                && work.trim_start_matches('/')[dir.len()..].starts_with('/');
+            let above = work.starts_with(dir) && work[dir.len()..].starts_with('/');
             !above
         })
         .map(|l| format!("{l}\n"))

@@ -193,24 +193,9 @@ fn xxh_seed(seed: u32) -> u64 {
     seed as i32 as i64 as u64
 }
 
-fn md4_of(parts: &[&[u8]]) -> DigestBuf {
-    let mut h = md4::Md4::new();
-    for p in parts {
-        h.update(p);
-    }
-    DigestBuf::from_slice(&h.finalize())
-}
-
-fn sha1_of(parts: &[&[u8]]) -> DigestBuf {
-    let mut h = sha1::Sha1::new();
-    for p in parts {
-        h.update(p);
-    }
-    DigestBuf::from_slice(&h.finalize())
-}
-
-fn md5_of(parts: &[&[u8]]) -> DigestBuf {
-    let mut h = md5::Md5::new();
+/// One digest over `parts` in order (MD4, MD5, SHA1 alike).
+fn digest_of<D: md4::Digest>(parts: &[&[u8]]) -> DigestBuf {
+    let mut h = D::new();
     for p in parts {
         h.update(p);
     }
@@ -232,18 +217,18 @@ pub fn block_sum(kind: ChecksumKind, data: &[u8], seed: u32, proper_seed_order: 
         // generator with --checksum-choice=md4 (see the tests).
         ChecksumKind::Md4Old | ChecksumKind::Md4 => {
             if seed != 0 {
-                md4_of(&[data, &seed_le])
+                digest_of::<md4::Md4>(&[data, &seed_le])
             } else {
-                md4_of(&[data])
+                digest_of::<md4::Md4>(&[data])
             }
         }
         ChecksumKind::Md5 => {
             if seed == 0 {
-                md5_of(&[data])
+                digest_of::<md5::Md5>(&[data])
             } else if proper_seed_order {
-                md5_of(&[&seed_le, data])
+                digest_of::<md5::Md5>(&[&seed_le, data])
             } else {
-                md5_of(&[data, &seed_le])
+                digest_of::<md5::Md5>(&[data, &seed_le])
             }
         }
         ChecksumKind::Xxh64 => DigestBuf::from_slice(&xxh64(data, xxh_seed(seed)).to_le_bytes()),
@@ -256,9 +241,9 @@ pub fn block_sum(kind: ChecksumKind, data: &[u8], seed: u32, proper_seed_order: 
         // upstream's OpenSSL path (EVP): the seed, when there is one, first.
         ChecksumKind::Sha1 => {
             if seed != 0 {
-                sha1_of(&[&seed_le, data])
+                digest_of::<sha1::Sha1>(&[&seed_le, data])
             } else {
-                sha1_of(&[data])
+                digest_of::<sha1::Sha1>(&[data])
             }
         }
         // upstream never computes block sums with "none" (it forces
@@ -545,17 +530,23 @@ mod tests {
         // Negotiated md4 is unseeded.
         let mut c = StrongHasher::new_file(ChecksumKind::Md4, 99);
         c.update(b"xyz");
-        assert_eq!(c.finish(), md4_of(&[b"xyz"]));
+        assert_eq!(c.finish(), digest_of::<md4::Md4>(&[b"xyz"]));
     }
 
     #[test]
     fn md4_standard_vectors() {
         // RFC 1320 test suite: lib/mdfour.c is standard MD4 for proto >= 27,
         // including lengths that are multiples of 64 and 56..63.
-        assert_eq!(hex(&md4_of(&[b""])), "31d6cfe0d16ae931b73c59d7e0c089c0");
-        assert_eq!(hex(&md4_of(&[b"abc"])), "a448017aaf21d8525fc10ae87aa6729d");
         assert_eq!(
-            hex(&md4_of(&[
+            hex(&digest_of::<md4::Md4>(&[b""])),
+            "31d6cfe0d16ae931b73c59d7e0c089c0"
+        );
+        assert_eq!(
+            hex(&digest_of::<md4::Md4>(&[b"abc"])),
+            "a448017aaf21d8525fc10ae87aa6729d"
+        );
+        assert_eq!(
+            hex(&digest_of::<md4::Md4>(&[
                 b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"
             ])),
             "e33b4ddc9c38f2199c3e7b164fcc0536"
@@ -579,10 +570,22 @@ mod tests {
     fn md5_seed_order_and_zero_seed() {
         let d = b"some block";
         let s = 5u32.to_le_bytes();
-        assert_eq!(block_sum(ChecksumKind::Md5, d, 5, true), md5_of(&[&s, d]));
-        assert_eq!(block_sum(ChecksumKind::Md5, d, 5, false), md5_of(&[d, &s]));
-        assert_eq!(block_sum(ChecksumKind::Md5, d, 0, true), md5_of(&[d]));
-        assert_eq!(block_sum(ChecksumKind::Md4Old, d, 0, false), md4_of(&[d]));
+        assert_eq!(
+            block_sum(ChecksumKind::Md5, d, 5, true),
+            digest_of::<md5::Md5>(&[&s, d])
+        );
+        assert_eq!(
+            block_sum(ChecksumKind::Md5, d, 5, false),
+            digest_of::<md5::Md5>(&[d, &s])
+        );
+        assert_eq!(
+            block_sum(ChecksumKind::Md5, d, 0, true),
+            digest_of::<md5::Md5>(&[d])
+        );
+        assert_eq!(
+            block_sum(ChecksumKind::Md4Old, d, 0, false),
+            digest_of::<md4::Md4>(&[d])
+        );
     }
 
     #[test]

@@ -90,9 +90,6 @@ impl<B: Read + Seek, W: Write> Patcher<B, W> {
                 count: self.head.count,
             });
         }
-        if self.basis.is_none() {
-            return Err(DeltaError::NoBasis(index));
-        }
         let mut pos = self.head.block_offset(index);
         let mut left = self.head.block_len(index);
         // Read ahead no further than the basis the header describes.

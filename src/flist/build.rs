@@ -279,23 +279,13 @@ impl<'a> Walker<'a> {
             at
         } else {
             self.last_implied = None;
-            let local = self.base.join(os(&implied));
-            let looked = CString::new(local.as_os_str().as_bytes())
-                .ok()
-                .and_then(|c| stat_at(libc::AT_FDCWD, &c, true).ok());
+            let base = self.base.clone();
             // Not a directory (any more): nothing goes below it.
-            let Some(md) = looked.filter(|m| m.is_dir()) else {
+            let Some(at) = self.add_implied(&base, &implied) else {
                 return;
             };
-            let before = self.out.files.len();
-            self.add(local, implied.clone(), &md, false, false);
-            if let Some(f) = self.out.files.get_mut(before) {
-                f.entry.implied_dir = true;
-                f.entry.top_dir = false;
-                f.entry.no_content_dir = false;
-            }
-            self.last_implied = Some((self.base.clone(), implied.clone(), before));
-            before
+            self.last_implied = Some((base, implied.clone(), at));
+            at
         };
         self.relnames.push((
             at,
@@ -773,6 +763,22 @@ impl Walker<'_> {
         self.ex.leave_dir();
     }
 
+    /// Send `name` under `base` as an implied directory of `-R` (looked up
+    /// through a symlink, unfiltered); its index in the list, or None when
+    /// it is not a directory.
+    fn add_implied(&mut self, base: &Path, name: &[u8]) -> Option<usize> {
+        let local = base.join(os(name));
+        let md = CString::new(local.as_os_str().as_bytes())
+            .ok()
+            .and_then(|c| stat_at(libc::AT_FDCWD, &c, true).ok())
+            .filter(|m| m.is_dir())?;
+        let at = self.out.files.len();
+        self.add(local, name.to_vec(), &md, false, false);
+        let f = self.out.files.get_mut(at)?;
+        f.entry.implied_dir = self.o.proto >= 30;
+        Some(at)
+    }
+
     /// upstream send_implied_dirs (whole list): the directories above
     /// `path` that the previous argument's did not share are sent (so an
     /// implied directory comes again after an argument elsewhere, as
@@ -803,19 +809,7 @@ impl Walker<'_> {
                 continue;
             }
             all_shared = false;
-            let local = base.join(os(&prefix));
-            let looked = CString::new(local.as_os_str().as_bytes())
-                .ok()
-                .and_then(|c| stat_at(libc::AT_FDCWD, &c, true).ok());
-            if let Some(md) = looked {
-                if md.is_dir() {
-                    let before = self.out.files.len();
-                    self.add(local, prefix.clone(), &md, false, false);
-                    if let Some(f) = self.out.files.get_mut(before) {
-                        f.entry.implied_dir = self.o.proto >= 30;
-                    }
-                }
-            }
+            self.add_implied(base, &prefix);
         }
         // All of them shared: the previous path stays the one compared.
         self.last_parents = if all_shared { last } else { prefix };
@@ -940,7 +934,6 @@ impl Walker<'_> {
         } else if self.o.relative && self.o.implied_dirs {
             self.implied_dirs(&base, &fname);
         }
-        self.root_dev = md.dev;
         let descend = self.o.recursive || (self.o.xfer_dirs && is_dotdir);
         let before = self.out.files.len();
         let is_dir = self.add(

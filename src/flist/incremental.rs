@@ -22,41 +22,41 @@ struct ArgDir {
     dot: bool,
 }
 
-/// A directory whose contents are (or were) sent as a sub-list; its index in
-/// `dirs` is the `dir_ndx` of `NDX_FLIST_OFFSET - dir_ndx`.
+/// A directory of a sent list; its index in `dirs` is the `dir_ndx` of
+/// `NDX_FLIST_OFFSET - dir_ndx`.
 #[derive(Debug)]
 struct DirNode {
     name: Vec<u8>,
     entry: crate::protocol::flist::FileEntry,
-    local: PathBuf,
-    /// Index in `args` of the argument it came from.
-    arg: usize,
-    /// Its contents are listed (not an implied directory of `-R`).
-    content: bool,
-    /// Directories of the same name from other arguments: their contents
-    /// join this one's list (upstream FLAG_DUPLICATE dirs).
-    dups: Vec<DupDir>,
-    /// `-R`: names to send below it (upstream F_DIR_RELNAMES).
-    relnames: Vec<RelName>,
-    dev: u64,
-    top_dev: u64,
-    escapes: bool,
+    /// What its list is made from: itself, then the duplicates of its name
+    /// that follow it (overlapping arguments, `a/ b/` with a subdirectory
+    /// in both, or one implied by `-R` and named too: upstream's
+    /// FLAG_DUPLICATE dirs). Empty for a duplicate, and once listed.
+    sources: Vec<DirSource>,
     parent: i32,
     first_child: i32,
     next_sibling: i32,
 }
 
-/// A directory listed twice under one name (overlapping arguments, `a/ b/`
-/// with a subdirectory in both, or one implied by `-R` and named too).
-#[derive(Debug, Clone)]
-struct DupDir {
+/// One directory on disk that a list is made from.
+#[derive(Debug)]
+struct DirSource {
     local: PathBuf,
     base: Arc<Path>,
     dev: u64,
     top_dev: u64,
     escapes: bool,
+    /// Its contents are listed (not an implied directory of `-R`).
     content: bool,
+    /// `-R`: names to send below it (upstream F_DIR_RELNAMES).
     relnames: Vec<RelName>,
+}
+
+impl DirSource {
+    /// Something to list: contents or kept names.
+    fn lists(&self) -> bool {
+        self.content || !self.relnames.is_empty()
+    }
 }
 
 /// The walker's names kept below implied directories, by the sorted
@@ -185,41 +185,40 @@ impl<'a> IncrementalLister<'a> {
             while let Some((_, r)) = rel.next_if(|(at, _)| *at == p) {
                 relnames.push(r);
             }
-            let content = !(f.entry.implied_dir || f.entry.no_content_dir);
-            let arg = self.arg_of(f.base());
-            let dup_of = head.filter(|&h| self.dirs[h].name == f.entry.name);
-            self.dirs.push(DirNode {
-                name: f.entry.name.clone(),
-                entry: f.entry.clone(),
+            let source = DirSource {
                 local: f.path(),
-                arg,
-                content: content && dup_of.is_none(),
-                dups: Vec::new(),
-                relnames: Vec::new(),
+                base: f.base().clone(),
                 dev: f.dev_of(),
                 top_dev: f.top_dev,
                 escapes: f.escapes,
+                content: !(f.entry.implied_dir || f.entry.no_content_dir),
+                relnames,
+            };
+            let dup_of = head.filter(|&h| self.dirs[h].name == f.entry.name);
+            let mut node = DirNode {
+                name: f.entry.name.clone(),
+                entry: f.entry.clone(),
+                sources: Vec::new(),
                 parent,
                 first_child: -1,
                 next_sibling: -1,
-            });
-            if let Some(h) = dup_of {
-                self.dirs[h].dups.push(DupDir {
-                    local: f.path(),
-                    base: f.base().clone(),
-                    dev: f.dev_of(),
-                    top_dev: f.top_dev,
-                    escapes: f.escapes,
-                    content,
-                    relnames,
-                });
-                // Only now is it known whether the head has anything to list.
-                self.link(parent, h as i32, &mut prev);
-                continue;
+            };
+            let listed_by = match dup_of {
+                Some(h) => h,
+                None => {
+                    head = Some(idx as usize);
+                    idx as usize
+                }
+            };
+            if dup_of.is_none() {
+                node.sources.push(source);
+                self.dirs.push(node);
+            } else {
+                self.dirs.push(node);
+                self.dirs[listed_by].sources.push(source);
             }
-            head = Some(idx as usize);
-            self.dirs[idx as usize].relnames = relnames;
-            self.link(parent, idx, &mut prev);
+            // A head may only now have something to list (its duplicate does).
+            self.link(parent, listed_by as i32, &mut prev);
         }
     }
 
@@ -232,10 +231,7 @@ impl<'a> IncrementalLister<'a> {
         }
         let n = &self.dirs[idx as usize];
         let is_dot = n.name == b"." || n.name.ends_with(b"/.");
-        let listed = n.content
-            || !n.relnames.is_empty()
-            || n.dups.iter().any(|d| d.content || !d.relnames.is_empty());
-        if is_dot || !listed {
+        if is_dot || !n.sources.iter().any(DirSource::lists) {
             return;
         }
         if *prev >= 0 {
@@ -256,16 +252,15 @@ impl<'a> IncrementalLister<'a> {
             .unwrap_or(0)
     }
 
-    /// Switch the walker to the argument whose directory is `base`, with
-    /// the filter stack down to `name`; returns that argument's index.
-    fn enter_arg_of(&mut self, base: &Arc<Path>, name: &[u8]) -> usize {
+    /// Switch the walker to the argument whose directory is `base` (merge
+    /// files are read relative to it), with the filter stack down to `name`.
+    fn enter_arg_of(&mut self, base: &Arc<Path>, name: &[u8]) {
         let arg = self.arg_of(base);
         if let Some(a) = self.args.get(arg) {
             let dir = a.dir.clone();
             self.walker.set_dir(&dir, base);
         }
         self.sync_filters(arg, name);
-        arg
     }
 
     /// Make the filter stack hold exactly the directories from argument
@@ -309,46 +304,15 @@ impl<'a> IncrementalLister<'a> {
             return None;
         }
         let dir_ndx = self.next_dir;
-        let (name, local, arg, dev, top_dev, escapes) = {
-            let n = &self.dirs[dir_ndx as usize];
-            (
-                n.name.clone(),
-                n.local.clone(),
-                n.arg,
-                n.dev,
-                n.top_dev,
-                n.escapes,
-            )
-        };
-        // The argument's base first: merge files are read relative to it.
-        if let Some(a) = self.args.get(arg) {
-            let (dir, base) = (a.dir.clone(), a.base.clone());
-            self.walker.set_dir(&dir, &base);
-        }
-        self.sync_filters(arg, &name);
-        self.walker.root_dev = top_dev;
+        let name = self.dirs[dir_ndx as usize].name.clone();
         // upstream send1extra for it and for each duplicate after it: the
         // contents, then the kept names. A duplicate of the same directory
         // right after one whose contents were listed is not listed again.
-        let base = match self.args.get(arg) {
-            Some(a) => a.base.clone(),
-            None => self.walker.arg_context().1,
-        };
-        let head = &mut self.dirs[dir_ndx as usize];
-        let mut group = vec![DupDir {
-            local,
-            base,
-            dev,
-            top_dev,
-            escapes,
-            content: head.content,
-            relnames: std::mem::take(&mut head.relnames),
-        }];
-        group.extend(std::mem::take(&mut head.dups));
-        let head_base = group[0].base.clone();
+        let group = std::mem::take(&mut self.dirs[dir_ndx as usize].sources);
+        let head_base = group.first().map(|d| d.base.clone());
         let mut prev_listed = false;
         for (i, mut d) in group.into_iter().enumerate() {
-            if i > 0 && prev_listed && *d.base == *head_base {
+            if i > 0 && prev_listed && head_base.as_ref().is_some_and(|b| **b == *d.base) {
                 d.content = false;
             }
             prev_listed = d.content;

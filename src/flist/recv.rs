@@ -226,14 +226,8 @@ impl ListReceiver {
             self.total = l.files.len() as u64;
             return Ok(l);
         }
-        let (mut files, io_error) = self.entries(r)?;
-        self.map_inline_names(&mut files);
-        let mut l = sort_and_clean(files, io_error, self.o.proto);
-        if self.relative {
-            strip_root(&mut l);
-        }
-        self.sanitize(&mut l);
-        self.register(&mut l);
+        let (files, io_error) = self.entries(r)?;
+        let mut l = self.finish_received(files, io_error);
         let first_is_dot = l
             .files
             .first()
@@ -249,7 +243,7 @@ impl ListReceiver {
                 "Invalid dir index: {dir_ndx}"
             ))));
         };
-        let (mut files, io_error) = self.entries(r)?;
+        let (files, io_error) = self.entries(r)?;
         for e in &files {
             // -R: one leading slash of an absolute name is not compared
             // (upstream recv_file_list's cur_dir++).
@@ -268,6 +262,15 @@ impl ListReceiver {
                 )));
             }
         }
+        let mut l = self.finish_received(files, io_error);
+        l.parent = Some(dir_ndx);
+        Ok(l)
+    }
+
+    /// A list of incremental recursion as it arrived, made ready: ids
+    /// mapped, sorted and cleaned, -R's absolute names stripped, links
+    /// sanitized, numbered after the lists before it.
+    fn finish_received(&mut self, mut files: Vec<FileEntry>, io_error: i32) -> RecvList {
         self.map_inline_names(&mut files);
         let mut l = sort_and_clean(files, io_error, self.o.proto);
         if self.relative {
@@ -275,8 +278,7 @@ impl ListReceiver {
         }
         self.sanitize(&mut l);
         self.register(&mut l);
-        l.parent = Some(dir_ndx);
-        Ok(l)
+        l
     }
 
     fn register(&mut self, l: &mut RecvList) {

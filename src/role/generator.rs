@@ -1090,8 +1090,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
-        if mode::is_dir(e.mode) && e.implied_dir && cfg.opts.no_implied_dirs {
-            // Sent only to carry -R's incremental lists: not made here.
+        if self.unwanted_implied_dir(e) {
             return Ok(());
         }
         if self.inc && mode::is_dir(e.mode) {
@@ -1117,10 +1116,17 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         self.entry_at(e, list.ndx_start + ndx as i32, ndx)
     }
 
+    /// An implied directory of -R with --no-implied-dirs: sent only to
+    /// carry the incremental lists below it, not made here (upstream
+    /// recv_generator's FLAG_IMPLIED_DIR check).
+    fn unwanted_implied_dir(&self, e: &FileEntry) -> bool {
+        mode::is_dir(e.mode) && e.implied_dir && self.cfg.opts.no_implied_dirs
+    }
+
     /// recv_generator for one entry at wire index `wire` (`ndx` its position in the current list).
     fn entry_at(&mut self, e: &FileEntry, wire: i32, ndx: usize) -> Result<(), RoleError> {
         let cfg = self.cfg;
-        if mode::is_dir(e.mode) && e.implied_dir && cfg.opts.no_implied_dirs {
+        if self.unwanted_implied_dir(e) {
             return Ok(());
         }
         if cfg.opts.list_only {

@@ -123,6 +123,8 @@ pub struct ClientLog {
     receiver_symlink_times: AtomicBool,
     got_xfer_error: AtomicBool,
     needs_newline: AtomicBool,
+    /// "building/receiving file list ... " was shown and waits for its end.
+    filelist_open: AtomicBool,
     lock: Mutex<()>,
     progress: Mutex<Progress>,
     /// A client's `--log-file`: items and deletions also go there, under
@@ -191,6 +193,7 @@ impl ClientLog {
             receiver_symlink_times: AtomicBool::new(true),
             got_xfer_error: AtomicBool::new(false),
             needs_newline: AtomicBool::new(false),
+            filelist_open: AtomicBool::new(false),
             lock: Mutex::new(()),
             progress: Mutex::new(Progress::default()),
             file: None,
@@ -244,13 +247,14 @@ impl ClientLog {
         if self.o.quiet || self.o.sink.is_some() {
             return;
         }
+        self.filelist_open.store(true, Ordering::Relaxed);
         self.put_progress_line(&format!("{kind} ... "), true);
     }
 
     /// upstream finish_filelist_progress: "done", or with `--info=flist2`
-    /// the number of entries.
+    /// the number of entries; only after [`ClientLog::start_filelist_progress`].
     pub fn finish_filelist_progress(&self, entries: usize) {
-        if self.o.quiet || self.o.sink.is_some() {
+        if !self.filelist_open.swap(false, Ordering::Relaxed) {
             return;
         }
         let line = if self.o.flist >= 2 {

@@ -321,7 +321,7 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
         opts.recursive && !opts.use_qsort()
     } else {
         // As a receiver (upstream set_allow_inc_recurse), minus what we do not
-        // yet do incrementally (hard links, -R).
+        // yet do incrementally (hard links).
         opts.recursive
             && !matches!(
                 opts.delete_when,
@@ -536,13 +536,6 @@ fn serve_sender<W: Write>(
     };
     send_files(n, opts, env, job, demux, input_slot, out, rcount, wcount)
         .map(|(code, st)| (code, st.total_size))
-}
-
-/// A client shows "building/receiving file list ... done" (upstream
-/// show_filelist_progress: not with incremental recursion, and only when
-/// directories are transferred).
-fn filelist_progress(l: &crate::role::log::ClientLog, opts: &Options, inc: bool) -> bool {
-    l.o.flist >= 1 && !l.o.quiet && !inc && (opts.recursive || opts.dirs)
 }
 
 /// What the sending side works from once the peer's rules and names are in.
@@ -762,7 +755,7 @@ pub(crate) fn send_files<W: Write>(
     let flist_start = out.bytes_written;
     let enc = sender::send_file_list(out, &n, opts, &fl, inc)?;
     let flist_size = (out.bytes_written - flist_start) as i64;
-    if let Some(l) = local.as_deref().filter(|l| filelist_progress(l, opts, inc)) {
+    if let Some(l) = local.as_deref() {
         l.finish_filelist_progress(fl.files.len());
     }
     let xfertime = t1.elapsed().as_millis() as i64;
@@ -992,7 +985,7 @@ pub(crate) fn receive_files<W: Write + Send>(
         other => RoleError::Unsupported(other.to_string()),
     })?;
     let flist_size = (demux.bytes_read - flist_start) as i64;
-    if let Some(l) = local.as_deref().filter(|l| filelist_progress(l, opts, inc)) {
+    if let Some(l) = local.as_deref() {
         l.finish_filelist_progress(list.files.len());
     }
     if local.is_some() && list.files.is_empty() {
