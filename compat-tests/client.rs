@@ -897,8 +897,7 @@ compat_test! {
         std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         for opts in [
             &["-a", "--preallocate"][..],
-            // (Not -H: our receiving side turns incremental recursion off
-            // with it, so a pull's "-e" letters lack stock's "i".)
+            &["-aH", "--delete"],
             &["-az", "--delete", "--partial", "--preallocate"],
             &["-rlt", "--fsync", "--inplace"],
         ] {
@@ -1727,5 +1726,96 @@ compat_test! {
 compat_test! {
     fn client_server_pull_files_from_back_and_forth() {
         files_from_back_and_forth("client_server_pull_files_from_back_and_forth", Mode::ServerPull);
+    }
+}
+
+// --- hard-link groups across incremental lists ---
+
+/// Hard-link groups with members in several directories (under incremental
+/// recursion: in several lists, now received incrementally with `-H` too),
+/// a hard-linked symlink, and one member already current at the
+/// destination: which member gets the data, which are linked to which, and
+/// the `hf` lines are stock's. Then an unchanged re-run with `-ii` (members
+/// already one file), and a dry run against an empty destination.
+fn hard_link_groups(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, |root: &Path| {
+        fixture::write(root, "a/n", b"top and a/n\n");
+        fixture::hardlink(root, "a/n", "m");
+        fixture::write(root, "a/x1", b"three names\n");
+        fixture::hardlink(root, "a/x1", "a/x2");
+        fixture::hardlink(root, "a/x1", "b/y");
+        fixture::write(root, "b/lone", b"alone\n");
+        fixture::write(root, "c/d/deep", b"deep and top\n");
+        fixture::hardlink(root, "c/d/deep", "top");
+        fixture::hardlink(root, "c/d/deep", "b/z");
+        fixture::symlink(root, "a/sl", "somewhere");
+        fixture::hardlink(root, "a/sl", "c/sl2");
+    })
+    .prefill(|dest: &Path, src: &Path| {
+        // a/x1 is current here: the group's other names link to it.
+        std::fs::create_dir_all(dest.join("a")).expect("mkdir");
+        std::fs::copy(src.join("a/x1"), dest.join("a/x1")).expect("copy");
+        let m = std::fs::metadata(src.join("a/x1")).expect("stat");
+        let t = filetime::FileTime::from_last_modification_time(&m);
+        fixture::set_mtime(&dest.join("a/x1"), t.unix_seconds(), t.nanoseconds());
+    })
+    .args(&["-aHi"])
+    .then(|_| {}, &["-aHii"])
+    .run();
+}
+
+compat_test! {
+    fn client_local_hard_link_groups() {
+        hard_link_groups("client_local_hard_link_groups", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_hard_link_groups() {
+        hard_link_groups("client_rsh_pull_hard_link_groups", Mode::RshPull);
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_hard_link_groups() {
+        hard_link_groups("client_rsh_push_hard_link_groups", Mode::RshPush);
+    }
+}
+
+compat_test! {
+    fn client_server_pull_hard_link_groups() {
+        hard_link_groups("client_server_pull_hard_link_groups", Mode::ServerPull);
+    }
+}
+
+compat_test! {
+    fn client_server_push_hard_link_groups() {
+        hard_link_groups("client_server_push_hard_link_groups", Mode::ServerPush);
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_hard_link_groups() {
+        hard_link_groups("client_daemon_pull_hard_link_groups", Mode::DaemonPull);
+    }
+}
+
+compat_test! {
+    fn client_daemon_push_hard_link_groups() {
+        hard_link_groups("client_daemon_push_hard_link_groups", Mode::DaemonPush);
+    }
+}
+
+compat_test! {
+    fn client_local_hard_link_groups_dry_run() {
+        ClientCase::new("client_local_hard_link_groups_dry_run", Mode::Local, |root: &Path| {
+            fixture::write(root, "a/n", b"top and a/n\n");
+            fixture::hardlink(root, "a/n", "m");
+            fixture::write(root, "a/x1", b"three names\n");
+            fixture::hardlink(root, "a/x1", "a/x2");
+            fixture::hardlink(root, "a/x1", "b/y");
+        })
+        .args(&["-aHin"])
+        .run();
     }
 }

@@ -150,3 +150,53 @@ compat_test! {
         assert!(src.join("a.txt").exists(), "a read-only module lost a file");
     }
 }
+
+compat_test! {
+    fn remove_source_files_current_files_in_incremental_lists() {
+        // Files already current at the destination, in a directory's own
+        // list (incremental recursion), are reported done by their wire
+        // index. Ours once sent their place in that list instead, which
+        // names entries of the first list (here `.`, `big`, never copied,
+        // and `m`): a stock sender stops with a protocol error, and the
+        // current files stay. A hard-link member linked here (`m`, to the
+        // current `sub/n`) is reported done too.
+        let work = TempDir::new("rsf_current");
+        let src = work.join("src");
+        crate::harness::fixture::write(&src, "big", &[b'x'; 4000]);
+        crate::harness::fixture::write(&src, "m", b"linked\n");
+        crate::harness::fixture::hardlink(&src, "m", "sub/n");
+        for f in ["f0", "f1", "f2", "f3"] {
+            crate::harness::fixture::write(&src, &format!("sub/{f}"), f.as_bytes());
+        }
+        crate::harness::fixture::pin_times(&src, &[]);
+        for side in ["stock", "ours"] {
+            copy_tree(&src, &work.join(format!("src-{side}")));
+            // sub/ is current at the destination already.
+            std::fs::create_dir_all(work.join(format!("dst-{side}"))).expect("dest dir");
+            copy_tree(&src.join("sub"), &work.join(format!("dst-{side}/sub")));
+        }
+        let mut outs = Vec::new();
+        for side in ["stock", "ours"] {
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            let o = run_cmd(
+                &bin,
+                [
+                    "-aHvv".to_string(),
+                    "--remove-source-files".into(),
+                    "--max-size=1000".into(),
+                    format!("{}/", work.join(format!("src-{side}")).display()),
+                    format!("{}/", work.join(format!("dst-{side}")).display()),
+                ],
+                None,
+                client_timeout(),
+            );
+            outs.push(o);
+        }
+        assert_eq!(outs[0].code, 0, "stock: {}", outs[0].describe());
+        assert_eq!(outs[1].code, outs[0].code, "ours: {}", outs[1].describe());
+        assert!(work.join("src-stock/big").exists(), "stock removed a file it did not copy");
+        assert_eq!(left(&work.join("src-ours")), left(&work.join("src-stock")), "what is left of the source");
+        same(&work.join("dst-stock"), &work.join("dst-ours"), "the destination");
+        assert_eq!(removed_lines(&outs[1]), removed_lines(&outs[0]), "removal lines");
+    }
+}

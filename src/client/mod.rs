@@ -234,10 +234,6 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
             allow_inc = false;
         }
     }
-    // What this implementation receives incrementally (it lists anything so).
-    if !am_sender {
-        allow_inc &= o.hard_links == 0;
-    }
     let human = if seen(o, "human-readable") && o.human == 0 {
         0
     } else {

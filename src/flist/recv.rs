@@ -23,6 +23,9 @@ pub enum RecvListError {
     UnsafeName(String),
 }
 
+/// A hard-link group's name (see [`RecvList::hlink`]).
+pub type HlinkGroup = (i64, i64);
+
 /// A received, sorted list.
 #[derive(Debug, Default)]
 pub struct RecvList {
@@ -32,8 +35,10 @@ pub struct RecvList {
     pub active: Vec<bool>,
     /// The sender's io_error.
     pub io_error: i32,
-    /// For hard-link followers: the index of the entry they link to.
-    pub hlink_leader: Vec<Option<usize>>,
+    /// With -H, per entry: its hard-link group (empty when no entry is
+    /// linked). Protocol 30+ names a group by the wire index its first
+    /// member arrived at, older ones by the sender's (dev, inode).
+    pub hlink: Vec<Option<HlinkGroup>>,
     /// Wire index of the first entry (0 without incremental recursion).
     pub ndx_start: i32,
     /// Incremental recursion: the directory (index into the received
@@ -64,7 +69,7 @@ impl RecvList {
             active: vec![true; files.len()],
             files,
             io_error: self.io_error,
-            hlink_leader: Vec::new(),
+            hlink: Vec::new(),
             ndx_start: self.ndx_start,
             parent: self.parent,
             retired: true,
@@ -272,7 +277,7 @@ impl ListReceiver {
     /// sanitized, numbered after the lists before it.
     fn finish_received(&mut self, mut files: Vec<FileEntry>, io_error: i32) -> RecvList {
         self.map_inline_names(&mut files);
-        let mut l = sort_and_clean(files, io_error, self.o.proto);
+        let mut l = sort_and_clean(files, io_error, self.o.proto, Some(self.next_ndx_start));
         if self.relative {
             strip_root(&mut l);
         }
@@ -403,12 +408,19 @@ fn recv_file_list_ext<R: Read>(
             }
         }
     }
-    Ok(sort_and_clean(files, io_error, o.proto))
+    Ok(sort_and_clean(files, io_error, o.proto, None))
 }
 
 /// Sort stably, as the sender did, drop duplicate names (keep a dir over a
-/// non-dir, else the first) and group hard links.
-fn sort_and_clean(mut files: Vec<FileEntry>, io_error: i32, proto: u8) -> RecvList {
+/// non-dir, else the first) and group hard links. `inc_start`: the list's
+/// first wire index under incremental recursion (its groups may go on in
+/// later lists).
+fn sort_and_clean(
+    mut files: Vec<FileEntry>,
+    io_error: i32,
+    proto: u8,
+    inc_start: Option<i32>,
+) -> RecvList {
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&files[a], &files[b]);
@@ -438,32 +450,34 @@ fn sort_and_clean(mut files: Vec<FileEntry>, io_error: i32, proto: u8) -> RecvLi
         prev = Some(i);
     }
     // Hard-link groups (of the entries kept: a duplicate is no member, as
-    // upstream clears it before match_hard_links): a follower names its group's first member by arrival
-    // index (protocol 30+); older protocols send dev/ino. As upstream's
-    // receiver does (hlink.c match_gnums), the member that sorts last gets
-    // the data and the others are linked to it.
-    let mut groups: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+    // upstream clears it before match_hard_links): a follower names its
+    // group's first member by arrival index (protocol 30+); older
+    // protocols send dev/ino. A whole list's group of one is no group
+    // (upstream match_gnums); under incremental recursion later lists may
+    // add to it.
+    let start = inc_start.unwrap_or(0) as i64;
+    let mut hlink: Vec<Option<HlinkGroup>> = Vec::new();
+    let mut sizes: HashMap<HlinkGroup, usize> = HashMap::new();
     for (i, e) in files.iter().enumerate() {
-        if !active[i] {
-            continue;
-        }
         let key = match e.hard_link() {
-            Some(HardLink::First) => Some((-1, order[i] as i64)),
+            _ if !active[i] => None,
+            Some(HardLink::First) => Some((-1, start + order[i] as i64)),
             Some(HardLink::Follower { first }) => Some((-1, *first as i64)),
             Some(HardLink::DevIno { dev, ino }) => Some((*dev, *ino)),
             None => None,
         };
         if let Some(k) = key {
-            groups.entry(k).or_default().push(i);
+            if hlink.is_empty() {
+                hlink = vec![None; files.len()];
+            }
+            hlink[i] = Some(k);
+            *sizes.entry(k).or_default() += 1;
         }
     }
-    let mut hlink_leader = vec![None; files.len()];
-    for members in groups.values() {
-        if let Some(&last) = members.iter().max() {
-            for &m in members {
-                if m != last {
-                    hlink_leader[m] = Some(last);
-                }
+    if inc_start.is_none() {
+        for k in hlink.iter_mut() {
+            if k.is_some_and(|k| sizes.get(&k) == Some(&1)) {
+                *k = None;
             }
         }
     }
@@ -471,7 +485,7 @@ fn sort_and_clean(mut files: Vec<FileEntry>, io_error: i32, proto: u8) -> RecvLi
         files,
         active,
         io_error,
-        hlink_leader,
+        hlink,
         ndx_start: 0,
         parent: None,
         retired: false,

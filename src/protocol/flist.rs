@@ -636,6 +636,7 @@ impl FlistDecoder {
     /// below it carry a full entry).
     pub fn set_ndx_start(&mut self, n: i32) {
         self.ndx_start = n;
+        self.entries.clear();
     }
 
     /// Read the next entry or the end marker.
@@ -684,10 +685,23 @@ impl FlistDecoder {
             name,
             ..Default::default()
         };
+        let mut follower_of = None;
         if proto >= 30 && xf & xmit::HLINKED != 0 && xf & xmit::HLINK_FIRST == 0 {
             let first = read_varint(r)?;
-            let idx = first - self.ndx_start;
-            let Some(leader) = (idx >= 0).then(|| self.entries.get(idx as usize)).flatten() else {
+            let here = self.ndx_start as i64 + self.entries.len() as i64;
+            if first < 0 || first as i64 >= here {
+                return Err(ProtoError::invalid(format!(
+                    "hard-link reference out of range: {first} ({here})"
+                )));
+            }
+            follower_of = Some(first);
+        }
+        // A follower of an entry of this list comes abbreviated: it is its
+        // leader under another name. One of an earlier list (incremental
+        // recursion) comes whole (upstream recv_file_entry).
+        if let Some(first) = follower_of.filter(|&f| f >= self.ndx_start) {
+            let idx = (first - self.ndx_start) as usize;
+            let Some(leader) = self.entries.get(idx) else {
                 return Err(ProtoError::invalid(format!(
                     "hard-link reference out of range: {first}"
                 )));
@@ -804,6 +818,8 @@ impl FlistDecoder {
                 let ino = read_longint(r)?;
                 e.set_hard_link(Some(HardLink::DevIno { dev: self.dev, ino }));
             }
+        } else if let Some(first) = follower_of {
+            e.set_hard_link(Some(HardLink::Follower { first }));
         } else if proto >= 30 && xf & xmit::HLINK_FIRST != 0 && xf & xmit::HLINKED != 0 {
             e.set_hard_link(Some(HardLink::First));
         }
@@ -934,13 +950,20 @@ mod tests {
     /// Encode `entries` as one list and decode it again: the entries
     /// decoded (all of them, then the list's end, nothing after it).
     fn encode_then_decode(opts: FlistOpts, entries: &[FileEntry]) -> Vec<FileEntry> {
+        encode_then_decode_at(opts, entries, 0)
+    }
+
+    /// The same for a list whose first index is `start`.
+    fn encode_then_decode_at(opts: FlistOpts, entries: &[FileEntry], start: i32) -> Vec<FileEntry> {
         let mut enc = FlistEncoder::new(opts);
+        enc.set_ndx_start(start);
         let mut out = Vec::new();
         for e in entries {
             enc.encode(&mut out, e);
         }
         enc.end(&mut out, 0);
         let mut dec = FlistDecoder::new(opts);
+        dec.set_ndx_start(start);
         let mut r = &out[..];
         let mut got = Vec::new();
         for _ in entries {
@@ -998,6 +1021,44 @@ mod tests {
             for (e, mut d) in entries.iter().zip(encode_then_decode(opts, &entries)) {
                 let mut want = e.clone();
                 if proto < 31 { want.mtime_nsec = 0; d.mtime_nsec = 0; }
+                want.top_dir = d.top_dir;
+                prop_assert_eq!(d, want);
+            }
+        }
+
+        /// Incremental recursion: a follower of an entry of an earlier list
+        /// comes whole, among abbreviated followers of this list's entries.
+        #[test]
+        fn followers_of_earlier_lists_round_trip(
+            entries in proptest::collection::vec(arb_entry(), 1..20),
+            links in proptest::collection::vec(proptest::option::of(0usize..40), 20),
+            start in 1i32..1000,
+        ) {
+            let mut entries = entries;
+            for i in 0..entries.len() {
+                let Some(k) = links[i] else { continue };
+                if k >= 20 {
+                    // Of an earlier list: any index below this list's start.
+                    if !mode::is_dir(entries[i].mode) && !matches!(entries[i].hard_link(), Some(HardLink::First)) {
+                        entries[i].set_hard_link(Some(HardLink::Follower { first: (k as i32 * 7919) % start }));
+                    }
+                    continue;
+                }
+                let j = k % (i + 1);
+                if j >= i || !mode::is_reg(entries[j].mode) || matches!(entries[j].hard_link(), Some(HardLink::Follower { .. })) {
+                    continue;
+                }
+                entries[j].set_hard_link(Some(HardLink::First));
+                let name = entries[i].name.clone();
+                let mut f = entries[j].clone();
+                f.name = name;
+                f.set_hard_link(Some(HardLink::Follower { first: start + j as i32 }));
+                entries[i] = f;
+            }
+            let opts = FlistOpts { proto: 32, varint_flags: true, preserve_uid: true, preserve_gid: true, preserve_devices: true,
+                preserve_specials: true, preserve_links: true, preserve_hard_links: true, safe_flist: true, ..Default::default() };
+            for (e, d) in entries.iter().zip(encode_then_decode_at(opts, &entries, start)) {
+                let mut want = e.clone();
                 want.top_dir = d.top_dir;
                 prop_assert_eq!(d, want);
             }

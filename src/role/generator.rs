@@ -5,11 +5,12 @@
 //! of the current file, deletes extraneous files, and drives the phase
 //! handshake. It owns the output direction of the connection.
 
+use super::hlink::{Check, HardLinks, State as HlState};
 use super::setup::Negotiated;
 use super::RoleError;
 use crate::cli::options::Options;
 use crate::delta::sums::{generate_file_sums, SumHead};
-use crate::flist::recv::RecvList;
+use crate::flist::recv::{HlinkGroup, RecvList};
 use crate::flist::sort::f_name_cmp;
 use crate::fs::dest::{DestRoot, Stat};
 use crate::protocol::flist::{mode, FileEntry};
@@ -37,8 +38,9 @@ pub enum RecvEvent {
     NewList,
     /// Incremental recursion: no more lists will come.
     FlistEof,
-    /// The receiver is done with these indexes (success or not).
-    FilesDone(Vec<i32>),
+    /// The receiver is done with these indexes: whether each file is now
+    /// in place under its name.
+    FilesDone(Vec<(i32, bool)>),
 }
 
 /// The lists received so far (shared by receiver and generator under
@@ -461,6 +463,30 @@ pub struct Generator<'a, 'o, W: Write> {
     sender_io_error: i32,
     /// "IO error encountered -- skipping file deletion" was said (once).
     warned_io_error: bool,
+    /// -H: the hard-link groups.
+    hl: HardLinks,
+    /// The hard-linked member being handled, and how its handling ends.
+    hl_cur: Option<HlCur>,
+    /// Incremental recursion: members waiting for another's transfer, per
+    /// list (by ndx_start); a list ends after them (upstream in_progress).
+    hl_hold: HashMap<i32, usize>,
+    /// Lists noted in `hl` so far.
+    hl_noted: usize,
+}
+
+/// A hard-linked member while the generator handles it.
+struct HlCur {
+    key: HlinkGroup,
+    wire: i32,
+    src: (std::sync::Arc<RecvList>, usize),
+    /// How its handling ended; `None` at the end means neither made nor
+    /// linked.
+    outcome: Option<HlState>,
+    /// Left out: refused, --existing, --ignore-existing, below a missing
+    /// directory (upstream handle_skipped_hlink).
+    skipped: bool,
+    /// Linked to the group's file.
+    linked: bool,
 }
 
 /// Per directory (by name), the indexes of its entries in `list`.
@@ -521,6 +547,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             skipped_deletes: 0,
             sender_io_error: list.io_error,
             warned_io_error: false,
+            hl: HardLinks::default(),
+            hl_cur: None,
+            hl_hold: HashMap::new(),
+            hl_noted: 0,
             list,
         }
     }
@@ -944,6 +974,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let list = self.list.clone();
         let e = &list.files[ndx];
         let wire = list.ndx_start + ndx as i32;
+        if !redo {
+            self.hl_outcome(HlState::Sent);
+        }
         self.tx.write(&mut self.buf, wire);
         if fl & iflags::TRANSFER != 0 && !redo && !self.cfg.opts.dry_run {
             *self.pending.entry(list.ndx_start).or_default() += 1;
@@ -1021,67 +1054,239 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(())
     }
 
-    /// Link every hard-link follower to its leader once the leaders are in
-    /// place (upstream: hlink.c finish_hard_link), reporting `hf` items.
-    fn link_followers(&mut self) -> Result<(), RoleError> {
-        let cfg = self.cfg;
-        // Upstream links a group's members from the last to the first once the
-        // member holding the data is done; groups come in the order of that member.
-        let list = self.list.clone();
-        let mut order: Vec<(usize, usize)> = (0..list.files.len())
-            .filter_map(|i| list.hlink_leader[i].map(|l| (l, i)))
-            .collect();
-        order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        for (l, i) in order {
-            if !list.active[i] {
-                continue;
+    /// -H: the group of entry `ndx` of `list`, when it has one.
+    fn hlink_group(&self, list: &RecvList, ndx: usize) -> Option<HlinkGroup> {
+        if self.cfg.opts.hard_links == 0 || self.cfg.opts.list_only {
+            return None;
+        }
+        list.hlink.get(ndx).copied().flatten()
+    }
+
+    /// Notes the lists received since the last call (their members are the
+    /// last of their groups so far).
+    fn note_hlink_lists(&mut self) {
+        if self.cfg.opts.hard_links == 0 {
+            return;
+        }
+        if !self.inc {
+            if self.hl_noted == 0 {
+                let l = self.list.clone();
+                self.hl.note_list(&l);
+                self.hl_noted = 1;
             }
-            let (name, leader) = (list.files[i].name.clone(), list.files[l].name.clone());
-            let lst = cfg.dest.stat(&leader).ok().flatten();
-            let st = cfg.dest.stat(&name).ok().flatten();
-            if let (Some(a), Some(b)) = (&lst, &st) {
-                if a.dev == b.dev && a.ino == b.ino {
-                    continue;
+            return;
+        }
+        let lists: Vec<std::sync::Arc<RecvList>> = {
+            let r = match self.registry.lock() {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            r.lists.iter().skip(self.hl_noted).cloned().collect()
+        };
+        for l in &lists {
+            self.hl.note_list(l);
+        }
+        self.hl_noted += lists.len();
+    }
+
+    /// A hard-linked member (upstream recv_generator with hard_link_check
+    /// and handle_skipped_hlink): handled as any entry, with the group's
+    /// say on whether it is made, linked or waits.
+    fn hlinked_entry(
+        &mut self,
+        key: HlinkGroup,
+        list: std::sync::Arc<RecvList>,
+        ndx: usize,
+    ) -> Result<(), RoleError> {
+        let wire = list.ndx_start + ndx as i32;
+        let saved = std::mem::replace(&mut self.list, list.clone());
+        self.hl_cur = Some(HlCur {
+            key,
+            wire,
+            src: (list.clone(), ndx),
+            outcome: None,
+            skipped: false,
+            linked: false,
+        });
+        let r = self.entry_at(&list.files[ndx], wire, ndx);
+        let cur = self.hl_cur.take();
+        self.list = saved;
+        r?;
+        let Some(cur) = cur else {
+            return Ok(());
+        };
+        if cur.skipped {
+            if let Some(m) = self.hl.skipped(key, wire) {
+                // The member before it is the last now: handled again.
+                if let Some((l, i)) = m.src {
+                    self.hold(l.ndx_start, -1, m.state);
+                    return self.hlinked_entry(key, l, i);
                 }
             }
-            if lst.is_none() && !cfg.opts.dry_run {
-                continue;
+            return Ok(());
+        }
+        if cur.linked {
+            self.hl.handled(key, wire, cur.src, HlState::Done);
+            return self.flush_buf();
+        }
+        match cur.outcome {
+            Some(HlState::Waiting) => {
+                self.hold(list.ndx_start, 1, HlState::Waiting);
+                Ok(())
             }
-            let e = &list.files[i];
-            let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE | iflags::XNAME_FOLLOWS);
-            if !cfg.opts.dry_run {
-                if let Some(s) = &st {
-                    if mode::is_dir(s.mode) {
-                        let s = *s;
-                        if !self.make_room(&name, &s, e.mode)? {
-                            continue;
-                        }
-                    } else {
-                        let _ = cfg.dest.unlink(&name);
-                    }
-                }
-                if let Err(err) = cfg.dest.hard_link(&leader, &name) {
-                    self.error(format!("rsync: [generator] {err}"))?;
-                    continue;
-                }
+            Some(HlState::Done) => {
+                self.hl.handled(key, wire, cur.src, HlState::Done);
+                self.hl_finish(key, wire, &list.files[ndx].name)
             }
-            if self.cfg.n.proto >= 29 {
-                self.tx.write(&mut self.buf, i as i32);
-                put_short(&mut self.buf, fl);
-                crate::protocol::varint::put_vstring(&mut self.buf, &leader)?;
+            Some(HlState::Sent) => {
+                self.hl.handled(key, wire, cur.src, HlState::Sent);
+                if self.cfg.opts.dry_run {
+                    // Nothing comes: the group counts it as made (upstream
+                    // finish_hard_link when !do_xfers).
+                    self.hl.arrived(wire);
+                    return self.hl_finish(key, wire, &list.files[ndx].name);
+                }
+                Ok(())
+            }
+            Some(st) => {
+                self.hold(list.ndx_start, 1, st);
+                self.hl.handled(key, wire, cur.src, st);
+                Ok(())
+            }
+            None => {
+                self.hl.handled(key, wire, cur.src, HlState::Other);
+                Ok(())
             }
         }
+    }
+
+    /// Counts a deferred or waiting member of a list in or out: it holds
+    /// its list until it is linked (upstream in_progress), as the sender
+    /// resolves its index to report the link.
+    fn hold(&mut self, start: i32, by: i64, state: HlState) {
+        if !matches!(state, HlState::Waiting | HlState::Deferred) || !self.inc {
+            return;
+        }
+        let h = self.hl_hold.entry(start).or_default();
+        *h = (*h as i64 + by).max(0) as usize;
+    }
+
+    /// The hard-linked member being handled ends so.
+    fn hl_outcome(&mut self, state: HlState) {
+        if let Some(c) = &mut self.hl_cur {
+            if c.outcome.is_none() {
+                c.outcome = Some(state);
+            }
+        }
+    }
+
+    /// The hard-linked member being handled is left out.
+    fn hl_skip(&mut self) {
+        if let Some(c) = &mut self.hl_cur {
+            c.skipped = true;
+        }
+    }
+
+    /// Member `wire`'s file, `name`, is in place: the members behind it
+    /// are linked to it (upstream finish_hard_link).
+    fn hl_finish(&mut self, key: HlinkGroup, wire: i32, name: &[u8]) -> Result<(), RoleError> {
+        for m in self.hl.finish(key, wire, name) {
+            let Some((l, i)) = &m.src else { continue };
+            self.hold(l.ndx_start, -1, m.state);
+            self.hl_link(m.wire, &l.files[*i], name)?;
+        }
         self.flush_buf()
+    }
+
+    /// A transfer the receiver finished: a member on its way is in place
+    /// (or not).
+    fn transfer_done(&mut self, ndx: i32, ok: bool) -> Result<(), RoleError> {
+        if self.cfg.opts.hard_links == 0 {
+            return Ok(());
+        }
+        let Some(key) = self.hl.arrived(ndx) else {
+            return Ok(());
+        };
+        if !ok {
+            self.hl.failed(key, ndx);
+            return Ok(());
+        }
+        match self.hl.name_of(key, ndx) {
+            Some(name) => self.hl_finish(key, ndx, &name),
+            None => Ok(()),
+        }
+    }
+
+    /// Link member `e` (at `wire`) to `target`, the group's file (upstream
+    /// maybe_hard_link), reporting an `hf` item. Returns whether it is
+    /// linked.
+    fn hl_link(&mut self, wire: i32, e: &FileEntry, target: &[u8]) -> Result<bool, RoleError> {
+        let cfg = self.cfg;
+        let name = &e.name;
+        let lst = cfg.dest.stat(target).ok().flatten();
+        let st = cfg.dest.stat(name).ok().flatten();
+        if let (Some(a), Some(b)) = (&lst, &st) {
+            if a.dev == b.dev && a.ino == b.ino {
+                let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE | iflags::XNAME_FOLLOWS);
+                self.item_xname(wire, fl, b"")?;
+                return Ok(true);
+            }
+        }
+        if lst.is_none() && !cfg.opts.dry_run {
+            return Ok(false);
+        }
+        let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE | iflags::XNAME_FOLLOWS);
+        if !cfg.opts.dry_run {
+            if let Some(s) = &st {
+                if mode::is_dir(s.mode) {
+                    let s = *s;
+                    if !self.make_room(name, &s, e.mode)? {
+                        return Ok(false);
+                    }
+                } else {
+                    let _ = cfg.dest.unlink(name);
+                }
+            }
+            if let Err(err) = cfg.dest.hard_link(target, name) {
+                self.error(format!("rsync: [generator] {err}"))?;
+                return Ok(false);
+            }
+        }
+        if self.cfg.n.proto >= 29 {
+            self.tx.write(&mut self.buf, wire);
+            put_short(&mut self.buf, fl);
+            crate::protocol::varint::put_vstring(&mut self.buf, target)?;
+            if cfg.opts.remove_source_files && !cfg.opts.dry_run {
+                // The sender may remove this name too (upstream
+                // hard_link_check and finish_hard_link).
+                self.flush_buf()?;
+                self.out
+                    .lock()
+                    .send_msg(MsgCode::Success, &wire.to_le_bytes())?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// An item record with a name after it (`XNAME_FOLLOWS`), when shown.
+    fn item_xname(&mut self, wire: i32, fl: u16, xname: &[u8]) -> Result<(), RoleError> {
+        if self.cfg.n.proto < 29 || !(significant(fl) || self.itemize_all) {
+            return Ok(());
+        }
+        self.tx.write(&mut self.buf, wire);
+        put_short(&mut self.buf, fl);
+        crate::protocol::varint::put_vstring(&mut self.buf, xname)?;
+        Ok(())
     }
 
     /// recv_generator for one entry.
     fn entry(&mut self, ndx: usize) -> Result<(), RoleError> {
         let cfg = self.cfg;
         let list = self.list.clone();
-        if cfg.opts.hard_links > 0 && list.hlink_leader[ndx].is_some() {
-            return Ok(());
-        }
         let e = &list.files[ndx];
+        if let Some(key) = self.hlink_group(&list, ndx) {
+            return self.hlinked_entry(key, list.clone(), ndx);
+        }
         if cfg.opts.list_only {
             // A directory of incremental recursion is listed under its own list.
             let handled_later = self.inc && mode::is_dir(e.mode);
@@ -1142,12 +1347,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 .enumerate()
                 .any(|(i, &c)| c == b'/' && self.missing_dirs.contains(&e.name[..i]));
             if below {
+                self.hl_skip();
                 return Ok(());
             }
         }
         let rel = e.name.clone();
         let is_dir = mode::is_dir(e.mode);
         if e.name != b"." && (cfg.daemon_excluded)(&rel, is_dir) {
+            self.hl_skip();
             return self.error(format!(
                 "ERROR: daemon refused to receive {} \"{}\"",
                 if is_dir { "directory" } else { "file" },
@@ -1191,10 +1398,30 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return Ok(());
         }
         if cfg.opts.existing && st.is_none() {
+            self.hl_skip();
             return Ok(());
         }
         if cfg.opts.ignore_existing && st.is_some() && !is_dir {
+            self.hl_skip();
             return Ok(());
+        }
+        // A hard-linked member: its group may have a file to link it to,
+        // or one on its way to wait for (upstream hard_link_check).
+        if let Some((key, src)) = self.hl_cur.as_ref().map(|c| (c.key, c.src.clone())) {
+            match self.hl.check(key, wire, src) {
+                Check::Handle => {}
+                Check::Wait => {
+                    self.hl_outcome(HlState::Waiting);
+                    return Ok(());
+                }
+                Check::LinkTo(target) => {
+                    let linked = self.hl_link(wire, e, &target)?;
+                    if let Some(c) = &mut self.hl_cur {
+                        c.linked = linked;
+                    }
+                    return Ok(());
+                }
+            }
         }
         if is_dir {
             let mut st = st;
@@ -1289,6 +1516,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     if !cfg.opts.dry_run {
                         let _ = cfg.fix_attrs(&rel, e, s, true);
                     }
+                    self.hl_outcome(HlState::Done);
                     return self.item(ndx, fl);
                 }
                 changed = iflags::REPORT_CHANGE;
@@ -1314,6 +1542,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     let _ = cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None);
                 }
             }
+            self.hl_outcome(HlState::Done);
             return self.item(ndx, fl);
         }
         if mode::is_device(e.mode) || mode::is_special(e.mode) {
@@ -1339,6 +1568,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     if !cfg.opts.dry_run {
                         let _ = cfg.fix_attrs(&rel, e, s, true);
                     }
+                    self.hl_outcome(HlState::Done);
                     return self.item(ndx, fl);
                 }
                 if !cfg.opts.dry_run {
@@ -1355,6 +1585,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     let _ = cfg.fix_attrs(&rel, e, &s, true);
                 }
             }
+            self.hl_outcome(HlState::Done);
             return self.item(ndx, fl);
         }
         if !mode::is_reg(e.mode) {
@@ -1372,9 +1603,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         }
         if cfg.opts.existing && st.is_none() {
+            self.hl_skip();
             return Ok(());
         }
         if cfg.opts.ignore_existing && st.is_some() {
+            self.hl_skip();
             return Ok(());
         }
         if let Some(s) = &st {
@@ -1399,7 +1632,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 self.flush_buf()?;
                 self.out
                     .lock()
-                    .send_msg(MsgCode::Success, &(ndx as i32).to_le_bytes())?;
+                    .send_msg(MsgCode::Success, &wire.to_le_bytes())?;
             }
             let fl = cfg.itemize(e, Some(s), 0);
             if !cfg.opts.dry_run {
@@ -1419,6 +1652,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     self.error(format!("rsync: [generator] {err}"))?;
                 }
             }
+            self.hl_outcome(HlState::Done);
             return self.item(ndx, fl);
         }
         if let (true, Some(s)) = (cfg.opts.append > 0, &st) {
@@ -1427,7 +1661,19 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         }
         if st.is_none() && !cfg.basis_dirs.is_empty() && self.try_basis_dirs(ndx, &rel)? {
+            // Linked or copied from a basis dir, or requested from one.
+            if cfg.opts.dry_run || cfg.dest.stat(&rel).ok().flatten().is_some() {
+                self.hl_outcome(HlState::Done);
+            }
             return Ok(());
+        }
+        // A missing member waits for the group's last one, which gets the
+        // data (upstream: F_HLINK_NOT_LAST when statret != 0).
+        if let (None, Some(c)) = (&st, &self.hl_cur) {
+            if !self.hl.is_last(c.key, c.wire) {
+                self.hl_outcome(HlState::Deferred);
+                return Ok(());
+            }
         }
         // A partial file from an interrupted transfer is the better basis (FNAMECMP_PARTIAL_DIR).
         if let Some(pp) = cfg
@@ -1541,6 +1787,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         let mut redo_queue: Vec<i32> = Vec::new();
         if !self.inc {
+            self.note_hlink_lists();
             let list = self.list.clone();
             for i in 0..list.files.len() {
                 if list.active[i] {
@@ -1559,7 +1806,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             match events.recv() {
                 Ok(RecvEvent::Redo(ndx)) => self.redo(ndx)?,
                 Ok(RecvEvent::PhaseDone) => break,
-                Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) | Ok(RecvEvent::FilesDone(_)) => {}
+                Ok(RecvEvent::FilesDone(ndxs)) => {
+                    for (ndx, ok) in ndxs {
+                        self.transfer_done(ndx, ok)?;
+                    }
+                }
+                Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
                 Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                     return Err(RoleError::Protocol("receiver ended early".into()))
                 }
@@ -1567,21 +1819,21 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         self.done()?; // DONE#2: end of the redo phase
         if self.cfg.opts.hard_links > 0 || self.cfg.opts.delay_updates {
-            // Followers are linked (and delayed updates renamed) once the redo phase has put every file in place.
+            // Hard links to files of the redo phase (or delayed updates)
+            // are made once the receiver has them all in place.
             loop {
                 match events.recv() {
                     Ok(RecvEvent::PhaseDone) => break,
-                    Ok(RecvEvent::Redo(_))
-                    | Ok(RecvEvent::NewList)
-                    | Ok(RecvEvent::FlistEof)
-                    | Ok(RecvEvent::FilesDone(_)) => {}
+                    Ok(RecvEvent::FilesDone(ndxs)) => {
+                        for (ndx, ok) in ndxs {
+                            self.transfer_done(ndx, ok)?;
+                        }
+                    }
+                    Ok(RecvEvent::Redo(_)) | Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
                     Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                         return Err(RoleError::Protocol("receiver ended early".into()))
                     }
                 }
-            }
-            if self.cfg.opts.hard_links > 0 {
-                self.link_followers()?;
             }
         }
         if proto >= 29 {
@@ -1651,6 +1903,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let mut done_next = 0usize;
         loop {
             loop {
+                if self.cfg.opts.hard_links > 0 && !self.hlink_lookahead(done_next) {
+                    break;
+                }
+                self.note_hlink_lists();
                 let (l, parent) = {
                     let r = match self.registry.lock() {
                         Ok(r) => r,
@@ -1688,8 +1944,15 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     r.lists.iter().map(|l| l.ndx_start).collect::<Vec<_>>(),
                 )
             };
+            if eof && next == count && self.pending.values().all(|&p| p == 0) {
+                // Members waiting for a transfer that failed, or deferred
+                // for a last member that was not made, are never linked;
+                // they hold their lists no longer.
+                self.hl_hold.clear();
+            }
             while done_next < next
                 && self.pending.get(&starts[done_next]).copied().unwrap_or(0) == 0
+                && self.hl_hold.get(&starts[done_next]).copied().unwrap_or(0) == 0
                 && (done_next + 1 < count || eof)
             {
                 self.tx.write(&mut self.buf, NDX_DONE);
@@ -1703,12 +1966,13 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             match events.recv() {
                 Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
                 Ok(RecvEvent::FilesDone(ndxs)) => {
-                    for ndx in ndxs {
+                    for (ndx, ok) in ndxs {
                         if let Some(&start) = starts.iter().rev().find(|&&s| s <= ndx) {
                             if let Some(p) = self.pending.get_mut(&start) {
                                 *p = p.saturating_sub(1);
                             }
                         }
+                        self.transfer_done(ndx, ok)?;
                     }
                 }
                 // A failed file is asked for again at once, so its list can finish.
@@ -1719,6 +1983,19 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 | Err(_) => return Err(RoleError::Protocol("receiver ended early".into())),
             }
         }
+    }
+
+    /// -H under incremental recursion: a list is generated once 500 files
+    /// are listed ahead of the generator or the lists are all here
+    /// (upstream generate_files' MIN_FILECNT_LOOKAHEAD/2 wait), so a group's
+    /// last member is usually known when its first is met.
+    fn hlink_lookahead(&self, done_next: usize) -> bool {
+        let r = match self.registry.lock() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        };
+        let listed: usize = r.lists.iter().skip(done_next).map(|l| l.files.len()).sum();
+        r.eof || listed >= 500
     }
 
     /// Directory times (and modes) are set last, once their contents stopped changing.

@@ -4,6 +4,7 @@
 
 pub mod bwlimit;
 pub mod generator;
+pub mod hlink;
 pub mod input;
 pub mod log;
 pub mod receiver;

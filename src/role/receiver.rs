@@ -143,7 +143,8 @@ pub fn run<W: Write>(
     // --preallocate: every file's space before its data (large ones get it anyway).
     let preallocate = cfg.opts.misc.iter().any(|m| m == "preallocate");
     // --delay-updates: (partial path, final name) renamed once the redo phase is over.
-    let mut pending: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    // --delay-updates: (where the file waits, its name, its index).
+    let mut pending: Vec<(Vec<u8>, Vec<u8>, i32)> = Vec::new();
     let text = |code: MsgCode, t: String| -> Result<(), RoleError> {
         if let Some(l) = &cfg.local {
             l.text(code, t.as_bytes());
@@ -270,7 +271,10 @@ pub fn run<W: Write>(
             }
             phase += 1;
             if phase == 2 && !pending.is_empty() {
+                // In place now: hard-link members may be linked to them.
+                let put: Vec<(i32, bool)> = pending.iter().map(|p| (p.2, true)).collect();
                 finish_delayed(cfg, &mut pending, &text)?;
+                let _ = events.send(RecvEvent::FilesDone(put));
             }
             let _ = events.send(RecvEvent::PhaseDone);
             if phase > max_phase {
@@ -338,6 +342,7 @@ pub fn run<W: Write>(
             batch: &done,
             ndx,
             armed: std::cell::Cell::new(true),
+            ok: std::cell::Cell::new(false),
         };
         if !mode::is_reg(e.mode) {
             return Err(RoleError::Protocol(format!(
@@ -654,6 +659,7 @@ pub fn run<W: Write>(
         }
         if inplace {
             let ok = ours.as_bytes() == &theirs[..];
+            _done.ok.set(ok && failed.is_none());
             finish_inplace(
                 cfg,
                 rel,
@@ -759,8 +765,9 @@ pub fn run<W: Write>(
         }
         match tname.commit(delayed.as_deref().unwrap_or(rel)) {
             Ok(()) => {
-                if let Some(pp) = delayed {
-                    pending.push((pp, rel.clone()));
+                match delayed {
+                    Some(pp) => pending.push((pp, rel.clone(), ndx)),
+                    None => _done.ok.set(true),
                 }
                 // A partial file used as the basis is no longer needed.
                 if let Some(pb) = &partial_basis {
@@ -802,17 +809,17 @@ pub fn run<W: Write>(
 /// Finished indexes not yet sent to the generator.
 struct DoneBatch<'e> {
     events: &'e Sender<RecvEvent>,
-    ndxs: std::cell::RefCell<Vec<i32>>,
+    ndxs: std::cell::RefCell<Vec<(i32, bool)>>,
 }
 
 /// Files per `FilesDone` event at most.
 const DONE_BATCH: usize = 256;
 
 impl DoneBatch<'_> {
-    fn push(&self, ndx: i32) {
+    fn push(&self, ndx: i32, ok: bool) {
         let full = {
             let mut v = self.ndxs.borrow_mut();
-            v.push(ndx);
+            v.push((ndx, ok));
             v.len() >= DONE_BATCH
         };
         if full {
@@ -839,12 +846,14 @@ struct FileDoneGuard<'b, 'e> {
     batch: &'b DoneBatch<'e>,
     ndx: i32,
     armed: std::cell::Cell<bool>,
+    /// The file is in place under its name.
+    ok: std::cell::Cell<bool>,
 }
 
 impl Drop for FileDoneGuard<'_, '_> {
     fn drop(&mut self) {
         if self.armed.get() {
-            self.batch.push(self.ndx);
+            self.batch.push(self.ndx, self.ok.get());
         }
     }
 }
@@ -853,11 +862,11 @@ impl Drop for FileDoneGuard<'_, '_> {
 /// emptied partial dirs.
 fn finish_delayed(
     cfg: &RecvConfig,
-    pending: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    pending: &mut Vec<(Vec<u8>, Vec<u8>, i32)>,
     text: &dyn Fn(MsgCode, String) -> Result<(), RoleError>,
 ) -> Result<(), RoleError> {
     let mut dirs = std::collections::BTreeSet::new();
-    for (from, to) in pending.drain(..) {
+    for (from, to, _) in pending.drain(..) {
         if let Err(err) = cfg.dest.rename(&from, &to) {
             text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
         }

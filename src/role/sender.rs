@@ -634,6 +634,14 @@ pub fn run<W: Write>(
             )?;
         }
     }
+    // -H: a receiver holds a list while a member of a hard-link group in it
+    // waits for the group's last member, which may come many lists later;
+    // list as far ahead as upstream does then (MAX_FILECNT_LOOKAHEAD).
+    let idle_ahead = if ctx.opts.hard_links > 0 {
+        10_000
+    } else {
+        LOOKAHEAD_IDLE
+    };
     loop {
         if let (false, Some(m)) = (eof, more.as_deref_mut()) {
             while !eof && active.upcoming() < LOOKAHEAD {
@@ -651,7 +659,7 @@ pub fn run<W: Write>(
             // Rather than wait for the generator, keep listing ahead (as
             // upstream's io.c does while it has no input): the receiving
             // side then never waits for a list.
-            while !eof && active.upcoming() < LOOKAHEAD_IDLE && !input.ready() {
+            while !eof && active.upcoming() < idle_ahead && !input.ready() {
                 send_extra_list(
                     m,
                     &mut flist_enc,

@@ -320,8 +320,7 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
     let allow_inc = if opts.sender {
         opts.recursive && !opts.use_qsort()
     } else {
-        // As a receiver (upstream set_allow_inc_recurse), minus what we do not
-        // yet do incrementally (hard links).
+        // As a receiver (upstream set_allow_inc_recurse).
         opts.recursive
             && !matches!(
                 opts.delete_when,
@@ -329,7 +328,6 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
             )
             && !opts.delay_updates
             && !opts.prune_empty_dirs
-            && opts.hard_links == 0
             && !opts.use_qsort()
     };
     let n = match server_setup(&mut r, &mut w, proto, &opts, seed, allow_inc) {
