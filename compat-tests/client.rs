@@ -1597,17 +1597,16 @@ compat_test! {
 
 /// A hard-linked pair named twice (overlapping `-R` sources): the sender
 /// lists both copies, the receiver keeps one of each, and the pair is
-/// still transferred once and linked. (No `--stats`: with `-H` our
-/// receiver takes the whole list at once, and a stock sender then counts
-/// the duplicates it lists twice.)
+/// still transferred once and linked; `--stats` counts the names as
+/// stock does (both sides list incrementally with `-H` now).
 fn hard_links_named_twice(name: &str, mode: Mode) {
     ClientCase::new(name, mode, |root: &Path| {
         write_files(root, &[("c/g.txt", "linked\n"), ("c/other.txt", "alone\n")]);
         std::fs::hard_link(root.join("c/g.txt"), root.join("c/h.txt")).expect("hard link");
     })
     .sources(&["./c", "./c/"])
-    .args(&["-aiRH"])
-    .then(|_| {}, &["-aiRH"])
+    .args(&["-aiRH", "--stats"])
+    .then(|_| {}, &["-aiRH", "--stats"])
     .run();
 }
 
