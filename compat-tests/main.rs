@@ -27,6 +27,7 @@ mod daemon_load;
 mod daemon_module;
 mod daemon_ops;
 mod fanout;
+mod full_disk;
 mod malicious_push;
 mod pull;
 mod push;

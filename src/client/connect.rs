@@ -17,6 +17,10 @@ pub struct Conn {
     pub writer: Box<dyn Write + Send>,
     /// The remote shell (or local server) process.
     pub child: Option<Child>,
+    /// A second handle on what the child reads: kept open after a failure
+    /// until the error lines are out, so the child learns of it from our
+    /// signal, not from a closed pipe (see `Fail::end_child`).
+    pub hold: Option<std::os::fd::OwnedFd>,
 }
 
 /// A failure to connect, with the exit code stock uses for it.
@@ -156,10 +160,12 @@ pub fn spawn_timed(argv: &[String], io_timeout: Option<u32>) -> Result<Conn, Con
         }),
         None => Box::new(r),
     };
+    let hold = std::os::fd::AsFd::as_fd(&w).try_clone_to_owned().ok();
     Ok(Conn {
         reader,
         writer: Box::new(w),
         child: Some(child),
+        hold,
     })
 }
 
@@ -298,6 +304,7 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
                     reader: Box::new(reader),
                     writer: Box::new(s),
                     child: None,
+                    hold: None,
                 });
             }
             Err(e) => last = Some((a.ip(), e)),

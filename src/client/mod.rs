@@ -78,6 +78,13 @@ pub struct Fail {
     pub msg: Option<String>,
     /// The far side already said why it exits (MSG_ERROR_EXIT): no exit line of ours.
     pub silent: bool,
+    /// Who failed, when not the role's name before the fork (upstream
+    /// who_am_i: a file I/O error is the receiver's).
+    pub who: Option<&'static str>,
+    /// A remote shell still running, ended with SIGUSR1 once the error
+    /// lines are out (upstream exit_cleanup's kill_all, after log_exit),
+    /// and our still open end of its input.
+    pub end_child: Option<(i32, Option<std::os::fd::OwnedFd>)>,
 }
 
 /// A finished run, for callers that run several (`push`).
@@ -96,6 +103,8 @@ fn fail(code: i32, msg: impl Into<String>) -> Fail {
         code,
         msg: Some(msg.into()),
         silent: false,
+        who: None,
+        end_child: None,
     }
 }
 
@@ -383,15 +392,15 @@ fn client_filters(o: &Options, proto: u8) -> Result<crate::filter::FilterList, F
 /// Entry point for a client run: `args` are the path arguments.
 pub fn run(opts: Options, args: Vec<String>) -> i32 {
     let start = std::time::SystemTime::now();
-    let (code, role, silent) = match run_inner(&opts, &args, start) {
-        Ok((c, r)) => (c, r, false),
+    let (code, role, silent, end_child) = match run_inner(&opts, &args, start) {
+        Ok((c, r)) => (c, r, false, None),
         Err((f, role)) => {
             if let Some(m) = &f.msg {
                 let _ = std::io::stdout().flush();
                 let mut e = std::io::stderr().lock();
                 let _ = writeln!(e, "{m}");
             }
-            (f.code, role, f.silent)
+            (f.code, role, f.silent, f.end_child)
         }
     };
     if code != 0 && !silent {
@@ -409,6 +418,13 @@ pub fn run(opts: Options, args: Vec<String>) -> i32 {
             line!(),
             env!("CARGO_PKG_VERSION")
         );
+    }
+    if let Some((pid, hold)) = end_child {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
+        drop(hold);
     }
     code
 }
@@ -550,6 +566,8 @@ pub fn run_planned(
                             code: e.code,
                             msg: e.msg,
                             silent: false,
+                            who: None,
+                            end_child: None,
                         },
                         client,
                     ))
@@ -634,19 +652,28 @@ pub fn run_planned(
         Err(f) => {
             // Upstream exit_cleanup: a far side that has already exited adds
             // its exit status; one still running (or killed) does not.
+            let mut child = 0;
+            let mut end_child = None;
+            if let Some(c) = conn.child.as_mut() {
+                match c.try_wait() {
+                    Ok(Some(st)) => child = st.code().unwrap_or(0),
+                    // Still running: upstream's exit_cleanup ends its
+                    // children with SIGUSR1 (kill_all) when it fails.
+                    Ok(None) if f.code != 0 => {
+                        end_child = i32::try_from(c.id()).ok().map(|p| (p, conn.hold.take()));
+                    }
+                    _ => {}
+                }
+            }
             drop(std::mem::replace(
                 &mut conn.writer,
                 Box::new(std::io::sink()),
             ));
-            let child = conn
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-                .and_then(|st| st.code())
-                .unwrap_or(0);
             let mut f = f;
+            f.end_child = end_child;
             f.code = f.code.max(child);
-            return Err((f, role));
+            let who = f.who.unwrap_or(role);
+            return Err((f, who));
         }
     };
     drop(std::mem::replace(
@@ -691,6 +718,8 @@ fn read_files_from(ff: &str) -> Result<Vec<u8>, Fail> {
 
 /// The remote shell's (or local server's) exit status, as rsync maps it.
 fn child_code(conn: &mut connect::Conn) -> Option<i32> {
+    // Our end of its input closes first, or it would wait for more.
+    conn.hold = None;
     let mut child = conn.child.take()?;
     let st = child.wait().ok()?;
     use std::os::unix::process::ExitStatusExt;
@@ -778,6 +807,8 @@ fn role_fail_at(e: RoleError, received: Option<u64>, role: &str) -> Fail {
                 code,
                 msg: None,
                 silent: true,
+                who: None,
+                end_child: None,
             }
         }
         RoleError::Proto(p) if p.is_eof() => fail(
@@ -789,6 +820,10 @@ fn role_fail_at(e: RoleError, received: Option<u64>, role: &str) -> Fail {
             fail(code, format!("[{role}] {io}"))
         }
         RoleError::Proto(_) => fail(code, format!("rsync: {e}")),
+        RoleError::FileIo(_) => Fail {
+            who: Some("receiver"),
+            ..fail(code, e.to_string())
+        },
         _ => fail(code, e.to_string()),
     }
 }

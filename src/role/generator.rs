@@ -1462,8 +1462,13 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 self.created.insert(rel.clone());
             }
             self.item_at(wire, fl)?;
+            // Its time now, and again once its contents stop changing (so
+            // a transfer that ends early leaves it right, as upstream's).
+            let dir_times = !cfg.opts.omit_dir_times;
             if let (Some(s), false) = (&st, cfg.opts.dry_run) {
-                let _ = cfg.fix_attrs(&rel, e, s, false);
+                let _ = cfg.fix_attrs(&rel, e, s, dir_times);
+            } else if st.is_none() && !cfg.opts.dry_run && dir_times && cfg.opts.times {
+                let _ = cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None);
             }
             if self.delete_timing() == DeleteTiming::During
                 && !e.no_content_dir

@@ -633,11 +633,18 @@ pub fn run<W: Write>(
             give_back_unwritten(f, written, e.size);
         }
         if let Some(err) = sink.error.take() {
-            failed = Some(format!(
-                "write failed on {}: {}",
+            // A full disk (or any failed write) ends the transfer, as
+            // upstream receive_data does (exit 11); the temp file goes, an
+            // existing file stays as it was.
+            drop(sink);
+            if let Some(t) = tname {
+                let _ = t.discard();
+            }
+            return Err(RoleError::FileIo(format!(
+                "rsync: [receiver] write failed on {}: {}",
                 cfg.dest.show(rel),
                 crate::fs::os_error_text(&err)
-            ));
+            )));
         }
         drop(sink);
         let Some(file) = file else {

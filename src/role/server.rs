@@ -387,7 +387,11 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
         Err(e) => {
             let code = e.exit_code();
             totals(code, 0);
-            let role = if opts.sender { "sender" } else { "Receiver" };
+            let role = match &e {
+                _ if opts.sender => "sender",
+                RoleError::FileIo(_) => "receiver",
+                _ => "Receiver",
+            };
             match &e {
                 RoleError::PeerExit(_)
                 | RoleError::Proto(crate::protocol::ProtoError::PeerExit(_)) => {}
