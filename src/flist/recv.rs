@@ -460,7 +460,8 @@ fn sort_and_clean(
     let mut sizes: HashMap<HlinkGroup, usize> = HashMap::new();
     for (i, e) in files.iter().enumerate() {
         let key = match e.hard_link() {
-            _ if !active[i] => None,
+            // (A directory is never a member, whatever a sender claims.)
+            _ if !active[i] || mode::is_dir(e.mode) => None,
             Some(HardLink::First) => Some((-1, start + order[i] as i64)),
             Some(HardLink::Follower { first }) => Some((-1, *first as i64)),
             Some(HardLink::DevIno { dev, ino }) => Some((*dev, *ino)),
@@ -530,6 +531,36 @@ pub fn prune_empty_dirs(list: &mut RecvList) {
 mod tests {
     use super::*;
     use crate::protocol::flist::FlistEncoder;
+
+    #[test]
+    fn hard_link_groups_are_of_non_directories_and_of_two_in_a_whole_list() {
+        let mk = |name: &[u8], mode: u32, h: Option<HardLink>| {
+            let mut e = FileEntry {
+                name: name.to_vec(),
+                mode,
+                ..Default::default()
+            };
+            e.set_hard_link(h);
+            e
+        };
+        let files = vec![
+            mk(b"a", 0o100644, Some(HardLink::First)),
+            mk(b"b", 0o100644, Some(HardLink::Follower { first: 0 })),
+            // A directory claiming to be a member (a hostile sender).
+            mk(b"c", 0o040755, Some(HardLink::Follower { first: 0 })),
+            mk(b"d", 0o100644, Some(HardLink::First)),
+        ];
+        let whole = sort_and_clean(files.clone(), 0, 31, None);
+        assert_eq!(whole.hlink, [Some((-1, 0)), Some((-1, 0)), None, None]);
+        // Incremental: the lone member may get company in later lists.
+        // (Sorted: the files, then the directory.)
+        let inc = sort_and_clean(files, 0, 31, Some(10));
+        assert_eq!(inc.files[3].name, b"c");
+        assert_eq!(
+            inc.hlink,
+            [Some((-1, 10)), Some((-1, 0)), Some((-1, 13)), None]
+        );
+    }
 
     #[test]
     fn a_retired_list_keeps_its_directories_and_resolves_no_index() {
