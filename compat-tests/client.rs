@@ -1818,3 +1818,46 @@ compat_test! {
         .run();
     }
 }
+
+// --- the -vv (debug) lines of ordinary runs ---
+
+/// `-vv` adds stock's debug lines: how the connection is opened ("opening
+/// tcp connection to ...", "opening connection using: ...", "sending
+/// daemon args: ..."), "delta-transmission enabled/disabled ...", the
+/// sender's match totals, and "NAME is uptodate" (or NAME, when only its
+/// attributes changed) for every current entry. A second run changes a
+/// file, so the totals count matched blocks; a third adds `-i`, which
+/// shows every item instead. (Lines compared whatever their order: the
+/// generator's and the receiver's interleave.)
+fn very_verbose(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, small)
+        .args(&["-avv"])
+        .then(edit_small, &["-avv", "--no-whole-file"])
+        .then(|_| {}, &["-avvi"])
+        .sorted_stdout()
+        .run();
+}
+
+compat_test! {
+    fn client_local_very_verbose() {
+        very_verbose("client_local_very_verbose", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_very_verbose() {
+        very_verbose("client_rsh_push_very_verbose", Mode::RshPush);
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_very_verbose() {
+        very_verbose("client_rsh_pull_very_verbose", Mode::RshPull);
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_very_verbose() {
+        very_verbose("client_daemon_pull_very_verbose", Mode::DaemonPull);
+    }
+}

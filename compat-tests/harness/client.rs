@@ -68,6 +68,8 @@ pub struct ClientCase {
     /// Destination argument relative to the side's directory.
     dest: String,
     compare_stdout: bool,
+    /// Compare stdout as a set of lines (see [`ClientCase::sorted_stdout`]).
+    sort_stdout: bool,
     compare_stderr: bool,
     expect_code: Option<i32>,
     module_lines: Vec<String>,
@@ -96,6 +98,7 @@ impl ClientCase {
             sources: Vec::new(),
             dest: "dest/".into(),
             compare_stdout: true,
+            sort_stdout: false,
             compare_stderr: false,
             expect_code: None,
             module_lines: Vec::new(),
@@ -154,6 +157,15 @@ impl ClientCase {
     #[allow(dead_code)]
     pub fn no_stdout(mut self) -> Self {
         self.compare_stdout = false;
+        self
+    }
+
+    /// Compare stdout's lines whatever their order: with `-vv` and no
+    /// `-i`, names from the generator ("... is uptodate", attribute
+    /// changes) and from the receiver (transfers) interleave as their
+    /// processes run, in stock too.
+    pub fn sorted_stdout(mut self) -> Self {
+        self.sort_stdout = true;
         self
     }
 
@@ -301,10 +313,19 @@ impl ClientCase {
             }
             let stats = step.args.iter().any(|a| a == "--stats");
             if self.compare_stdout {
+                let prep = |out: &str| {
+                    let text = without_ancestor_times(out, work.path());
+                    if !self.sort_stdout {
+                        return text;
+                    }
+                    let mut lines: Vec<&str> = text.lines().collect();
+                    lines.sort_unstable();
+                    lines.join("\n")
+                };
                 problems.extend(stdout_problems(
                     "transfer lines",
-                    &without_ancestor_times(&stock.0.stdout, work.path()),
-                    &without_ancestor_times(&ours.0.stdout, work.path()),
+                    &prep(&stock.0.stdout),
+                    &prep(&ours.0.stdout),
                     stats,
                 ));
             }

@@ -285,6 +285,36 @@ impl Options {
         self.misc.iter().any(|m| m == "munge-links")
     }
 
+    /// The `--debug` level of `word` (those we act on: "FLIST",
+    /// "DELTASUM", "CMD", "CONNECT"): what the verbosity implies (upstream
+    /// debug_verbosity: `-vv` sets level 1 of each, further `-v`s raise
+    /// FLIST and DELTASUM up to 4, CONNECT to 2, CMD to 2 at `-vvvv`), then the `--debug`
+    /// words in order (`WORDn`, `ALLn`, `NONE`; no digit means 1).
+    pub fn debug_level(&self, word: &str) -> u8 {
+        // The verbosities at which the word's level goes up one.
+        let steps: &[u8] = match word {
+            "FLIST" | "DELTASUM" => &[2, 3, 4, 5],
+            "CMD" => &[2, 4],
+            "CONNECT" => &[2, 3],
+            _ => &[],
+        };
+        let mut level = steps.iter().filter(|&&v| self.verbose >= v).count() as u8;
+        for arg in &self.debug {
+            for w in arg.split(',') {
+                let name = w.trim_end_matches(|c: char| c.is_ascii_digit());
+                let n = w[name.len()..].parse::<u8>().unwrap_or(1);
+                if name.eq_ignore_ascii_case("ALL") {
+                    level = n;
+                } else if name.eq_ignore_ascii_case("NONE") {
+                    level = 0;
+                } else if name.eq_ignore_ascii_case(word) {
+                    level = n;
+                }
+            }
+        }
+        level
+    }
+
     /// `--qsort` (sent to a server as `--use-qsort`).
     pub fn use_qsort(&self) -> bool {
         self.misc.iter().any(|m| m == "use-qsort" || m == "qsort")
@@ -862,6 +892,22 @@ mod tests {
 
     fn p(v: &[&str]) -> (Options, Vec<String>) {
         parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn debug_levels_follow_verbosity_then_the_debug_words() {
+        let mut o = Options::default();
+        assert_eq!(o.debug_level("FLIST"), 0);
+        o.verbose = 2;
+        assert_eq!((o.debug_level("FLIST"), o.debug_level("DELTASUM")), (1, 1));
+        o.verbose = 9;
+        assert_eq!(o.debug_level("DELTASUM"), 4);
+        assert_eq!(o.debug_level("HLINK"), 0);
+        assert_eq!(o.debug_level("CMD"), 2);
+        o.debug = vec!["none,flist2".into(), "deltasum".into()];
+        assert_eq!((o.debug_level("FLIST"), o.debug_level("DELTASUM")), (2, 1));
+        o.debug = vec!["ALL3".into()];
+        assert_eq!(o.debug_level("HLINK"), 3);
     }
 
     #[test]

@@ -32,6 +32,25 @@ pub struct ConnectError {
     pub msg: String,
 }
 
+/// A command line as upstream's print_child_argv shows it (`-vv`, debug
+/// CMD): `prefix arg arg ...  (N args)`, an argument with characters
+/// outside `[A-Za-z0-9,.-_=+@/]` in double quotes.
+pub fn child_argv_line(prefix: &str, args: &[String]) -> String {
+    let mut line = format!("{prefix} ");
+    for a in args {
+        let plain = a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b",.-_=+@/".contains(&c));
+        if plain {
+            line.push_str(&format!("{a} "));
+        } else {
+            line.push_str(&format!("\"{a}\" "));
+        }
+    }
+    line.push_str(&format!(" ({} args)", args.len()));
+    line
+}
+
 /// Split a `-e` command the way upstream does: words at spaces, single and
 /// double quotes group (a doubled quote inside quotes is a literal quote).
 pub fn split_rsh(cmd: &str) -> Result<Vec<String>, ConnectError> {
@@ -377,6 +396,18 @@ pub fn exchange_versions(conn: &mut Conn, ours: u8, role: &str) -> Result<u8, Co
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_argv_lines_quote_as_upstream() {
+        let args: Vec<String> = ["ssh", "h", "rsync", "--server", "-vve.iLsfxCIvu", "a b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            child_argv_line("opening connection using:", &args),
+            "opening connection using: ssh h rsync --server -vve.iLsfxCIvu \"a b\"  (6 args)"
+        );
+    }
 
     #[test]
     fn rsh_words_as_upstream() {

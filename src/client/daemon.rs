@@ -48,6 +48,8 @@ pub struct Request<'a> {
     pub password_file: Option<&'a str>,
     /// Show the MOTD (`--no-motd` turns it off).
     pub motd: bool,
+    /// `-vv` (debug CMD): show the arguments sent.
+    pub show_args: bool,
 }
 
 /// Run the exchange on `conn`.
@@ -157,6 +159,12 @@ pub fn exchange(
         }
         a.push_str(rest);
         sargs.push(a);
+    }
+    if req.show_args {
+        log.info(&super::connect::child_argv_line(
+            "sending daemon args:",
+            &sargs,
+        ));
     }
     let mut buf = Vec::new();
     if proto >= 30 {

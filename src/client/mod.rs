@@ -508,6 +508,9 @@ pub fn run_planned(
             let (user, host) = args::split_user(host);
             let port = port.or(o.port).unwrap_or(873);
             let family = (o.ipv != 0).then_some(o.ipv);
+            if o.rsh.is_none() && o.debug_level("CONNECT") >= 1 {
+                log.info(&format!("opening tcp connection to {host} port {port}"));
+            }
             let mut conn = match &o.rsh {
                 // Daemon over a remote shell: it starts `rsync --server --daemon .`.
                 Some(rsh) => {
@@ -523,6 +526,12 @@ pub fn run_planned(
                     argv.push(host.clone());
                     argv.push(o.rsync_path.clone().unwrap_or_else(|| "rsync".into()));
                     argv.extend(["--server".into(), "--daemon".into(), ".".into()]);
+                    if o.debug_level("CMD") >= 1 {
+                        log.info(&connect::child_argv_line(
+                            "opening connection using:",
+                            &argv,
+                        ));
+                    }
                     connect::spawn_timed(&argv, o.timeout)
                         .map_err(|e| (fail(e.code, e.msg), client))?
                 }
@@ -547,6 +556,7 @@ pub fn run_planned(
                 server_args: sargs.clone(),
                 password_file: o.password_file.as_deref(),
                 motd: !o.no_motd,
+                show_args: o.debug_level("CMD") >= 1,
             };
             match daemon::exchange(&mut conn, &req, log) {
                 Ok(daemon::Outcome::Ready(p)) => (conn, p),
@@ -606,6 +616,12 @@ pub fn run_planned(
                     s.quoting,
                     s.am_sender,
                     s.relative,
+                ));
+            }
+            if o.debug_level("CMD") >= 1 {
+                log.info(&connect::child_argv_line(
+                    "opening connection using:",
+                    &argv,
                 ));
             }
             let mut conn = connect::spawn_timed(&argv, o.timeout)
@@ -969,8 +985,11 @@ fn transfer(
         )
         .map_err(|e| ack_exit(e, &mut out, proto, true, rc.load(Ordering::Relaxed)))?;
         let _ = out.flush();
-        let total_read = rc.load(Ordering::Relaxed) as i64;
-        let total_written = wc.load(Ordering::Relaxed) as i64;
+        // Counted from the end of the protocol setup, as upstream counts
+        // only what passes its buffered I/O (the version, compat flags,
+        // checksum lists and seed are read and written before it starts).
+        let total_read = rc.load(Ordering::Relaxed).saturating_sub(rbase) as i64;
+        let total_written = wc.load(Ordering::Relaxed).saturating_sub(wbase) as i64;
         let code = code.max(io_code(io_error.load(Ordering::Relaxed)));
         let sm = summary::Summary {
             total_written,

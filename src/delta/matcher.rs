@@ -60,6 +60,9 @@ pub struct MatchStats {
     pub matches: u64,
     /// Offsets whose rolling sum matched a block but the strong sum did not.
     pub false_alarms: u64,
+    /// Offsets whose rolling sum is some block's (upstream's hash_hits
+    /// counts its hash buckets' hits, a few more).
+    pub hash_hits: u64,
 }
 
 /// The result of matching one file.
@@ -441,6 +444,7 @@ impl Matcher {
             // Candidate check at w.pos (window length k).
             let sum = rolling.sum();
             if let Some(grp) = self.find_group(sum, p.shift, p.mul) {
+                stats.hash_hits += 1;
                 let window = &w.buf[w.pos..w.pos + k];
                 let mut strong: Option<DigestBuf> = None;
                 let mut found: Option<usize> = None;

@@ -369,14 +369,15 @@ impl RecvConfig {
         fl
     }
 
-    /// Set perms, owner and (unless told not to) times on an existing entry.
+    /// Set perms, owner and (unless told not to) times on an existing
+    /// entry; whether anything needed changing.
     pub fn fix_attrs(
         &self,
         rel: &[u8],
         e: &FileEntry,
         st: &Stat,
         times: bool,
-    ) -> Result<(), crate::fs::dest::FsError> {
+    ) -> Result<bool, crate::fs::dest::FsError> {
         self.fix_attrs_as(rel, e, st, times, false)
     }
 
@@ -390,10 +391,11 @@ impl RecvConfig {
         st: &Stat,
         times: bool,
         fresh: bool,
-    ) -> Result<(), crate::fs::dest::FsError> {
+    ) -> Result<bool, crate::fs::dest::FsError> {
         let (uid, gid) = self.dest_owner(e);
         let uid = uid.filter(|u| *u != st.uid);
         let gid = gid.filter(|g| *g != st.gid);
+        let mut updated = uid.is_some() || gid.is_some();
         // With -K, `st` may be a kept symlink's directory while the
         // attributes go to the symlink itself, as stock 3.5 does (its times
         // change; a mode change fails with ELOOP).
@@ -405,6 +407,7 @@ impl RecvConfig {
             let p = self.dest_perms(e, (!fresh).then_some(st));
             if p != st.mode & 0o7777 {
                 moded = self.dest.set_mode(rel, p);
+                updated = true;
             }
         }
         if times
@@ -413,8 +416,20 @@ impl RecvConfig {
             && !(mode::is_lnk(e.mode) && self.opts.omit_link_times)
         {
             self.dest.set_times(rel, e.mtime, e.mtime_nsec, None)?;
+            updated = true;
         }
-        moded
+        moded.map(|()| updated)
+    }
+
+    /// What `fix_attrs` would change, without changing it (a dry run).
+    pub fn attrs_differ(&self, e: &FileEntry, st: &Stat) -> bool {
+        let (uid, gid) = self.dest_owner(e);
+        uid.is_some_and(|u| u != st.uid)
+            || gid.is_some_and(|g| g != st.gid)
+            || (!mode::is_lnk(e.mode) && self.dest_perms(e, Some(st)) != st.mode & 0o7777)
+            || (self.opts.times
+                && !self.same_mtime(e, st)
+                && !(mode::is_lnk(e.mode) && self.opts.omit_link_times))
     }
 }
 
@@ -529,7 +544,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             .log_format
             .as_deref()
             .is_some_and(|f| f.contains("%i%I"))
-            || cfg.opts.itemize > 1;
+            || cfg.opts.itemize > 1
+            // upstream itemize(): every item goes out at --info=name2 (-vv).
+            || cfg.opts.info_level("name") >= 2;
         Generator {
             cfg,
             registry,
@@ -1268,6 +1285,24 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(true)
     }
 
+    /// upstream set_file_attrs with ATTRS_REPORT: at `--info=name2` (`-vv`)
+    /// without itemized output, a current entry is named, "is uptodate"
+    /// when nothing about it needed changing.
+    fn attrs_report(&mut self, rel: &[u8], updated: bool) -> Result<(), RoleError> {
+        let o = &self.cfg.opts;
+        let itemizing = o.itemize > 0 || o.log_format.as_deref().is_some_and(|f| f.contains("%i"));
+        if o.info_level("name") < 2 || itemizing {
+            return Ok(());
+        }
+        let name = String::from_utf8_lossy(rel);
+        let line = if updated {
+            name.into_owned()
+        } else {
+            format!("{name} is uptodate")
+        };
+        self.message(MsgCode::Client, &line)
+    }
+
     /// An item record with a name after it (`XNAME_FOLLOWS`), when shown.
     fn item_xname(&mut self, wire: i32, fl: u16, xname: &[u8]) -> Result<(), RoleError> {
         if self.cfg.n.proto < 29 || !(significant(fl) || self.itemize_all) {
@@ -1518,11 +1553,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             if let Some(s) = &st {
                 if cfg.dest.read_link(&rel).ok().as_deref() == Some(&target[..]) {
                     let fl = cfg.itemize(e, Some(s), 0);
-                    if !cfg.opts.dry_run {
-                        let _ = cfg.fix_attrs(&rel, e, s, true);
-                    }
+                    let updated = if cfg.opts.dry_run {
+                        cfg.attrs_differ(e, s)
+                    } else {
+                        cfg.fix_attrs(&rel, e, s, true).unwrap_or(true)
+                    };
                     self.hl_outcome(HlState::Done);
-                    return self.item(ndx, fl);
+                    self.item(ndx, fl)?;
+                    return self.attrs_report(&rel, updated);
                 }
                 changed = iflags::REPORT_CHANGE;
                 if !cfg.opts.dry_run {
@@ -1570,11 +1608,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     || (s.rdev_major == e.rdev_major && s.rdev_minor == e.rdev_minor)
                 {
                     let fl = cfg.itemize(e, Some(s), 0);
-                    if !cfg.opts.dry_run {
-                        let _ = cfg.fix_attrs(&rel, e, s, true);
-                    }
+                    let updated = if cfg.opts.dry_run {
+                        cfg.attrs_differ(e, s)
+                    } else {
+                        cfg.fix_attrs(&rel, e, s, true).unwrap_or(true)
+                    };
                     self.hl_outcome(HlState::Done);
-                    return self.item(ndx, fl);
+                    self.item(ndx, fl)?;
+                    return self.attrs_report(&rel, updated);
                 }
                 if !cfg.opts.dry_run {
                     let _ = cfg.dest.unlink(&rel);
@@ -1640,25 +1681,27 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     .send_msg(MsgCode::Success, &wire.to_le_bytes())?;
             }
             let fl = cfg.itemize(e, Some(s), 0);
+            let mut updated = cfg.opts.dry_run && cfg.attrs_differ(e, s);
             if !cfg.opts.dry_run {
                 // With -c the time is set exactly, nanoseconds included
                 // (upstream ATTRS_ACCURATE_TIME), though the quick check ignores them.
                 let exact = cfg.opts.checksum
                     && cfg.opts.times
                     && (s.mtime != e.mtime || s.mtime_nsec != e.mtime_nsec);
-                let r = cfg.fix_attrs(&rel, e, s, true).and_then(|()| {
+                let r = cfg.fix_attrs(&rel, e, s, true).and_then(|u| {
                     if exact {
-                        cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None)
-                    } else {
-                        Ok(())
+                        cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None)?;
                     }
+                    Ok(u || exact)
                 });
-                if let Err(err) = r {
-                    self.error(format!("rsync: [generator] {err}"))?;
+                match r {
+                    Ok(u) => updated = u,
+                    Err(err) => self.error(format!("rsync: [generator] {err}"))?,
                 }
             }
             self.hl_outcome(HlState::Done);
-            return self.item(ndx, fl);
+            self.item(ndx, fl)?;
+            return self.attrs_report(&rel, updated);
         }
         if let (true, Some(s)) = (cfg.opts.append > 0, &st) {
             if s.size >= e.size as u64 {
@@ -1789,6 +1832,18 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let proto = self.cfg.n.proto;
         if self.delete_timing() == DeleteTiming::Before {
             self.delete_pass()?;
+        }
+        // upstream generate_files (-vv, --debug=FLIST).
+        if self.cfg.opts.debug_level("FLIST") >= 1 {
+            let whole = self.cfg.opts.whole_file == Some(true) && self.cfg.opts.append == 0;
+            self.message(
+                MsgCode::Info,
+                if whole {
+                    "delta-transmission disabled for local transfer or --whole-file"
+                } else {
+                    "delta-transmission enabled"
+                },
+            )?;
         }
         let mut redo_queue: Vec<i32> = Vec::new();
         if !self.inc {

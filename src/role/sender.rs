@@ -36,6 +36,11 @@ pub struct SendStats {
     pub literal_data: u64,
     /// Matched bytes.
     pub matched_data: u64,
+    /// Block matches, rolling-sum hits and false alarms, over all files
+    /// (upstream match_report's totals).
+    pub matches: u64,
+    pub hash_hits: u64,
+    pub false_alarms: u64,
     /// Milliseconds to build the list.
     pub flist_buildtime: i64,
     /// Milliseconds to send the list.
@@ -93,6 +98,9 @@ pub fn text_message(proto: u8, code: MsgCode, text: &str) -> (MsgCode, String) {
     let code = match code {
         MsgCode::Error if proto < 30 => MsgCode::ErrorXfer,
         MsgCode::Warning if proto < 30 => MsgCode::Info,
+        // Only for a sibling process; a peer takes it as info (upstream
+        // rwrite turns FCLIENT into FINFO before sending).
+        MsgCode::Client => MsgCode::Info,
         c => c,
     };
     let mut t = text.to_string();
@@ -831,7 +839,7 @@ pub fn run<W: Write>(
             }
         }
         let written_before = out.bytes_written;
-        let (lit, matched) = send_file_delta(
+        let ms = send_file_delta(
             f,
             &head,
             &sums,
@@ -854,8 +862,11 @@ pub fn run<W: Write>(
                 },
             );
         }
-        stats.literal_data += lit;
-        stats.matched_data += matched;
+        stats.literal_data += ms.literal_bytes;
+        stats.matched_data += ms.matched_bytes;
+        stats.matches += ms.matches;
+        stats.hash_hits += ms.hash_hits;
+        stats.false_alarms += ms.false_alarms;
         if let (Some(l), false) = (ctx.items(), before_transfer) {
             let bytes = crate::role::log::ByteCounts {
                 read: 0,
@@ -866,6 +877,14 @@ pub fn run<W: Write>(
     }
     if stats.io_error != 0 && proto >= 30 {
         out.send_msg(MsgCode::IoError, &stats.io_error.to_le_bytes())?;
+    }
+    // upstream match_report (-vv, --debug=DELTASUM).
+    if ctx.opts.debug_level("DELTASUM") >= 1 {
+        let line = format!(
+            "total: matches={}  hash_hits={}  false_alarms={} data={}",
+            stats.matches, stats.hash_hits, stats.false_alarms, stats.literal_data
+        );
+        ctx.say(out, MsgCode::Info, &line)?;
     }
     // What follows goes out with the next flush, before we wait for the
     // peer (one write for DONE and the stats, not one each).
@@ -1013,7 +1032,7 @@ fn send_file_delta<W: Write>(
     out: &mut MuxWriter<W>,
     progress: Option<(&crate::role::log::ClientLog, i64)>,
     token_buf: &mut Vec<u8>,
-) -> Result<(u64, u64), RoleError> {
+) -> Result<crate::delta::matcher::MatchStats, RoleError> {
     let sh = SumHead {
         count: head.count,
         blength: head.blength,
@@ -1055,5 +1074,5 @@ fn send_file_delta<W: Write>(
     let EncSink { buf, out, .. } = sink;
     out.write_all(buf)?;
     buf.clear();
-    Ok((outcome.stats.literal_bytes, outcome.stats.matched_bytes))
+    Ok(outcome.stats)
 }
