@@ -1761,8 +1761,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
     }
 
+    /// An NDX_DONE, sent with what follows it up to our next wait (as
+    /// upstream's buffered output: the DONEs that end a run go out in
+    /// one frame).
     fn done(&mut self) -> Result<(), RoleError> {
         self.tx.write(&mut self.buf, NDX_DONE);
+        Ok(())
+    }
+
+    /// Everything written so far goes out: before we wait for the receiver.
+    fn flush_out(&mut self) -> Result<(), RoleError> {
         self.flush_buf()?;
         self.out.lock().flush()?;
         Ok(())
@@ -1863,6 +1871,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             self.redo(ndx)?;
         }
         loop {
+            self.flush_out()?;
             match events.recv() {
                 Ok(RecvEvent::Redo(ndx)) => self.redo(ndx)?,
                 Ok(RecvEvent::PhaseDone) => break,
@@ -1882,6 +1891,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             // Hard links to files of the redo phase (or delayed updates)
             // are made once the receiver has them all in place.
             loop {
+                self.flush_out()?;
                 match events.recv() {
                     Ok(RecvEvent::PhaseDone) => break,
                     Ok(RecvEvent::FilesDone(ndxs)) => {
@@ -1921,6 +1931,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             self.done()?; // DONE#4: deletions done
         }
         loop {
+            self.flush_out()?;
             match events.recv() {
                 Ok(RecvEvent::Finished) => break,
                 Ok(RecvEvent::PhaseDone)
@@ -1935,7 +1946,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         self.touch_up_dirs();
         self.done()?; // the final goodbye
-        Ok(())
+        self.flush_out()
     }
 
     /// Request a file again in the redo phase (full-length strong sums).
