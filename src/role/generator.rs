@@ -1285,6 +1285,27 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(true)
     }
 
+    /// A symlink, device or special already as the sender's: its
+    /// attributes fixed, its item, and the `-vv` report.
+    fn current_special(
+        &mut self,
+        rel: &[u8],
+        e: &FileEntry,
+        s: &Stat,
+        ndx: usize,
+    ) -> Result<(), RoleError> {
+        let cfg = self.cfg;
+        let fl = cfg.itemize(e, Some(s), 0);
+        let updated = if cfg.opts.dry_run {
+            cfg.attrs_differ(e, s)
+        } else {
+            cfg.fix_attrs(rel, e, s, true).unwrap_or(true)
+        };
+        self.hl_outcome(HlState::Done);
+        self.item(ndx, fl)?;
+        self.attrs_report(rel, updated)
+    }
+
     /// upstream set_file_attrs with ATTRS_REPORT: at `--info=name2` (`-vv`)
     /// without itemized output, a current entry is named, "is uptodate"
     /// when nothing about it needed changing.
@@ -1552,15 +1573,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             if let Some(s) = &st {
                 if cfg.dest.read_link(&rel).ok().as_deref() == Some(&target[..]) {
-                    let fl = cfg.itemize(e, Some(s), 0);
-                    let updated = if cfg.opts.dry_run {
-                        cfg.attrs_differ(e, s)
-                    } else {
-                        cfg.fix_attrs(&rel, e, s, true).unwrap_or(true)
-                    };
-                    self.hl_outcome(HlState::Done);
-                    self.item(ndx, fl)?;
-                    return self.attrs_report(&rel, updated);
+                    return self.current_special(&rel, e, s, ndx);
                 }
                 changed = iflags::REPORT_CHANGE;
                 if !cfg.opts.dry_run {
@@ -1607,15 +1620,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 if !mode::is_device(e.mode)
                     || (s.rdev_major == e.rdev_major && s.rdev_minor == e.rdev_minor)
                 {
-                    let fl = cfg.itemize(e, Some(s), 0);
-                    let updated = if cfg.opts.dry_run {
-                        cfg.attrs_differ(e, s)
-                    } else {
-                        cfg.fix_attrs(&rel, e, s, true).unwrap_or(true)
-                    };
-                    self.hl_outcome(HlState::Done);
-                    self.item(ndx, fl)?;
-                    return self.attrs_report(&rel, updated);
+                    return self.current_special(&rel, e, s, ndx);
                 }
                 if !cfg.opts.dry_run {
                     let _ = cfg.dest.unlink(&rel);
