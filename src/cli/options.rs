@@ -298,21 +298,8 @@ impl Options {
             "CONNECT" => &[2, 3],
             _ => &[],
         };
-        let mut level = steps.iter().filter(|&&v| self.verbose >= v).count() as u8;
-        for arg in &self.debug {
-            for w in arg.split(',') {
-                let name = w.trim_end_matches(|c: char| c.is_ascii_digit());
-                let n = w[name.len()..].parse::<u8>().unwrap_or(1);
-                if name.eq_ignore_ascii_case("ALL") {
-                    level = n;
-                } else if name.eq_ignore_ascii_case("NONE") {
-                    level = 0;
-                } else if name.eq_ignore_ascii_case(word) {
-                    level = n;
-                }
-            }
-        }
-        level
+        let level = steps.iter().filter(|&&v| self.verbose >= v).count() as u8;
+        word_level(&self.debug, word, level)
     }
 
     /// `--qsort` (sent to a server as `--use-qsort`).
@@ -332,26 +319,31 @@ impl Options {
     /// The level of an `--info` word (`name`, `del`...): `-v` sets level 1
     /// of the verbose words (2 for `name` with `-vv`), `--info` overrides.
     pub fn info_level(&self, word: &str) -> u8 {
-        let mut level = match word {
+        let level = match word {
             "name" | "misc" => self.verbose.min(2),
             "del" | "flist" | "stats" | "copy" | "symsafe" => u8::from(self.verbose >= 1),
             "nonreg" => 1,
             _ => u8::from(self.verbose >= 2),
         };
-        for w in self.info.iter().flat_map(|w| w.split(',')) {
-            let w = w.trim().to_ascii_lowercase();
-            let (n, l) = match w.find(|c: char| c.is_ascii_digit()) {
-                Some(p) => (&w[..p], w[p..].parse::<u8>().unwrap_or(1)),
-                None => (w.as_str(), 1),
-            };
-            if n == word || n == "all" {
-                level = l;
-            } else if n == "none" {
-                level = 0;
-            }
-        }
-        level
+        word_level(&self.info, word, level)
     }
+}
+
+/// The level of `word` after `--info`/`--debug` arguments `args` (each a
+/// comma list of `WORDn`, `ALLn`, `NONE`; no digit means 1; case does not
+/// matter), starting from `level`.
+fn word_level(args: &[String], word: &str, mut level: u8) -> u8 {
+    for w in args.iter().flat_map(|a| a.split(',')) {
+        let w = w.trim();
+        let name = w.trim_end_matches(|c: char| c.is_ascii_digit());
+        let n = w[name.len()..].parse::<u8>().unwrap_or(1);
+        if name.eq_ignore_ascii_case(word) || name.eq_ignore_ascii_case("all") {
+            level = n;
+        } else if name.eq_ignore_ascii_case("none") {
+            level = 0;
+        }
+    }
+    level
 }
 
 impl fmt::Display for Options {

@@ -526,12 +526,7 @@ pub fn run_planned(
                     argv.push(host.clone());
                     argv.push(o.rsync_path.clone().unwrap_or_else(|| "rsync".into()));
                     argv.extend(["--server".into(), "--daemon".into(), ".".into()]);
-                    if o.debug_level("CMD") >= 1 {
-                        log.info(&connect::child_argv_line(
-                            "opening connection using:",
-                            &argv,
-                        ));
-                    }
+                    show_command(o, log, &argv);
                     connect::spawn_timed(&argv, o.timeout)
                         .map_err(|e| (fail(e.code, e.msg), client))?
                 }
@@ -618,12 +613,7 @@ pub fn run_planned(
                     s.relative,
                 ));
             }
-            if o.debug_level("CMD") >= 1 {
-                log.info(&connect::child_argv_line(
-                    "opening connection using:",
-                    &argv,
-                ));
-            }
+            show_command(o, log, &argv);
             let mut conn = connect::spawn_timed(&argv, o.timeout)
                 .map_err(|e| (fail(e.code, e.msg), client))?;
             let p = match connect::exchange_versions(&mut conn, s.pre_proto, role) {
@@ -709,6 +699,14 @@ pub fn run_planned(
         },
         role,
     ))
+}
+
+/// `-vv` (debug CMD): the remote shell's command line, as upstream's
+/// piped_child shows it.
+fn show_command(o: &Options, log: &ClientLog, argv: &[String]) {
+    if o.debug_level("CMD") >= 1 {
+        log.info(&connect::child_argv_line("opening connection using:", argv));
+    }
 }
 
 /// The local `--files-from` source (`-` is stdin); failing to open it is

@@ -370,7 +370,7 @@ impl RecvConfig {
     }
 
     /// Set perms, owner and (unless told not to) times on an existing
-    /// entry; whether anything needed changing.
+    /// entry; whether anything needed changing (in a dry run, only that).
     pub fn fix_attrs(
         &self,
         rel: &[u8],
@@ -396,17 +396,23 @@ impl RecvConfig {
         let uid = uid.filter(|u| *u != st.uid);
         let gid = gid.filter(|g| *g != st.gid);
         let mut updated = uid.is_some() || gid.is_some();
+        // A dry run only tells what would change.
+        let apply = !self.opts.dry_run;
         // With -K, `st` may be a kept symlink's directory while the
         // attributes go to the symlink itself, as stock 3.5 does (its times
         // change; a mode change fails with ELOOP).
-        self.dest.set_owner(rel, uid, gid)?;
+        if apply {
+            self.dest.set_owner(rel, uid, gid)?;
+        }
         // A failed chmod does not keep the times from being set (upstream
         // set_file_attrs sets them before the mode).
         let mut moded = Ok(());
         if !mode::is_lnk(e.mode) {
             let p = self.dest_perms(e, (!fresh).then_some(st));
             if p != st.mode & 0o7777 {
-                moded = self.dest.set_mode(rel, p);
+                if apply {
+                    moded = self.dest.set_mode(rel, p);
+                }
                 updated = true;
             }
         }
@@ -415,21 +421,12 @@ impl RecvConfig {
             && !self.same_mtime(e, st)
             && !(mode::is_lnk(e.mode) && self.opts.omit_link_times)
         {
-            self.dest.set_times(rel, e.mtime, e.mtime_nsec, None)?;
+            if apply {
+                self.dest.set_times(rel, e.mtime, e.mtime_nsec, None)?;
+            }
             updated = true;
         }
         moded.map(|()| updated)
-    }
-
-    /// What `fix_attrs` would change, without changing it (a dry run).
-    pub fn attrs_differ(&self, e: &FileEntry, st: &Stat) -> bool {
-        let (uid, gid) = self.dest_owner(e);
-        uid.is_some_and(|u| u != st.uid)
-            || gid.is_some_and(|g| g != st.gid)
-            || (!mode::is_lnk(e.mode) && self.dest_perms(e, Some(st)) != st.mode & 0o7777)
-            || (self.opts.times
-                && !self.same_mtime(e, st)
-                && !(mode::is_lnk(e.mode) && self.opts.omit_link_times))
     }
 }
 
@@ -494,14 +491,21 @@ struct HlCur {
     key: HlinkGroup,
     wire: i32,
     src: (std::sync::Arc<RecvList>, usize),
-    /// How its handling ended; `None` at the end means neither made nor
-    /// linked.
-    outcome: Option<HlState>,
+    /// How its handling ended (the first word counts); `None` at the end
+    /// means neither made nor linked.
+    end: Option<HlEnd>,
+}
+
+/// How the handling of a hard-linked member ended.
+#[derive(Clone, Copy)]
+enum HlEnd {
     /// Left out: refused, --existing, --ignore-existing, below a missing
     /// directory (upstream handle_skipped_hlink).
-    skipped: bool,
+    Skipped,
     /// Linked to the group's file.
-    linked: bool,
+    Linked,
+    /// Made, sent, deferred or waiting, as the state says.
+    As(HlState),
 }
 
 /// Per directory (by name), the indexes of its entries in `list`.
@@ -1121,9 +1125,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             key,
             wire,
             src: (list.clone(), ndx),
-            outcome: None,
-            skipped: false,
-            linked: false,
+            end: None,
         });
         let r = self.entry_at(&list.files[ndx], wire, ndx);
         let cur = self.hl_cur.take();
@@ -1132,30 +1134,30 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let Some(cur) = cur else {
             return Ok(());
         };
-        if cur.skipped {
-            if let Some(m) = self.hl.skipped(key, wire) {
-                // The member before it is the last now: handled again.
-                if let Some((l, i)) = m.src {
-                    self.hold(l.ndx_start, -1, m.state);
-                    return self.hlinked_entry(key, l, i);
+        match cur.end {
+            Some(HlEnd::Skipped) => {
+                if let Some(m) = self.hl.skipped(key, wire) {
+                    // The member before it is the last now: handled again.
+                    if let Some((l, i)) = m.src {
+                        self.hold(l.ndx_start, -1, m.state);
+                        return self.hlinked_entry(key, l, i);
+                    }
                 }
+                Ok(())
             }
-            return Ok(());
-        }
-        if cur.linked {
-            self.hl.handled(key, wire, cur.src, HlState::Done);
-            return self.flush_buf();
-        }
-        match cur.outcome {
-            Some(HlState::Waiting) => {
+            Some(HlEnd::Linked) => {
+                self.hl.handled(key, wire, cur.src, HlState::Done);
+                self.flush_buf()
+            }
+            Some(HlEnd::As(HlState::Waiting)) => {
                 self.hold(list.ndx_start, 1, HlState::Waiting);
                 Ok(())
             }
-            Some(HlState::Done) => {
+            Some(HlEnd::As(HlState::Done)) => {
                 self.hl.handled(key, wire, cur.src, HlState::Done);
                 self.hl_finish(key, wire, &list.files[ndx].name)
             }
-            Some(HlState::Sent) => {
+            Some(HlEnd::As(HlState::Sent)) => {
                 self.hl.handled(key, wire, cur.src, HlState::Sent);
                 if self.cfg.opts.dry_run {
                     // Nothing comes: the group counts it as made (upstream
@@ -1165,7 +1167,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 }
                 Ok(())
             }
-            Some(st) => {
+            Some(HlEnd::As(st)) => {
                 self.hold(list.ndx_start, 1, st);
                 self.hl.handled(key, wire, cur.src, st);
                 Ok(())
@@ -1188,20 +1190,21 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         *h = (*h as i64 + by).max(0) as usize;
     }
 
-    /// The hard-linked member being handled ends so.
-    fn hl_outcome(&mut self, state: HlState) {
+    /// The hard-linked member being handled ends so (the first word counts).
+    fn hl_end(&mut self, end: HlEnd) {
         if let Some(c) = &mut self.hl_cur {
-            if c.outcome.is_none() {
-                c.outcome = Some(state);
-            }
+            c.end.get_or_insert(end);
         }
+    }
+
+    /// The hard-linked member being handled ends in `state`.
+    fn hl_outcome(&mut self, state: HlState) {
+        self.hl_end(HlEnd::As(state));
     }
 
     /// The hard-linked member being handled is left out.
     fn hl_skip(&mut self) {
-        if let Some(c) = &mut self.hl_cur {
-            c.skipped = true;
-        }
+        self.hl_end(HlEnd::Skipped);
     }
 
     /// Member `wire`'s file, `name`, is in place: the members behind it
@@ -1215,23 +1218,23 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         self.flush_buf()
     }
 
-    /// A transfer the receiver finished: a member on its way is in place
-    /// (or not).
-    fn transfer_done(&mut self, ndx: i32, ok: bool) -> Result<(), RoleError> {
+    /// Transfers the receiver finished (and whether each file landed): a
+    /// hard-link member on its way is in place, or not.
+    fn transfers_done(&mut self, ndxs: &[(i32, bool)]) -> Result<(), RoleError> {
         if self.cfg.opts.hard_links == 0 {
             return Ok(());
         }
-        let Some(key) = self.hl.arrived(ndx) else {
-            return Ok(());
-        };
-        if !ok {
-            self.hl.failed(key, ndx);
-            return Ok(());
+        for &(ndx, ok) in ndxs {
+            let Some(key) = self.hl.arrived(ndx) else {
+                continue;
+            };
+            if !ok {
+                self.hl.failed(key, ndx);
+            } else if let Some(name) = self.hl.name_of(key, ndx) {
+                self.hl_finish(key, ndx, &name)?;
+            }
         }
-        match self.hl.name_of(key, ndx) {
-            Some(name) => self.hl_finish(key, ndx, &name),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Link member `e` (at `wire`) to `target`, the group's file (upstream
@@ -1296,11 +1299,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     ) -> Result<(), RoleError> {
         let cfg = self.cfg;
         let fl = cfg.itemize(e, Some(s), 0);
-        let updated = if cfg.opts.dry_run {
-            cfg.attrs_differ(e, s)
-        } else {
-            cfg.fix_attrs(rel, e, s, true).unwrap_or(true)
-        };
+        let updated = cfg.fix_attrs(rel, e, s, true).unwrap_or(true);
         self.hl_outcome(HlState::Done);
         self.item(ndx, fl)?;
         self.attrs_report(rel, updated)
@@ -1471,9 +1470,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     return Ok(());
                 }
                 Check::LinkTo(target) => {
-                    let linked = self.hl_link(wire, e, &target)?;
-                    if let Some(c) = &mut self.hl_cur {
-                        c.linked = linked;
+                    if self.hl_link(wire, e, &target)? {
+                        self.hl_end(HlEnd::Linked);
                     }
                     return Ok(());
                 }
@@ -1686,24 +1684,25 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     .send_msg(MsgCode::Success, &wire.to_le_bytes())?;
             }
             let fl = cfg.itemize(e, Some(s), 0);
-            let mut updated = cfg.opts.dry_run && cfg.attrs_differ(e, s);
-            if !cfg.opts.dry_run {
-                // With -c the time is set exactly, nanoseconds included
-                // (upstream ATTRS_ACCURATE_TIME), though the quick check ignores them.
-                let exact = cfg.opts.checksum
-                    && cfg.opts.times
-                    && (s.mtime != e.mtime || s.mtime_nsec != e.mtime_nsec);
-                let r = cfg.fix_attrs(&rel, e, s, true).and_then(|u| {
-                    if exact {
-                        cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None)?;
-                    }
-                    Ok(u || exact)
-                });
-                match r {
-                    Ok(u) => updated = u,
-                    Err(err) => self.error(format!("rsync: [generator] {err}"))?,
+            // With -c the time is set exactly, nanoseconds included
+            // (upstream ATTRS_ACCURATE_TIME), though the quick check ignores them.
+            let exact = cfg.opts.checksum
+                && cfg.opts.times
+                && !cfg.opts.dry_run
+                && (s.mtime != e.mtime || s.mtime_nsec != e.mtime_nsec);
+            let r = cfg.fix_attrs(&rel, e, s, true).and_then(|u| {
+                if exact {
+                    cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None)?;
                 }
-            }
+                Ok(u || exact)
+            });
+            let updated = match r {
+                Ok(u) => u,
+                Err(err) => {
+                    self.error(format!("rsync: [generator] {err}"))?;
+                    false
+                }
+            };
             self.hl_outcome(HlState::Done);
             self.item(ndx, fl)?;
             return self.attrs_report(&rel, updated);
@@ -1880,11 +1879,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             match events.recv() {
                 Ok(RecvEvent::Redo(ndx)) => self.redo(ndx)?,
                 Ok(RecvEvent::PhaseDone) => break,
-                Ok(RecvEvent::FilesDone(ndxs)) => {
-                    for (ndx, ok) in ndxs {
-                        self.transfer_done(ndx, ok)?;
-                    }
-                }
+                Ok(RecvEvent::FilesDone(ndxs)) => self.transfers_done(&ndxs)?,
                 Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
                 Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                     return Err(RoleError::Protocol("receiver ended early".into()))
@@ -1899,11 +1894,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 self.flush_out()?;
                 match events.recv() {
                     Ok(RecvEvent::PhaseDone) => break,
-                    Ok(RecvEvent::FilesDone(ndxs)) => {
-                        for (ndx, ok) in ndxs {
-                            self.transfer_done(ndx, ok)?;
-                        }
-                    }
+                    Ok(RecvEvent::FilesDone(ndxs)) => self.transfers_done(&ndxs)?,
                     Ok(RecvEvent::Redo(_)) | Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
                     Ok(RecvEvent::Finished) | Ok(RecvEvent::Failed) | Err(_) => {
                         return Err(RoleError::Protocol("receiver ended early".into()))
@@ -2042,14 +2033,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             match events.recv() {
                 Ok(RecvEvent::NewList) | Ok(RecvEvent::FlistEof) => {}
                 Ok(RecvEvent::FilesDone(ndxs)) => {
-                    for (ndx, ok) in ndxs {
+                    for &(ndx, _) in &ndxs {
                         if let Some(&start) = starts.iter().rev().find(|&&s| s <= ndx) {
                             if let Some(p) = self.pending.get_mut(&start) {
                                 *p = p.saturating_sub(1);
                             }
                         }
-                        self.transfer_done(ndx, ok)?;
                     }
+                    self.transfers_done(&ndxs)?;
                 }
                 // A failed file is asked for again at once, so its list can finish.
                 Ok(RecvEvent::Redo(ndx)) => self.redo(ndx)?,
