@@ -1861,3 +1861,88 @@ compat_test! {
         very_verbose("client_daemon_pull_very_verbose", Mode::DaemonPull);
     }
 }
+
+// --- a sending client with an empty file list ---
+
+/// A directory named without `-r` or `-d` is skipped, so the list is
+/// empty; a sending client still goes through the whole exchange (upstream
+/// client_run; only a sending *server* leaves at once) and exits 0.
+fn nothing_to_send(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, small)
+        .args(&["-v"])
+        .expect_code(0)
+        .compare_stderr()
+        .no_tree()
+        .run();
+}
+
+compat_test! {
+    fn client_local_nothing_to_send() {
+        nothing_to_send("client_local_nothing_to_send", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_nothing_to_send() {
+        nothing_to_send("client_rsh_push_nothing_to_send", Mode::RshPush);
+    }
+}
+
+compat_test! {
+    fn client_daemon_push_nothing_to_send() {
+        nothing_to_send("client_daemon_push_nothing_to_send", Mode::DaemonPush);
+    }
+}
+
+// --- names with high-bit bytes in item lines ---
+
+/// Names with DEL, valid UTF-8 (a C1 control among them), broken
+/// sequences, a surrogate, an overlong form and glibc's old long forms.
+fn odd_bytes(root: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let names: [&[u8]; 8] = [
+        b"a\x7fb",
+        b"c\xc3\xa9d",
+        b"e\xc2\x85f",
+        b"g\xe2\x80h",
+        b"p\xf4\x90\x80\x80q",
+        b"s\xed\xa0\x80t",
+        b"o\xc0\xafv",
+        b"x\xffy",
+    ];
+    std::fs::create_dir_all(root).expect("fixture root");
+    for n in names {
+        let p = root.join(std::ffi::OsStr::from_bytes(n));
+        std::fs::write(&p, n).expect("odd name");
+    }
+    fixture::pin_times(root, &[]);
+}
+
+/// Upstream shows a name through an iconv check of the locale's charset:
+/// in a UTF-8 locale each byte of an invalid sequence becomes `\#ooo` and
+/// valid characters pass; in the C locale every high byte is escaped; DEL
+/// passes in both.
+fn escaped_names(name: &str, mode: Mode, locale: &str) {
+    ClientCase::new(name, mode, odd_bytes)
+        .env("LC_ALL", locale)
+        .args(&["-ai"])
+        .run();
+}
+
+compat_test! {
+    fn client_local_names_utf8_locale() {
+        escaped_names("client_local_names_utf8_locale", Mode::Local, "C.UTF-8");
+    }
+}
+
+compat_test! {
+    fn client_local_names_c_locale() {
+        escaped_names("client_local_names_c_locale", Mode::Local, "C");
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_names_utf8_locale() {
+        escaped_names("client_daemon_pull_names_utf8_locale", Mode::DaemonPull, "C.UTF-8");
+    }
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::bins;
 use super::compare::{stats_problems, stdout_problems, tree_problem, unix_now};
 use super::daemon::Daemon;
-use super::process::{client_timeout, run_cmd, Outcome};
+use super::process::{client_timeout, run_cmd_in_env, Outcome};
 use super::tmp::TempDir;
 use super::tree::SnapOptions;
 
@@ -78,6 +78,8 @@ pub struct ClientCase {
     rsh_script: String,
     no_dest: bool,
     compare_tree: bool,
+    /// Environment variables for both sides' client runs.
+    env: Vec<(String, String)>,
 }
 
 /// A remote shell stand-in: drops `-l user` and the host, then runs the
@@ -107,7 +109,14 @@ impl ClientCase {
             rsh_script: RSH_SCRIPT.to_string(),
             no_dest: false,
             compare_tree: true,
+            env: Vec::new(),
         }
+    }
+
+    /// Run both sides' clients with `key=value` in their environment.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// The options of the first run.
@@ -280,7 +289,12 @@ impl ClientCase {
                 let dir = side_dir(side);
                 let (prog, args, cwd) =
                     self.command(ours, &step.args, &src, &dir, &rsh, daemon.as_ref());
-                let o = run_cmd(&prog, &args, Some(&cwd), client_timeout());
+                let env: Vec<(&str, &str)> = self
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let o = run_cmd_in_env(&prog, &args, &cwd, &env, client_timeout());
                 let _ = std::fs::write(logs.join(format!("{side}-{i}.stdout")), &o.stdout);
                 let _ = std::fs::write(logs.join(format!("{side}-{i}.stderr")), &o.stderr);
                 outs.push((o, dir.join(self.dest.trim_end_matches('/'))));

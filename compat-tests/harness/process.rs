@@ -115,6 +115,22 @@ where
     run_cmd_with(program, args, None, env, timeout)
 }
 
+/// [`run_cmd`] in `cwd` with extra environment variables.
+#[allow(dead_code)]
+pub fn run_cmd_in_env<I, S>(
+    program: &Path,
+    args: I,
+    cwd: &Path,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Outcome
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_cmd_with(program, args, Some(cwd), env, timeout)
+}
+
 fn run_cmd_with<I, S>(
     program: &Path,
     args: I,

@@ -380,7 +380,7 @@ impl ClientLog {
         if let Some(sink) = self.o.sink {
             let body = text.strip_suffix(b"\n").unwrap_or(text);
             let mut buf = Vec::with_capacity(body.len() + 8);
-            escape_into(&mut buf, body, false);
+            escape_into(&mut buf, body, HighBytes::Raw);
             sink(&buf);
             return;
         }
@@ -421,7 +421,14 @@ impl ClientLog {
             buf.push(b'\r');
             body = rest;
         }
-        escape_into(&mut buf, body, !self.o.eight_bit && !self.o.utf8_locale);
+        let high = if self.o.eight_bit {
+            HighBytes::Raw
+        } else if self.o.utf8_locale {
+            HighBytes::Utf8
+        } else {
+            HighBytes::Ascii
+        };
+        escape_into(&mut buf, body, high);
         buf.push(trailing.unwrap_or(b'\n'));
         if to_err {
             let _ = std::io::stdout().flush();
@@ -853,23 +860,79 @@ fn pad(v: &[u8], width: usize, left: bool) -> Vec<u8> {
     }
 }
 
-/// filtered_fwrite: control bytes (and, outside a UTF-8 locale, high-bit
-/// bytes) become `\#ooo`, and so does a literal `\#` followed by three digits.
-fn escape_into(out: &mut Vec<u8>, s: &[u8], escape_high: bool) {
+/// How bytes at or above 0x80 are shown (upstream rwrite's `ic_chck`
+/// iconv check, then filtered_fwrite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HighBytes {
+    /// `-8`: shown as they are.
+    Raw,
+    /// A UTF-8 locale: valid sequences as they are, each byte of an
+    /// invalid or incomplete one as `\#ooo`.
+    Utf8,
+    /// Any other locale (ASCII): every high byte as `\#ooo`.
+    Ascii,
+}
+
+/// filtered_fwrite: control bytes below 0x20 (not tab) become `\#ooo`, and
+/// so does a literal `\#` followed by three digits; high bytes as `high`
+/// says. DEL passes, as through upstream's iconv check.
+fn escape_into(out: &mut Vec<u8>, s: &[u8], high: HighBytes) {
     let mut i = 0;
     while i < s.len() {
         let b = s[i];
+        if b >= 0x80 && high != HighBytes::Raw {
+            let valid = match high {
+                HighBytes::Utf8 => utf8_char_len(&s[i..]),
+                _ => 0,
+            };
+            if valid > 0 {
+                out.extend_from_slice(&s[i..i + valid]);
+                i += valid;
+            } else {
+                out.extend_from_slice(format!("\\#{b:03o}").as_bytes());
+                i += 1;
+            }
+            continue;
+        }
         let literal_escape = b == b'\\'
             && i + 4 < s.len()
             && s[i + 1] == b'#'
             && s[i + 2..i + 5].iter().all(u8::is_ascii_digit);
-        if literal_escape || (b != b'\t' && (b < b' ' || b == 0x7f || (escape_high && b >= 0x80))) {
+        if literal_escape || (b != b'\t' && b < b' ') {
             out.extend_from_slice(format!("\\#{b:03o}").as_bytes());
         } else {
             out.push(b);
         }
         i += 1;
     }
+}
+
+/// The length of the character starting `s` if glibc's UTF-8 converter
+/// takes it (up to six bytes and 0x7fffffff, not overlong, no surrogate),
+/// else 0.
+fn utf8_char_len(s: &[u8]) -> usize {
+    let (want, lead_bits, min) = match s.first() {
+        Some(b @ 0xc2..=0xdf) => (2, u32::from(b & 0x1f), 0x80),
+        Some(b @ 0xe0..=0xef) => (3, u32::from(b & 0x0f), 0x800),
+        Some(b @ 0xf0..=0xf7) => (4, u32::from(b & 0x07), 0x1_0000),
+        Some(b @ 0xf8..=0xfb) => (5, u32::from(b & 0x03), 0x20_0000),
+        Some(b @ 0xfc..=0xfd) => (6, u32::from(b & 0x01), 0x400_0000),
+        _ => return 0,
+    };
+    let Some(tail) = s.get(1..want) else {
+        return 0;
+    };
+    let mut v = lead_bits;
+    for &c in tail {
+        if c & 0xc0 != 0x80 {
+            return 0;
+        }
+        v = (v << 6) | u32::from(c & 0x3f);
+    }
+    if v < min || (0xd800..=0xdfff).contains(&v) {
+        return 0;
+    }
+    want
 }
 
 /// Whether the environment's locale is a UTF-8 one (LC_ALL, LC_CTYPE, LANG).
@@ -1076,11 +1139,34 @@ mod tests {
     #[test]
     fn escapes_like_filtered_fwrite() {
         let mut v = Vec::new();
-        escape_into(&mut v, "a\u{1}b\\#123é".as_bytes(), true);
-        assert_eq!(v, b"a\\#001b\\#134#123\\#303\\#251");
+        escape_into(&mut v, "a\u{1}b\\#123é\u{7f}".as_bytes(), HighBytes::Ascii);
+        assert_eq!(v, b"a\\#001b\\#134#123\\#303\\#251\x7f");
         let mut v = Vec::new();
-        escape_into(&mut v, "é\tx".as_bytes(), false);
+        escape_into(&mut v, "é\tx".as_bytes(), HighBytes::Raw);
         assert_eq!(v, "é\tx".as_bytes());
+        // A UTF-8 locale: valid characters pass (C1 controls too), each
+        // byte of a broken sequence is escaped on its own.
+        let mut v = Vec::new();
+        escape_into(
+            &mut v,
+            b"c\xc3\xa9 \xc2\x85 g\xe2\x80h \xff \xed\xa0\x80",
+            HighBytes::Utf8,
+        );
+        assert_eq!(
+            v,
+            b"c\xc3\xa9 \xc2\x85 g\\#342\\#200h \\#377 \\#355\\#240\\#200".as_slice()
+        );
+        // As glibc: old five- and six-byte forms pass, overlong ones do not.
+        let mut v = Vec::new();
+        escape_into(
+            &mut v,
+            b"\xf4\x90\x80\x80\xfc\x84\x80\x80\x80\x80\xe0\x80\x80",
+            HighBytes::Utf8,
+        );
+        assert_eq!(
+            v,
+            b"\xf4\x90\x80\x80\xfc\x84\x80\x80\x80\x80\\#340\\#200\\#200".as_slice()
+        );
     }
 
     #[test]

@@ -761,7 +761,9 @@ pub(crate) fn send_files<W: Write>(
         l.finish_filelist_progress(fl.files.len());
     }
     let xfertime = t1.elapsed().as_millis() as i64;
-    if fl.files.is_empty() {
+    // upstream do_server_sender: a server with nothing to send leaves at
+    // once; a sending client goes through the whole exchange (client_run).
+    if fl.files.is_empty() && local.is_none() {
         out.flush()?;
         return Ok((
             io_error_code(fl.io_error | list_errors),
