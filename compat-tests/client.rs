@@ -1946,3 +1946,13 @@ compat_test! {
         escaped_names("client_daemon_pull_names_utf8_locale", Mode::DaemonPull, "C.UTF-8");
     }
 }
+
+compat_test! {
+    fn client_local_backup_dir_alone() {
+        ClientCase::new("client_local_backup_dir_alone", Mode::Local, small)
+            .prefill(stale_dest)
+            .args(&["-ai", "--delete", "--backup-dir=bak"])
+            .then(edit_small, &["-ai", "--delete", "--backup-dir=bak"])
+            .run();
+    }
+}

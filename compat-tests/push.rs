@@ -310,6 +310,17 @@ compat_test! {
     }
 }
 
+// `--backup-dir` alone implies `--backup` (upstream parse_arguments); a
+// stock client does not add `-b` to the server's options for it.
+compat_test! {
+    fn push_backup_dir_alone() {
+        PushCase::new("push_backup_dir_alone", push_tree)
+            .prefill(prefill_mixed)
+            .args(&["-a", "-i", "--delete", "--backup-dir=bak"])
+            .run();
+    }
+}
+
 compat_test! {
     fn push_inplace() {
         PushCase::new("push_inplace", push_tree)

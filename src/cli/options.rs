@@ -875,6 +875,10 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
             rest.push(a.clone());
         }
     }
+    // upstream parse_arguments: "--backup-dir implies --backup".
+    if o.backup_dir.is_some() {
+        o.backup = true;
+    }
     Ok((o, rest))
 }
 
@@ -884,6 +888,12 @@ mod tests {
 
     fn p(v: &[&str]) -> (Options, Vec<String>) {
         parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn backup_dir_implies_backup() {
+        assert!(p(&["--backup-dir=bk"]).0.backup);
+        assert!(!p(&["--suffix=.x"]).0.backup);
     }
 
     #[test]
