@@ -1956,3 +1956,41 @@ compat_test! {
             .run();
     }
 }
+
+/// `-R --no-implied-dirs` into an empty destination, incremental and not
+/// (`--delete-after` turns it off on a receiving client): the sender still
+/// lists the implied directories, flagged, from protocol 30 (a stock
+/// receiver aborts on a name whose parent is not listed), and a receiver
+/// makes a missing parent with make_path's mode instead of failing.
+fn relative_no_implied(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, overlapping_sources)
+        .sources(&["./x/s/deep", "./y/t"])
+        .args(&["-rtiR", "--no-implied-dirs", "--delete-after"])
+        .then(|_| {}, &["-rtiR", "--no-implied-dirs"])
+        .then(|_| {}, &["-aiR", "--no-implied-dirs", "--delete-after"])
+        .run();
+}
+
+compat_test! {
+    fn client_local_relative_no_implied_dirs() {
+        relative_no_implied("client_local_relative_no_implied_dirs", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_relative_no_implied_dirs() {
+        relative_no_implied("client_rsh_pull_relative_no_implied_dirs", Mode::RshPull);
+    }
+}
+
+compat_test! {
+    fn client_server_pull_relative_no_implied_dirs() {
+        relative_no_implied("client_server_pull_relative_no_implied_dirs", Mode::ServerPull);
+    }
+}
+
+compat_test! {
+    fn client_server_push_relative_no_implied_dirs() {
+        relative_no_implied("client_server_push_relative_no_implied_dirs", Mode::ServerPush);
+    }
+}

@@ -931,7 +931,11 @@ impl Walker<'_> {
                 self.implied_with_rest(fname[..p].to_vec(), rest, is_dotdir);
                 return;
             }
-        } else if self.o.relative && self.o.implied_dirs {
+        } else if self.o.relative && (self.o.implied_dirs || self.o.proto >= 30) {
+            // upstream send_file_list: from protocol 30 the implied
+            // directories go out flagged even with --no-implied-dirs (a
+            // receiver checks each name's parent against the list, then
+            // leaves them alone).
             self.implied_dirs(&base, &fname);
         }
         let descend = self.o.recursive || (self.o.xfer_dirs && is_dotdir);

@@ -457,6 +457,9 @@ pub struct Generator<'a, 'o, W: Write> {
     /// without a word (upstream skip_dir and FLAG_MISSING_DIR, which also
     /// holds for their subdirectories' later lists).
     missing_dirs: std::collections::HashSet<Vec<u8>>,
+    /// The parent directory of the entry handled last (upstream's
+    /// prior_dir_file): with `-R --no-implied-dirs` a missing one is made.
+    prior_parent: Option<Vec<u8>>,
     /// Transfers requested and not yet finished, per list (by ndx_start).
     pending: HashMap<i32, usize>,
     out: &'a SharedOut<'o, W>,
@@ -557,6 +560,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             inc,
             created: std::collections::HashSet::new(),
             missing_dirs: std::collections::HashSet::new(),
+            prior_parent: None,
             pending: HashMap::new(),
             out,
             tx: NdxCodec::new(cfg.n.proto),
@@ -1383,6 +1387,32 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         mode::is_dir(e.mode) && e.implied_dir && self.cfg.opts.no_implied_dirs
     }
 
+    /// upstream recv_generator: with `-R --no-implied-dirs` the sender
+    /// leaves out the directories above a name, so when the entries move to
+    /// another directory that is missing here, its path is made (mode 0777
+    /// less the umask, as make_path).
+    fn make_missing_parent(&mut self, rel: &[u8], mode: u32) -> Result<(), RoleError> {
+        let cfg = self.cfg;
+        if !(cfg.opts.relative_paths() && cfg.opts.no_implied_dirs) || mode == 0 {
+            return Ok(());
+        }
+        let Some(slash) = rel.iter().rposition(|&c| c == b'/') else {
+            return Ok(());
+        };
+        let dn = &rel[..slash];
+        if dn.is_empty() || self.prior_parent.as_deref() == Some(dn) {
+            return Ok(());
+        }
+        self.prior_parent = Some(dn.to_vec());
+        if cfg.opts.dry_run || matches!(cfg.dest.stat_keep_dirlink(dn), Ok(Some(_))) {
+            return Ok(());
+        }
+        if let Err(err) = cfg.dest.make_path(dn, 0o777) {
+            self.error(format!("rsync: [generator] recv_generator: {err}"))?;
+        }
+        Ok(())
+    }
+
     /// recv_generator for one entry at wire index `wire` (`ndx` its position in the current list).
     fn entry_at(&mut self, e: &FileEntry, wire: i32, ndx: usize) -> Result<(), RoleError> {
         let cfg = self.cfg;
@@ -1416,6 +1446,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 String::from_utf8_lossy(&rel)
             ));
         }
+        self.make_missing_parent(&rel, e.mode)?;
         // upstream gen_entry_stat: -K follows a symlink where a directory
         // goes (stat_keep_dirlink is a plain lstat without -K).
         let looked = if is_dir {
@@ -1505,7 +1536,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     // upstream: the item line, then the failure, and the
                     // directory's contents are skipped.
                     self.item_at(wire, fl)?;
-                    self.error(format!("rsync: [generator] {err}"))?;
+                    self.error(format!("rsync: [generator] recv_generator: {err}"))?;
                     self.message(
                         MsgCode::Error,
                         "*** Skipping any contents from this failed directory ***",
@@ -2082,7 +2113,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 .map(move |(i, e)| ((l.clone(), i), e))
         }) {
             let (l, i) = i;
-            if !l.active[i] || !mode::is_dir(e.mode) {
+            // An implied directory of --no-implied-dirs is not ours to touch.
+            if !l.active[i] || !mode::is_dir(e.mode) || self.unwanted_implied_dir(e) {
                 continue;
             }
             // -K: a kept symlink's directory is compared, and the symlink

@@ -886,12 +886,15 @@ pub fn run<W: Write>(
         );
         ctx.say(out, MsgCode::Info, &line)?;
     }
-    // What follows goes out with the next flush, before we wait for the
-    // peer (one write for DONE and the stats, not one each).
     tx.write(&mut buf, NDX_DONE);
     out.write_all(&buf)?;
     buf.clear();
     if ctx.am_server {
+        // upstream do_server_sender: everything so far is flushed before
+        // handle_stats reads the byte counts (which then include it, as
+        // the client's "received" shows); the stats go in a frame of
+        // their own.
+        out.flush()?;
         let (read, written) = match &ctx.counters {
             Some((r, rb, w, wb)) => (
                 (r.load(Ordering::Relaxed) - rb) as i64,
