@@ -473,10 +473,12 @@ pub fn strip_location_and_tag(l: &str) -> String {
             }
         }
     }
+    // " [generator=3.5.0]" -> " [generator]": which process ended the
+    // run is compared, its version is not.
     if l.ends_with(']') {
         if let Some(i) = l.rfind(" [") {
-            if l[i..].contains('=') {
-                l.truncate(i);
+            if let Some(eq) = l[i..].find('=') {
+                l.replace_range(i + eq..l.len() - 1, "");
             }
         }
     }
@@ -585,7 +587,7 @@ mod tests {
         assert_eq!(
             e,
             vec![
-                "rsync error: some files (code 23)".to_string(),
+                "rsync error: some files (code 23) [generator]".to_string(),
                 "rsync: [sender] link_stat \"/x\" (in mod) failed: No such file or directory (2)"
                     .to_string()
             ]

@@ -681,7 +681,7 @@ mod tests {
             e,
             vec![
                 "@ERROR: module is read only".to_string(),
-                "rsync error: some files (code 23)".to_string(),
+                "rsync error: some files (code 23) [sender]".to_string(),
                 "rsync: [generator] failed to set times on \"{module}/x\": Operation not permitted (1)"
                     .to_string(),
             ]

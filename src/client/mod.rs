@@ -490,8 +490,9 @@ pub fn run_planned(
     log: &Arc<ClientLog>,
     shared: Option<Arc<crate::role::server::ListCache>>,
 ) -> Result<(Finished, &'static str), (Fail, &'static str)> {
-    let client = "client";
+    // Past option parsing, upstream's who_am_i names the role.
     let role = if s.am_sender { "sender" } else { "Receiver" };
+    let client = role;
     if o.password_file.is_some() && !matches!(plan.remote, Some(Remote::Daemon { .. })) {
         return Err((
             fail(
@@ -691,6 +692,12 @@ pub fn run_planned(
     if log.got_xfer_error() && code == 0 {
         code = RERR_PARTIAL;
     }
+    // A pull that got files has forked, upstream: the run ends in the
+    // generator (the parent), which names itself in the exit line.
+    let role = match &summary {
+        Some(sm) if !s.am_sender && sm.num_files.total > 0 => "generator",
+        _ => role,
+    };
     Ok((
         Finished {
             code,

@@ -860,7 +860,7 @@ fn refuse<R: Read, W: Write>(
     if !opts.sender {
         let version = env!("CARGO_PKG_VERSION");
         let line = format!(
-            "rsync error: {} (code {RERR_UNSUPPORTED}) at {}({}) [server=rrsync-{version}]",
+            "rsync error: {} (code {RERR_UNSUPPORTED}) at {}({}) [Receiver=rrsync-{version}]",
             crate::exit::text(RERR_UNSUPPORTED),
             file!().rsplit('/').next().unwrap_or("session.rs"),
             line!()

@@ -423,18 +423,18 @@ impl Walker<'_> {
     fn full_in(&self, cur: &[u8], name: &[u8]) -> String {
         let dir = (!cur.is_empty() && cur != b".").then_some(cur);
         if self.o.module.is_none() && name.starts_with(b"/") {
-            return format!("\"{}\"", String::from_utf8_lossy(name));
+            return format!("\"{}\"", crate::protocol::text::name(name));
         }
         let mut p = String::new();
         match (&self.o.module, dir) {
             (Some(_), Some(d)) => {
                 p.push('/');
-                p.push_str(&String::from_utf8_lossy(d));
+                p.push_str(&crate::protocol::text::name(d));
                 p.push('/');
             }
             (Some(_), None) => {}
             (None, Some(d)) if d.starts_with(b"/") => {
-                p.push_str(String::from_utf8_lossy(d).trim_end_matches('/'));
+                p.push_str(crate::protocol::text::name(d).trim_end_matches('/'));
                 p.push('/');
             }
             (None, d) => {
@@ -446,14 +446,14 @@ impl Walker<'_> {
                     abs.extend_from_slice(d);
                 }
                 // upstream change_dir: clean_fname(CFN_COLLAPSE_DOT_DOT_DIRS).
-                p.push_str(&String::from_utf8_lossy(&collapse_dot_dot(&abs)));
+                p.push_str(&crate::protocol::text::name(&collapse_dot_dot(&abs)));
                 p.push('/');
             }
         }
         if name.starts_with(b"/") && p.ends_with('/') {
             p.pop();
         }
-        p.push_str(&String::from_utf8_lossy(name));
+        p.push_str(&crate::protocol::text::name(name));
         match &self.o.module {
             Some(m) => format!("\"{p}\" (in {m})"),
             None => format!("\"{p}\""),
@@ -585,7 +585,7 @@ impl Walker<'_> {
                         let msg = format!(
                             "ignoring unsafe symlink {} -> \"{}\"",
                             self.full(&e.name),
-                            String::from_utf8_lossy(&t)
+                            crate::protocol::text::name(&t)
                         );
                         self.out.errors.push((MsgKind::Info, msg));
                         return false;
@@ -714,7 +714,7 @@ impl Walker<'_> {
             if md.is_dir() && !self.o.xfer_dirs {
                 let msg = format!(
                     "skipping directory {}",
-                    String::from_utf8_lossy(&child_name)
+                    crate::protocol::text::name(&child_name)
                 );
                 self.out.errors.push((MsgKind::Info, msg));
                 continue;
@@ -916,7 +916,7 @@ impl Walker<'_> {
         if md.is_dir() && !self.o.xfer_dirs {
             self.out.errors.push((
                 MsgKind::Info,
-                format!("skipping directory {}", String::from_utf8_lossy(&fname)),
+                format!("skipping directory {}", crate::protocol::text::name(&fname)),
             ));
             return;
         }
@@ -1236,7 +1236,7 @@ mod tests {
         let names = |fl: &FileList| {
             fl.files
                 .iter()
-                .map(|f| String::from_utf8_lossy(&f.entry.name).into_owned())
+                .map(|f| crate::protocol::text::name(&f.entry.name).into_owned())
                 .collect::<Vec<_>>()
         };
         let fl = build_file_list(&d, &[b"src/".to_vec()], &o, &mut NoFilter, true);

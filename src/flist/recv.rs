@@ -171,7 +171,7 @@ impl ListReceiver {
                 FlistItem::Entry(e) => {
                     if !received_name_ok(&e.name, self.relative) {
                         return Err(RecvListError::UnsafeName(
-                            String::from_utf8_lossy(&e.name).into_owned(),
+                            crate::protocol::text::name(&e.name).into_owned(),
                         ));
                     }
                     files.push(e);
@@ -263,7 +263,7 @@ impl ListReceiver {
             if parent != &dir[..] {
                 return Err(RecvListError::UnsafeName(format!(
                     "ABORTING due to invalid path from sender: {}",
-                    String::from_utf8_lossy(&e.name)
+                    crate::protocol::text::name(&e.name)
                 )));
             }
         }
@@ -365,7 +365,7 @@ fn recv_file_list_ext<R: Read>(
             FlistItem::Entry(e) => {
                 if !received_name_ok(&e.name, relative) {
                     return Err(RecvListError::UnsafeName(
-                        String::from_utf8_lossy(&e.name).into_owned(),
+                        crate::protocol::text::name(&e.name).into_owned(),
                     ));
                 }
                 files.push(e);
@@ -648,7 +648,7 @@ mod tests {
         let names: Vec<_> = l
             .files
             .iter()
-            .map(|f| String::from_utf8_lossy(&f.name).into_owned())
+            .map(|f| crate::protocol::text::name(&f.name).into_owned())
             .collect();
         assert_eq!(names, [".", "a", "b", "b"]);
         assert_eq!(l.active, [true, true, false, true]);

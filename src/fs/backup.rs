@@ -215,7 +215,7 @@ impl DestRoot {
             format!(
                 "keep_backup failed: {} -> \"{}\"",
                 self.show(src),
-                String::from_utf8_lossy(dst)
+                crate::protocol::text::name(dst)
             )
         };
         match st.file_type() {

@@ -495,7 +495,11 @@ impl DestRoot {
     pub fn show(&self, rel: &[u8]) -> String {
         let mut b = self.show_prefix.clone();
         b.extend_from_slice(rel);
-        format!("\"{}\"{}", String::from_utf8_lossy(&b), self.show_suffix)
+        format!(
+            "\"{}\"{}",
+            crate::protocol::text::name(&b),
+            self.show_suffix
+        )
     }
 
     /// The root directory fd.
@@ -880,7 +884,7 @@ impl DestRoot {
             format!(
                 "symlink {} -> \"{}\" failed",
                 self.show(rel),
-                String::from_utf8_lossy(target)
+                crate::protocol::text::name(target)
             )
         };
         let at = self.resolve_named(rel, what)?;
@@ -979,7 +983,7 @@ impl DestRoot {
             format!(
                 "rename {} -> \"{}\" failed",
                 self.show(from_rel),
-                String::from_utf8_lossy(to_rel)
+                crate::protocol::text::name(to_rel)
             )
         };
         let from = self.resolve_named(from_rel, what)?;
@@ -1310,7 +1314,7 @@ mod tests {
             assert!(
                 r.is_err(),
                 "{label}: {op} on {:?} succeeded",
-                String::from_utf8_lossy(rel)
+                crate::protocol::text::name(rel)
             );
         }
     }

@@ -227,7 +227,7 @@ impl TempName {
             format!(
                 "rename {} -> \"{}\" failed",
                 self.show(),
-                String::from_utf8_lossy(final_rel)
+                crate::protocol::text::name(final_rel)
             )
         };
         let root = self.root.clone();

@@ -7,6 +7,7 @@ pub mod handshake;
 pub mod mux;
 pub mod ndx;
 pub mod sums;
+pub mod text;
 pub mod tokens;
 pub mod varint;
 

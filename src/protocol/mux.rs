@@ -188,6 +188,24 @@ impl<W: Write> MuxWriter<W> {
         if !self.muxed {
             return Err(io::Error::other("message sent before multiplexing started"));
         }
+        // A message's names go out as their own bytes (see `text`).
+        let text = matches!(
+            code,
+            MsgCode::ErrorXfer
+                | MsgCode::Info
+                | MsgCode::Error
+                | MsgCode::Warning
+                | MsgCode::ErrorSocket
+                | MsgCode::Log
+                | MsgCode::Client
+                | MsgCode::ErrorUtf8
+        );
+        let payload = if text {
+            super::text::raw(payload)
+        } else {
+            std::borrow::Cow::Borrowed(payload)
+        };
+        let payload: &[u8] = &payload;
         let mut f = Vec::with_capacity(4 + payload.len().min(MAX_FRAME));
         for chunk in payload.chunks(MAX_FRAME).chain(if payload.is_empty() {
             Some(&[][..])

@@ -596,7 +596,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return Ok(());
         }
         let line = crate::role::log::list_line(e, 1);
-        self.message(MsgCode::Info, &String::from_utf8_lossy(&line))
+        self.message(MsgCode::Info, &crate::protocol::text::name(&line))
     }
 
     fn message(&mut self, code: MsgCode, text: &str) -> Result<(), RoleError> {
@@ -705,7 +705,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             MsgCode::Info,
             &format!(
                 "cannot delete non-empty directory: {}",
-                String::from_utf8_lossy(rel)
+                crate::protocol::text::name(rel)
             ),
         )
     }
@@ -809,7 +809,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             };
             self.error(format!(
                 "could not make way for new {desc}: {}",
-                String::from_utf8_lossy(rel)
+                crate::protocol::text::name(rel)
             ))?;
         }
         Ok(ok)
@@ -1318,7 +1318,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if o.info_level("name") < 2 || itemizing {
             return Ok(());
         }
-        let name = String::from_utf8_lossy(rel);
+        let name = crate::protocol::text::name(rel);
         let line = if updated {
             name.into_owned()
         } else {
@@ -1443,7 +1443,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return self.error(format!(
                 "ERROR: daemon refused to receive {} \"{}\"",
                 if is_dir { "directory" } else { "file" },
-                String::from_utf8_lossy(&rel)
+                crate::protocol::text::name(&rel)
             ));
         }
         self.make_missing_parent(&rel, e.mode)?;
@@ -1580,7 +1580,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     MsgCode::Info,
                     &format!(
                         "skipping non-regular file \"{}\"",
-                        String::from_utf8_lossy(&rel)
+                        crate::protocol::text::name(&rel)
                     ),
                 );
             }
@@ -1641,7 +1641,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     MsgCode::Info,
                     &format!(
                         "skipping non-regular file \"{}\"",
-                        String::from_utf8_lossy(&rel)
+                        crate::protocol::text::name(&rel)
                     ),
                 );
             }

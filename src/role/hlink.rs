@@ -255,7 +255,7 @@ mod tests {
 
     fn names(ms: &[Member]) -> Vec<String> {
         ms.iter()
-            .map(|m| String::from_utf8_lossy(m.name()).into_owned())
+            .map(|m| crate::protocol::text::name(m.name()).into_owned())
             .collect()
     }
 

@@ -377,6 +377,7 @@ impl ClientLog {
 
     /// rwrite: show `text` as a message of kind `code`.
     pub fn text(&self, code: MsgCode, text: &[u8]) {
+        let text: &[u8] = &crate::protocol::text::raw(text);
         if let Some(sink) = self.o.sink {
             let body = text.strip_suffix(b"\n").unwrap_or(text);
             let mut buf = Vec::with_capacity(body.len() + 8);

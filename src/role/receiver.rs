@@ -501,7 +501,7 @@ pub fn run<W: Write>(
             if before_transfer {
                 l.log_item(&shown(e), fl as u32, None);
             } else if l.o.name >= 1 && l.o.progress == 1 {
-                l.info(&String::from_utf8_lossy(&shown(e).name));
+                l.info(&crate::protocol::text::name(&shown(e).name));
             }
         }
         let zlib = cfg.n.compress == CompressKind::Zlib;
@@ -698,7 +698,7 @@ pub fn run<W: Write>(
                         MsgCode::Warning,
                         format!(
                             "WARNING: {} failed verification -- update discarded (will try again).",
-                            String::from_utf8_lossy(rel)
+                            crate::protocol::text::name(rel)
                         ),
                     )?;
                 }
@@ -709,7 +709,7 @@ pub fn run<W: Write>(
                     MsgCode::ErrorXfer,
                     format!(
                         "ERROR: {} failed verification -- update discarded.",
-                        String::from_utf8_lossy(rel)
+                        crate::protocol::text::name(rel)
                     ),
                 )?;
             }
@@ -921,7 +921,7 @@ fn finish_inplace(
             MsgCode::ErrorXfer,
             format!(
                 "ERROR: {} failed verification -- update retained.",
-                String::from_utf8_lossy(rel)
+                crate::protocol::text::name(rel)
             ),
         );
     }

@@ -445,7 +445,7 @@ fn remove_sent<W: Write>(
         let Lookup::File(f) = active.lookup(ndx) else {
             continue;
         };
-        let name = String::from_utf8_lossy(&f.entry.name).into_owned();
+        let name = crate::protocol::text::name(&f.entry.name).into_owned();
         let path = f.path();
         let st = if ctx.opts.copy_links {
             std::fs::metadata(&path)
@@ -835,7 +835,7 @@ pub fn run<W: Write>(
             l.progress_totals(stats.total_transferred_size, stats.total_size);
             if before_transfer {
             } else if l.o.name >= 1 && l.o.progress == 1 {
-                l.info(&String::from_utf8_lossy(&file.entry.name));
+                l.info(&crate::protocol::text::name(&file.entry.name));
             }
         }
         let written_before = out.bytes_written;

@@ -816,10 +816,10 @@ pub(crate) fn send_files<W: Write>(
         let mut p = String::new();
         if !dir.is_empty() && dir != b"." {
             p.push('/');
-            p.push_str(&String::from_utf8_lossy(dir));
+            p.push_str(&crate::protocol::text::name(dir));
             p.push('/');
         }
-        p.push_str(&String::from_utf8_lossy(name));
+        p.push_str(&crate::protocol::text::name(name));
         match &modname {
             Some(m) => format!("\"{p}\" (in {m})"),
             None => {
@@ -829,7 +829,10 @@ pub(crate) fn send_files<W: Write>(
                     .unwrap_or_else(|_| path.to_path_buf());
                 let shown = abs.as_os_str().as_bytes();
                 let shown = shown.strip_suffix(b"/.").unwrap_or(shown);
-                format!("\"{}\"", String::from_utf8_lossy(shown).replace("/./", "/"))
+                format!(
+                    "\"{}\"",
+                    crate::protocol::text::name(shown).replace("/./", "/")
+                )
             }
         }
     };
@@ -1045,8 +1048,8 @@ pub(crate) fn receive_files<W: Write + Send>(
         }
     };
     if dest_created && show_created {
-        let shown =
-            String::from_utf8_lossy(dest_rel.strip_suffix(b"/").unwrap_or(&dest_rel)).into_owned();
+        let shown = crate::protocol::text::name(dest_rel.strip_suffix(b"/").unwrap_or(&dest_rel))
+            .into_owned();
         let text = format!("created directory {shown}");
         match &local {
             Some(l) => l.info(&text),
@@ -1062,7 +1065,7 @@ pub(crate) fn receive_files<W: Write + Send>(
     .map_err(|e| {
         RoleError::FileSelect(format!(
             "rsync: [Receiver] change_dir {:?} failed: {e}",
-            String::from_utf8_lossy(&dest_rel)
+            crate::protocol::text::name(&dest_rel)
         ))
     })?;
     // -K: symlinked directories here stand for their (in-tree) targets.
@@ -1288,7 +1291,7 @@ fn local_dest(
     mkpath: bool,
     module: Option<&str>,
 ) -> Result<LocalDest, RoleError> {
-    let shown = |d: &[u8]| String::from_utf8_lossy(d).into_owned();
+    let shown = |d: &[u8]| crate::protocol::text::name(d).into_owned();
     // upstream full_fname: a module names the path inside it; otherwise a
     // relative path is shown under the current directory.
     let full = |d: &[u8]| -> String {
