@@ -29,6 +29,7 @@ mod daemon_ops;
 mod fanout;
 mod full_disk;
 mod malicious_push;
+mod option_errors;
 mod pull;
 mod push;
 mod remove_source;

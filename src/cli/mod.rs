@@ -4,6 +4,7 @@
 pub mod about;
 pub mod options;
 pub mod server;
+pub mod size_arg;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -25,7 +26,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let daemon = args.iter().any(|a| a == "--daemon");
     let (opts, rest) = match options::parse(&args) {
         Ok(v) => v,
-        Err(e) => return usage_error(&e.to_string()),
+        Err(e) => return usage_line(&e.line()),
     };
     if !server && !daemon {
         // Tools probe with `rrsync OPTION --version`: what we cannot do is unknown.
@@ -42,7 +43,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 }
                 _ => format!("--{bad}"),
             };
-            return usage_error(&format!("{shown}: unknown option"));
+            return usage_line(&format!("rsync: {shown}: unknown option"));
         }
         let versions = opts.seen.iter().filter(|s| *s == "version").count();
         if versions >= 2 {
@@ -63,6 +64,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
         if opts.debug.iter().any(|w| w.eq_ignore_ascii_case("help")) {
             print!("{}", about::debug_help());
+            return 0;
+        }
+        // A lone `-h` (or `-hh`, `-hv`...) is --help (upstream: its old meaning).
+        if opts.human > 0 && args.len() == 1 {
+            print!("{}", about::usage());
             return 0;
         }
         if rest.is_empty() {
@@ -90,9 +96,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
     crate::client::run(opts, rest)
 }
 
-/// An option error: rsync's message and exit 1.
-fn usage_error(msg: &str) -> i32 {
-    eprintln!("rsync: {msg}");
+/// An option error: rsync's message line and exit 1.
+fn usage_line(line: &str) -> i32 {
+    eprintln!("{line}");
     eprintln!(
         "rsync error: syntax or usage error (code 1) at options.c(1) [client=rrsync-{}]",
         env!("CARGO_PKG_VERSION")

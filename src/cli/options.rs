@@ -18,6 +18,24 @@ pub enum OptError {
     /// Missing or malformed argument.
     #[error("{0}: {1}")]
     BadArg(String, String),
+    /// A value the option refuses, said as upstream says it
+    /// (`--max-size=1x is invalid`); shown after "rsync: ".
+    #[error("{0}")]
+    Refused(String),
+    /// A refusal upstream prints without the "rsync: " prefix
+    /// (`Unknown --info item: "x"`).
+    #[error("{0}")]
+    Plain(String),
+}
+
+impl OptError {
+    /// The line printed on stderr (before the "rsync error:" line).
+    pub fn line(&self) -> String {
+        match self {
+            OptError::Plain(m) => m.clone(),
+            e => format!("rsync: {e}"),
+        }
+    }
 }
 
 /// One filter option, kept in command-line order (the order of the rules).
@@ -116,8 +134,8 @@ pub struct Options {
     pub block_size: Option<u32>,
     /// --timeout
     pub timeout: Option<u32>,
-    /// --contimeout
-    pub contimeout: Option<u32>,
+    /// --contimeout (negative values are kept: only 0 means none)
+    pub contimeout: Option<i32>,
     /// --bwlimit
     pub bwlimit: Option<String>,
     /// -b
@@ -136,6 +154,10 @@ pub struct Options {
     pub delete: bool,
     /// --delete-before/during/delay/after
     pub delete_when: Option<&'static str>,
+    /// Which --delete-WHEN options are on (upstream's delete_before,
+    /// delete_during, delete_after): bits [`DEL_BEFORE`], [`DEL_DURING`],
+    /// [`DEL_AFTER`]; more than one is an error.
+    pub delete_whens: u8,
     /// --delete-excluded
     pub delete_excluded: bool,
     /// --force
@@ -259,8 +281,10 @@ pub struct Options {
     pub password_file: Option<String>,
     /// --rsync-path
     pub rsync_path: Option<String>,
-    /// --protocol
+    /// --protocol (a value outside 0..=255 is kept as 0: refused later)
     pub protocol: Option<u8>,
+    /// --outbuf
+    pub outbuf: Option<String>,
     /// -8
     pub eight_bit: bool,
     /// -h count
@@ -552,10 +576,101 @@ fn lookup_short(c: char) -> Option<(&'static str, Arg)> {
         .map(|(l, _, a)| (*l, *a))
 }
 
-fn parse_num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, OptError> {
-    v.trim()
-        .parse()
-        .map_err(|_| OptError::BadArg(format!("--{opt}"), format!("invalid numeric value \"{v}\"")))
+/// A POPT_ARG_INT value as popt reads it (strtoll, base 0: `0x1f`, `017`,
+/// leading blanks and a sign allowed, the empty string is 0), refused as
+/// popt refuses it; `shown` is the command-line word popt names in the
+/// error (`--timeout=x`, or `x` when the value was a separate word).
+fn popt_int(shown: &str, v: &str) -> Result<i32, OptError> {
+    let bad = |why: &str| OptError::BadArg(shown.to_string(), why.to_string());
+    let t = v.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let hex = t.len() > 2
+        && (t.starts_with("0x") || t.starts_with("0X"))
+        && t.as_bytes()[2].is_ascii_hexdigit();
+    let (radix, digits) = if hex {
+        (16, &t[2..])
+    } else if t.starts_with('0') {
+        (8, t)
+    } else {
+        (10, t)
+    };
+    if digits.is_empty() {
+        // No number at all: fine only when nothing (but blanks) was there.
+        return if v.is_empty() {
+            Ok(0)
+        } else {
+            Err(bad("invalid numeric value"))
+        };
+    }
+    if !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(bad("invalid numeric value"));
+    }
+    // Too many digits for any i64 is out of range as well (strtoll clamps).
+    let n = i128::from_str_radix(digits, radix).unwrap_or(i128::MAX);
+    let n = if neg { -n } else { n };
+    i32::try_from(n).map_err(|_| bad("number too large or too small"))
+}
+
+/// A size option's value (upstream parse_size_arg), refused with its message.
+fn size_arg(opt: &str, v: &str, rule: &super::size_arg::SizeRule) -> Result<i64, OptError> {
+    super::size_arg::parse(opt, v, rule).map_err(|e| OptError::Refused(e.0))
+}
+
+/// The most `--link-dest` (or `--copy-dest`, `--compare-dest`) dirs (upstream MAX_BASIS_DIRS).
+pub const MAX_BASIS_DIRS: usize = 20;
+
+/// `whens` with `bit` set (`on`) or cleared.
+fn when_bit(whens: u8, bit: u8, on: bool) -> u8 {
+    if on {
+        whens | bit
+    } else {
+        whens & !bit
+    }
+}
+
+/// `--delete-before` in [`Options::delete_whens`].
+pub const DEL_BEFORE: u8 = 1;
+/// `--delete-during`, `--delete-delay` or `--del`.
+pub const DEL_DURING: u8 = 2;
+/// `--delete-after`.
+pub const DEL_AFTER: u8 = 4;
+
+/// The `--info` words (upstream info_words).
+const INFO_WORDS: &[&str] = &[
+    "BACKUP", "COPY", "DEL", "FLIST", "MISC", "MOUNT", "NAME", "NONREG", "PROGRESS", "REMOVE",
+    "SKIP", "STATS", "SYMSAFE",
+];
+
+/// The `--debug` words (upstream debug_words).
+const DEBUG_WORDS: &[&str] = &[
+    "ACL", "BACKUP", "BIND", "CHDIR", "CONNECT", "CMD", "DEL", "DELTASUM", "DUP", "EXIT", "FILTER",
+    "FLIST", "FUZZY", "GENR", "HASH", "HLINK", "ICONV", "IO", "NSTR", "OWN", "PROTO", "RECV",
+    "SEND", "TIME",
+];
+
+/// Upstream parse_output_words' check of one `--info`/`--debug` value: each
+/// comma-separated item is a word (any case) with an optional level, or
+/// ALL/NONE/HELP.
+fn check_output_words(opt: &str, words: &[&str], arg: &str) -> Result<(), OptError> {
+    for item in arg.split(',').filter(|i| !i.is_empty()) {
+        let name = if item.starts_with(|c: char| c.is_ascii_digit()) {
+            item
+        } else {
+            item.trim_end_matches(|c: char| c.is_ascii_digit())
+        };
+        let known = ["HELP", "NONE", "ALL"]
+            .iter()
+            .chain(words)
+            .any(|w| w.eq_ignore_ascii_case(name));
+        if !known {
+            return Err(OptError::Plain(format!("Unknown {opt} item: \"{name}\"")));
+        }
+    }
+    Ok(())
 }
 
 /// The other name of a switch with two long names.
@@ -571,8 +686,17 @@ fn alias_of(name: &str) -> Option<&'static str> {
 }
 
 impl Options {
-    fn set(&mut self, name: &'static str, on: bool, val: Option<String>) -> Result<(), OptError> {
+    /// Apply one option; `shown` is the last command-line word it took
+    /// (what popt names in an error).
+    fn set(
+        &mut self,
+        name: &'static str,
+        on: bool,
+        val: Option<String>,
+        shown: &str,
+    ) -> Result<(), OptError> {
         let v = || val.clone().unwrap_or_default();
+        let int = || popt_int(shown, &v());
         self.seen.push(name.to_string());
         if !on {
             self.negated.push(name.to_string());
@@ -642,10 +766,16 @@ impl Options {
             }
             "sparse" => self.sparse = on,
             "compress" => self.compress = on,
-            "compress-level" | "zl" => self.compress_level = Some(parse_num(name, &v())?),
+            "compress-level" | "zl" => self.compress_level = Some(int()?),
             "compress-choice" | "zc" => {
-                self.compress_choice = Some(v());
-                self.compress = true;
+                // "auto" is no choice (upstream sets it back to none).
+                let c = v();
+                if c.eq_ignore_ascii_case("auto") {
+                    self.compress_choice = None;
+                } else {
+                    self.compress_choice = Some(c);
+                    self.compress = true;
+                }
             }
             "new-compress" => {
                 self.compress_choice = Some("zlibx".into());
@@ -656,7 +786,7 @@ impl Options {
                 self.compress = true;
             }
             "checksum-choice" | "cc" => self.checksum_choice = Some(v()),
-            "checksum-seed" => self.checksum_seed = Some(parse_num(name, &v())?),
+            "checksum-seed" => self.checksum_seed = Some(int()?),
             "rsh" => {
                 if self.server {
                     self.caps = Some(v());
@@ -664,29 +794,65 @@ impl Options {
                     self.rsh = Some(v());
                 }
             }
-            "block-size" => self.block_size = Some(parse_num(name, &v())?),
-            "timeout" => self.timeout = Some(parse_num(name, &v())?),
-            "contimeout" => self.contimeout = Some(parse_num(name, &v())?),
-            "bwlimit" => self.bwlimit = Some(v()),
+            "block-size" => {
+                // The largest block depends on the protocol as given so far
+                // (a server's is not known yet: its client checked, and the
+                // old protocols' larger bound holds).
+                let proto = match self.protocol {
+                    _ if self.server => 29,
+                    Some(p) => i32::from(p),
+                    None => i32::from(crate::protocol::PROTOCOL_VERSION),
+                };
+                let rule = super::size_arg::block_size_rule(proto);
+                let n = size_arg(name, &v(), &rule)?;
+                self.block_size = u32::try_from(n).ok().filter(|n| *n > 0);
+            }
+            // (A negative timeout is accepted, and means none here.)
+            "timeout" => self.timeout = Some(u32::try_from(int()?).unwrap_or(0)),
+            "contimeout" => self.contimeout = Some(int()?),
+            // Kept in KiB, as a client tells its server (a daemon's own
+            // --bwlimit is read where it is used).
+            "bwlimit" if self.daemon && !self.server => self.bwlimit = Some(v()),
+            "bwlimit" => {
+                let n = size_arg(name, &v(), &super::size_arg::BWLIMIT)?;
+                self.bwlimit = Some(((n + 512) / 1024).to_string());
+            }
             "backup" => self.backup = on,
             "backup-dir" => self.backup_dir = Some(v()),
             "suffix" => self.suffix = Some(v()),
             "update" => self.update = on,
             "existing" | "ignore-non-existing" => self.existing = on,
             "ignore-existing" => self.ignore_existing = on,
-            "delete" | "del" => self.delete = on,
+            "delete" => self.delete = on,
+            "del" => {
+                self.delete = on;
+                self.delete_whens = when_bit(self.delete_whens, DEL_DURING, on);
+            }
             "delete-before" | "delete-during" | "delete-delay" | "delete-after" => {
                 self.delete = on;
                 self.delete_when = Some(name);
+                let bit = match name {
+                    "delete-before" => DEL_BEFORE,
+                    "delete-after" => DEL_AFTER,
+                    _ => DEL_DURING,
+                };
+                self.delete_whens = when_bit(self.delete_whens, bit, on);
             }
             "delete-excluded" => {
                 self.delete_excluded = on;
                 self.delete = self.delete || on;
             }
             "force" => self.force = on,
-            "max-delete" => self.max_delete = Some(parse_num(name, &v())?),
-            "min-size" => self.min_size = Some(v()),
-            "max-size" => self.max_size = Some(v()),
+            "max-delete" => self.max_delete = Some(int()?),
+            // Kept as the number of bytes, as a client tells its server.
+            "min-size" | "max-size" => {
+                let n = size_arg(name, &v(), &super::size_arg::FILE_SIZE)?.to_string();
+                if name == "min-size" {
+                    self.min_size = Some(n);
+                } else {
+                    self.max_size = Some(n);
+                }
+            }
             "size-only" => self.size_only = on,
             "stats" => self.stats = on,
             "numeric-ids" => self.numeric_ids = on,
@@ -702,7 +868,7 @@ impl Options {
             "omit-dir-times" => self.omit_dir_times = on,
             "omit-link-times" => self.omit_link_times = on,
             "fuzzy" => self.fuzzy = if on { self.fuzzy.saturating_add(1) } else { 0 },
-            "modify-window" => self.modify_window = Some(parse_num(name, &v())?),
+            "modify-window" => self.modify_window = Some(int()?),
             "partial" => self.partial = on,
             "partial-dir" => {
                 self.partial_dir = Some(v());
@@ -716,6 +882,18 @@ impl Options {
             "append-verify" => self.append = if on { 2 } else { 0 },
             "temp-dir" => self.temp_dir = Some(v()),
             "compare-dest" | "copy-dest" | "link-dest" => {
+                if let Some((kind, _)) = self.basis_dirs.first() {
+                    if kind != name {
+                        return Err(OptError::Refused(format!(
+                            "ERROR: the --{name} option conflicts with the --{kind} option"
+                        )));
+                    }
+                }
+                if self.basis_dirs.len() >= MAX_BASIS_DIRS {
+                    return Err(OptError::Refused(format!(
+                        "ERROR: at most {MAX_BASIS_DIRS} --{name} args may be specified"
+                    )));
+                }
                 self.basis_dirs.push((name.to_string(), v()))
             }
             "remove-source-files" | "remove-sent-files" => self.remove_source_files = on,
@@ -724,7 +902,10 @@ impl Options {
             "log-format" | "out-format" => self.log_format = Some(v()),
             "msgs2stderr" => self.msgs2stderr = Some(on),
             "skip-compress" => self.skip_compress = Some(v()),
-            "max-alloc" => self.max_alloc = Some(v()),
+            "max-alloc" => {
+                size_arg(name, &v(), &super::size_arg::MAX_ALLOC)?;
+                self.max_alloc = Some(v());
+            }
             "mkpath" => self.mkpath = on,
             "super" => self.super_ = on,
             "fake-super" => self.fake_super = on,
@@ -732,8 +913,19 @@ impl Options {
             "groupmap" => self.groupmap = Some(v()),
             "delete-missing-args" => self.delete_missing_args = on,
             "ignore-missing-args" => self.ignore_missing_args = on,
-            "info" => self.info.push(v()),
-            "debug" => self.debug.push(v()),
+            // (A server ignores the words it does not know, as upstream's.)
+            "info" => {
+                if !self.server {
+                    check_output_words("--info", INFO_WORDS, &v())?;
+                }
+                self.info.push(v())
+            }
+            "debug" => {
+                if !self.server {
+                    check_output_words("--debug", DEBUG_WORDS, &v())?;
+                }
+                self.debug.push(v())
+            }
             "filter" => self.filter_args.push(FilterArg::Filter(v())),
             "exclude" => self.filter_args.push(FilterArg::Exclude(v())),
             "include" => self.filter_args.push(FilterArg::Include(v())),
@@ -746,7 +938,8 @@ impl Options {
             "old-args" => self.old_args = on,
             "ipv4" => self.ipv = if on { 4 } else { 0 },
             "ipv6" => self.ipv = if on { 6 } else { 0 },
-            "port" => self.port = Some(parse_num(name, &v())?),
+            // (As the C int becomes a port: its low 16 bits.)
+            "port" => self.port = Some(int()? as u16),
             "sockopts" => self.sockopts = Some(v()),
             "address" => self.address = Some(v()),
             "config" => self.config = Some(v()),
@@ -759,7 +952,8 @@ impl Options {
             "log-file-format" => self.log_file_format = Some(v()),
             "password-file" => self.password_file = Some(v()),
             "rsync-path" => self.rsync_path = Some(v()),
-            "protocol" => self.protocol = Some(parse_num(name, &v())?),
+            "protocol" => self.protocol = Some(u8::try_from(int()?).unwrap_or(0)),
+            "outbuf" => self.outbuf = Some(v()),
             "8-bit-output" => self.eight_bit = on,
             "human-readable" => self.human = if on { self.human.saturating_add(1) } else { 0 },
             "progress" => self.progress = on,
@@ -825,7 +1019,7 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
                 Arg::None => {
                     if inline.is_some() {
                         return Err(OptError::BadArg(
-                            format!("--{name}"),
+                            a.clone(),
                             "option does not take an argument".into(),
                         ));
                     }
@@ -836,17 +1030,15 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
                     Some(v) => Some(v),
                     None => {
                         let Some(v) = args.get(i) else {
-                            return Err(OptError::BadArg(
-                                format!("--{name}"),
-                                "missing argument".into(),
-                            ));
+                            return Err(OptError::BadArg(a.clone(), "missing argument".into()));
                         };
                         i += 1;
                         Some(v.clone())
                     }
                 },
             };
-            o.set(canon, on, val)?;
+            // popt names the last word it took: the value when separate.
+            o.set(canon, on, val, &args[i - 1])?;
         } else if a.len() > 1 && a.starts_with('-') {
             let chars: Vec<char> = a[1..].chars().collect();
             let mut j = 0;
@@ -864,12 +1056,12 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
                         i += 1;
                         v.clone()
                     } else {
-                        return Err(OptError::BadArg(format!("-{c}"), "missing argument".into()));
+                        return Err(OptError::BadArg(a.clone(), "missing argument".into()));
                     };
-                    o.set(canon, true, Some(v))?;
+                    o.set(canon, true, Some(v), &args[i - 1])?;
                     break;
                 }
-                o.set(canon, true, None)?;
+                o.set(canon, true, None, a)?;
             }
         } else {
             rest.push(a.clone());
@@ -963,6 +1155,96 @@ mod tests {
         assert_eq!(o.block_size, Some(300));
         assert_eq!(o.whole_file, Some(false));
         assert!(!o.recursive);
+    }
+
+    fn err(v: &[&str]) -> String {
+        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap_err()
+            .line()
+    }
+
+    #[test]
+    fn numbers_are_read_and_refused_as_popt_does() {
+        assert_eq!(
+            err(&["--timeout=x"]),
+            "rsync: --timeout=x: invalid numeric value"
+        );
+        assert_eq!(err(&["--timeout", "x"]), "rsync: x: invalid numeric value");
+        assert_eq!(err(&["-@x"]), "rsync: -@x: invalid numeric value");
+        assert_eq!(err(&["-r@", "5x"]), "rsync: 5x: invalid numeric value");
+        assert_eq!(
+            err(&["--port=99999999999"]),
+            "rsync: --port=99999999999: number too large or too small"
+        );
+        assert_eq!(
+            err(&["--recursive=5"]),
+            "rsync: --recursive=5: option does not take an argument"
+        );
+        assert_eq!(err(&["-rT"]), "rsync: -rT: missing argument");
+        assert_eq!(err(&["--timeout"]), "rsync: --timeout: missing argument");
+        let (o, _) = p(&[
+            "--timeout=0x10",
+            "--modify-window=-1",
+            "--max-delete=010",
+            "--contimeout=",
+            "--checksum-seed= +7",
+        ]);
+        assert_eq!(o.timeout, Some(16));
+        assert_eq!(o.modify_window, Some(-1));
+        assert_eq!(o.max_delete, Some(8));
+        assert_eq!(o.contimeout, Some(0));
+        assert_eq!(o.checksum_seed, Some(7));
+        // A negative timeout is accepted (and is no timeout here).
+        assert_eq!(p(&["--timeout=-1"]).0.timeout, Some(0));
+        for bad in ["-", " ", "08", "0x", "1 ", "1.5"] {
+            assert!(popt_int("w", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(popt_int("w", "-2147483648"), Ok(i32::MIN));
+        assert!(popt_int("w", "2147483648").is_err());
+    }
+
+    #[test]
+    fn values_are_checked_as_they_are_read() {
+        assert_eq!(err(&["--max-size=zz"]), "rsync: --max-size=zz is invalid");
+        assert_eq!(
+            err(&["-B", "100000000"]),
+            "rsync: --block-size=100000000 is too large (max: 128.00K)"
+        );
+        // The protocol given before -B decides its bound.
+        assert_eq!(
+            p(&["--protocol=29", "-B200000"]).0.block_size,
+            Some(200_000)
+        );
+        assert!(parse(&["-B200000".to_string(), "--protocol=29".to_string()]).is_err());
+        assert_eq!(
+            err(&["--link-dest=a", "--copy-dest=b"]),
+            "rsync: ERROR: the --copy-dest option conflicts with the --link-dest option"
+        );
+        let many: Vec<String> = (0..21).map(|i| format!("--link-dest=d{i}")).collect();
+        assert_eq!(
+            parse(&many).unwrap_err().line(),
+            "rsync: ERROR: at most 20 --link-dest args may be specified"
+        );
+        assert_eq!(err(&["--info=bogus"]), "Unknown --info item: \"bogus\"");
+        assert_eq!(err(&["--info=name,nam2"]), "Unknown --info item: \"nam\"");
+        assert_eq!(err(&["--debug=5"]), "Unknown --debug item: \"5\"");
+        let (o, _) = p(&["--info=NAME2,,all", "--debug=none,FLIST4"]);
+        assert_eq!(o.info.len(), 1);
+        // A server takes the words it does not know.
+        assert!(parse(&["--server".to_string(), "--info=newer".to_string()]).is_ok());
+        // Sizes are kept as a client forwards them: bytes, and KiB for --bwlimit.
+        let (o, _) = p(&["--max-size=1.5k", "--min-size=1kb", "--bwlimit=1m", "-B0"]);
+        assert_eq!(o.max_size.as_deref(), Some("1536"));
+        assert_eq!(o.min_size.as_deref(), Some("1000"));
+        assert_eq!(o.bwlimit.as_deref(), Some("1024"));
+        assert_eq!(o.block_size, None);
+        assert_eq!(
+            err(&["--max-alloc=1"]),
+            "rsync: --max-alloc=1 is too small (min: 1.00M or 0 for unlimited)"
+        );
+        // --del is --delete-during for the --delete-WHEN count.
+        let (o, _) = p(&["--del", "--delete-after", "--delete-delay"]);
+        assert_eq!(o.delete_whens, DEL_DURING | DEL_AFTER);
     }
 
     #[test]

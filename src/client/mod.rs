@@ -7,6 +7,7 @@
 //! stock's codes.
 
 pub mod args;
+pub mod checks;
 pub mod connect;
 pub mod daemon;
 pub mod server_args;
@@ -67,6 +68,9 @@ pub struct Settings {
     /// `--chmod`: applied to the modes of our side's list (what we send,
     /// or what we receive), as upstream does on the side that parses it.
     pub chmod: Option<crate::flist::chmod::Chmod>,
+    /// Our filter rules, read with the options (as upstream reads
+    /// `--exclude-from` files while parsing them).
+    pub filters: crate::filter::FilterList,
 }
 
 /// A client failure: the exit code and what to print first.
@@ -166,25 +170,34 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
     let chmod = if o.chmod.is_empty() {
         None
     } else {
-        for one in &o.chmod {
-            crate::flist::chmod::Chmod::parse(one, 0).map_err(|e| fail(RERR_SYNTAX, e))?;
-        }
         let spec = o.chmod.join(",");
         Some(
             crate::flist::chmod::Chmod::parse(&spec, crate::role::server::current_umask())
-                .map_err(|e| fail(RERR_SYNTAX, e))?,
+                .map_err(|e| fail(RERR_SYNTAX, format!("rsync: {e}")))?,
         )
     };
     let local_server = plan.remote.is_none();
     let pre_proto = o.protocol.unwrap_or(PROTOCOL_VERSION);
-    if !(crate::protocol::MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&pre_proto) {
-        return Err(fail(
-            RERR_PROTOCOL,
-            format!(
-                "--protocol must be between {} and {PROTOCOL_VERSION}",
-                crate::protocol::MIN_PROTOCOL_VERSION
-            ),
-        ));
+    // (upstream setup_protocol: a number no rsync speaks is a "mismatch",
+    // one newer than ours is refused; ours also refuses what is older
+    // than the oldest protocol it speaks.)
+    let min = crate::protocol::MIN_PROTOCOL_VERSION;
+    let refusal = match pre_proto {
+        p if !(20..=40).contains(&p) => Some(
+            "protocol version mismatch -- is your shell clean?\n\
+             (see the rsync manpage for an explanation)"
+                .to_string(),
+        ),
+        p if p > PROTOCOL_VERSION => Some(format!(
+            "--protocol must be no more than {PROTOCOL_VERSION} on the Client."
+        )),
+        p if p < min => Some(format!(
+            "--protocol must be between {min} and {PROTOCOL_VERSION}"
+        )),
+        _ => None,
+    };
+    if let Some(why) = refusal {
+        return Err(fail(RERR_PROTOCOL, why));
     }
     let files_from = o.files_from.is_some();
     let explicit_r = seen(o, "recursive") || seen(o, "r");
@@ -220,13 +233,8 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
     } else {
         files_from
     };
+    // (--delete without directories is refused by checks::check_options.)
     let delete = o.delete || o.delete_excluded || o.delete_when.is_some();
-    if delete && xfer_dirs == 0 {
-        return Err(fail(
-            RERR_SYNTAX,
-            "--delete does not work without --recursive (-r) or --dirs (-d).",
-        ));
-    }
     let am_sender = plan.am_sender;
     let use_qsort = o.use_qsort();
     let mut allow_inc = recursive && !use_qsort;
@@ -318,6 +326,7 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
     ) {
         return Err(fail(crate::exit::RERR_UNSUPPORTED, why));
     }
+    let filters = client_filters(o, pre_proto)?;
     Ok(Settings {
         am_sender,
         local_server,
@@ -344,6 +353,7 @@ fn settings(o: &Options, plan: &Plan) -> Result<Settings, Fail> {
         out,
         human,
         chmod,
+        filters,
     })
 }
 
@@ -356,16 +366,30 @@ fn client_filters(o: &Options, proto: u8) -> Result<crate::filter::FilterList, F
         ..Default::default()
     };
     let mut list = crate::filter::FilterList::new(popts);
+    // The last file that could not be read, and why (for stock's message).
+    let failed: std::cell::RefCell<Option<(Vec<u8>, std::io::Error)>> = Default::default();
     let mut read = |p: &[u8]| -> Option<Vec<u8>> {
-        if p == b"-" {
+        let got = if p == b"-" {
             let mut v = Vec::new();
-            std::io::stdin().read_to_end(&mut v).ok()?;
-            return Some(v);
-        }
-        std::fs::read(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(p)).ok()
+            std::io::stdin().read_to_end(&mut v).map(|_| v)
+        } else {
+            std::fs::read(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(p))
+        };
+        got.map_err(|e| *failed.borrow_mut() = Some((p.to_vec(), e)))
+            .ok()
     };
     let mut dash_f = 0;
     let err = |e: crate::filter::FilterError| {
+        if let crate::filter::FilterError::OpenFailed { include, path } = &e {
+            // A file named on the command line: who failed, and why.
+            if let Some((_, io)) = failed
+                .borrow()
+                .as_ref()
+                .filter(|(p, _)| p == path.as_bytes())
+            {
+                return checks::filter_open_failure(*include, path, io);
+            }
+        }
         let code = e.exit_code();
         fail(code, format!("rsync: {e}"))
     };
@@ -433,8 +457,7 @@ type RunResult = Result<(i32, &'static str), (Fail, &'static str)>;
 
 fn run_inner(o: &Options, args: &[String], start: std::time::SystemTime) -> RunResult {
     let client = "client";
-    let plan = args::plan(args).map_err(|e| (fail(RERR_SYNTAX, e.0), client))?;
-    let s = settings(o, &plan).map_err(|f| (f, client))?;
+    let (plan, s) = prepare_as(o, args).map_err(|(f, role)| (f, role.unwrap_or(client)))?;
     let log = Arc::new(with_log_file(o, &s, ClientLog::new(s.out.clone())));
     let (done, role) = run_planned(o, &plan, &s, &log, None)?;
     if let (Some(sm), Some(_)) = (&done.summary, &o.log_file) {
@@ -473,11 +496,29 @@ pub fn with_log_file(o: &Options, s: &Settings, log: ClientLog) -> ClientLog {
     log.with_file_log(ClientLog::new(file))
 }
 
+/// What a client run needs once its arguments are understood: the options
+/// checked first (as upstream's parse_arguments), then the paths (its
+/// start_client, whose errors name the side we would have been: `Some`
+/// role), then what they mean together.
+fn prepare_as(
+    o: &Options,
+    args: &[String],
+) -> Result<(Plan, Settings), (Fail, Option<&'static str>)> {
+    checks::check_options(o, args).map_err(|f| (f, None))?;
+    let plan = args::plan(args).map_err(|e| {
+        let pulling = args
+            .first()
+            .is_some_and(|a| args::check_for_hostspec(a).is_some());
+        let role = if pulling { "Receiver" } else { "sender" };
+        (fail(RERR_SYNTAX, e.0), Some(role))
+    })?;
+    let s = settings(o, &plan).map_err(|f| (f, None))?;
+    Ok((plan, s))
+}
+
 /// What a client run needs once its arguments are understood.
 pub fn prepare(o: &Options, args: &[String]) -> Result<(Plan, Settings), Fail> {
-    let plan = args::plan(args).map_err(|e| fail(RERR_SYNTAX, e.0))?;
-    let s = settings(o, &plan)?;
-    Ok((plan, s))
+    prepare_as(o, args).map_err(|(f, _)| f)
 }
 
 /// One client run for a planned transfer: connect, set up, run our role,
@@ -493,13 +534,24 @@ pub fn run_planned(
     // Past option parsing, upstream's who_am_i names the role.
     let role = if s.am_sender { "sender" } else { "Receiver" };
     let client = role;
-    if o.password_file.is_some() && !matches!(plan.remote, Some(Remote::Daemon { .. })) {
+    // (upstream start_client: these name the side we would have been.)
+    let daemon = matches!(plan.remote, Some(Remote::Daemon { .. }));
+    if o.password_file.is_some() && !daemon {
         return Err((
             fail(
                 RERR_SYNTAX,
                 "The --password-file option may only be used when accessing an rsync daemon.",
             ),
-            client,
+            role,
+        ));
+    }
+    if o.contimeout.is_some_and(|t| t != 0) && !daemon {
+        return Err((
+            fail(
+                RERR_SYNTAX,
+                "The --contimeout option may only be used when connecting to an rsync daemon.",
+            ),
+            role,
         ));
     }
     let mut sargs = server_args::server_options(o, s);
@@ -536,7 +588,7 @@ pub fn run_planned(
                     port,
                     role,
                     &connect::TcpOpts {
-                        contimeout: o.contimeout,
+                        contimeout: o.contimeout.and_then(|t| u32::try_from(t).ok()),
                         family,
                         io_timeout: o.timeout,
                         sockopts: o.sockopts.as_deref(),
@@ -896,6 +948,9 @@ fn transfer(
     let who = if s.am_sender { "sender" } else { "Receiver" };
     let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o)
         .map_err(|e| role_fail_at(e, None, who))?;
+    if let Some(why) = checks::needs_protocol_29(o, n.proto) {
+        return Err(fail(RERR_PROTOCOL, why));
+    }
     let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
     if proto >= 30 {
         log.set_receiver_symlink_times(
@@ -927,7 +982,7 @@ fn transfer(
         });
     }
     ro.delete = s.delete;
-    let mut filters = client_filters(o, proto)?;
+    let mut filters = s.filters.clone();
     let x = crate::filter::XferOptions {
         protocol: proto as u32,
         am_sender: s.am_sender,

@@ -6,17 +6,10 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-/// `--bwlimit` in KiB/s (a bare number is KiB; suffixes K, M, G).
+/// `--bwlimit` in KiB/s (a bare number is KiB; upstream parse_size_arg's
+/// units, see [`crate::cli::size_arg`]); `None` when refused.
 pub fn parse_kib(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'k' | 'K' => (&s[..s.len() - 1], 1.0),
-        'm' | 'M' => (&s[..s.len() - 1], 1024.0),
-        'g' | 'G' => (&s[..s.len() - 1], 1024.0 * 1024.0),
-        _ => (s, 1.0),
-    };
-    let v: f64 = num.parse().ok()?;
-    (v >= 0.0).then_some((v * mult) as u64)
+    crate::cli::size_arg::bwlimit_kib(s).ok()
 }
 
 /// A rate-limited writer (`kib_per_sec` KiB/s).

@@ -198,39 +198,13 @@ pub fn sanitize_link_target(target: &[u8], depth: usize) -> Vec<u8> {
     }
 }
 
-/// Parse an rsync size argument (`--max-size=1.5M`, `100K`, `5GB`, `2MiB`; upstream options.c parse_size_arg).
+/// Parse an rsync size argument (`--max-size=1.5M`, `100K`, `5GB`, `2MiB`;
+/// upstream options.c parse_size_arg, see [`crate::cli::size_arg`]).
 pub fn parse_size(arg: &str) -> Option<u64> {
-    let s = arg.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mut unit = unit.to_ascii_lowercase();
-    let mut adjust = 0i64;
-    if let Some(p) = unit.find(['+', '-']) {
-        adjust = unit[p..].parse().ok()?;
-        unit.truncate(p);
-    }
-    let base: f64 = if unit.ends_with("ib") || unit.len() <= 1 {
-        1024.0
-    } else if unit.ends_with('b') {
-        1000.0
-    } else {
-        return None;
-    };
-    let mult = match unit.chars().next() {
-        None => 1.0,
-        Some('b') => 1.0,
-        Some('k') => base,
-        Some('m') => base * base,
-        Some('g') => base * base * base,
-        Some('t') => base.powi(4),
-        Some('p') => base.powi(5),
-        _ => return None,
-    };
-    let v = (n * mult) as i64 + adjust;
-    u64::try_from(v).ok()
+    let rule = crate::cli::size_arg::FILE_SIZE;
+    crate::cli::size_arg::parse("max-size", arg, &rule)
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
 }
 
 impl RecvConfig {

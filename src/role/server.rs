@@ -436,6 +436,62 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
     }
 }
 
+/// `--backup-dir`, when it exists, must be a directory (upstream do_recv,
+/// before the transfer starts): `given` as the option has it, `rel` as used,
+/// relative to the destination `dest`.
+fn check_backup_dir(dest: &std::path::Path, given: &str, rel: &[u8]) -> Result<(), RoleError> {
+    // As upstream shows it: without leading "./" and one trailing "/".
+    let mut shown = given;
+    while let Some(rest) = shown.strip_prefix("./") {
+        shown = rest;
+    }
+    if shown.is_empty() || shown == "." {
+        return Ok(()); // the destination itself
+    }
+    if shown.len() > 1 {
+        shown = shown.strip_suffix('/').unwrap_or(shown);
+    }
+    let rel = match rel.strip_suffix(b"/") {
+        Some(r) if !r.is_empty() => r,
+        _ => rel,
+    };
+    match std::fs::metadata(dest.join(std::ffi::OsStr::from_bytes(rel))) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(RoleError::Refused(format!(
+            "The backup-dir is not a directory: {shown}"
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RoleError::FileIo(format!(
+            "Failed to stat {shown}: {}",
+            crate::fs::strerror(&e)
+        ))),
+    }
+}
+
+/// `--temp-dir` must be a directory (upstream do_recv, before the
+/// transfer starts): `shown` as given, `rel` as used, relative to the
+/// destination `dest`.
+fn check_temp_dir(dest: &std::path::Path, shown: &str, rel: &[u8]) -> Result<(), RoleError> {
+    let st = if rel.is_empty() {
+        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+    } else {
+        std::fs::metadata(dest.join(std::ffi::OsStr::from_bytes(rel)))
+    };
+    match st {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(RoleError::Refused(format!(
+            "The temp-dir is not a directory: {shown}"
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RoleError::Refused(format!(
+            "The temp-dir does not exist: {shown}"
+        ))),
+        Err(e) => Err(RoleError::FileIo(format!(
+            "Failed to stat temp-dir {shown}: {}",
+            crate::fs::strerror(&e)
+        ))),
+    }
+}
+
 /// The client socket's read side, boxed so it can be handed to the input pump.
 type BoxedRead = Box<dyn Read + Send>;
 
@@ -1068,6 +1124,14 @@ pub(crate) fn receive_files<W: Write + Send>(
             crate::protocol::text::name(&dest_rel)
         ))
     })?;
+    if !opts.list_only {
+        if let Some(b) = opts.backup_dir.as_deref() {
+            check_backup_dir(&dest_path, b, &env.client_path(b.as_bytes()))?;
+        }
+        if let Some(t) = opts.temp_dir.as_deref() {
+            check_temp_dir(&dest_path, t, &env.client_path(t.as_bytes()))?;
+        }
+    }
     // -K: symlinked directories here stand for their (in-tree) targets.
     dest.set_follow_dir_symlinks_inside(opts.keep_dirlinks);
     // Names in messages as upstream's full_fname shows them after its

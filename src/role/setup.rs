@@ -88,8 +88,30 @@ fn checksum_by_name(name: &str) -> Result<ChecksumKind, RoleError> {
         .map_err(|_| RoleError::Unsupported(format!("unknown checksum name: {name}")))
 }
 
+/// An explicit `--checksum-choice` (`XFER[,FILE]`, any case; an `auto`
+/// part is the protocol's default), or none: the choice is negotiated.
+fn explicit_checksums(
+    choice: Option<&str>,
+    proto: u8,
+) -> Result<(Option<ChecksumKind>, Option<ChecksumKind>), RoleError> {
+    let Some(c) =
+        choice.filter(|c| !c.eq_ignore_ascii_case("auto") && !c.eq_ignore_ascii_case("auto,auto"))
+    else {
+        return Ok((None, None));
+    };
+    let one = |n: &str| {
+        if n.eq_ignore_ascii_case("auto") {
+            Ok(ChecksumKind::default_for_protocol(proto))
+        } else {
+            checksum_by_name(n)
+        }
+    };
+    let (a, b) = c.split_once(',').unwrap_or((c, c));
+    Ok((Some(one(a)?), Some(one(b)?)))
+}
+
 fn compress_by_name(name: &str) -> Result<CompressKind, RoleError> {
-    Ok(match name {
+    Ok(match name.to_ascii_lowercase().as_str() {
         "zstd" => CompressKind::Zstd,
         "lz4" => CompressKind::Lz4,
         "zlibx" => CompressKind::Zlibx,
@@ -126,13 +148,7 @@ pub fn server_setup<R: Read, W: Write>(
     }
     let negotiate = proto >= 30 && compat & cf::VARINT_FLIST_FLAGS != 0;
     // Explicit choices (also what applies without negotiation).
-    let (mut xfer_sum, mut file_sum) = match opts.checksum_choice.as_deref() {
-        Some(c) if c != "auto" => {
-            let (a, b) = c.split_once(',').unwrap_or((c, c));
-            (Some(checksum_by_name(a)?), Some(checksum_by_name(b)?))
-        }
-        _ => (None, None),
-    };
+    let (mut xfer_sum, mut file_sum) = explicit_checksums(opts.checksum_choice.as_deref(), proto)?;
     let mut compress = match opts.compress_choice.as_deref() {
         Some(c) => compress_by_name(c)?,
         None if opts.compress => CompressKind::Zlib,
@@ -191,13 +207,7 @@ pub fn client_setup<R: Read, W: Write>(
         0
     };
     let negotiate = proto >= 30 && compat & cf::VARINT_FLIST_FLAGS != 0;
-    let (mut xfer_sum, mut file_sum) = match opts.checksum_choice.as_deref() {
-        Some(c) if c != "auto" => {
-            let (a, b) = c.split_once(',').unwrap_or((c, c));
-            (Some(checksum_by_name(a)?), Some(checksum_by_name(b)?))
-        }
-        _ => (None, None),
-    };
+    let (mut xfer_sum, mut file_sum) = explicit_checksums(opts.checksum_choice.as_deref(), proto)?;
     let mut compress = match opts.compress_choice.as_deref() {
         Some(c) => compress_by_name(c)?,
         None if opts.compress => CompressKind::Zlib,
