@@ -1994,3 +1994,37 @@ compat_test! {
         relative_no_implied("client_server_push_relative_no_implied_dirs", Mode::ServerPush);
     }
 }
+
+/// `--list-only` with `--delete` and a destination only lists: nothing is
+/// deleted, not in the destination and not in the working directory (we
+/// once deleted every name of the working directory there).
+fn listing_never_deletes(name: &str, mode: Mode, when: &str) {
+    ClientCase::new(name, mode, small)
+        .prefill(stale_dest)
+        .args(&["--list-only", "-a", "--delete", when])
+        .run();
+}
+
+compat_test! {
+    fn client_local_list_only_never_deletes() {
+        listing_never_deletes("client_local_list_only_never_deletes", Mode::Local, "--delete-during");
+    }
+}
+
+compat_test! {
+    fn client_local_list_only_never_deletes_after() {
+        listing_never_deletes("client_local_list_only_never_deletes_after", Mode::Local, "--delete-after");
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_list_only_never_deletes() {
+        listing_never_deletes("client_rsh_pull_list_only_never_deletes", Mode::RshPull, "--delete-before");
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_list_only_never_deletes() {
+        listing_never_deletes("client_daemon_pull_list_only_never_deletes", Mode::DaemonPull, "--delete-delay");
+    }
+}

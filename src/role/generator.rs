@@ -59,6 +59,7 @@ impl RecvConfig {
     /// walking every received list then.
     pub fn deletes_after_transfer(&self) -> bool {
         self.opts.delete
+            && !self.opts.list_only
             && matches!(
                 self.opts.delete_when,
                 Some("delete-after") | Some("delete-delay")
@@ -1788,7 +1789,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// When deletions happen (a plain --delete is "before" below protocol 30).
     fn delete_timing(&self) -> DeleteTiming {
         let o = &self.cfg.opts;
-        if !o.delete {
+        // upstream: a listing never deletes (do_delete_pass, delete_in_dir).
+        if !o.delete || o.list_only {
             return DeleteTiming::None;
         }
         match o.delete_when {
