@@ -2028,3 +2028,45 @@ compat_test! {
         listing_never_deletes("client_daemon_pull_list_only_never_deletes", Mode::DaemonPull, "--delete-delay");
     }
 }
+
+/// A symlink and a fifo the options do not keep (`-rt`: no `-l`, no `-D`),
+/// with non-empty directories of the same names at the destination:
+/// "skipping non-regular file" and nothing in the way is touched (we used
+/// to try to make room first: "cannot delete non-empty directory", exit 23).
+fn unkept_types(root: &Path) {
+    fixture::write(root, "a.txt", b"a\n");
+    fixture::symlink(root, "lnk", "a.txt");
+    fixture::mkfifo(root, "fifo");
+    fixture::pin_times(root, &[]);
+}
+
+fn dirs_in_the_way(dest: &Path, _src: &Path) {
+    fixture::write(dest, "lnk/keep.txt", b"k\n");
+    fixture::write(dest, "fifo/keep.txt", b"k\n");
+}
+
+fn unkept_types_case(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, unkept_types)
+        .prefill(dirs_in_the_way)
+        .args(&["-rti"])
+        .compare_stderr()
+        .run();
+}
+
+compat_test! {
+    fn client_local_unkept_types_leave_the_way_alone() {
+        unkept_types_case("client_local_unkept_types_leave_the_way_alone", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_server_push_unkept_types_leave_the_way_alone() {
+        unkept_types_case("client_server_push_unkept_types_leave_the_way_alone", Mode::ServerPush);
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_unkept_types_leave_the_way_alone() {
+        unkept_types_case("client_rsh_pull_unkept_types_leave_the_way_alone", Mode::RshPull);
+    }
+}

@@ -1539,6 +1539,26 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
+        // A type we do not keep is skipped before anything in its way is
+        // touched (upstream recv_generator deletes inside each type's branch).
+        let kept = if mode::is_lnk(e.mode) {
+            cfg.opts.links
+        } else if mode::is_device(e.mode) {
+            cfg.opts.devices && cfg.am_root
+        } else if mode::is_special(e.mode) {
+            cfg.opts.specials
+        } else {
+            true
+        };
+        if !kept {
+            return self.message(
+                MsgCode::Info,
+                &format!(
+                    "skipping non-regular file \"{}\"",
+                    crate::protocol::text::name(&rel)
+                ),
+            );
+        }
         // A non-directory: anything else in the way goes first.
         let mut st = st;
         if let Some(s) = st {
@@ -1550,15 +1570,6 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         }
         if mode::is_lnk(e.mode) {
-            if !cfg.opts.links {
-                return self.message(
-                    MsgCode::Info,
-                    &format!(
-                        "skipping non-regular file \"{}\"",
-                        crate::protocol::text::name(&rel)
-                    ),
-                );
-            }
             // Sanitized (or munged) already as the list arrived, at the
             // entry's own depth: climbing less far than its place in the
             // module allows, so nothing is left to do for a deeper
@@ -1606,20 +1617,6 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return self.item(ndx, fl);
         }
         if mode::is_device(e.mode) || mode::is_special(e.mode) {
-            let wanted = if mode::is_device(e.mode) {
-                cfg.opts.devices && cfg.am_root
-            } else {
-                cfg.opts.specials
-            };
-            if !wanted {
-                return self.message(
-                    MsgCode::Info,
-                    &format!(
-                        "skipping non-regular file \"{}\"",
-                        crate::protocol::text::name(&rel)
-                    ),
-                );
-            }
             if let Some(s) = &st {
                 if !mode::is_device(e.mode)
                     || (s.rdev_major == e.rdev_major && s.rdev_minor == e.rdev_minor)
