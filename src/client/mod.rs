@@ -946,11 +946,13 @@ fn transfer(
     );
     // (upstream who_am_i before the fork: "sender" or "Receiver")
     let who = if s.am_sender { "sender" } else { "Receiver" };
-    let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o)
-        .map_err(|e| role_fail_at(e, None, who))?;
-    if let Some(why) = checks::needs_protocol_29(o, n.proto) {
+    // upstream setup_protocol checks these right after the versions are
+    // known, before the rest of the setup (a stock server stops there too).
+    if let Some(why) = checks::needs_protocol_29(o, proto) {
         return Err(fail(RERR_PROTOCOL, why));
     }
+    let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o)
+        .map_err(|e| role_fail_at(e, None, who))?;
     let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
     if proto >= 30 {
         log.set_receiver_symlink_times(
