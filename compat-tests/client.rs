@@ -2070,3 +2070,45 @@ compat_test! {
         unkept_types_case("client_rsh_pull_unkept_types_leave_the_way_alone", Mode::RshPull);
     }
 }
+
+/// A directory arrives where the destination has a file, and the client's
+/// rules exclude that file's name as a file (`--include=*/ --exclude=*`):
+/// the file is cleared away all the same (rules guard deletions of extra
+/// names, not the way for a listed entry; we refused with "could not make
+/// way for new directory", exit 23).
+fn dir_over_file(root: &Path) {
+    fixture::write(root, "b/x.txt", b"x\n");
+    fixture::write(root, "b/y.bin", b"y\n");
+    fixture::write(root, "top.txt", b"t\n");
+    fixture::pin_times(root, &[]);
+}
+
+fn file_named_b(dest: &Path, _src: &Path) {
+    fixture::write(dest, "b", b"a file where a directory goes\n");
+}
+
+fn excluded_in_the_way(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, dir_over_file)
+        .prefill(file_named_b)
+        .args(&["-rti", "--include=*/", "--include=*.txt", "--exclude=*"])
+        .compare_stderr()
+        .run();
+}
+
+compat_test! {
+    fn client_local_excluded_name_in_the_way() {
+        excluded_in_the_way("client_local_excluded_name_in_the_way", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_excluded_name_in_the_way() {
+        excluded_in_the_way("client_daemon_pull_excluded_name_in_the_way", Mode::DaemonPull);
+    }
+}
+
+compat_test! {
+    fn client_server_push_excluded_name_in_the_way() {
+        excluded_in_the_way("client_server_push_excluded_name_in_the_way", Mode::ServerPush);
+    }
+}

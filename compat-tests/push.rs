@@ -321,6 +321,38 @@ compat_test! {
     }
 }
 
+/// `-b --delete` makes a stock client send a protect rule for its backup
+/// suffix (`P *~`): a receiver-side rule of the client's, which must not
+/// make the daemon refuse to receive a name that ends in `~` (it did:
+/// "daemon refused to receive file", exit 23).
+fn tilde_names(root: &Path) {
+    push_tree(root);
+    write(root, "notes~", b"an editor's backup, sent like any file\n");
+    write(root, "sub/old.txt~", b"another\n");
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn push_backup_delete_sends_tilde_names() {
+        PushCase::new("push_backup_delete_sends_tilde_names", tilde_names)
+            .prefill(prefill_mixed)
+            .args(&["-a", "-i", "-b", "--delete"])
+            .run();
+    }
+}
+
+// A `--compare-dest` that is missing and one that is a file: stock's
+// receiver warns for each ("arg does not exist", "arg is not a dir") and
+// goes on.
+compat_test! {
+    fn push_basis_dir_warnings() {
+        PushCase::new("push_basis_dir_warnings", push_tree)
+            .prefill(prefill_mixed)
+            .args(&["-a", "-i", "--compare-dest=missing", "--compare-dest=a.txt"])
+            .run();
+    }
+}
+
 compat_test! {
     fn push_inplace() {
         PushCase::new("push_inplace", push_tree)

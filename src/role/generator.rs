@@ -91,8 +91,11 @@ pub struct RecvConfig {
     pub am_root: bool,
     /// `incoming chmod` of the module.
     pub chmod: Option<crate::flist::chmod::Chmod>,
-    /// Names the module's filters hide (never created or deleted).
+    /// Names the module's filters hide (never received, made or cleared away).
     pub daemon_excluded: NameFilter,
+    /// Names deletions leave alone: the module's, and the client's
+    /// excluded ones unless --delete-excluded.
+    pub protected: NameFilter,
     /// The process umask (for modes when -p is off).
     pub umask: u32,
     /// `--compare-dest` / `--copy-dest` / `--link-dest` directories, in order.
@@ -168,6 +171,15 @@ impl BasisKind {
             "copy-dest" => Some(BasisKind::Copy),
             "link-dest" => Some(BasisKind::Link),
             _ => None,
+        }
+    }
+
+    /// The option that names this kind, as upstream's alt_dest_opt shows it.
+    pub fn option_name(self) -> &'static str {
+        match self {
+            BasisKind::Compare => "--compare-dest",
+            BasisKind::Copy => "--copy-dest",
+            BasisKind::Link => "--link-dest",
         }
     }
 }
@@ -652,7 +664,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// Remove one existing item (recursively for dirs), reporting each
     /// deletion; false when it (or, for a directory, part of it) stayed.
     fn delete_item(&mut self, rel: &[u8], st: &Stat) -> Result<bool, RoleError> {
-        if (self.cfg.daemon_excluded)(rel, mode::is_dir(st.mode)) {
+        if (self.cfg.protected)(rel, mode::is_dir(st.mode)) {
             return Ok(false);
         }
         if mode::is_dir(st.mode) {

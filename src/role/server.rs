@@ -1180,22 +1180,31 @@ pub(crate) fn receive_files<W: Write + Send>(
     let client_rules = Arc::new(client_rules);
     let daemon_rules = daemon_rules.map(Arc::new);
     let prefix = dest_rel.clone();
-    let excluded = {
+    // What the module's rules hide: never received, made or cleared away.
+    let daemon_excluded = {
         let d = daemon_rules.clone();
+        move |rel: &[u8], is_dir: bool| -> bool {
+            let Some(d) = &d else {
+                return false;
+            };
+            let mut mp = prefix.clone();
+            if !mp.is_empty() && !mp.ends_with(b"/") {
+                mp.push(b'/');
+            }
+            mp.extend_from_slice(rel);
+            d.is_excluded(&mp, is_dir, crate::filter::Side::Receiver)
+        }
+    };
+    // What deletions leave alone: the module's names and, unless
+    // --delete-excluded, the client's excluded ones (upstream get_dirlist
+    // under delete_in_dir applies both).
+    let protected = {
+        let daemon = daemon_excluded.clone();
         let c = client_rules.clone();
         let delete_excluded = opts.delete_excluded;
         move |rel: &[u8], is_dir: bool| -> bool {
-            if let Some(d) = &d {
-                let mut mp = prefix.clone();
-                if !mp.is_empty() && !mp.ends_with(b"/") {
-                    mp.push(b'/');
-                }
-                mp.extend_from_slice(rel);
-                if d.is_excluded(&mp, is_dir, crate::filter::Side::Receiver) {
-                    return true;
-                }
-            }
-            !delete_excluded && c.is_excluded(rel, is_dir, crate::filter::Side::Receiver)
+            daemon(rel, is_dir)
+                || (!delete_excluded && c.is_excluded(rel, is_dir, crate::filter::Side::Receiver))
         }
     };
     let chmod = env.incoming_chmod.clone();
@@ -1219,6 +1228,43 @@ pub(crate) fn receive_files<W: Write + Send>(
         } else {
             PathBuf::from(std::ffi::OsStr::from_bytes(&rel))
         };
+        // upstream check_alt_basis_dirs: a warning for a dir that is not
+        // there, named absolute (from the destination) unless a module's
+        // paths are sanitized.
+        let bare = std::path::Path::new(std::ffi::OsStr::from_bytes(
+            rel.strip_suffix(b"/")
+                .filter(|r| !r.is_empty())
+                .unwrap_or(&rel),
+        ));
+        let trouble = match std::fs::metadata(if rel.is_empty() { &path } else { bare }) {
+            Err(_) => Some("does not exist"),
+            Ok(m) if !m.is_dir() => Some("is not a dir"),
+            Ok(_) => None,
+        };
+        if let Some(what) = trouble {
+            let arg = arg
+                .strip_suffix('/')
+                .filter(|a| !a.is_empty())
+                .unwrap_or(arg);
+            let shown = if env.confined() {
+                String::from_utf8_lossy(&crate::daemon::paths::sanitize(arg.as_bytes()))
+                    .into_owned()
+            } else if arg.starts_with('/') {
+                arg.to_string()
+            } else {
+                let dest = std::path::Path::new(std::ffi::OsStr::from_bytes(&dest_rel));
+                let abs = std::env::current_dir()
+                    .map(|c| c.join(dest))
+                    .unwrap_or_default();
+                let abs = abs.to_string_lossy();
+                format!("{}/{arg}", abs.trim_end_matches('/'))
+            };
+            let text = format!("{} arg {what}: {shown}", kind.option_name());
+            match &local {
+                Some(l) => l.text(MsgCode::Warning, text.as_bytes()),
+                None => send_text(out, proto, MsgCode::Warning, &text)?,
+            }
+        }
         if let Ok(root) = crate::fs::dest::DestRoot::open(&path) {
             basis_dirs.push((kind, root));
         }
@@ -1233,7 +1279,8 @@ pub(crate) fn receive_files<W: Write + Send>(
         dest,
         am_root,
         chmod,
-        daemon_excluded: Box::new(excluded),
+        daemon_excluded: Box::new(daemon_excluded),
+        protected: Box::new(protected),
         umask: current_umask(),
         basis_dirs,
         dest_created,
