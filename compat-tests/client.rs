@@ -2112,3 +2112,31 @@ compat_test! {
         excluded_in_the_way("client_server_push_excluded_name_in_the_way", Mode::ServerPush);
     }
 }
+
+/// `--info=flist2` without incremental recursion: stock counts the list
+/// as it grows, " N files...\r" every 100 entries (the sender from 0, the
+/// receiver from 100), before "N files to consider".
+fn many_files(root: &Path) {
+    for i in 0..250 {
+        fixture::write(root, &format!("f{i:03}"), format!("{i}\n").as_bytes());
+    }
+    fixture::pin_times(root, &[]);
+}
+
+fn flist_counts(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, many_files)
+        .args(&["-r", "--info=flist2", "--no-inc-recursive"])
+        .run();
+}
+
+compat_test! {
+    fn client_local_flist_progress_counts() {
+        flist_counts("client_local_flist_progress_counts", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_flist_progress_counts() {
+        flist_counts("client_rsh_pull_flist_progress_counts", Mode::RshPull);
+    }
+}

@@ -253,9 +253,27 @@ impl ClientLog {
 
     /// upstream finish_filelist_progress: "done", or with `--info=flist2`
     /// the number of entries; only after [`ClientLog::start_filelist_progress`].
-    pub fn finish_filelist_progress(&self, entries: usize) {
+    /// With `--info=flist2` upstream also shows a count every 100 entries
+    /// while the list grows (" N files...\r", the first on a line of its
+    /// own): the same lines are written here, all at once, the sender's
+    /// from 0 (counted before each entry), the receiver's from 100 (after).
+    pub fn finish_filelist_progress(&self, entries: usize, sending: bool) {
         if !self.filelist_open.swap(false, Ordering::Relaxed) {
             return;
+        }
+        if self.o.flist >= 2 {
+            let ticks: Vec<usize> = if sending {
+                (0..entries).step_by(100).collect()
+            } else {
+                (100..=entries).step_by(100).collect()
+            };
+            if !ticks.is_empty() {
+                let mut text = String::from("\n");
+                for t in ticks {
+                    text.push_str(&format!(" {t} files...\r"));
+                }
+                self.put_progress_line(&text, false);
+            }
         }
         let line = if self.o.flist >= 2 {
             format!(

@@ -814,7 +814,7 @@ pub(crate) fn send_files<W: Write>(
     let enc = sender::send_file_list(out, &n, opts, &fl, inc)?;
     let flist_size = (out.bytes_written - flist_start) as i64;
     if let Some(l) = local.as_deref() {
-        l.finish_filelist_progress(fl.files.len());
+        l.finish_filelist_progress(fl.files.len(), true);
     }
     let xfertime = t1.elapsed().as_millis() as i64;
     // upstream do_server_sender: a server with nothing to send leaves at
@@ -1049,7 +1049,7 @@ pub(crate) fn receive_files<W: Write + Send>(
     })?;
     let flist_size = (demux.bytes_read - flist_start) as i64;
     if let Some(l) = local.as_deref() {
-        l.finish_filelist_progress(list.files.len());
+        l.finish_filelist_progress(list.files.len(), false);
     }
     if local.is_some() && list.files.is_empty() {
         // A client with nothing to receive stops here (upstream client_run):
