@@ -2140,3 +2140,47 @@ compat_test! {
         flist_counts("client_rsh_pull_flist_progress_counts", Mode::RshPull);
     }
 }
+
+/// `--safe-links` in each seat: our sender lists every link (we left the
+/// unsafe ones out, and said so without `-v`), our receiver leaves out the
+/// unsafe ones (we created them), naming each at `-v`.
+fn links_in_and_out(root: &Path) {
+    fixture::write(root, "a.txt", b"a\n");
+    fixture::symlink(root, "safe", "a.txt");
+    fixture::symlink(root, "sub/up", "../a.txt");
+    fixture::symlink(root, "abs", "/etc/hostname");
+    fixture::symlink(root, "sub/out", "../../outside");
+    fixture::pin_times(root, &[]);
+}
+
+fn safe_links(name: &str, mode: Mode) {
+    ClientCase::new(name, mode, links_in_and_out)
+        .args(&["-a", "--safe-links"])
+        .then(|_| {}, &["-av", "--safe-links"])
+        .compare_stderr()
+        .run();
+}
+
+compat_test! {
+    fn client_local_safe_links() {
+        safe_links("client_local_safe_links", Mode::Local);
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_safe_links() {
+        safe_links("client_rsh_pull_safe_links", Mode::RshPull);
+    }
+}
+
+compat_test! {
+    fn client_server_push_safe_links() {
+        safe_links("client_server_push_safe_links", Mode::ServerPush);
+    }
+}
+
+compat_test! {
+    fn client_server_pull_safe_links() {
+        safe_links("client_server_pull_safe_links", Mode::ServerPull);
+    }
+}

@@ -353,6 +353,27 @@ compat_test! {
     }
 }
 
+/// Links that leave the transfer and one that stays in it.
+fn links_in_and_out(root: &Path) {
+    push_tree(root);
+    symlink(root, "safe", "a.txt");
+    symlink(root, "sub/up", "../a.txt");
+    symlink(root, "abs", "/etc/hostname");
+    symlink(root, "sub/out", "../../outside");
+    fixture::pin_times(root, &[]);
+}
+
+// `--safe-links` is the receiver's (upstream recv_generator): a stock
+// client sends every link, the daemon leaves out the unsafe ones (here
+// all, as stock: the module munges, and a munged target is absolute).
+compat_test! {
+    fn push_safe_links() {
+        PushCase::new("push_safe_links", links_in_and_out)
+            .args(&["-a", "-i", "--safe-links"])
+            .run();
+    }
+}
+
 compat_test! {
     fn push_inplace() {
         PushCase::new("push_inplace", push_tree)

@@ -580,16 +580,8 @@ impl Walker<'_> {
         if md.is_symlink() {
             match std::fs::read_link(&local) {
                 Ok(t) => {
+                    // (--safe-links is the receiver's: upstream's sender lists them.)
                     let t = t.as_os_str().as_bytes().to_vec();
-                    if self.o.safe_links && unsafe_symlink(&t, &e.name) {
-                        let msg = format!(
-                            "ignoring unsafe symlink {} -> \"{}\"",
-                            self.full(&e.name),
-                            crate::protocol::text::name(&t)
-                        );
-                        self.out.errors.push((MsgKind::Info, msg));
-                        return false;
-                    }
                     e.size = t.len() as i64;
                     if self.o.preserve_links {
                         e.set_link_target(Some(t));

@@ -1571,6 +1571,29 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 ),
             );
         }
+        // upstream recv_generator: --safe-links leaves out a link that
+        // leads outside the transfer (named at -v).
+        // (A munging daemon checks the munged target, as upstream's, which
+        // munges as the list arrives: every link is then unsafe.)
+        let unsafe_link = e.link_target().filter(|t| {
+            cfg.opts.safe_links
+                && mode::is_lnk(e.mode)
+                && crate::flist::build::unsafe_symlink(t, &rel)
+        });
+        if let Some(target) = unsafe_link {
+            self.hl_skip();
+            if cfg.opts.info_level("name") >= 1 {
+                return self.message(
+                    MsgCode::Info,
+                    &format!(
+                        "ignoring unsafe symlink \"{}\" -> \"{}\"",
+                        crate::protocol::text::name(&rel),
+                        crate::protocol::text::name(target)
+                    ),
+                );
+            }
+            return Ok(());
+        }
         // A non-directory: anything else in the way goes first.
         let mut st = st;
         if let Some(s) = st {
