@@ -2184,3 +2184,26 @@ compat_test! {
         safe_links("client_server_pull_safe_links", Mode::ServerPull);
     }
 }
+
+/// A stock daemon that cannot open a file it listed (`-L` on a link out of
+/// the module: its confined open fails with ELOOP) says MSG_NO_SEND; our
+/// receiving client counts the file as done and not in place. It waited
+/// for the file forever.
+fn escaping_link(root: &Path) {
+    fixture::write(root, "a.txt", b"a\n");
+    fixture::write(root, "sub/b.txt", b"b\n");
+    fixture::symlink(root, "core", "/etc/hostname");
+    fixture::symlink(root, "sub/out", "/etc/hostname");
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_daemon_pull_sender_cannot_open() {
+        ClientCase::new("client_daemon_pull_sender_cannot_open", Mode::DaemonPull, escaping_link)
+            .args(&["-rtLi"])
+            .then(|_| {}, &["-rtLi", "--no-inc-recursive", "--delete"])
+            .expect_code(23)
+            .compare_stderr()
+            .run();
+    }
+}

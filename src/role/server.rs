@@ -1293,11 +1293,30 @@ pub(crate) fn receive_files<W: Write + Send>(
         shown_name,
         xfer_log: env.xfer_log.clone(),
     };
-    let pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
+    let mut pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
+    let (tx, rx) = std::sync::mpsc::channel::<RecvEvent>();
+    // MSG_NO_SEND: the sender could not open a file it was asked for; the
+    // generator counts it as finished, not in place (upstream
+    // got_flist_entry_status FES_NO_SEND). Without this a list never ended.
+    {
+        let tx = tx.clone();
+        let mut prev = pumped.take_handler();
+        pumped.set_handler(Box::new(move |m| {
+            if m.code == MsgCode::NoSend {
+                if let Some(b) = m.payload.get(..4).and_then(|p| <[u8; 4]>::try_from(p).ok()) {
+                    let _ = tx.send(RecvEvent::FilesDone(vec![(i32::from_le_bytes(b), false)]));
+                }
+                return None;
+            }
+            match prev.as_mut() {
+                Some(h) => h(m),
+                None => Some(m),
+            }
+        }));
+    }
     let input = input_slot.insert(crate::role::input::inline(pumped));
     // Generator and receiver share the writer (the receiver only sends messages).
     let shared = crate::role::generator::SharedOut(std::sync::Mutex::new(out));
-    let (tx, rx) = std::sync::mpsc::channel::<RecvEvent>();
     let (gen_res, recv_res) = std::thread::scope(|s| {
         let recv = s.spawn(|| {
             let r = crate::role::receiver::run(&cfg, &registry, inc, input, &tx, &shared);
