@@ -2207,3 +2207,15 @@ compat_test! {
             .run();
     }
 }
+
+// A listing shows the modes `--chmod` would give (upstream applies it to
+// the list as it arrives); we showed the sender's.
+compat_test! {
+    fn client_daemon_list_only_chmod() {
+        ClientCase::new("client_daemon_list_only_chmod", Mode::DaemonPull, small)
+            .no_dest()
+            .args(&["--list-only", "-r", "--chmod=F600,D700"])
+            .then(|_| {}, &["--list-only", "-a", "--chmod=Fo+w,Dg-x"])
+            .run();
+    }
+}

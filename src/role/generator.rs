@@ -578,6 +578,18 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     /// A `--list-only` line: shown by a client, sent to it by a server.
     fn list_entry(&mut self, e: &FileEntry) -> Result<(), RoleError> {
+        // upstream recv_file_entry applies --chmod to what it receives, so
+        // a listing shows the tweaked modes.
+        let tweaked;
+        let e = match &self.cfg.chmod {
+            Some(c) if !mode::is_lnk(e.mode) && e.mode != 0 => {
+                let mut t = e.clone();
+                t.mode = c.apply(e.mode);
+                tweaked = t;
+                &tweaked
+            }
+            _ => e,
+        };
         if let Some(l) = &self.cfg.local {
             l.list_entry(e);
             return Ok(());
