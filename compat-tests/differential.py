@@ -200,7 +200,10 @@ def snapshot(root, opts):
                 e.append(os.readlink(p))
                 e[1] = 0
             elif stat.S_ISDIR(m):
-                if "-O" not in opts:
+                # -b without --backup-dir implies -O (upstream).
+                backup = any(x in opts for x in ("-b", "-bu", "--backup")) and not any(
+                    x.startswith("--backup-dir") for x in opts)
+                if "-O" not in opts and not backup:
                     e.append(st.st_mtime_ns if t else None)
             if rel not in ANCESTORS:
                 out[rel] = e
