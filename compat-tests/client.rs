@@ -452,6 +452,53 @@ compat_test! {
     }
 }
 
+/// A source for `--append`: a file that grew, an unchanged one, a new one,
+/// and one shorter than the destination's (which `--append` leaves alone).
+fn append_src(root: &Path) {
+    fixture::mkdir(root, "");
+    fixture::write_random(root, "grown.bin", 41, 300_000);
+    fixture::write(root, "same.txt", b"same\n");
+    fixture::write(root, "new.txt", b"new file\n");
+    fixture::write(root, "short.txt", b"short\n");
+    fixture::pin_times(root, &[]);
+}
+
+/// The destination of an interrupted transfer: `grown.bin` cut short,
+/// `short.txt` longer than the source's, `new.txt` missing.
+fn append_dest(dest: &Path, src: &Path) {
+    fixture::copy_tree(src, dest);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest.join("grown.bin"))
+        .expect("open grown.bin");
+    f.set_len(120_000).expect("truncate");
+    drop(f);
+    fixture::write(dest, "short.txt", b"longer than the source\n");
+    std::fs::remove_file(dest.join("new.txt")).expect("rm new.txt");
+    fixture::set_mtime(&dest.join("grown.bin"), 1_500_000_000, 0);
+    fixture::set_mtime(&dest.join("short.txt"), 1_500_000_000, 0);
+}
+
+// --append: only what the destination lacks is sent (a local copy too,
+// which is otherwise whole-file), and a server sender reads no block sums.
+compat_test! {
+    fn client_local_append() {
+        ClientCase::new("client_local_append", Mode::Local, append_src)
+            .prefill(append_dest)
+            .args(&["-ai", "--append", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_append_verify() {
+        ClientCase::new("client_server_pull_append_verify", Mode::ServerPull, append_src)
+            .prefill(append_dest)
+            .args(&["-ai", "--append-verify", "--stats"])
+            .run();
+    }
+}
+
 compat_test! {
     fn client_daemon_pull_each_checksum() {
         let mut c = ClientCase::new("client_daemon_pull_each_checksum", Mode::DaemonPull, big_file)

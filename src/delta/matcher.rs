@@ -273,6 +273,88 @@ impl Matcher {
         None
     }
 
+    /// No basis: the rest of `reader` in large reads, each one literal run
+    /// (and one frame on the wire). The buffer starts small (most files
+    /// are) and grows towards WHOLE_READ while reads fill it.
+    fn send_literal<R: Read, S: TokenSink>(
+        &mut self,
+        reader: &mut R,
+        hasher: &mut StrongHasher,
+        stats: &mut MatchStats,
+        sink: &mut S,
+    ) -> Result<(), DeltaError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut want = buf.len().clamp(FIRST_WHOLE_READ, WHOLE_READ);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let r = loop {
+            let n = match super::sums::read_full(reader, &mut buf[..want]) {
+                Ok(n) => n,
+                Err(e) => break Err(DeltaError::from(e)),
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            if n == want && want < WHOLE_READ {
+                want = (want * 4).min(WHOLE_READ);
+                buf.resize(want, 0);
+            }
+            stats.file_len += n as u64;
+            if let Err(e) = emit_literal(sink, hasher, stats, &buf[..n]) {
+                break Err(DeltaError::from(e));
+            }
+        };
+        self.buf = buf;
+        r
+    }
+
+    /// `--append` (upstream match_sums with append_mode): the first
+    /// `prefix` bytes of `reader` are already at the receiver and are
+    /// skipped (hashed into the whole-file digest only when `verify`,
+    /// `--append-verify`); the rest goes out as literal data.
+    pub fn append_file<R: Read, S: TokenSink>(
+        &mut self,
+        reader: &mut R,
+        prefix: u64,
+        verify: bool,
+        kind: ChecksumKind,
+        seed: u32,
+        sink: &mut S,
+    ) -> Result<MatchOutcome, DeltaError> {
+        let mut hasher = match self.hasher.take() {
+            Some((s, h)) if s == seed && h.kind() == kind => h,
+            _ => StrongHasher::new_file(kind, seed),
+        };
+        let mut stats = MatchStats::default();
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(buf.len().max(CHUNK_SIZE), 0);
+        let mut left = prefix;
+        let skipped = loop {
+            if left == 0 {
+                break Ok(());
+            }
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match super::sums::read_full(reader, &mut buf[..want]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    if verify {
+                        hasher.update(&buf[..n]);
+                    }
+                    stats.file_len += n as u64;
+                    left -= n as u64;
+                }
+                Err(e) => break Err(DeltaError::from(e)),
+            }
+        };
+        self.buf = buf;
+        skipped?;
+        self.send_literal(reader, &mut hasher, &mut stats, sink)?;
+        let digest = hasher.finish_reset_file(seed);
+        self.hasher = Some((seed, hasher));
+        Ok(MatchOutcome { digest, stats })
+    }
+
     /// Scan the source read from `reader` against the receiver's block
     /// `sums` and feed the delta to `sink` (upstream: match.c `match_sums`).
     ///
@@ -304,27 +386,7 @@ impl Matcher {
         let mut stats = MatchStats::default();
 
         if head.count == 0 {
-            // No basis: the file in large reads, each one literal run (and
-            // one frame on the wire). The buffer starts small (most files
-            // are) and grows towards WHOLE_READ while reads fill it.
-            let mut buf = std::mem::take(&mut self.buf);
-            let mut want = buf.len().clamp(FIRST_WHOLE_READ, WHOLE_READ);
-            if buf.len() < want {
-                buf.resize(want, 0);
-            }
-            loop {
-                let n = super::sums::read_full(reader, &mut buf[..want])?;
-                if n == 0 {
-                    break;
-                }
-                if n == want && want < WHOLE_READ {
-                    want = (want * 4).min(WHOLE_READ);
-                    buf.resize(want, 0);
-                }
-                stats.file_len += n as u64;
-                emit_literal(sink, &mut hasher, &mut stats, &buf[..n])?;
-            }
-            self.buf = buf;
+            self.send_literal(reader, &mut hasher, &mut stats, sink)?;
             let digest = hasher.finish_reset_file(seed);
             self.hasher = Some((seed, hasher));
             return Ok(MatchOutcome { digest, stats });
@@ -692,6 +754,38 @@ mod tests {
             format!("{:?}", out.digest),
             "7f498d4624c30160d8984701d306aa99"
         );
+    }
+
+    #[test]
+    fn append_skips_the_prefix() {
+        let data = sizes_data(100_000);
+        let kind = ChecksumKind::Md5;
+        for (prefix, verify) in [
+            (0u64, false),
+            (30_000, false),
+            (30_000, true),
+            (200_000, true),
+        ] {
+            let mut rec = Rec::default();
+            let out = Matcher::new()
+                .append_file(&mut &data[..], prefix, verify, kind, 7, &mut rec)
+                .unwrap();
+            let skip = (prefix as usize).min(data.len());
+            let rest = data[skip..].to_vec();
+            let sent: Vec<Tok> = if rest.is_empty() {
+                vec![]
+            } else {
+                vec![Tok::Lit(rest.clone())]
+            };
+            assert_eq!(rec.tokens, sent, "prefix {prefix}");
+            let hashed = if verify { &data[..] } else { &rest[..] };
+            assert_eq!(
+                out.digest,
+                digest_of(kind, 7, hashed),
+                "prefix {prefix} verify {verify}"
+            );
+            assert_eq!(out.stats.literal_bytes, rest.len() as u64);
+        }
     }
 
     #[test]

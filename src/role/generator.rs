@@ -208,6 +208,12 @@ pub fn parse_size(arg: &str) -> Option<u64> {
 }
 
 impl RecvConfig {
+    /// Files go whole, without a delta (`-W`, a local copy's default);
+    /// never with `--append` (upstream generate_files).
+    pub fn whole_file(&self) -> bool {
+        self.opts.whole_file == Some(true) && self.opts.append == 0
+    }
+
     /// `--backup`: the suffix and the backup dir (relative to the destination).
     pub fn backup(&self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
         if !self.opts.backup {
@@ -992,7 +998,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if self.cfg.opts.dry_run {
             return self.flush_buf();
         }
-        let whole = self.cfg.opts.whole_file == Some(true);
+        let whole = self.cfg.whole_file();
         let basis_len = basis
             .filter(|st| mode::is_reg(st.mode) && !whole)
             .map(|st| st.size as i64);
@@ -1852,7 +1858,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         // upstream generate_files (-vv, --debug=FLIST).
         if self.cfg.opts.debug_level("FLIST") >= 1 {
-            let whole = self.cfg.opts.whole_file == Some(true) && self.cfg.opts.append == 0;
+            let whole = self.cfg.whole_file();
             self.message(
                 MsgCode::Info,
                 if whole {
