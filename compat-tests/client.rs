@@ -499,6 +499,106 @@ compat_test! {
     }
 }
 
+/// A destination whose `grown.bin` prefix differs from the source's:
+/// `--append-verify` fails the file's check and sends it again in full.
+fn append_bad_dest(dest: &Path, src: &Path) {
+    append_dest(dest, src);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest.join("grown.bin"))
+        .expect("open grown.bin");
+    std::io::Write::write_all(&mut f, b"not the source's first bytes").expect("write");
+    drop(f);
+    fixture::set_mtime(&dest.join("grown.bin"), 1_500_000_000, 0);
+}
+
+compat_test! {
+    fn client_local_append_verify_mismatch_redone() {
+        ClientCase::new("client_local_append_verify_mismatch_redone", Mode::Local, append_src)
+            .prefill(append_bad_dest)
+            .args(&["-ai", "--append-verify", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_append_verify_mismatch_redone() {
+        ClientCase::new(
+            "client_server_pull_append_verify_mismatch_redone",
+            Mode::ServerPull,
+            append_src,
+        )
+        .prefill(append_bad_dest)
+        .args(&["-ai", "--append-verify", "--stats"])
+        .run();
+    }
+}
+
+/// The old version of each file in [`shifted_src`].
+fn shifted_base() -> Vec<u8> {
+    fixture::random_bytes(51, 400_000)
+}
+
+/// Files whose blocks moved: data inserted at the front (every old block
+/// now lies behind where it would be written), cut from the front (the
+/// blocks lie ahead), changed in the middle, and zeros moved a little
+/// (upstream realigns on runs of zeros).
+fn shifted_src(root: &Path) {
+    let base = shifted_base();
+    let mut front = fixture::random_bytes(52, 5_000);
+    front.extend_from_slice(&base);
+    fixture::write(root, "front.bin", &front);
+    fixture::write(root, "cut.bin", &base[7_777..]);
+    let mut mid = base.clone();
+    mid[200_000..200_010].copy_from_slice(b"0123456789");
+    fixture::write(root, "mid.bin", &mid);
+    fixture::write(root, "zeros.bin", &zeros_file(333));
+    fixture::pin_times(root, &[]);
+}
+
+/// Random data, `gap` more random bytes, 400,000 zeros, random data.
+fn zeros_file(gap: usize) -> Vec<u8> {
+    let mut v = fixture::random_bytes(53, 70_000);
+    v.extend_from_slice(&fixture::random_bytes(55, gap));
+    v.extend_from_slice(&vec![0u8; 400_000]);
+    v.extend_from_slice(&fixture::random_bytes(54, 100_000));
+    v
+}
+
+/// The destination holds the old versions of [`shifted_src`]'s files.
+fn shifted_dest(dest: &Path, src: &Path) {
+    fixture::copy_tree(src, dest);
+    for name in ["front.bin", "cut.bin", "mid.bin"] {
+        fixture::write(dest, name, &shifted_base());
+    }
+    fixture::write(dest, "zeros.bin", &zeros_file(0));
+    for name in ["front.bin", "cut.bin", "mid.bin", "zeros.bin"] {
+        fixture::set_mtime(&dest.join(name), 1_500_000_000, 0);
+    }
+}
+
+// --inplace: the receiver reads its basis from the file it is writing, so
+// the sender names only blocks not yet overwritten (a wrong delta failed
+// its check, or the file was corrupt), and the matched and literal data
+// are stock's.
+compat_test! {
+    fn client_local_inplace_moved_blocks() {
+        ClientCase::new("client_local_inplace_moved_blocks", Mode::Local, shifted_src)
+            .prefill(shifted_dest)
+            .args(&["-ai", "--inplace", "--no-W", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_inplace_moved_blocks() {
+        ClientCase::new("client_server_pull_inplace_moved_blocks", Mode::ServerPull, shifted_src)
+            .prefill(shifted_dest)
+            .args(&["-ai", "--inplace", "--stats"])
+            .run();
+    }
+}
+
 compat_test! {
     fn client_daemon_pull_each_checksum() {
         let mut c = ClientCase::new("client_daemon_pull_each_checksum", Mode::DaemonPull, big_file)

@@ -232,6 +232,11 @@ impl RecvConfig {
         };
         Some((suffix, dir))
     }
+
+    /// Files are rewritten where they are (`--inplace`, implied by `--append`).
+    pub fn inplace(&self) -> bool {
+        self.opts.inplace || self.opts.append > 0
+    }
 }
 
 /// Upstream's SYMLINK_PREFIX for munged symlinks.
@@ -372,6 +377,20 @@ impl RecvConfig {
         times: bool,
         fresh: bool,
     ) -> Result<bool, crate::fs::dest::FsError> {
+        self.fix_attrs_from(rel, e, st, times, (!fresh).then_some(st))
+    }
+
+    /// [`RecvConfig::fix_attrs`], with the permissions a file keeps
+    /// without `-p` taken from `perms_from` (upstream dest_mode with the
+    /// basis's stat: none for a new file, which gets a new file's mode).
+    pub fn fix_attrs_from(
+        &self,
+        rel: &[u8],
+        e: &FileEntry,
+        st: &Stat,
+        times: bool,
+        perms_from: Option<&Stat>,
+    ) -> Result<bool, crate::fs::dest::FsError> {
         let (uid, gid) = self.dest_owner(e);
         let uid = uid.filter(|u| *u != st.uid);
         let gid = gid.filter(|g| *g != st.gid);
@@ -388,7 +407,7 @@ impl RecvConfig {
         // set_file_attrs sets them before the mode).
         let mut moded = Ok(());
         if !mode::is_lnk(e.mode) {
-            let p = self.dest_perms(e, (!fresh).then_some(st));
+            let p = self.dest_perms(e, perms_from);
             if p != st.mode & 0o7777 {
                 if apply {
                     moded = self.dest.set_mode(rel, p);
@@ -1035,8 +1054,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             remainder: head.remainder,
         }
         .write(&mut self.buf, self.cfg.n.proto);
-        // --append: the header alone tells the sender how much is already here.
-        if let Some(f) = file.filter(|_| self.cfg.opts.append == 0) {
+        // --append: the header alone tells the sender how much is already
+        // here (not in a redo, which sends sums as usual).
+        if let Some(f) = file.filter(|_| self.cfg.opts.append == 0 || redo) {
             let (kind, seed, pso) = (
                 self.cfg.n.checksum,
                 self.cfg.n.seed as u32,

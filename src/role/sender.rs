@@ -615,6 +615,9 @@ pub fn run<W: Write>(
     let progress2 = ctx.local.is_some_and(|l| l.o.progress >= 2);
     // Files whose data went out once (a redo does not count them again).
     let mut sent = std::collections::HashSet::new();
+    // Files sent once, when a redo is sent otherwise (--append, --inplace).
+    let mut sent_once = std::collections::HashSet::new();
+    let track_redos = ctx.opts.append > 0 || ctx.opts.inplace;
     let mut flist_enc = FlistEncoder::new(flist_opts(&ctx.n, ctx.opts));
     let nfiles_bound = if ctx.inc_recurse {
         usize::MAX
@@ -776,6 +779,9 @@ pub fn run<W: Write>(
                 req.ndx
             )));
         }
+        // A file asked for again (upstream FLAG_FILE_SENT) goes as usual:
+        // no --append, and the basis rewritten in place is the file itself.
+        let redo = track_redos && !sent_once.insert(req.ndx);
         if req.iflags & iflags::IS_NEW != 0 && sent.insert(req.ndx) {
             stats.created.add(file.entry.mode);
         }
@@ -792,13 +798,14 @@ pub fn run<W: Write>(
         }
         let head = WireSumHead::read(input, proto)?;
         // --append: the header alone describes what the receiver has; no
-        // sums follow (not in the redo phase, upstream's negated append_mode).
-        let append = append_prefix(ctx.opts.append, phase, proto, &head);
+        // sums follow (not for a redo, upstream's negated append_mode).
+        let append = append_prefix(ctx.opts.append, redo, proto, &head);
         let sums = if append.is_some() {
             crate::protocol::sums::WireSums::default()
         } else {
             read_sums(input, &head)?
         };
+        matcher.set_in_place(updating_basis_file(ctx, redo, &req));
         let path = file.path();
         let opened = if file.escapes {
             Err(std::io::Error::from_raw_os_error(nix::libc::ELOOP))
@@ -1028,14 +1035,38 @@ impl<W: Write> TokenSink for EncSink<'_, W> {
     }
 }
 
+/// upstream send_files' updating_basis_file: the receiver writes this
+/// file into its basis as the data comes (`--inplace` with the file
+/// itself as the basis, or a partial file updated in place), so the delta
+/// may name only blocks it has not overwritten yet. Below protocol 29 the
+/// basis is not named: `--backup` means a backup copy is (not for a
+/// `redo`, where upstream negates make_backups).
+fn updating_basis_file(ctx: &SenderCtx, redo: bool, req: &Request) -> bool {
+    let n = &ctx.n;
+    let partial = crate::role::generator::PARTIAL_BASIS;
+    if n.compat & crate::protocol::handshake::cf::INPLACE_PARTIAL_DIR != 0
+        && req.basis_type == Some(partial)
+    {
+        return true;
+    }
+    if !(ctx.opts.inplace || ctx.opts.append > 0) {
+        return false;
+    }
+    if n.proto >= 29 {
+        matches!(req.basis_type, None | Some(0x80))
+    } else {
+        !ctx.opts.backup || redo
+    }
+}
+
 /// `--append` for one requested file (upstream receive_sums and
 /// match_sums with append_mode): how many bytes the receiver already has,
 /// as the sum header describes them, and whether they count in the
 /// whole-file digest (`--append-verify`, and plain `--append` below
 /// protocol 30). None when the file is sent as usual: no `--append`, or a
-/// redo (phase 1).
-fn append_prefix(append: u8, phase: i32, proto: u8, head: &WireSumHead) -> Option<(u64, bool)> {
-    if append == 0 || phase > 0 {
+/// `redo` (upstream negates append_mode for it).
+fn append_prefix(append: u8, redo: bool, proto: u8, head: &WireSumHead) -> Option<(u64, bool)> {
+    if append == 0 || redo {
         return None;
     }
     let count = u64::try_from(head.count).unwrap_or(0);
