@@ -452,6 +452,284 @@ compat_test! {
     }
 }
 
+/// A source for `--inplace --backup`: a large file and a small one the
+/// destination holds older versions of (the small one with another mode
+/// and owner, which its backup keeps), one unchanged, one new, one in a
+/// subdirectory (for the backup dir's directories).
+fn inplace_backup_src(root: &Path) {
+    fixture::mkdir(root, "");
+    fixture::write_random(root, "big.bin", 61, 300_000);
+    fixture::write(root, "small.txt", b"the new small file\n");
+    fixture::write(root, "same.txt", b"unchanged\n");
+    fixture::write(root, "new.txt", b"brand new\n");
+    fixture::write_random(root, "sub/deep.bin", 62, 100_000);
+    fixture::pin_times(root, &[]);
+}
+
+/// Overwrites bytes at `offset` of `root/rel` in place.
+fn poke(root: &Path, rel: &str, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(rel))
+        .expect("open for poke");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    f.write_all(bytes).expect("write");
+}
+
+/// Older versions of [`inplace_backup_src`]'s files.
+fn inplace_backup_dest(dest: &Path, src: &Path) {
+    fixture::copy_tree(src, dest);
+    poke(dest, "big.bin", 150_000, b"the old version of this stretch");
+    poke(dest, "sub/deep.bin", 5, b"old");
+    fixture::write(dest, "small.txt", b"old\n");
+    fixture::chmod(dest, "small.txt", 0o600);
+    fixture::chown(dest, "small.txt", 1234, 2345);
+    std::fs::remove_file(dest.join("new.txt")).expect("rm new.txt");
+    for (name, t) in [
+        ("big.bin", 1_500_000_000),
+        ("small.txt", 1_500_000_100),
+        ("sub/deep.bin", 1_500_000_200),
+    ] {
+        fixture::set_mtime(&dest.join(name), t, 123_456_789);
+    }
+}
+
+/// A second change of the source (the backups of the first run are
+/// replaced by those of this one).
+fn edit_inplace_backup_src(root: &Path) {
+    poke(root, "big.bin", 10, b"second edit");
+    fixture::write(root, "small.txt", b"the small file, again\n");
+    fixture::pin_times(root, &[]);
+}
+
+// --inplace with --backup: the old file is copied to its backup name (with
+// its mode, owner and time) before it is rewritten in place, and that copy
+// is the delta's basis (upstream FNAMECMP_BACKUP: unrestricted matching).
+compat_test! {
+    fn client_local_inplace_backup_delta() {
+        ClientCase::new("client_local_inplace_backup_delta", Mode::Local, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-ai", "--inplace", "--backup", "--no-W", "--stats"])
+            .then(edit_inplace_backup_src, &["-ai", "--inplace", "-b", "--suffix=.old"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_local_inplace_backup_dir() {
+        ClientCase::new("client_local_inplace_backup_dir", Mode::Local, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-ai", "--inplace", "--backup-dir=bak", "--suffix=.old", "--no-W", "--stats"])
+            .then(edit_inplace_backup_src, &["-ai", "--inplace", "--backup-dir=bak", "--stats"])
+            .run();
+    }
+}
+
+// Without -t, -p, -o, -g the backup keeps the old mode all the same (its
+// time is the copy's own); a dry run backs nothing up.
+compat_test! {
+    fn client_local_inplace_backup_plain_and_dry_run() {
+        ClientCase::new(
+            "client_local_inplace_backup_plain_and_dry_run",
+            Mode::Local,
+            inplace_backup_src,
+        )
+        .prefill(inplace_backup_dest)
+        .args(&["-ri", "--inplace", "-b", "-n", "--no-W"])
+        .then(|_| {}, &["-ri", "--inplace", "-b", "--no-W", "--stats"])
+        .run();
+    }
+}
+
+// -vv: "backed up NAME to BACKUP" for each, as stock's generator says it
+// (whole files: the delta's "total:" line counts stock's hash-table hits).
+compat_test! {
+    fn client_local_inplace_backup_verbose() {
+        ClientCase::new("client_local_inplace_backup_verbose", Mode::Local, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-a", "-vv", "--inplace", "-b"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_inplace_backup() {
+        ClientCase::new("client_daemon_pull_inplace_backup", Mode::DaemonPull, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-ai", "--inplace", "-b", "--stats"])
+            .then(edit_inplace_backup_src, &["-ai", "--inplace", "--backup-dir=bak", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_push_inplace_backup() {
+        ClientCase::new("client_server_push_inplace_backup", Mode::ServerPush, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-ai", "--inplace", "-b", "--stats"])
+            .run();
+    }
+}
+
+// --append is in place too: the backup is made first, the tail appended.
+compat_test! {
+    fn client_server_push_append_backup() {
+        ClientCase::new("client_server_push_append_backup", Mode::ServerPush, append_src)
+            .prefill(append_dest)
+            .args(&["-ai", "--append", "-b", "--stats"])
+            .run();
+    }
+}
+
+/// A source for `--append`: a file that grew, an unchanged one, a new one,
+/// and one shorter than the destination's (which `--append` leaves alone).
+fn append_src(root: &Path) {
+    fixture::mkdir(root, "");
+    fixture::write_random(root, "grown.bin", 41, 300_000);
+    fixture::write(root, "same.txt", b"same\n");
+    fixture::write(root, "new.txt", b"new file\n");
+    fixture::write(root, "short.txt", b"short\n");
+    fixture::pin_times(root, &[]);
+}
+
+/// The destination of an interrupted transfer: `grown.bin` cut short,
+/// `short.txt` longer than the source's, `new.txt` missing.
+fn append_dest(dest: &Path, src: &Path) {
+    fixture::copy_tree(src, dest);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest.join("grown.bin"))
+        .expect("open grown.bin");
+    f.set_len(120_000).expect("truncate");
+    drop(f);
+    fixture::write(dest, "short.txt", b"longer than the source\n");
+    std::fs::remove_file(dest.join("new.txt")).expect("rm new.txt");
+    fixture::set_mtime(&dest.join("grown.bin"), 1_500_000_000, 0);
+    fixture::set_mtime(&dest.join("short.txt"), 1_500_000_000, 0);
+}
+
+// --append: only what the destination lacks is sent (a local copy too,
+// which is otherwise whole-file), and a server sender reads no block sums.
+compat_test! {
+    fn client_local_append() {
+        ClientCase::new("client_local_append", Mode::Local, append_src)
+            .prefill(append_dest)
+            .args(&["-ai", "--append", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_append_verify() {
+        ClientCase::new("client_server_pull_append_verify", Mode::ServerPull, append_src)
+            .prefill(append_dest)
+            .args(&["-ai", "--append-verify", "--stats"])
+            .run();
+    }
+}
+
+/// A destination whose `grown.bin` prefix differs from the source's:
+/// `--append-verify` fails the file's check and sends it again in full.
+fn append_bad_dest(dest: &Path, src: &Path) {
+    append_dest(dest, src);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest.join("grown.bin"))
+        .expect("open grown.bin");
+    std::io::Write::write_all(&mut f, b"not the source's first bytes").expect("write");
+    drop(f);
+    fixture::set_mtime(&dest.join("grown.bin"), 1_500_000_000, 0);
+}
+
+compat_test! {
+    fn client_local_append_verify_mismatch_redone() {
+        ClientCase::new("client_local_append_verify_mismatch_redone", Mode::Local, append_src)
+            .prefill(append_bad_dest)
+            .args(&["-ai", "--append-verify", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_append_verify_mismatch_redone() {
+        ClientCase::new(
+            "client_server_pull_append_verify_mismatch_redone",
+            Mode::ServerPull,
+            append_src,
+        )
+        .prefill(append_bad_dest)
+        .args(&["-ai", "--append-verify", "--stats"])
+        .run();
+    }
+}
+
+/// The old version of each file in [`shifted_src`].
+fn shifted_base() -> Vec<u8> {
+    fixture::random_bytes(51, 400_000)
+}
+
+/// Files whose blocks moved: data inserted at the front (every old block
+/// now lies behind where it would be written), cut from the front (the
+/// blocks lie ahead), changed in the middle, and zeros moved a little
+/// (upstream realigns on runs of zeros).
+fn shifted_src(root: &Path) {
+    let base = shifted_base();
+    let mut front = fixture::random_bytes(52, 5_000);
+    front.extend_from_slice(&base);
+    fixture::write(root, "front.bin", &front);
+    fixture::write(root, "cut.bin", &base[7_777..]);
+    let mut mid = base.clone();
+    mid[200_000..200_010].copy_from_slice(b"0123456789");
+    fixture::write(root, "mid.bin", &mid);
+    fixture::write(root, "zeros.bin", &zeros_file(333));
+    fixture::pin_times(root, &[]);
+}
+
+/// Random data, `gap` more random bytes, 400,000 zeros, random data.
+fn zeros_file(gap: usize) -> Vec<u8> {
+    let mut v = fixture::random_bytes(53, 70_000);
+    v.extend_from_slice(&fixture::random_bytes(55, gap));
+    v.extend_from_slice(&vec![0u8; 400_000]);
+    v.extend_from_slice(&fixture::random_bytes(54, 100_000));
+    v
+}
+
+/// The destination holds the old versions of [`shifted_src`]'s files.
+fn shifted_dest(dest: &Path, src: &Path) {
+    fixture::copy_tree(src, dest);
+    for name in ["front.bin", "cut.bin", "mid.bin"] {
+        fixture::write(dest, name, &shifted_base());
+    }
+    fixture::write(dest, "zeros.bin", &zeros_file(0));
+    for name in ["front.bin", "cut.bin", "mid.bin", "zeros.bin"] {
+        fixture::set_mtime(&dest.join(name), 1_500_000_000, 0);
+    }
+}
+
+// --inplace: the receiver reads its basis from the file it is writing, so
+// the sender names only blocks not yet overwritten (a wrong delta failed
+// its check, or the file was corrupt), and the matched and literal data
+// are stock's.
+compat_test! {
+    fn client_local_inplace_moved_blocks() {
+        ClientCase::new("client_local_inplace_moved_blocks", Mode::Local, shifted_src)
+            .prefill(shifted_dest)
+            .args(&["-ai", "--inplace", "--no-W", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_pull_inplace_moved_blocks() {
+        ClientCase::new("client_server_pull_inplace_moved_blocks", Mode::ServerPull, shifted_src)
+            .prefill(shifted_dest)
+            .args(&["-ai", "--inplace", "--stats"])
+            .run();
+    }
+}
+
 compat_test! {
     fn client_daemon_pull_each_checksum() {
         let mut c = ClientCase::new("client_daemon_pull_each_checksum", Mode::DaemonPull, big_file)

@@ -11,7 +11,9 @@
 //! power-of-two table of tagged heads and next-links over the distinct
 //! `sum1` values, with a per-process random multiplier); it only decides which of
 //! several equal blocks is named, never what the receiver reconstructs.
-//! `--inplace` constraints are not implemented.
+//! For a receiver that rewrites its basis in place (`--inplace`, see
+//! [`Matcher::set_in_place`]) a block is named only where it is still
+//! intact there, as upstream's `updating_basis_file`.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -116,6 +118,10 @@ pub struct Matcher {
     buf: Vec<u8>,
     /// The whole-file digest state of the last file, reset, with its seed.
     hasher: Option<(u32, StrongHasher)>,
+    /// The receiver writes into its basis (upstream updating_basis_file).
+    in_place: bool,
+    /// In place: the blocks matched at their own offset (SUMFLG_SAME_OFFSET).
+    same_offset: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -153,6 +159,11 @@ struct Window<'b, R> {
 }
 
 impl<R: Read> Window<'_, R> {
+    /// The file offset of `buf[pos]`.
+    fn offset(&self) -> u64 {
+        self.total - self.filled as u64 + self.pos as u64
+    }
+
     /// Make `buf[pos..pos + want]` available unless the file ends first.
     fn fill(&mut self, want: usize) -> io::Result<()> {
         let need_end = self.pos + want;
@@ -208,6 +219,16 @@ impl Matcher {
     /// A matcher with no allocations yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether the next files go to a receiver that writes into its basis
+    /// as it goes (`--inplace` with the file itself as the basis): then a
+    /// block is named only if the receiver has not overwritten it yet (its
+    /// offset is not behind ours) or it was matched at its own offset, and
+    /// the block at our own offset is preferred (upstream hash_search with
+    /// updating_basis_file).
+    pub fn set_in_place(&mut self, on: bool) {
+        self.in_place = on;
     }
 
     /// Build the lookup structures for `sums`; returns the table's shift.
@@ -273,6 +294,88 @@ impl Matcher {
         None
     }
 
+    /// No basis: the rest of `reader` in large reads, each one literal run
+    /// (and one frame on the wire). The buffer starts small (most files
+    /// are) and grows towards WHOLE_READ while reads fill it.
+    fn send_literal<R: Read, S: TokenSink>(
+        &mut self,
+        reader: &mut R,
+        hasher: &mut StrongHasher,
+        stats: &mut MatchStats,
+        sink: &mut S,
+    ) -> Result<(), DeltaError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut want = buf.len().clamp(FIRST_WHOLE_READ, WHOLE_READ);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let r = loop {
+            let n = match super::sums::read_full(reader, &mut buf[..want]) {
+                Ok(n) => n,
+                Err(e) => break Err(DeltaError::from(e)),
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            if n == want && want < WHOLE_READ {
+                want = (want * 4).min(WHOLE_READ);
+                buf.resize(want, 0);
+            }
+            stats.file_len += n as u64;
+            if let Err(e) = emit_literal(sink, hasher, stats, &buf[..n]) {
+                break Err(DeltaError::from(e));
+            }
+        };
+        self.buf = buf;
+        r
+    }
+
+    /// `--append` (upstream match_sums with append_mode): the first
+    /// `prefix` bytes of `reader` are already at the receiver and are
+    /// skipped (hashed into the whole-file digest only when `verify`,
+    /// `--append-verify`); the rest goes out as literal data.
+    pub fn append_file<R: Read, S: TokenSink>(
+        &mut self,
+        reader: &mut R,
+        prefix: u64,
+        verify: bool,
+        kind: ChecksumKind,
+        seed: u32,
+        sink: &mut S,
+    ) -> Result<MatchOutcome, DeltaError> {
+        let mut hasher = match self.hasher.take() {
+            Some((s, h)) if s == seed && h.kind() == kind => h,
+            _ => StrongHasher::new_file(kind, seed),
+        };
+        let mut stats = MatchStats::default();
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(buf.len().max(CHUNK_SIZE), 0);
+        let mut left = prefix;
+        let skipped = loop {
+            if left == 0 {
+                break Ok(());
+            }
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match super::sums::read_full(reader, &mut buf[..want]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    if verify {
+                        hasher.update(&buf[..n]);
+                    }
+                    stats.file_len += n as u64;
+                    left -= n as u64;
+                }
+                Err(e) => break Err(DeltaError::from(e)),
+            }
+        };
+        self.buf = buf;
+        skipped?;
+        self.send_literal(reader, &mut hasher, &mut stats, sink)?;
+        let digest = hasher.finish_reset_file(seed);
+        self.hasher = Some((seed, hasher));
+        Ok(MatchOutcome { digest, stats })
+    }
+
     /// Scan the source read from `reader` against the receiver's block
     /// `sums` and feed the delta to `sink` (upstream: match.c `match_sums`).
     ///
@@ -304,33 +407,17 @@ impl Matcher {
         let mut stats = MatchStats::default();
 
         if head.count == 0 {
-            // No basis: the file in large reads, each one literal run (and
-            // one frame on the wire). The buffer starts small (most files
-            // are) and grows towards WHOLE_READ while reads fill it.
-            let mut buf = std::mem::take(&mut self.buf);
-            let mut want = buf.len().clamp(FIRST_WHOLE_READ, WHOLE_READ);
-            if buf.len() < want {
-                buf.resize(want, 0);
-            }
-            loop {
-                let n = super::sums::read_full(reader, &mut buf[..want])?;
-                if n == 0 {
-                    break;
-                }
-                if n == want && want < WHOLE_READ {
-                    want = (want * 4).min(WHOLE_READ);
-                    buf.resize(want, 0);
-                }
-                stats.file_len += n as u64;
-                emit_literal(sink, &mut hasher, &mut stats, &buf[..n])?;
-            }
-            self.buf = buf;
+            self.send_literal(reader, &mut hasher, &mut stats, sink)?;
             let digest = hasher.finish_reset_file(seed);
             self.hasher = Some((seed, hasher));
             return Ok(MatchOutcome { digest, stats });
         }
 
         let shift = self.build(sums);
+        self.same_offset.clear();
+        if self.in_place {
+            self.same_offset.resize(head.count.max(0) as usize, false);
+        }
         let mul = hash_multiplier();
         let count = head.count as usize;
         let blen = head.blength as usize;
@@ -363,6 +450,7 @@ impl Matcher {
                 last_len,
                 cmp_len,
                 flush_at,
+                in_place: self.in_place,
             },
             &mut hasher,
             &mut stats,
@@ -378,7 +466,7 @@ impl Matcher {
 
     /// The search loop (upstream: match.c `hash_search`).
     fn search<R: Read, S: TokenSink>(
-        &self,
+        &mut self,
         w: &mut Window<'_, R>,
         sums: &BlockSums,
         p: SearchParams,
@@ -443,46 +531,40 @@ impl Matcher {
 
             // Candidate check at w.pos (window length k).
             let sum = rolling.sum();
-            if let Some(grp) = self.find_group(sum, p.shift, p.mul) {
+            if let Some(grp) = self.find_group(sum, p.shift, p.mul).copied() {
                 stats.hash_hits += 1;
+                let off = w.offset();
                 let window = &w.buf[w.pos..w.pos + k];
-                let mut strong: Option<DigestBuf> = None;
-                let mut found: Option<usize> = None;
-                for (tried, &bi) in self.order[grp.start as usize..grp.end as usize]
-                    .iter()
-                    .enumerate()
+                if let Some((first, digest)) = self.first_match(&grp, window, off, sums, &p, stats)
                 {
-                    if tried >= MAX_CHAIN_LEN {
-                        break;
-                    }
-                    let i = bi as usize;
-                    if head.block_len(bi) != k {
-                        continue;
-                    }
-                    let digest = strong.get_or_insert_with(|| {
-                        block_sum(p.kind, window, p.seed, p.proper_seed_order)
-                    });
                     let ours = &digest.as_bytes()[..p.cmp_len];
-                    if &sums.strong_at(i)[..p.cmp_len] != ours {
-                        stats.false_alarms += 1;
-                        continue;
+                    let mut i = first;
+                    let mut ahead = 0;
+                    if p.in_place {
+                        if let Some((at, skip)) =
+                            self.aligned_block(w, sums, &p, (first, sum, k), ours)?
+                        {
+                            self.same_offset[at] = true;
+                            (i, ahead, want_i) = (at, skip, at);
+                        }
                     }
                     // Prefer the block right after the previous match.
+                    let here = off + ahead as u64;
                     if i != want_i
                         && want_i < p.count
+                        && (!p.in_place
+                            || want_i as u64 * p.blen as u64 >= here
+                            || self.same_offset[want_i])
                         && sum1s[want_i] == sum
                         && head.block_len(want_i as u32) == k
                         && &sums.strong_at(want_i)[..p.cmp_len] == ours
                     {
-                        found = Some(want_i);
-                    } else {
-                        found = Some(i);
+                        i = want_i;
                     }
-                    break;
-                }
-                if let Some(i) = found {
                     want_i = i + 1;
+                    w.pos += ahead;
                     emit_literal(sink, hasher, stats, &w.buf[w.lit..w.pos])?;
+                    let window = &w.buf[w.pos..w.pos + k];
                     hasher.update(window);
                     sink.matched(i as u32, window)?;
                     stats.matches += 1;
@@ -510,6 +592,102 @@ impl Matcher {
     }
 }
 
+impl Matcher {
+    /// The first block of `grp` (at most MAX_CHAIN_LEN tried) whose length
+    /// and strong sum are those of `window`, at file offset `off`, with the
+    /// window's strong sum. In place, a block behind `off` is passed over
+    /// (uncounted) unless it was matched at its own offset: the receiver
+    /// has overwritten it.
+    fn first_match(
+        &self,
+        grp: &Group,
+        window: &[u8],
+        off: u64,
+        sums: &BlockSums,
+        p: &SearchParams,
+        stats: &mut MatchStats,
+    ) -> Option<(usize, DigestBuf)> {
+        let head = sums.head();
+        let mut strong: Option<DigestBuf> = None;
+        let mut tried = 0;
+        for &bi in &self.order[grp.start as usize..grp.end as usize] {
+            let i = bi as usize;
+            if p.in_place && (i as u64) * (p.blen as u64) < off && !self.same_offset[i] {
+                continue;
+            }
+            tried += 1;
+            if tried > MAX_CHAIN_LEN {
+                break;
+            }
+            if head.block_len(bi) != window.len() {
+                continue;
+            }
+            let digest = strong
+                .get_or_insert_with(|| block_sum(p.kind, window, p.seed, p.proper_seed_order));
+            if sums.strong_at(i)[..p.cmp_len] != digest.as_bytes()[..p.cmp_len] {
+                stats.false_alarms += 1;
+                continue;
+            }
+            return strong.map(|d| (i, d));
+        }
+        None
+    }
+
+    /// In place, the best match is the block at our own offset (upstream
+    /// hash_search with updating_basis_file). `found` is the first matching
+    /// block, the window's sum1 and length, `ours` its strong sum. Returns
+    /// the block at the aligned offset (the next multiple of the block
+    /// length) and how far ahead of the window it starts: at once when the
+    /// window is aligned, or, for a window of zeros, further on when the
+    /// source has that block there too (the zeros between go out as
+    /// literal data and the receiver is back to skipping over unchanged
+    /// blocks). None when there is no such block.
+    fn aligned_block<R: Read>(
+        &self,
+        w: &mut Window<'_, R>,
+        sums: &BlockSums,
+        p: &SearchParams,
+        found: (usize, u32, usize),
+        ours: &[u8],
+    ) -> io::Result<Option<(usize, usize)>> {
+        let (first, sum, k) = found;
+        let off = w.offset();
+        let blen = p.blen as u64;
+        let aligned = off.div_ceil(blen) * blen;
+        let Ok(at) = usize::try_from(aligned / blen) else {
+            return Ok(None);
+        };
+        let ahead = (aligned - off) as usize;
+        let zeros = sum == 0 && k == p.blen;
+        if at >= p.count || (ahead > 0 && !zeros) {
+            return Ok(None);
+        }
+        let head = sums.head();
+        if first != at
+            && (sums.sum1s()[at] != sum
+                || head.block_len(at as u32) != k
+                || sums.strong_at(at)[..p.cmp_len] != *ours)
+        {
+            return Ok(None);
+        }
+        if ahead > 0 {
+            w.fill(ahead + k)?;
+            if w.filled - w.pos < ahead + k {
+                return Ok(None);
+            }
+            let there = &w.buf[w.pos + ahead..w.pos + ahead + k];
+            if Rolling::new(there).sum() != sums.sum1s()[at] {
+                return Ok(None);
+            }
+            let d = block_sum(p.kind, there, p.seed, p.proper_seed_order);
+            if sums.strong_at(at)[..p.cmp_len] != d.as_bytes()[..p.cmp_len] {
+                return Ok(None);
+            }
+        }
+        Ok(Some((at, ahead)))
+    }
+}
+
 #[derive(Clone, Copy)]
 struct SearchParams {
     kind: ChecksumKind,
@@ -522,6 +700,8 @@ struct SearchParams {
     last_len: usize,
     cmp_len: usize,
     flush_at: usize,
+    /// See [`Matcher::set_in_place`].
+    in_place: bool,
 }
 
 #[cfg(test)]
@@ -692,6 +872,38 @@ mod tests {
             format!("{:?}", out.digest),
             "7f498d4624c30160d8984701d306aa99"
         );
+    }
+
+    #[test]
+    fn append_skips_the_prefix() {
+        let data = sizes_data(100_000);
+        let kind = ChecksumKind::Md5;
+        for (prefix, verify) in [
+            (0u64, false),
+            (30_000, false),
+            (30_000, true),
+            (200_000, true),
+        ] {
+            let mut rec = Rec::default();
+            let out = Matcher::new()
+                .append_file(&mut &data[..], prefix, verify, kind, 7, &mut rec)
+                .unwrap();
+            let skip = (prefix as usize).min(data.len());
+            let rest = data[skip..].to_vec();
+            let sent: Vec<Tok> = if rest.is_empty() {
+                vec![]
+            } else {
+                vec![Tok::Lit(rest.clone())]
+            };
+            assert_eq!(rec.tokens, sent, "prefix {prefix}");
+            let hashed = if verify { &data[..] } else { &rest[..] };
+            assert_eq!(
+                out.digest,
+                digest_of(kind, 7, hashed),
+                "prefix {prefix} verify {verify}"
+            );
+            assert_eq!(out.stats.literal_bytes, rest.len() as u64);
+        }
     }
 
     #[test]
@@ -924,5 +1136,99 @@ mod tests {
             prop_assert_eq!(out.digest, digest_of(kind, 77, &new));
             prop_assert_eq!(out.stats.literal_bytes + out.stats.matched_bytes, new.len() as u64);
         }
+
+        /// In place, the receiver reads each named block from the file it
+        /// is writing: the delta still rebuilds the new file.
+        #[test]
+        fn in_place_delta_survives_overwriting_its_basis(
+            (old, new) in edited(),
+            bs in prop::option::of(1u32..900),
+        ) {
+            let kind = ChecksumKind::Md5;
+            let head = SumHead::for_file(old.len() as i64, 31, bs, false, 16).unwrap();
+            let sums = generate_sums(&mut &old[..], &head, kind, 77, true).unwrap();
+            let mut rec = Rec::default();
+            let mut m = Matcher::new();
+            m.set_in_place(true);
+            let out = m.match_file(&mut &new[..], &sums, kind, 77, true, &mut rec).unwrap();
+            prop_assert_eq!(apply_in_place(&old, &head, &rec.tokens), new.clone());
+            prop_assert_eq!(out.stats.literal_bytes + out.stats.matched_bytes, new.len() as u64);
+        }
+    }
+
+    /// A receiver updating in place: literal data and named blocks are
+    /// written one after the other into `old` itself, each block read from
+    /// it as it is at that moment.
+    fn apply_in_place(old: &[u8], head: &SumHead, tokens: &[Tok]) -> Vec<u8> {
+        let mut buf = old.to_vec();
+        let mut off = 0usize;
+        let blen = head.blength as usize;
+        for t in tokens {
+            let data = match t {
+                Tok::Lit(d) => d.clone(),
+                Tok::Block(i) => {
+                    let start = *i as usize * blen;
+                    buf[start..start + head.block_len(*i)].to_vec()
+                }
+            };
+            if buf.len() < off + data.len() {
+                buf.resize(off + data.len(), 0);
+            }
+            buf[off..off + data.len()].copy_from_slice(&data);
+            off += data.len();
+        }
+        buf.truncate(off);
+        buf
+    }
+
+    #[test]
+    fn in_place_names_no_block_behind_the_output() {
+        // Data inserted at the front: every old block now lies behind the
+        // offset it would be written at, so nothing is matched (stock sends
+        // the whole file as literal data here too).
+        let old = sizes_data(50_000);
+        let mut new = vec![7u8; 1000];
+        new.extend_from_slice(&old);
+        let head = SumHead::for_file(old.len() as i64, 31, Some(700), false, 16).unwrap();
+        let sums = generate_sums(&mut &old[..], &head, ChecksumKind::Md5, 1, true).unwrap();
+        let mut m = Matcher::new();
+        m.set_in_place(true);
+        let out = m
+            .match_file(
+                &mut &new[..],
+                &sums,
+                ChecksumKind::Md5,
+                1,
+                true,
+                &mut Rec::default(),
+            )
+            .unwrap();
+        assert_eq!(out.stats.matched_bytes, 0);
+        // Without the restriction the old blocks are all found.
+        m.set_in_place(false);
+        let out = m
+            .match_file(
+                &mut &new[..],
+                &sums,
+                ChecksumKind::Md5,
+                1,
+                true,
+                &mut Rec::default(),
+            )
+            .unwrap();
+        assert_eq!(out.stats.matched_bytes, old.len() as u64);
+        // Data removed from the front: the blocks are ahead, still usable.
+        m.set_in_place(true);
+        let out = m
+            .match_file(
+                &mut &old[7000..],
+                &sums,
+                ChecksumKind::Md5,
+                1,
+                true,
+                &mut Rec::default(),
+            )
+            .unwrap();
+        assert_eq!(out.stats.matched_bytes, 43_000);
     }
 }

@@ -4,7 +4,7 @@
 //! digest and only then renames it into place. A mismatch is sent back to
 //! the generator for the redo phase; a failed file never replaces the old one.
 
-use super::generator::{RecvConfig, RecvEvent, Registry, SharedOut, PARTIAL_BASIS};
+use super::generator::{RecvConfig, RecvEvent, Registry, SharedOut, BACKUP_BASIS, PARTIAL_BASIS};
 use super::RoleError;
 use crate::checksum::StrongHasher;
 use crate::delta::patcher::Patcher;
@@ -369,28 +369,27 @@ pub fn run<W: Write>(
             remainder: head.remainder,
         };
         let rel = &e.name;
-        // The basis: the file itself, or the same name in a --*-dest dir.
-        let basis_root = match basis_type {
-            Some(j) if (j as usize) < cfg.basis_dirs.len() => &cfg.basis_dirs[j as usize].1,
-            Some(j) if j & 0x80 == 0 => {
-                return Err(RoleError::Protocol(format!(
-                    "invalid basis type {j} [receiver]"
-                )))
-            }
-            _ => &cfg.dest,
-        };
-        let partial_basis = (basis_type == Some(PARTIAL_BASIS))
-            .then(|| cfg.partial_path(rel))
-            .flatten();
-        let basis_name = partial_basis.as_deref().unwrap_or(rel);
+        let (basis_root, other_name) = basis_of(cfg, basis_type, rel)?;
+        let partial_basis = other_name
+            .clone()
+            .filter(|_| basis_type == Some(PARTIAL_BASIS));
+        let basis_name = other_name.as_deref().unwrap_or(rel);
         let basis = if head.count > 0 {
             basis_root.open_read(basis_name).ok()
         } else {
             None
         };
-        // --append implies --inplace: the existing prefix stays, new data goes after it.
-        let append = cfg.opts.append > 0 && head.count > 0;
-        let inplace = cfg.opts.inplace || append;
+        // upstream dest_mode: without -p, a file keeps its basis's
+        // permissions (none: a new file's).
+        let perms_from = match &basis {
+            Some(f) => crate::fs::meta::fstat(f).ok(),
+            None => basis_root.stat(basis_name).ok().flatten(),
+        }
+        .filter(|s| mode::is_reg(s.mode));
+        // --append implies --inplace: the existing prefix stays, new data
+        // goes after it (not in a redo: upstream negates append_mode then).
+        let append = cfg.opts.append > 0 && head.count > 0 && !redone.contains(&ndx);
+        let inplace = cfg.inplace();
         // The mode the temp file is created with (see temp_mode).
         let created_mode = temp_mode(cfg, e);
         let temp = if inplace {
@@ -667,17 +666,21 @@ pub fn run<W: Write>(
         if inplace {
             let ok = ours.as_bytes() == &theirs[..];
             _done.ok.set(ok && failed.is_none());
-            finish_inplace(
-                cfg,
-                rel,
-                e,
-                &file,
-                prefix + written,
+            let end = InplaceEnd {
+                len: prefix + written,
                 failed,
-                ok,
-                &mut stats,
-                &text,
-            )?;
+                digest_ok: ok,
+                perms_from: perms_from.as_ref(),
+            };
+            finish_inplace(cfg, rel, e, &file, end, &mut stats, &text)?;
+            if !ok {
+                let redo = phase == 0 && redone.insert(ndx);
+                failed_verification(cfg, rel, "retained", redo, &mut stats, &text)?;
+                if redo {
+                    _done.armed.set(false);
+                    let _ = events.send(RecvEvent::Redo(ndx));
+                }
+            }
             continue;
         }
         let Some(tname) = tname else {
@@ -691,27 +694,11 @@ pub fn run<W: Write>(
         }
         if ours.as_bytes() != &theirs[..] {
             let _ = tname.discard();
-            if phase == 0 && redone.insert(ndx) {
+            let redo = phase == 0 && redone.insert(ndx);
+            failed_verification(cfg, rel, "discarded", redo, &mut stats, &text)?;
+            if redo {
                 _done.armed.set(false);
-                if cfg.opts.verbose > 0 {
-                    text(
-                        MsgCode::Warning,
-                        format!(
-                            "WARNING: {} failed verification -- update discarded (will try again).",
-                            crate::protocol::text::name(rel)
-                        ),
-                    )?;
-                }
                 let _ = events.send(RecvEvent::Redo(ndx));
-            } else {
-                stats.io_error |= crate::flist::build::IOERR_GENERAL;
-                text(
-                    MsgCode::ErrorXfer,
-                    format!(
-                        "ERROR: {} failed verification -- update discarded.",
-                        crate::protocol::text::name(rel)
-                    ),
-                )?;
             }
             continue;
         }
@@ -723,7 +710,8 @@ pub fn run<W: Write>(
         } else {
             cfg.dest.stat(rel).ok().flatten()
         };
-        let perms = cfg.dest_perms(e, existing.as_ref().filter(|s| mode::is_reg(s.mode)));
+        let kept = existing.as_ref().filter(|s| mode::is_reg(s.mode));
+        let perms = cfg.dest_perms(e, kept.or(perms_from.as_ref()));
         let (mut uid, mut gid) = cfg.dest_owner(e);
         let mut mode_ok = false;
         if uid.is_some() || gid.is_some() || created_mode == perms {
@@ -755,8 +743,14 @@ pub fn run<W: Write>(
         drop(file);
         if let (Some((suffix, dir)), Some(ex)) = (cfg.backup(), &existing) {
             if !mode::is_dir(ex.mode) {
-                if let Err(err) = cfg.dest.backup_keep(rel, &suffix, dir.as_deref()) {
-                    text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+                match cfg.dest.backup_keep(rel, &suffix, dir.as_deref()) {
+                    Err(err) => text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?,
+                    Ok(true) => {
+                        if let Some(line) = cfg.backed_up_line(rel) {
+                            text(MsgCode::Info, line)?;
+                        }
+                    }
+                    Ok(false) => {}
                 }
             }
         }
@@ -811,6 +805,31 @@ pub fn run<W: Write>(
         let _ = rx.read(input);
     }
     Ok(stats)
+}
+
+/// Where the basis of a transfer is (upstream recv_files' switch on the
+/// basis type the generator chose and the sender echoed): the root it is
+/// under, and its name there when it is not the file's own. An unknown
+/// type falls back to the file itself.
+fn basis_of<'c>(
+    cfg: &'c RecvConfig,
+    basis_type: Option<u8>,
+    rel: &[u8],
+) -> Result<(&'c crate::fs::dest::DestRoot, Option<Vec<u8>>), RoleError> {
+    let name = match basis_type {
+        Some(j) if (j as usize) < cfg.basis_dirs.len() => {
+            return Ok((&cfg.basis_dirs[j as usize].1, None))
+        }
+        Some(j) if j & 0x80 == 0 => {
+            return Err(RoleError::Protocol(format!(
+                "invalid basis type {j} [receiver]"
+            )))
+        }
+        Some(PARTIAL_BASIS) => cfg.partial_path(rel),
+        Some(BACKUP_BASIS) => cfg.backup_path(rel),
+        _ => None,
+    };
+    Ok((&cfg.dest, name))
 }
 
 /// Finished indexes not yet sent to the generator.
@@ -887,24 +906,75 @@ fn finish_delayed(
     Ok(())
 }
 
-/// --inplace: the data went straight into the file; cut it to length and set its attributes.
-#[allow(clippy::too_many_arguments)]
+/// upstream recv_files after a failed verification: the first time (a
+/// `redo` follows) a warning, shown when names or items are; the second
+/// time an error. `kept` says what became of the new data.
+fn failed_verification(
+    cfg: &RecvConfig,
+    rel: &[u8],
+    kept: &str,
+    redo: bool,
+    stats: &mut RecvStats,
+    text: &dyn Fn(MsgCode, String) -> Result<(), RoleError>,
+) -> Result<(), RoleError> {
+    let name = crate::protocol::text::name(rel);
+    if !redo {
+        stats.io_error |= crate::flist::build::IOERR_GENERAL;
+        return text(
+            MsgCode::ErrorXfer,
+            format!("ERROR: {name} failed verification -- update {kept}."),
+        );
+    }
+    let shown = match &cfg.local {
+        Some(l) => l.o.name >= 1 || l.o.has_i > 0,
+        None => {
+            cfg.opts.info_level("name") >= 1
+                || cfg
+                    .opts
+                    .log_format
+                    .as_deref()
+                    .is_some_and(|f| f.contains("%i"))
+        }
+    };
+    if !shown {
+        return Ok(());
+    }
+    text(
+        MsgCode::Warning,
+        format!("WARNING: {name} failed verification -- update {kept} (will try again)."),
+    )
+}
+
+/// How an in-place update ended.
+struct InplaceEnd<'s> {
+    /// The file's length now.
+    len: u64,
+    /// Why the data could not be written, if so.
+    failed: Option<String>,
+    /// The whole-file digest matched.
+    digest_ok: bool,
+    /// The basis's stat (upstream dest_mode's: the permissions kept
+    /// without `-p`); none for a new file.
+    perms_from: Option<&'s crate::fs::dest::Stat>,
+}
+
+/// --inplace: the data went straight into the file; cut it to length and
+/// set its attributes (its time only when it verified; the caller reports
+/// a failed verification).
 fn finish_inplace(
     cfg: &RecvConfig,
     rel: &[u8],
     e: &crate::protocol::flist::FileEntry,
     file: &std::fs::File,
-    len: u64,
-    failed: Option<String>,
-    digest_ok: bool,
+    end: InplaceEnd<'_>,
     stats: &mut RecvStats,
     text: &dyn Fn(MsgCode, String) -> Result<(), RoleError>,
 ) -> Result<(), RoleError> {
-    if let Some(why) = failed {
+    if let Some(why) = end.failed {
         stats.io_error |= crate::flist::build::IOERR_GENERAL;
         return text(MsgCode::ErrorXfer, format!("rsync: [receiver] {why}"));
     }
-    if let Err(err) = file.set_len(len) {
+    if let Err(err) = file.set_len(end.len) {
         stats.io_error |= crate::flist::build::IOERR_GENERAL;
         return text(
             MsgCode::ErrorXfer,
@@ -915,21 +985,13 @@ fn finish_inplace(
             ),
         );
     }
-    if !digest_ok {
-        stats.io_error |= crate::flist::build::IOERR_GENERAL;
-        return text(
-            MsgCode::ErrorXfer,
-            format!(
-                "ERROR: {} failed verification -- update retained.",
-                crate::protocol::text::name(rel)
-            ),
-        );
-    }
     let existing = cfg.dest.stat(rel).ok().flatten();
     if let Some(st) = existing {
-        let _ = cfg.fix_attrs(rel, e, &st, true);
+        let _ = cfg.fix_attrs_from(rel, e, &st, end.digest_ok, end.perms_from);
     }
-    stats.files += 1;
+    if end.digest_ok {
+        stats.files += 1;
+    }
     Ok(())
 }
 

@@ -615,6 +615,9 @@ pub fn run<W: Write>(
     let progress2 = ctx.local.is_some_and(|l| l.o.progress >= 2);
     // Files whose data went out once (a redo does not count them again).
     let mut sent = std::collections::HashSet::new();
+    // Files sent once, when a redo is sent otherwise (--append, --inplace).
+    let mut sent_once = std::collections::HashSet::new();
+    let track_redos = ctx.opts.append > 0 || ctx.opts.inplace;
     let mut flist_enc = FlistEncoder::new(flist_opts(&ctx.n, ctx.opts));
     let nfiles_bound = if ctx.inc_recurse {
         usize::MAX
@@ -776,6 +779,9 @@ pub fn run<W: Write>(
                 req.ndx
             )));
         }
+        // A file asked for again (upstream FLAG_FILE_SENT) goes as usual:
+        // no --append, and the basis rewritten in place is the file itself.
+        let redo = track_redos && !sent_once.insert(req.ndx);
         if req.iflags & iflags::IS_NEW != 0 && sent.insert(req.ndx) {
             stats.created.add(file.entry.mode);
         }
@@ -791,7 +797,15 @@ pub fn run<W: Write>(
             continue;
         }
         let head = WireSumHead::read(input, proto)?;
-        let sums = read_sums(input, &head)?;
+        // --append: the header alone describes what the receiver has; no
+        // sums follow (not for a redo, upstream's negated append_mode).
+        let append = append_prefix(ctx.opts.append, redo, proto, &head);
+        let sums = if append.is_some() {
+            crate::protocol::sums::WireSums::default()
+        } else {
+            read_sums(input, &head)?
+        };
+        matcher.set_in_place(updating_basis_file(ctx, redo, &req));
         let path = file.path();
         let opened = if file.escapes {
             Err(std::io::Error::from_raw_os_error(nix::libc::ELOOP))
@@ -841,8 +855,7 @@ pub fn run<W: Write>(
         let written_before = out.bytes_written;
         let ms = send_file_delta(
             f,
-            &head,
-            &sums,
+            (&head, &sums, append),
             &ctx.n,
             &mut matcher,
             &mut encoder,
@@ -1022,20 +1035,54 @@ impl<W: Write> TokenSink for EncSink<'_, W> {
     }
 }
 
-/// match_sums: the delta of one file against the generator's block sums,
-/// followed by the whole-file digest. Returns (literal, matched) byte counts.
-#[allow(clippy::too_many_arguments)]
-fn send_file_delta<W: Write>(
-    mut f: impl std::io::Read,
+/// upstream send_files' updating_basis_file: the receiver writes this
+/// file into its basis as the data comes (`--inplace` with the file
+/// itself as the basis, or a partial file updated in place), so the delta
+/// may name only blocks it has not overwritten yet. Below protocol 29 the
+/// basis is not named: `--backup` means a backup copy is (not for a
+/// `redo`, where upstream negates make_backups).
+fn updating_basis_file(ctx: &SenderCtx, redo: bool, req: &Request) -> bool {
+    let n = &ctx.n;
+    let partial = crate::role::generator::PARTIAL_BASIS;
+    if n.compat & crate::protocol::handshake::cf::INPLACE_PARTIAL_DIR != 0
+        && req.basis_type == Some(partial)
+    {
+        return true;
+    }
+    if !(ctx.opts.inplace || ctx.opts.append > 0) {
+        return false;
+    }
+    if n.proto >= 29 {
+        matches!(req.basis_type, None | Some(0x80))
+    } else {
+        !ctx.opts.backup || redo
+    }
+}
+
+/// `--append` for one requested file (upstream receive_sums and
+/// match_sums with append_mode): how many bytes the receiver already has,
+/// as the sum header describes them, and whether they count in the
+/// whole-file digest (`--append-verify`, and plain `--append` below
+/// protocol 30). None when the file is sent as usual: no `--append`, or a
+/// `redo` (upstream negates append_mode for it).
+fn append_prefix(append: u8, redo: bool, proto: u8, head: &WireSumHead) -> Option<(u64, bool)> {
+    if append == 0 || redo {
+        return None;
+    }
+    let count = u64::try_from(head.count).unwrap_or(0);
+    let blength = u64::try_from(head.blength).unwrap_or(0);
+    let mut len = count.saturating_mul(blength);
+    if head.remainder > 0 {
+        len = len.saturating_sub(blength.saturating_sub(head.remainder as u64));
+    }
+    Some((len, append > 1 || proto < 30))
+}
+
+/// The generator's block sums of one file, as the matcher takes them.
+fn block_sums(
     head: &WireSumHead,
     sums: &crate::protocol::sums::WireSums,
-    n: &Negotiated,
-    matcher: &mut Matcher,
-    enc: &mut TokenEncoder,
-    out: &mut MuxWriter<W>,
-    progress: Option<(&crate::role::log::ClientLog, i64)>,
-    token_buf: &mut Vec<u8>,
-) -> Result<crate::delta::matcher::MatchStats, RoleError> {
+) -> Result<BlockSums, RoleError> {
     let sh = SumHead {
         count: head.count,
         blength: head.blength,
@@ -1047,6 +1094,33 @@ fn send_file_delta<W: Write>(
         bs.push(*s1, &sums.sum2[i * sums.s2length..(i + 1) * sums.s2length])
             .map_err(|e| RoleError::Protocol(e.to_string()))?;
     }
+    Ok(bs)
+}
+
+/// match_sums: the delta of one file against the generator's block sums
+/// (`basis`: the header, the sums, and the `--append` prefix instead of
+/// them), followed by the whole-file digest. Returns (literal, matched)
+/// byte counts.
+#[allow(clippy::too_many_arguments)]
+fn send_file_delta<W: Write>(
+    mut f: impl std::io::Read,
+    basis: (
+        &WireSumHead,
+        &crate::protocol::sums::WireSums,
+        Option<(u64, bool)>,
+    ),
+    n: &Negotiated,
+    matcher: &mut Matcher,
+    enc: &mut TokenEncoder,
+    out: &mut MuxWriter<W>,
+    progress: Option<(&crate::role::log::ClientLog, i64)>,
+    token_buf: &mut Vec<u8>,
+) -> Result<crate::delta::matcher::MatchStats, RoleError> {
+    let (head, sums, append) = basis;
+    let bs = match append {
+        Some(_) => None,
+        None => Some(block_sums(head, sums)?),
+    };
     token_buf.clear();
     let mut sink = EncSink {
         enc,
@@ -1055,19 +1129,20 @@ fn send_file_delta<W: Write>(
         done: 0,
         progress,
     };
-    let outcome = matcher
-        .match_file(
-            &mut f,
-            &bs,
-            n.checksum,
-            n.seed as u32,
-            n.proper_seed_order(),
-            &mut sink,
-        )
-        .map_err(|e| match e {
-            crate::delta::DeltaError::Io(io) => RoleError::from(io),
-            other => RoleError::Protocol(other.to_string()),
-        })?;
+    let (kind, seed) = (n.checksum, n.seed as u32);
+    let outcome = match (append, &bs) {
+        (Some((prefix, verify)), _) => {
+            matcher.append_file(&mut f, prefix, verify, kind, seed, &mut sink)
+        }
+        (None, Some(bs)) => {
+            matcher.match_file(&mut f, bs, kind, seed, n.proper_seed_order(), &mut sink)
+        }
+        (None, None) => return Err(RoleError::Protocol("no block sums [sender]".into())),
+    }
+    .map_err(|e| match e {
+        crate::delta::DeltaError::Io(io) => RoleError::from(io),
+        other => RoleError::Protocol(other.to_string()),
+    })?;
     sink.enc
         .end_file(sink.buf)
         .map_err(|e| RoleError::Protocol(e.to_string()))?;
