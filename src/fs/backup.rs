@@ -132,25 +132,12 @@ impl DestRoot {
             Err(e) if !e.is_not_found() => return Err(e),
             _ => {}
         }
-        let mut input = self.open_read(rel)?;
-        let what = || format!("open {} failed", self.show(&bak));
-        let at = self.resolve_named(&bak, what)?;
-        let fd = openat(
-            at.dirfd(),
-            &at.leaf,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            0o600,
-        )
-        .map_err(|e| FsError::os(what(), e))?;
-        let mut out = File::from(fd);
-        if let Err(e) = io::copy(&mut input, &mut out) {
-            drop(out);
-            // SAFETY: valid fd and C string.
-            let _ = check(unsafe { libc::unlinkat(at.dirfd(), at.leaf.as_ptr(), 0) });
-            let what = format!("write {} failed", self.show(&bak));
-            return Err(FsError::os(what, e.raw_os_error().unwrap_or(libc::EIO)));
-        }
-        drop(input);
+        let out = self.copy_data(
+            rel,
+            &bak,
+            || format!("open {} failed", self.show(&bak)),
+            || format!("write {} failed", self.show(&bak)),
+        )?;
         let shown = self.show(&bak);
         let set = attrs.apply(&out, &shown).err();
         Ok((bak, set))
@@ -294,6 +281,38 @@ impl DestRoot {
         Ok(())
     }
 
+    /// Copy the data of the regular file `src` into a new file `dst` (0600,
+    /// never through a symlink); a failed copy leaves no `dst` behind.
+    /// `open_err` / `write_err` name the failing step in errors.
+    fn copy_data(
+        &self,
+        src: &[u8],
+        dst: &[u8],
+        open_err: impl Fn() -> String,
+        write_err: impl Fn() -> String,
+    ) -> Result<File, FsError> {
+        let mut input = self.open_read(src)?;
+        let at = self.resolve_named(dst, &open_err)?;
+        let fd = openat(
+            at.dirfd(),
+            &at.leaf,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            0o600,
+        )
+        .map_err(|e| FsError::os(open_err(), e))?;
+        let mut out = File::from(fd);
+        if let Err(e) = io::copy(&mut input, &mut out) {
+            drop(out);
+            // SAFETY: valid fd and C string.
+            let _ = check(unsafe { libc::unlinkat(at.dirfd(), at.leaf.as_ptr(), 0) });
+            return Err(FsError::os(
+                write_err(),
+                e.raw_os_error().unwrap_or(libc::EIO),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Copy one non-directory entry (file content, link target, or device
     /// node) to `dst`, then its permissions, times and (best effort) owner.
     fn copy_entry(&self, src: &[u8], dst: &[u8], st: &Stat) -> Result<(), FsError> {
@@ -306,22 +325,7 @@ impl DestRoot {
         };
         match st.file_type() {
             libc::S_IFREG => {
-                let mut input = self.open_read(src)?;
-                let at = self.resolve_named(dst, what)?;
-                let fd = openat(
-                    at.dirfd(),
-                    &at.leaf,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                    0o600,
-                )
-                .map_err(|e| FsError::os(what(), e))?;
-                let mut out = File::from(fd);
-                if let Err(e) = io::copy(&mut input, &mut out) {
-                    drop(out);
-                    // SAFETY: valid fd and C string.
-                    let _ = check(unsafe { libc::unlinkat(at.dirfd(), at.leaf.as_ptr(), 0) });
-                    return Err(FsError::os(what(), e.raw_os_error().unwrap_or(libc::EIO)));
-                }
+                self.copy_data(src, dst, what, what)?;
             }
             libc::S_IFLNK => {
                 let target = self.read_link(src)?;
