@@ -1192,43 +1192,24 @@ mod tests {
         let head = SumHead::for_file(old.len() as i64, 31, Some(700), false, 16).unwrap();
         let sums = generate_sums(&mut &old[..], &head, ChecksumKind::Md5, 1, true).unwrap();
         let mut m = Matcher::new();
-        m.set_in_place(true);
-        let out = m
-            .match_file(
-                &mut &new[..],
+        let mut matched = |data: &[u8], in_place: bool| {
+            m.set_in_place(in_place);
+            m.match_file(
+                &mut &data[..],
                 &sums,
                 ChecksumKind::Md5,
                 1,
                 true,
                 &mut Rec::default(),
             )
-            .unwrap();
-        assert_eq!(out.stats.matched_bytes, 0);
+            .unwrap()
+            .stats
+            .matched_bytes
+        };
+        assert_eq!(matched(&new, true), 0);
         // Without the restriction the old blocks are all found.
-        m.set_in_place(false);
-        let out = m
-            .match_file(
-                &mut &new[..],
-                &sums,
-                ChecksumKind::Md5,
-                1,
-                true,
-                &mut Rec::default(),
-            )
-            .unwrap();
-        assert_eq!(out.stats.matched_bytes, old.len() as u64);
+        assert_eq!(matched(&new, false), old.len() as u64);
         // Data removed from the front: the blocks are ahead, still usable.
-        m.set_in_place(true);
-        let out = m
-            .match_file(
-                &mut &old[7000..],
-                &sums,
-                ChecksumKind::Md5,
-                1,
-                true,
-                &mut Rec::default(),
-            )
-            .unwrap();
-        assert_eq!(out.stats.matched_bytes, 43_000);
+        assert_eq!(matched(&old[7000..], true), 43_000);
     }
 }

@@ -67,8 +67,6 @@ pub struct BuildOpts {
     pub copy_dirlinks: bool,
     /// --copy-unsafe-links
     pub copy_unsafe_links: bool,
-    /// --safe-links
-    pub safe_links: bool,
     /// -x count
     pub one_file_system: u8,
     /// -o

@@ -697,7 +697,6 @@ pub(crate) fn send_files<W: Write>(
         copy_links: opts.copy_links,
         copy_dirlinks: opts.copy_dirlinks,
         copy_unsafe_links: opts.copy_unsafe_links,
-        safe_links: opts.safe_links,
         one_file_system: opts.one_file_system,
         preserve_uid: opts.owner,
         preserve_gid: opts.group,
@@ -1245,7 +1244,7 @@ pub(crate) fn receive_files<W: Write + Send>(
                 .filter(|a| !a.is_empty())
                 .unwrap_or(arg);
             let shown = if env.confined() {
-                String::from_utf8_lossy(&crate::daemon::paths::sanitize(arg.as_bytes()))
+                crate::protocol::text::name(&crate::daemon::paths::sanitize(arg.as_bytes()))
                     .into_owned()
             } else if arg.starts_with('/') {
                 arg.to_string()
