@@ -452,6 +452,137 @@ compat_test! {
     }
 }
 
+/// A source for `--inplace --backup`: a large file and a small one the
+/// destination holds older versions of (the small one with another mode
+/// and owner, which its backup keeps), one unchanged, one new, one in a
+/// subdirectory (for the backup dir's directories).
+fn inplace_backup_src(root: &Path) {
+    fixture::mkdir(root, "");
+    fixture::write_random(root, "big.bin", 61, 300_000);
+    fixture::write(root, "small.txt", b"the new small file\n");
+    fixture::write(root, "same.txt", b"unchanged\n");
+    fixture::write(root, "new.txt", b"brand new\n");
+    fixture::write_random(root, "sub/deep.bin", 62, 100_000);
+    fixture::pin_times(root, &[]);
+}
+
+/// Overwrites bytes at `offset` of `root/rel` in place.
+fn poke(root: &Path, rel: &str, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(rel))
+        .expect("open for poke");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    f.write_all(bytes).expect("write");
+}
+
+/// Older versions of [`inplace_backup_src`]'s files.
+fn inplace_backup_dest(dest: &Path, src: &Path) {
+    fixture::copy_tree(src, dest);
+    poke(dest, "big.bin", 150_000, b"the old version of this stretch");
+    poke(dest, "sub/deep.bin", 5, b"old");
+    fixture::write(dest, "small.txt", b"old\n");
+    fixture::chmod(dest, "small.txt", 0o600);
+    fixture::chown(dest, "small.txt", 1234, 2345);
+    std::fs::remove_file(dest.join("new.txt")).expect("rm new.txt");
+    for (name, t) in [
+        ("big.bin", 1_500_000_000),
+        ("small.txt", 1_500_000_100),
+        ("sub/deep.bin", 1_500_000_200),
+    ] {
+        fixture::set_mtime(&dest.join(name), t, 123_456_789);
+    }
+}
+
+/// A second change of the source (the backups of the first run are
+/// replaced by those of this one).
+fn edit_inplace_backup_src(root: &Path) {
+    poke(root, "big.bin", 10, b"second edit");
+    fixture::write(root, "small.txt", b"the small file, again\n");
+    fixture::pin_times(root, &[]);
+}
+
+// --inplace with --backup: the old file is copied to its backup name (with
+// its mode, owner and time) before it is rewritten in place, and that copy
+// is the delta's basis (upstream FNAMECMP_BACKUP: unrestricted matching).
+compat_test! {
+    fn client_local_inplace_backup_delta() {
+        ClientCase::new("client_local_inplace_backup_delta", Mode::Local, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-ai", "--inplace", "--backup", "--no-W", "--stats"])
+            .then(edit_inplace_backup_src, &["-ai", "--inplace", "-b", "--suffix=.old"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_local_inplace_backup_dir() {
+        ClientCase::new("client_local_inplace_backup_dir", Mode::Local, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-ai", "--inplace", "--backup-dir=bak", "--suffix=.old", "--no-W", "--stats"])
+            .then(edit_inplace_backup_src, &["-ai", "--inplace", "--backup-dir=bak", "--stats"])
+            .run();
+    }
+}
+
+// Without -t, -p, -o, -g the backup keeps the old mode all the same (its
+// time is the copy's own); a dry run backs nothing up.
+compat_test! {
+    fn client_local_inplace_backup_plain_and_dry_run() {
+        ClientCase::new(
+            "client_local_inplace_backup_plain_and_dry_run",
+            Mode::Local,
+            inplace_backup_src,
+        )
+        .prefill(inplace_backup_dest)
+        .args(&["-ri", "--inplace", "-b", "-n", "--no-W"])
+        .then(|_| {}, &["-ri", "--inplace", "-b", "--no-W", "--stats"])
+        .run();
+    }
+}
+
+// -vv: "backed up NAME to BACKUP" for each, as stock's generator says it
+// (whole files: the delta's "total:" line counts stock's hash-table hits).
+compat_test! {
+    fn client_local_inplace_backup_verbose() {
+        ClientCase::new("client_local_inplace_backup_verbose", Mode::Local, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-a", "-vv", "--inplace", "-b"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_inplace_backup() {
+        ClientCase::new("client_daemon_pull_inplace_backup", Mode::DaemonPull, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-ai", "--inplace", "-b", "--stats"])
+            .then(edit_inplace_backup_src, &["-ai", "--inplace", "--backup-dir=bak", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_push_inplace_backup() {
+        ClientCase::new("client_server_push_inplace_backup", Mode::ServerPush, inplace_backup_src)
+            .prefill(inplace_backup_dest)
+            .args(&["-ai", "--inplace", "-b", "--stats"])
+            .run();
+    }
+}
+
+// --append is in place too: the backup is made first, the tail appended.
+compat_test! {
+    fn client_server_push_append_backup() {
+        ClientCase::new("client_server_push_append_backup", Mode::ServerPush, append_src)
+            .prefill(append_dest)
+            .args(&["-ai", "--append", "-b", "--stats"])
+            .run();
+    }
+}
+
 /// A source for `--append`: a file that grew, an unchanged one, a new one,
 /// and one shorter than the destination's (which `--append` leaves alone).
 fn append_src(root: &Path) {

@@ -330,6 +330,38 @@ compat_test! {
     }
 }
 
+// --inplace with --backup: the old file is copied to its backup name
+// first and is the basis of the delta (stock sends FNAMECMP_BACKUP).
+compat_test! {
+    fn push_inplace_backup() {
+        PushCase::new("push_inplace_backup", push_tree)
+            .prefill(prefill_mixed)
+            .args(&["-a", "-i", "--inplace", "--backup", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn push_inplace_backup_dir_and_suffix() {
+        PushCase::new("push_inplace_backup_dir_and_suffix", push_tree)
+            .prefill(prefill_mixed)
+            .args(&["-a", "-i", "--inplace", "--backup-dir=bak", "--suffix=.old", "--stats"])
+            .run();
+    }
+}
+
+// The module's `incoming chmod` applies to the backup too (upstream
+// set_file_attrs on it).
+compat_test! {
+    fn push_inplace_backup_incoming_chmod() {
+        PushCase::new("push_inplace_backup_incoming_chmod", push_tree)
+            .prefill(prefill_mixed)
+            .module_line("incoming chmod = Fo-r,Fg+w")
+            .args(&["-a", "-i", "--inplace", "-b"])
+            .run();
+    }
+}
+
 compat_test! {
     fn push_link_dest_relative_to_module() {
         // mod/other = the source with two files changed; the push goes to

@@ -13,6 +13,37 @@ use nix::libc;
 
 use super::dest::{check, normalize_rel, openat, split_rel, DestRoot, FsError, Stat};
 
+/// The attributes an in-place backup takes from its original (upstream
+/// set_file_attrs on the backup: the mode always, the owner, the group and
+/// the modification time as the transfer preserves them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyAttrs {
+    /// Permission bits (`& 07777`).
+    pub mode: u32,
+    /// The modification time (`-t`), else the copy's own.
+    pub mtime: Option<(i64, u32)>,
+    /// The owner (`-o` as root), else the copier's.
+    pub uid: Option<u32>,
+    /// The group (`-g`), else the copier's.
+    pub gid: Option<u32>,
+}
+
+impl CopyAttrs {
+    /// Owner, then times, then mode (a chown clears set-id bits), on the
+    /// open copy; the first failure is returned with rsync's text.
+    fn apply(&self, f: &File, shown: &str) -> Result<(), FsError> {
+        use super::meta::{fchmod, fchown, file_err, futimens};
+        if self.uid.is_some() || self.gid.is_some() {
+            let op = if self.uid.is_some() { "chown" } else { "chgrp" };
+            fchown(f, self.uid, self.gid).map_err(|e| file_err(op, shown, e))?;
+        }
+        if let Some((secs, nsec)) = self.mtime {
+            futimens(f, secs, nsec, None).map_err(|e| file_err("times", shown, e))?;
+        }
+        fchmod(f, self.mode).map_err(|e| file_err("chmod", shown, e))
+    }
+}
+
 /// How the old file gets to its backup name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -82,16 +113,57 @@ impl DestRoot {
         self.make_backup(rel, suffix, backup_dir, Mode::Link)
     }
 
-    fn make_backup(
+    /// Copy the regular file `rel` to its backup name, which is replaced
+    /// if it exists (upstream recv_generator's backup before an `--inplace`
+    /// update: get_backup_name, robust_unlink, a new file 0600, the data,
+    /// then set_file_attrs with the original's attributes, here `attrs`).
+    /// Returns the backup's name. A failure to set an attribute after the
+    /// data is copied is returned as the second value: the backup is still
+    /// there and usable.
+    pub fn backup_copy(
         &self,
         rel: &[u8],
         suffix: &[u8],
         backup_dir: Option<&[u8]>,
-        mode: Mode,
-    ) -> Result<bool, FsError> {
-        let Some(st) = self.stat(rel)? else {
-            return Ok(false);
-        };
+        attrs: &CopyAttrs,
+    ) -> Result<(Vec<u8>, Option<FsError>), FsError> {
+        let bak = self.backup_target(rel, suffix, backup_dir)?;
+        match self.unlink(&bak) {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
+        }
+        let mut input = self.open_read(rel)?;
+        let what = || format!("open {} failed", self.show(&bak));
+        let at = self.resolve_named(&bak, what)?;
+        let fd = openat(
+            at.dirfd(),
+            &at.leaf,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            0o600,
+        )
+        .map_err(|e| FsError::os(what(), e))?;
+        let mut out = File::from(fd);
+        if let Err(e) = io::copy(&mut input, &mut out) {
+            drop(out);
+            // SAFETY: valid fd and C string.
+            let _ = check(unsafe { libc::unlinkat(at.dirfd(), at.leaf.as_ptr(), 0) });
+            let what = format!("write {} failed", self.show(&bak));
+            return Err(FsError::os(what, e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+        drop(input);
+        let shown = self.show(&bak);
+        let set = attrs.apply(&out, &shown).err();
+        Ok((bak, set))
+    }
+
+    /// The backup name of `rel`, with the missing directories of a backup
+    /// dir made (upstream get_backup_name).
+    fn backup_target(
+        &self,
+        rel: &[u8],
+        suffix: &[u8],
+        backup_dir: Option<&[u8]>,
+    ) -> Result<Vec<u8>, FsError> {
         let bak = match backup_name(rel, suffix, backup_dir) {
             Ok(b) => b,
             Err(libc::EINVAL) => {
@@ -109,6 +181,20 @@ impl DestRoot {
         if let Some(d) = backup_dir {
             self.make_backup_dirs(rel, d, &bak)?;
         }
+        Ok(bak)
+    }
+
+    fn make_backup(
+        &self,
+        rel: &[u8],
+        suffix: &[u8],
+        backup_dir: Option<&[u8]>,
+        mode: Mode,
+    ) -> Result<bool, FsError> {
+        let Some(st) = self.stat(rel)? else {
+            return Ok(false);
+        };
+        let bak = self.backup_target(rel, suffix, backup_dir)?;
         if st.is_dir() && mode == Mode::Link {
             return Ok(false);
         }
@@ -363,6 +449,57 @@ mod tests {
             .is_unsafe_path());
         assert_eq!(before, s.outside_snapshot());
         assert!(s.r("x/y").exists());
+    }
+
+    #[test]
+    fn backup_copy_leaves_the_original_and_takes_its_attributes() {
+        let s = Scratch::new("bakcopyinplace");
+        let d = DestRoot::open(&s.root).unwrap();
+        std::fs::create_dir_all(s.r("a/b")).unwrap();
+        std::fs::write(s.r("a/b/f"), b"old content").unwrap();
+        let orig = d.stat(b"a/b/f").unwrap().unwrap();
+        // An old backup is replaced.
+        std::fs::write(s.r("a/b/f~"), b"older backup").unwrap();
+        let attrs = CopyAttrs {
+            mode: 0o640,
+            mtime: Some((1_000_000_000, 5)),
+            uid: None,
+            gid: None,
+        };
+        let (bak, err) = d.backup_copy(b"a/b/f", b"~", None, &attrs).unwrap();
+        assert!(err.is_none());
+        assert_eq!(bak, b"a/b/f~");
+        assert_eq!(std::fs::read(s.r("a/b/f~")).unwrap(), b"old content");
+        let st = d.stat(b"a/b/f~").unwrap().unwrap();
+        assert_eq!(
+            (st.perms(), st.mtime, st.mtime_nsec),
+            (0o640, 1_000_000_000, 5)
+        );
+        // The original stays where it is, untouched (another inode).
+        let now = d.stat(b"a/b/f").unwrap().unwrap();
+        assert_eq!((now.ino, now.mtime), (orig.ino, orig.mtime));
+        assert_ne!(st.ino, orig.ino);
+        // Into a backup dir, whose directories are made; no time asked for.
+        let attrs = CopyAttrs {
+            mode: 0o604,
+            ..CopyAttrs::default()
+        };
+        let (bak, _) = d
+            .backup_copy(b"a/b/f", b".old", Some(b"bak"), &attrs)
+            .unwrap();
+        assert_eq!(bak, b"bak/a/b/f.old");
+        assert_eq!(std::fs::read(s.r("bak/a/b/f.old")).unwrap(), b"old content");
+        assert_eq!(d.stat(b"bak/a/b/f.old").unwrap().unwrap().perms(), 0o604);
+        // A directory where the backup goes is an error, as is a missing file.
+        std::fs::create_dir(s.r("dir~")).unwrap();
+        std::fs::write(s.r("dir"), b"x").unwrap();
+        assert!(d.backup_copy(b"dir", b"~", None, &attrs).is_err());
+        assert!(d.backup_copy(b"none", b"~", None, &attrs).is_err());
+        // A symlinked backup dir leading outside is refused.
+        symlink(&s.outside, s.r("evil")).unwrap();
+        let before = s.outside_snapshot();
+        assert!(d.backup_copy(b"a/b/f", b"", Some(b"evil"), &attrs).is_err());
+        assert_eq!(before, s.outside_snapshot());
     }
 
     #[test]

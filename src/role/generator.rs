@@ -148,6 +148,10 @@ impl RecvConfig {
 /// FNAMECMP_PARTIAL_DIR: the basis is the partial file.
 pub const PARTIAL_BASIS: u8 = 0x81;
 
+/// FNAMECMP_BACKUP: the basis is the copy made of the file before an
+/// `--inplace` update rewrites it (`--backup`).
+pub const BACKUP_BASIS: u8 = 0x82;
+
 /// What a basis directory is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BasisKind {
@@ -233,9 +237,29 @@ impl RecvConfig {
         Some((suffix, dir))
     }
 
+    /// The backup name of `rel` (None without `--backup`, or for a name
+    /// that cannot have one).
+    pub fn backup_path(&self, rel: &[u8]) -> Option<Vec<u8>> {
+        let (suffix, dir) = self.backup()?;
+        crate::fs::backup::backup_name(rel, &suffix, dir.as_deref()).ok()
+    }
+
     /// Files are rewritten where they are (`--inplace`, implied by `--append`).
     pub fn inplace(&self) -> bool {
         self.opts.inplace || self.opts.append > 0
+    }
+
+    /// upstream make_backup's `-vv` line (`--info=backup`), when wanted.
+    pub fn backed_up_line(&self, rel: &[u8]) -> Option<String> {
+        if self.opts.info_level("backup") < 1 {
+            return None;
+        }
+        let bak = self.backup_path(rel)?;
+        Some(format!(
+            "backed up {} to {}",
+            crate::protocol::text::name(rel),
+            crate::protocol::text::name(&bak)
+        ))
     }
 }
 
@@ -427,6 +451,17 @@ impl RecvConfig {
         }
         moded.map(|()| updated)
     }
+}
+
+/// What became of the backup an `--inplace` update makes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InplaceBackup {
+    /// No backup for this file (no `--backup`, not in place, a dry run).
+    NotWanted,
+    /// The old file is copied to its backup name.
+    Made,
+    /// The copy failed (reported): the file is not updated.
+    Failed,
 }
 
 /// When the generator deletes extraneous files.
@@ -1033,14 +1068,17 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             .unwrap_or(SumHead::EMPTY),
             _ => SumHead::EMPTY,
         };
-        let partial = (alt == Some(PARTIAL_BASIS as usize))
-            .then(|| self.cfg.partial_path(&e.name))
-            .flatten();
+        // The basis under another name: a partial file, an in-place backup.
+        let other_name = match alt {
+            Some(j) if j == PARTIAL_BASIS as usize => self.cfg.partial_path(&e.name),
+            Some(j) if j == BACKUP_BASIS as usize => self.cfg.backup_path(&e.name),
+            _ => None,
+        };
         let root = match alt {
             Some(j) if j < self.cfg.basis_dirs.len() => &self.cfg.basis_dirs[j].1,
             _ => &self.cfg.dest,
         };
-        let src = partial.as_deref().unwrap_or(&e.name);
+        let src = other_name.as_deref().unwrap_or(&e.name);
         let file = if head.count > 0 {
             root.open_read(src).ok()
         } else {
@@ -1780,7 +1818,58 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if cfg.opts.checksum {
             fl |= iflags::REPORT_CHANGE;
         }
+        if let Some(s) = &st {
+            match self.inplace_backup(&rel, s)? {
+                InplaceBackup::Failed => return Ok(()),
+                InplaceBackup::Made if !cfg.whole_file() => {
+                    let basis = Some(BACKUP_BASIS as usize);
+                    return self.request_from(ndx, fl, st.as_ref(), false, basis);
+                }
+                InplaceBackup::Made | InplaceBackup::NotWanted => {}
+            }
+        }
         self.request(ndx, fl, st.as_ref(), false)
+    }
+
+    /// `--inplace` with `--backup` (upstream recv_generator): before the
+    /// file is rewritten where it is, it is copied to its backup name with
+    /// its attributes; with a delta, that copy is the basis
+    /// (FNAMECMP_BACKUP). Not in a dry run, nor for a redo (upstream
+    /// negates make_backups then). A failed copy is reported and the file
+    /// left alone.
+    fn inplace_backup(&mut self, rel: &[u8], st: &Stat) -> Result<InplaceBackup, RoleError> {
+        let cfg = self.cfg;
+        let Some((suffix, dir)) = cfg.backup() else {
+            return Ok(InplaceBackup::NotWanted);
+        };
+        if !cfg.inplace() || cfg.opts.dry_run || !mode::is_reg(st.mode) {
+            return Ok(InplaceBackup::NotWanted);
+        }
+        let mut perms = st.mode & 0o7777;
+        if let Some(c) = &cfg.chmod {
+            perms = c.apply((st.mode & 0o170000) | perms) & 0o7777;
+        }
+        let attrs = crate::fs::backup::CopyAttrs {
+            mode: perms,
+            mtime: cfg.opts.times.then_some((st.mtime, st.mtime_nsec)),
+            uid: (cfg.opts.owner && cfg.am_root).then_some(st.uid),
+            gid: cfg.opts.group.then_some(st.gid),
+        };
+        match cfg.dest.backup_copy(rel, &suffix, dir.as_deref(), &attrs) {
+            Ok((_, attr_err)) => {
+                if let Some(err) = attr_err {
+                    self.error(format!("rsync: [generator] {err}"))?;
+                }
+                if let Some(line) = cfg.backed_up_line(rel) {
+                    self.message(MsgCode::Info, &line)?;
+                }
+                Ok(InplaceBackup::Made)
+            }
+            Err(err) => {
+                self.error(format!("rsync: [generator] {err}"))?;
+                Ok(InplaceBackup::Failed)
+            }
+        }
     }
 
     fn same_checksum(&self, rel: &[u8], e: &FileEntry) -> bool {

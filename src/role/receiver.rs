@@ -4,7 +4,7 @@
 //! digest and only then renames it into place. A mismatch is sent back to
 //! the generator for the redo phase; a failed file never replaces the old one.
 
-use super::generator::{RecvConfig, RecvEvent, Registry, SharedOut, PARTIAL_BASIS};
+use super::generator::{RecvConfig, RecvEvent, Registry, SharedOut, BACKUP_BASIS, PARTIAL_BASIS};
 use super::RoleError;
 use crate::checksum::StrongHasher;
 use crate::delta::patcher::Patcher;
@@ -743,8 +743,14 @@ pub fn run<W: Write>(
         drop(file);
         if let (Some((suffix, dir)), Some(ex)) = (cfg.backup(), &existing) {
             if !mode::is_dir(ex.mode) {
-                if let Err(err) = cfg.dest.backup_keep(rel, &suffix, dir.as_deref()) {
-                    text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+                match cfg.dest.backup_keep(rel, &suffix, dir.as_deref()) {
+                    Err(err) => text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?,
+                    Ok(true) => {
+                        if let Some(line) = cfg.backed_up_line(rel) {
+                            text(MsgCode::Info, line)?;
+                        }
+                    }
+                    Ok(false) => {}
                 }
             }
         }
@@ -820,6 +826,7 @@ fn basis_of<'c>(
             )))
         }
         Some(PARTIAL_BASIS) => cfg.partial_path(rel),
+        Some(BACKUP_BASIS) => cfg.backup_path(rel),
         _ => None,
     };
     Ok((&cfg.dest, name))

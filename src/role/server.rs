@@ -938,9 +938,7 @@ fn io_error_code(io_error: i32) -> i32 {
 /// Options an upload cannot honour yet: refused up front, like a module's
 /// `refuse options`, so the client fails cleanly instead of getting a wrong tree.
 fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
-    if o.backup && o.inplace {
-        Some("--backup with --inplace")
-    } else if o.basis_dirs.len() > 20 {
+    if o.basis_dirs.len() > 20 {
         Some("more than 20 --link-dest/--copy-dest/--compare-dest dirs")
     } else if o.fuzzy > 0 {
         Some("--fuzzy (-y)")
