@@ -554,6 +554,17 @@ compat_test! {
     }
 }
 
+// Below protocol 29 the basis is not named: the receiver knows the backup
+// is it (blocks moved back are then matched as stock matches them).
+compat_test! {
+    fn client_local_inplace_backup_protocol_28() {
+        ClientCase::new("client_local_inplace_backup_protocol_28", Mode::Local, shifted_src)
+            .prefill(shifted_dest)
+            .args(&["-a", "--inplace", "-b", "--no-W", "--stats", "--protocol=28"])
+            .run();
+    }
+}
+
 compat_test! {
     fn client_daemon_pull_inplace_backup() {
         ClientCase::new("client_daemon_pull_inplace_backup", Mode::DaemonPull, inplace_backup_src)

@@ -371,6 +371,19 @@ pub fn run<W: Write>(
             remainder: head.remainder,
         };
         let rel = &e.name;
+        // Below protocol 29 no basis type comes: an in-place update with
+        // --backup reads the copy the generator made first (upstream
+        // recv_files; not for a redo, which the generator bases on the file).
+        let basis_type = match basis_type {
+            None if proto < 29
+                && cfg.inplace()
+                && cfg.backup().is_some()
+                && !redone.contains(&ndx) =>
+            {
+                Some(BACKUP_BASIS)
+            }
+            t => t,
+        };
         let (basis_root, other_name) = basis_of(cfg, basis_type, rel, &xname)?;
         let partial_basis = other_name
             .clone()
