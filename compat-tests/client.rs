@@ -554,6 +554,17 @@ compat_test! {
     }
 }
 
+// Below protocol 29 the basis is not named: the receiver knows the backup
+// is it (blocks moved back are then matched as stock matches them).
+compat_test! {
+    fn client_local_inplace_backup_protocol_28() {
+        ClientCase::new("client_local_inplace_backup_protocol_28", Mode::Local, shifted_src)
+            .prefill(shifted_dest)
+            .args(&["-a", "--inplace", "-b", "--no-W", "--stats", "--protocol=28"])
+            .run();
+    }
+}
+
 compat_test! {
     fn client_daemon_pull_inplace_backup() {
         ClientCase::new("client_daemon_pull_inplace_backup", Mode::DaemonPull, inplace_backup_src)
@@ -579,6 +590,143 @@ compat_test! {
         ClientCase::new("client_server_push_append_backup", Mode::ServerPush, append_src)
             .prefill(append_dest)
             .args(&["-ai", "--append", "-b", "--stats"])
+            .run();
+    }
+}
+
+/// A source for `--fuzzy`: files the destination has under other names
+/// (one renamed as it is, one an older version under a similar name, one
+/// in a subdirectory), one unchanged, one changed in place, one with
+/// nothing like it.
+fn fuzzy_src(root: &Path) {
+    fixture::mkdir(root, "");
+    fixture::write_random(root, "report-2024.txt", 71, 200_000);
+    fixture::write_random(root, "moved.bin", 72, 100_000);
+    fixture::write(root, "same.txt", b"same\n");
+    fixture::write(root, "changed.txt", b"new changed content\n");
+    fixture::write(root, "zzz-unrelated-name.iso", b"nothing like it\n");
+    fixture::write_random(root, "sub/x.log", 73, 50_000);
+    fixture::pin_times(root, &[]);
+}
+
+/// What a fuzzy basis is found among: `report-2023.txt` (last year's
+/// report, edited), `oldname.dat` (`moved.bin` renamed: same size and
+/// time, mode 0600), `sub/x.log.1`, and files not in the source; with
+/// `basis/` beside the destination for `-yy` with a `--copy-dest`.
+fn fuzzy_dest(dest: &Path, src: &Path) {
+    fixture::mkdir(dest, "sub");
+    let report = std::fs::read(src.join("report-2024.txt")).expect("read report");
+    fixture::write(dest, "report-2023.txt", &report);
+    poke(dest, "report-2023.txt", 5_000, b"last year");
+    fixture::copy_tree(&src.join("moved.bin"), &dest.join("oldname.dat"));
+    fixture::chmod(dest, "oldname.dat", 0o600);
+    fixture::copy_tree(&src.join("same.txt"), &dest.join("same.txt"));
+    fixture::write(dest, "changed.txt", b"old changed\n");
+    let log = std::fs::read(src.join("sub/x.log")).expect("read x.log");
+    fixture::write(dest, "sub/x.log.1", &log);
+    poke(dest, "sub/x.log.1", 20_000, b"rotated");
+    fixture::write(dest, "keep.txt", b"only here\n");
+    for (name, t) in [
+        ("report-2023.txt", 1_400_000_000),
+        ("changed.txt", 1_400_000_100),
+        ("sub/x.log.1", 1_400_000_200),
+        ("keep.txt", 1_400_000_300),
+    ] {
+        fixture::set_mtime(&dest.join(name), t, 0);
+    }
+    if let Some(side) = dest.parent() {
+        fixture::write(
+            side,
+            "basis/zzz-unrelated-name.iso.old",
+            b"nothing like it, old\n",
+        );
+        fixture::write_random(side, "basis/sub/x.log.2", 73, 40_000);
+        fixture::set_mtime(&side.join("basis/sub/x.log.2"), 1_400_000_400, 0);
+    }
+}
+
+// --fuzzy: a file missing here is sent as a delta against a file of its
+// directory, the same size and time first, else the closest name (stock's
+// weighing); the item is new (>f+++++++++), the basis rides in the
+// request (FNAMECMP_FUZZY and its name) and the matched data is stock's.
+compat_test! {
+    fn client_local_fuzzy() {
+        ClientCase::new("client_local_fuzzy", Mode::Local, fuzzy_src)
+            .prefill(fuzzy_dest)
+            .args(&["-ai", "-y", "-n", "--stats"])
+            .then(|_| {}, &["-ai", "-y", "--no-W", "--stats"])
+            .run();
+    }
+}
+
+// Whole files (a local copy's default) still name the basis, whose mode
+// a new file takes without -p (upstream dest_mode).
+compat_test! {
+    fn client_local_fuzzy_whole_file_no_perms() {
+        ClientCase::new("client_local_fuzzy_whole_file_no_perms", Mode::Local, fuzzy_src)
+            .prefill(fuzzy_dest)
+            .args(&["-rti", "--fuzzy", "--stats"])
+            .run();
+    }
+}
+
+// -yy: the same directory of each basis dir is searched too.
+compat_test! {
+    fn client_local_fuzzy_basis_dirs() {
+        ClientCase::new("client_local_fuzzy_basis_dirs", Mode::Local, fuzzy_src)
+            .prefill(|dest: &Path, src: &Path| {
+                fuzzy_dest(dest, src);
+                for gone in ["sub/x.log.1", "report-2023.txt"] {
+                    std::fs::remove_file(dest.join(gone)).expect("rm");
+                }
+            })
+            .args(&["-ai", "-yy", "--copy-dest=../basis", "--no-W", "--stats"])
+            .run();
+    }
+}
+
+// With --delete (during) the extraneous files go before their directory's
+// files are looked at: no basis is left; --delete-after keeps them.
+compat_test! {
+    fn client_local_fuzzy_delete_after() {
+        ClientCase::new("client_local_fuzzy_delete_after", Mode::Local, fuzzy_src)
+            .prefill(fuzzy_dest)
+            .args(&["-ai", "-y", "--delete-after", "--no-W", "--stats"])
+            .run();
+    }
+}
+
+// One file written under another name: the name it has in the list is
+// weighed (upstream file->basename), the new one named in messages.
+compat_test! {
+    fn client_local_fuzzy_single_file_renamed() {
+        ClientCase::new("client_local_fuzzy_single_file_renamed", Mode::Local, fuzzy_src)
+            .prefill(|file: &Path, src: &Path| {
+                if let Some(dir) = file.parent() {
+                    fuzzy_dest(dir, src);
+                }
+            })
+            .source("report-2024.txt")
+            .dest("dest/newname.dat")
+            .args(&["-ai", "-y", "--no-W", "--stats", "--debug=fuzzy"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_daemon_pull_fuzzy() {
+        ClientCase::new("client_daemon_pull_fuzzy", Mode::DaemonPull, fuzzy_src)
+            .prefill(fuzzy_dest)
+            .args(&["-ai", "-y", "--stats"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_push_fuzzy() {
+        ClientCase::new("client_server_push_fuzzy", Mode::ServerPush, fuzzy_src)
+            .prefill(fuzzy_dest)
+            .args(&["-ai", "-y", "--stats"])
             .run();
     }
 }
@@ -1641,12 +1789,12 @@ compat_test! {
             assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "{bad}: ours {}", o.describe());
         }
         // FLAG --version: 0 for what we implement (stock too) ...
-        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links", "--preallocate"] {
+        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links", "--preallocate", "--fuzzy", "-yy"] {
             let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
             assert_eq!((o.code, s.code), (0, 0), "{flag}: ours {}", o.describe());
         }
         // ... and "unknown option" for what we do not (stock knows them all).
-        for flag in ["-A", "-X", "--atimes", "--fake-super", "--write-batch=b", "--fuzzy"] {
+        for flag in ["-A", "-X", "--atimes", "--fake-super", "--write-batch=b"] {
             let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
             assert_eq!(s.code, 0, "stock refused {flag}");
             assert_eq!(o.code, 1, "{flag}: ours {}", o.describe());

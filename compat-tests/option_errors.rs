@@ -124,6 +124,18 @@ const ROWS: &[Row] = &[
         ],
         cmp: Cmp::FirstLine,
     },
+    Row {
+        args: &[
+            "--protocol=28",
+            "-y",
+            "--link-dest=a",
+            "--inplace",
+            "-r",
+            "src/",
+            "dst/",
+        ],
+        cmp: Cmp::FirstLine,
+    },
     // stock's usage text, then its error line.
     Row {
         args: &["--files-from=/dev/null", "a", "b", "c"],

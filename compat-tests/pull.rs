@@ -481,3 +481,34 @@ compat_test! {
         .run();
     }
 }
+
+/// A source for `--fuzzy`: a renamed file, an edited one under last
+/// year's name.
+fn fuzzy_tree(root: &Path) {
+    fixture::write(root, "report-2024.txt", &fixture::random_bytes(71, 200_000));
+    fixture::write(root, "moved.bin", &fixture::random_bytes(72, 100_000));
+    fixture::write(root, "zzz-unrelated-name.iso", b"nothing like it\n");
+    pin_times(root, &[]);
+}
+
+/// The destination holds `moved.bin` as `oldname.dat` (same size and
+/// time) and last year's report.
+fn fuzzy_dest(dest: &Path, src: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    let mut report = std::fs::read(src.join("report-2024.txt")).unwrap();
+    report[5_000..5_009].copy_from_slice(b"last year");
+    write(dest, "report-2023.txt", &report);
+    set_mtime(&dest.join("report-2023.txt"), 1_400_000_000, 0);
+    copy_tree(&src.join("moved.bin"), &dest.join("oldname.dat"));
+}
+
+// --fuzzy from our daemon: the stock generator names a fuzzy basis (type
+// and name after the index), which our sender reads and echoes.
+compat_test! {
+    fn pull_fuzzy() {
+        PullCase::new("pull_fuzzy", fuzzy_tree)
+            .args(&["-a", "-i", "-yy", "--stats"])
+            .prefill(fuzzy_dest)
+            .run();
+    }
+}

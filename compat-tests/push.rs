@@ -415,6 +415,52 @@ compat_test! {
     }
 }
 
+/// A source for `--fuzzy` (see the client family's `fuzzy_src`): a
+/// renamed file, an edited one under last year's name, one nothing is like.
+fn fuzzy_tree(root: &Path) {
+    mkdir(root, "");
+    write_random(root, "report-2024.txt", 71, 200_000);
+    write_random(root, "moved.bin", 72, 100_000);
+    write(root, "same.txt", b"same\n");
+    write(root, "zzz-unrelated-name.iso", b"nothing like it\n");
+    pin_times(root, &[]);
+}
+
+/// The module holds `moved.bin` as `oldname.dat` and an edited
+/// `report-2024.txt` as `report-2023.txt`.
+fn fuzzy_prefill(dir: &Path, src: &Path) {
+    mkdir(dir, "");
+    let report = std::fs::read(src.join("report-2024.txt")).unwrap();
+    write(dir, "report-2023.txt", &report);
+    poke(dir, "report-2023.txt", 5_000, b"last year");
+    set_mtime(&dir.join("report-2023.txt"), 1_400_000_000, 0);
+    copy_tree(&src.join("moved.bin"), &dir.join("oldname.dat"));
+    copy_tree(&src.join("same.txt"), &dir.join("same.txt"));
+}
+
+// --fuzzy into our daemon: the basis found among the module's files, the
+// matched data stock's.
+compat_test! {
+    fn push_fuzzy() {
+        PushCase::new("push_fuzzy", fuzzy_tree)
+            .prefill(fuzzy_prefill)
+            .args(&["-a", "-i", "-y", "--stats"])
+            .run();
+    }
+}
+
+// What the module's rules hide is no basis (upstream get_dirlist keeps
+// the daemon's filters); the client's own rules do not count.
+compat_test! {
+    fn push_fuzzy_module_exclude() {
+        PushCase::new("push_fuzzy_module_exclude", fuzzy_tree)
+            .prefill(fuzzy_prefill)
+            .module_line("exclude = oldname.dat")
+            .args(&["-a", "-i", "-y", "--exclude=report-2023.txt", "--stats"])
+            .run();
+    }
+}
+
 compat_test! {
     fn push_link_dest_relative_to_module() {
         // mod/other = the source with two files changed; the push goes to

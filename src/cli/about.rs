@@ -38,7 +38,6 @@ pub const UNSUPPORTED_CLIENT_OPTIONS: &[&str] = &[
     "iconv",
     "secluded-args",
     "protect-args",
-    "fuzzy",
     "write-batch",
     "only-write-batch",
     "read-batch",

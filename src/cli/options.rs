@@ -318,6 +318,7 @@ impl Options {
         // The verbosities at which the word's level goes up one.
         let steps: &[u8] = match word {
             "FLIST" | "DELTASUM" => &[2, 3, 4, 5],
+            "FUZZY" => &[3, 5],
             "CMD" => &[2, 4],
             "CONNECT" => &[2, 3],
             _ => &[],

@@ -190,6 +190,11 @@ pub fn needs_protocol_29(o: &Options, proto: u8) -> Option<String> {
     if proto >= 29 {
         return None;
     }
+    if o.fuzzy > 0 {
+        return Some(format!(
+            "--fuzzy requires protocol 29 or higher (negotiated {proto})."
+        ));
+    }
     let inplace = o.inplace || o.append > 0 || o.misc.iter().any(|m| m == "write-devices");
     let basis = o.basis_dirs.first().map(|(kind, _)| kind.as_str());
     match basis {
@@ -231,6 +236,23 @@ mod tests {
 
     fn refused(v: &[&str]) -> String {
         check(v).unwrap_err().1.unwrap_or_default()
+    }
+
+    #[test]
+    fn protocol_28_refusals_in_stock_order() {
+        let at = |v: &[&str], proto| {
+            let argv: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            let (o, _) = crate::cli::options::parse(&argv).expect("parses");
+            needs_protocol_29(&o, proto)
+        };
+        assert_eq!(
+            at(&["-y", "--link-dest=a", "--inplace"], 28).as_deref(),
+            Some("--fuzzy requires protocol 29 or higher (negotiated 28).")
+        );
+        assert_eq!(at(&["-yy"], 29), None);
+        assert!(
+            at(&["--link-dest=a", "--inplace"], 28).is_some_and(|m| m.starts_with("--link-dest"))
+        );
     }
 
     #[test]

@@ -131,7 +131,12 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
         if o.omit_link_times {
             f.push('J');
         }
-        for _ in 0..o.fuzzy.min(2) {
+        // upstream: -yy is one listing per basis dir more, so without
+        // one it is -y.
+        if o.fuzzy > 0 {
+            f.push('y');
+        }
+        if o.fuzzy > 1 && !o.basis_dirs.is_empty() {
             f.push('y');
         }
     } else {
@@ -385,6 +390,10 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     // is told the one it uses itself.
     if s.local_server && s.out.name > 0 && o.verbose == 0 && o.info.is_empty() {
         args.push(format!("--info=name{}", s.out.name));
+    }
+    // Its debug output too (--debug=fuzzy is the generator's).
+    if s.local_server {
+        args.extend(o.debug.iter().map(|d| format!("--debug={d}")));
     }
     if o.append > 0 {
         if o.append > 1 {

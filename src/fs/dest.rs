@@ -113,7 +113,7 @@ pub(crate) fn last_errno() -> i32 {
 }
 
 /// What `lstat` says about one entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stat {
     /// Type and permission bits (`st_mode`).
     pub mode: u32,

@@ -156,6 +156,43 @@ pub const PARTIAL_BASIS: u8 = 0x81;
 /// `--inplace` update rewrites it (`--backup`).
 pub const BACKUP_BASIS: u8 = 0x82;
 
+/// FNAMECMP_FUZZY: the basis is a file of similar name in the file's
+/// directory (`--fuzzy`), named by the item's xname; `FUZZY_BASIS + 1 + j`
+/// is the same in basis dir `j` (`-yy`).
+pub const FUZZY_BASIS: u8 = 0x83;
+
+/// Where a requested file's basis is, when it is not the file itself
+/// (upstream fnamecmp_type, sent after ITEM_BASIS_TYPE_FOLLOWS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Basis {
+    /// The same name in basis dir `j` (FNAMECMP_BASIS_DIR_LOW + j).
+    Dir(usize),
+    /// The partial file (FNAMECMP_PARTIAL_DIR).
+    Partial,
+    /// The copy an in-place update made first (FNAMECMP_BACKUP).
+    Backup,
+    /// The file `name` of the same directory, in listing `list`: 0 the
+    /// destination, `j + 1` basis dir `j` (FNAMECMP_FUZZY + list).
+    Fuzzy {
+        /// Which listing.
+        list: usize,
+        /// The file's name in the directory.
+        name: Vec<u8>,
+    },
+}
+
+impl Basis {
+    /// The basis type byte on the wire.
+    fn type_byte(&self) -> u8 {
+        match self {
+            Basis::Dir(j) => *j as u8,
+            Basis::Partial => PARTIAL_BASIS,
+            Basis::Backup => BACKUP_BASIS,
+            Basis::Fuzzy { list, .. } => FUZZY_BASIS.saturating_add(*list as u8),
+        }
+    }
+}
+
 /// What a basis directory is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BasisKind {
@@ -534,6 +571,12 @@ pub struct Generator<'a, 'o, W: Write> {
     hl_hold: HashMap<i32, usize>,
     /// Lists noted in `hl` so far.
     hl_noted: usize,
+    /// --fuzzy: the directory of the entries being handled, and the
+    /// listings of it (the destination's, then each basis dir's with
+    /// `-yy`), made when a file there first needs a basis (upstream
+    /// parent_dirname and fuzzy_dirlist).
+    fuzzy_dir: Option<Vec<u8>>,
+    fuzzy_lists: Option<Vec<Vec<crate::role::fuzzy::Candidate>>>,
 }
 
 /// A hard-linked member while the generator handles it.
@@ -623,6 +666,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             hl_cur: None,
             hl_hold: HashMap::new(),
             hl_noted: 0,
+            fuzzy_dir: None,
+            fuzzy_lists: None,
             list,
         }
     }
@@ -1004,7 +1049,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         if let Some((j, st)) = first {
             let fl = cfg.itemize(e, Some(&st), iflags::TRANSFER);
-            self.request_from(ndx, fl, Some(&st), false, Some(j))?;
+            self.request_from(ndx, fl, Some(&st), false, Some(Basis::Dir(j)))?;
             return Ok(true);
         }
         Ok(false)
@@ -1046,14 +1091,15 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         self.request_from(ndx, fl, basis, redo, None)
     }
 
-    /// `request` with the basis taken from basis directory `alt` (`ITEM_BASIS_TYPE_FOLLOWS`).
+    /// `request` with the basis elsewhere, `alt` (ITEM_BASIS_TYPE_FOLLOWS,
+    /// and ITEM_XNAME_FOLLOWS with a fuzzy basis's name).
     fn request_from(
         &mut self,
         ndx: usize,
         mut fl: u16,
         basis: Option<&Stat>,
         redo: bool,
-        alt: Option<usize>,
+        alt: Option<Basis>,
     ) -> Result<(), RoleError> {
         let list = self.list.clone();
         let e = &list.files[ndx];
@@ -1068,16 +1114,25 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if alt.is_some() {
             fl |= iflags::BASIS_TYPE_FOLLOWS;
         }
+        if let Some(Basis::Fuzzy { .. }) = alt {
+            fl |= iflags::XNAME_FOLLOWS;
+        }
         if self.cfg.n.proto >= 29 {
             put_short(&mut self.buf, fl);
-            if let Some(j) = alt {
-                self.buf.push(j as u8);
+            if let Some(b) = &alt {
+                self.buf.push(b.type_byte());
+            }
+            if let Some(Basis::Fuzzy { name, .. }) = &alt {
+                crate::protocol::varint::put_vstring(&mut self.buf, name)?;
             }
         }
         if self.cfg.opts.dry_run {
             return self.flush_buf();
         }
         let whole = self.cfg.whole_file();
+        if !whole && !redo {
+            self.fuzzy_mark_sent(&e.name);
+        }
         let basis_len = basis
             .filter(|st| mode::is_reg(st.mode) && !whole)
             .map(|st| st.size as i64);
@@ -1093,16 +1148,22 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             .unwrap_or(SumHead::EMPTY),
             _ => SumHead::EMPTY,
         };
-        // The basis under another name: a partial file, an in-place backup.
-        let other_name = match alt {
-            Some(j) if j == PARTIAL_BASIS as usize => self.cfg.partial_path(&e.name),
-            Some(j) if j == BACKUP_BASIS as usize => self.cfg.backup_path(&e.name),
+        // The basis under another name: a partial file, an in-place
+        // backup, a fuzzy match.
+        let other_name = match &alt {
+            Some(Basis::Partial) => self.cfg.partial_path(&e.name),
+            Some(Basis::Backup) => self.cfg.backup_path(&e.name),
+            Some(Basis::Fuzzy { name, .. }) => Some(join(parent_of(&e.name), name)),
             _ => None,
         };
-        let root = match alt {
-            Some(j) if j < self.cfg.basis_dirs.len() => &self.cfg.basis_dirs[j].1,
-            _ => &self.cfg.dest,
-        };
+        let root = match &alt {
+            Some(Basis::Dir(j)) => self.cfg.basis_dirs.get(*j).map(|b| &b.1),
+            Some(Basis::Fuzzy { list, .. }) if *list > 0 => {
+                self.cfg.basis_dirs.get(*list - 1).map(|b| &b.1)
+            }
+            _ => None,
+        }
+        .unwrap_or(&self.cfg.dest);
         let src = other_name.as_deref().unwrap_or(&e.name);
         let file = if head.count > 0 {
             root.open_read(src).ok()
@@ -1424,6 +1485,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             // Incremental recursion: only make sure it exists now; it is
             // handled in full right before its own list (upstream is_dir < 0).
             let rel = e.name.clone();
+            if !(cfg.daemon_excluded)(&rel, true) {
+                self.fuzzy_note_parent(&rel);
+            }
             if e.name != b"." && !cfg.opts.dry_run && !(cfg.daemon_excluded)(&rel, true) {
                 match cfg.dest.stat_keep_dirlink(&rel) {
                     Ok(Some(s)) if mode::is_dir(s.mode) => {}
@@ -1510,6 +1574,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             ));
         }
         self.make_missing_parent(&rel, e.mode)?;
+        self.fuzzy_note_parent(&rel);
         // upstream gen_entry_stat: -K follows a symlink where a directory
         // goes (stat_keep_dirlink is a plain lstat without -K).
         let looked = if is_dir {
@@ -1833,6 +1898,20 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
+        if st.is_none() && cfg.opts.fuzzy > 0 && self.partial_basis(&rel).is_none() {
+            if let Some((basis, fst)) = self.fuzzy_basis(e)? {
+                // upstream: --append leaves a file whose basis is as long.
+                if cfg.opts.append > 0 && fst.size >= e.size as u64 {
+                    self.hl_skip();
+                    return Ok(());
+                }
+                let mut fl = cfg.itemize(e, None, iflags::TRANSFER);
+                if cfg.opts.checksum {
+                    fl |= iflags::REPORT_CHANGE;
+                }
+                return self.request_from(ndx, fl, Some(&fst), false, Some(basis));
+            }
+        }
         // A missing member waits for the group's last one, which gets the
         // data (upstream: F_HLINK_NOT_LAST when statret != 0).
         if let (None, Some(c)) = (&st, &self.hl_cur) {
@@ -1842,22 +1921,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         }
         // A partial file from an interrupted transfer is the better basis (FNAMECMP_PARTIAL_DIR).
-        if let Some(pp) = cfg
-            .partial_path(&rel)
-            .filter(|_| cfg.opts.partial_dir.is_some())
-        {
-            if let Ok(Some(pst)) = cfg.dest.stat(&pp) {
-                if mode::is_reg(pst.mode) {
-                    let fl = cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
-                    return self.request_from(
-                        ndx,
-                        fl,
-                        Some(&pst),
-                        false,
-                        Some(PARTIAL_BASIS as usize),
-                    );
-                }
-            }
+        if let Some(pst) = self.partial_basis(&rel) {
+            let fl = cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
+            return self.request_from(ndx, fl, Some(&pst), false, Some(Basis::Partial));
         }
         let mut fl = cfg.itemize(e, st.as_ref(), iflags::TRANSFER);
         if cfg.opts.checksum {
@@ -1867,7 +1933,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             match self.inplace_backup(&rel, s)? {
                 InplaceBackup::Failed => return Ok(()),
                 InplaceBackup::Made if !cfg.whole_file() => {
-                    let basis = Some(BACKUP_BASIS as usize);
+                    let basis = Some(Basis::Backup);
                     return self.request_from(ndx, fl, st.as_ref(), false, basis);
                 }
                 InplaceBackup::Made | InplaceBackup::NotWanted => {}
@@ -1914,6 +1980,168 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 self.error(format!("rsync: [generator] {err}"))?;
                 Ok(InplaceBackup::Failed)
             }
+        }
+    }
+
+    /// A partial file of `rel` left by an interrupted transfer
+    /// (`--partial-dir`), the basis it then gets.
+    fn partial_basis(&self, rel: &[u8]) -> Option<Stat> {
+        let cfg = self.cfg;
+        cfg.opts.partial_dir.as_ref()?;
+        let pp = cfg.partial_path(rel)?;
+        cfg.dest
+            .stat(&pp)
+            .ok()
+            .flatten()
+            .filter(|s| mode::is_reg(s.mode))
+    }
+
+    /// --fuzzy: the entry `rel` is handled now; a new directory's listings
+    /// are made afresh when needed (upstream recv_generator's
+    /// parent_dirname).
+    fn fuzzy_note_parent(&mut self, rel: &[u8]) {
+        if self.cfg.opts.fuzzy == 0 {
+            return;
+        }
+        let dir = parent_of(rel);
+        if self.fuzzy_dir.as_deref() != Some(dir) {
+            self.fuzzy_dir = Some(dir.to_vec());
+            self.fuzzy_lists = None;
+        }
+    }
+
+    /// How many listings `--fuzzy` searches: the destination's directory,
+    /// and with `-yy` the same directory in every basis dir.
+    fn fuzzy_list_count(&self) -> usize {
+        match self.cfg.opts.fuzzy {
+            0 => 0,
+            1 => 1,
+            _ => self.cfg.basis_dirs.len() + 1,
+        }
+    }
+
+    /// The regular files of directory `dir` under `root`, in file-list
+    /// order, but for what the module's filters hide (upstream get_dirlist
+    /// with GDL_IGNORE_FILTER_RULES: only the daemon's rules apply).
+    fn fuzzy_listing(&self, root: &DestRoot, dir: &[u8]) -> Vec<crate::role::fuzzy::Candidate> {
+        let mut v = Vec::new();
+        for name in root.list_dir(dir).unwrap_or_default() {
+            let rel = join(dir, &name);
+            let Ok(Some(st)) = root.stat(&rel) else {
+                continue;
+            };
+            if !mode::is_reg(st.mode) || (self.cfg.daemon_excluded)(&rel, false) {
+                continue;
+            }
+            v.push(crate::role::fuzzy::Candidate {
+                name,
+                st,
+                sent: false,
+            });
+        }
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The listings of the current directory, made now if not yet.
+    fn fuzzy_listings(&mut self) -> &[Vec<crate::role::fuzzy::Candidate>] {
+        if self.fuzzy_lists.is_none() {
+            let dir = self.fuzzy_dir.clone().unwrap_or_else(|| b".".to_vec());
+            let cfg = self.cfg;
+            let roots = std::iter::once(&cfg.dest).chain(cfg.basis_dirs.iter().map(|b| &b.1));
+            let lists = roots
+                .take(self.fuzzy_list_count())
+                .map(|root| self.fuzzy_listing(root, &dir))
+                .collect();
+            self.fuzzy_lists = Some(lists);
+        }
+        self.fuzzy_lists.as_deref().unwrap_or_default()
+    }
+
+    /// How upstream names a listed file in its `--debug=fuzzy` lines.
+    fn fuzzy_shown(&self, c: crate::role::fuzzy::Choice, name: &[u8]) -> String {
+        let dir = self.fuzzy_dir.as_deref().unwrap_or(b".");
+        let mut path = join(dir, name);
+        if c.list > 0 {
+            if let Some((_, bd)) = self.cfg.opts.basis_dirs.get(c.list - 1) {
+                path = join(bd.trim_end_matches('/').as_bytes(), &path);
+            }
+        }
+        crate::protocol::text::name(&path).into_owned()
+    }
+
+    /// upstream find_fuzzy for the missing regular file `e`: a basis
+    /// among the files of its directory, with its listing's stat.
+    fn fuzzy_basis(&mut self, e: &FileEntry) -> Result<Option<(Basis, Stat)>, RoleError> {
+        let cfg = self.cfg;
+        // The name the list gave it, even when it is written under another
+        // (upstream weighs file->basename).
+        let listed = cfg.shown_name.as_deref().unwrap_or(&e.name);
+        let base = listed.rsplit(|&c| c == b'/').next().unwrap_or(listed);
+        let want = crate::role::fuzzy::Wanted {
+            name: base,
+            size: e.size as u64,
+            mtime: e.mtime,
+        };
+        let window = cfg.opts.modify_window.unwrap_or(0) as i64;
+        let same_time = |a: i64, b: i64| {
+            if window > 0 {
+                (a - b).abs() <= window
+            } else {
+                a == b
+            }
+        };
+        let level = cfg.opts.debug_level("FUZZY");
+        let mut notes: Vec<(crate::role::fuzzy::Choice, Option<u32>)> = Vec::new();
+        let lists = self.fuzzy_listings();
+        let found = crate::role::fuzzy::find(lists, &want, same_time, |c, d| {
+            if level >= 2 {
+                notes.push((c, d));
+            }
+        });
+        let chosen = found.and_then(|c| Some((c, lists.get(c.list)?.get(c.at)?.clone())));
+        for (c, d) in notes {
+            let Some(name) = self
+                .fuzzy_lists
+                .as_ref()
+                .and_then(|l| Some(l.get(c.list)?.get(c.at)?.name.clone()))
+            else {
+                continue;
+            };
+            let shown = self.fuzzy_shown(c, &name);
+            let line = match d {
+                None => format!("fuzzy size/modtime match for {shown}"),
+                Some(d) => format!("fuzzy distance for {shown} = {}.{:05}", d >> 16, d & 0xFFFF),
+            };
+            self.message(MsgCode::Info, &line)?;
+        }
+        let Some((c, cand)) = chosen else {
+            return Ok(None);
+        };
+        if level >= 1 {
+            let line = format!(
+                "fuzzy basis selected for {}: {}",
+                crate::protocol::text::name(&e.name),
+                self.fuzzy_shown(c, &cand.name)
+            );
+            self.message(MsgCode::Info, &line)?;
+        }
+        let basis = Basis::Fuzzy {
+            list: c.list,
+            name: cand.name,
+        };
+        Ok(Some((basis, cand.st)))
+    }
+
+    /// A file of the current directory is sent (with a delta): it is no
+    /// basis for another (upstream FLAG_FILE_SENT in fuzzy_dirlist[0]).
+    fn fuzzy_mark_sent(&mut self, rel: &[u8]) {
+        let Some(first) = self.fuzzy_lists.as_mut().and_then(|l| l.first_mut()) else {
+            return;
+        };
+        let base = rel.rsplit(|&c| c == b'/').next().unwrap_or(rel);
+        if let Ok(i) = first.binary_search_by(|c| c.name.as_slice().cmp(base)) {
+            first[i].sent = true;
         }
     }
 

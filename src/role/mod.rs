@@ -3,6 +3,7 @@
 //! and receiver come with uploads.
 
 pub mod bwlimit;
+pub mod fuzzy;
 pub mod generator;
 pub mod hlink;
 pub mod input;

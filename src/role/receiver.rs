@@ -4,7 +4,9 @@
 //! digest and only then renames it into place. A mismatch is sent back to
 //! the generator for the redo phase; a failed file never replaces the old one.
 
-use super::generator::{RecvConfig, RecvEvent, Registry, SharedOut, BACKUP_BASIS, PARTIAL_BASIS};
+use super::generator::{
+    RecvConfig, RecvEvent, Registry, SharedOut, BACKUP_BASIS, FUZZY_BASIS, PARTIAL_BASIS,
+};
 use super::RoleError;
 use crate::checksum::StrongHasher;
 use crate::delta::patcher::Patcher;
@@ -369,7 +371,20 @@ pub fn run<W: Write>(
             remainder: head.remainder,
         };
         let rel = &e.name;
-        let (basis_root, other_name) = basis_of(cfg, basis_type, rel)?;
+        // Below protocol 29 no basis type comes: an in-place update with
+        // --backup reads the copy the generator made first (upstream
+        // recv_files; not for a redo, which the generator bases on the file).
+        let basis_type = match basis_type {
+            None if proto < 29
+                && cfg.inplace()
+                && cfg.backup().is_some()
+                && !redone.contains(&ndx) =>
+            {
+                Some(BACKUP_BASIS)
+            }
+            t => t,
+        };
+        let (basis_root, other_name) = basis_of(cfg, basis_type, rel, &xname)?;
         let partial_basis = other_name
             .clone()
             .filter(|_| basis_type == Some(PARTIAL_BASIS));
@@ -810,11 +825,14 @@ pub fn run<W: Write>(
 /// Where the basis of a transfer is (upstream recv_files' switch on the
 /// basis type the generator chose and the sender echoed): the root it is
 /// under, and its name there when it is not the file's own. An unknown
-/// type falls back to the file itself.
+/// type, or a fuzzy basis `xname` that is no plain name of the file's
+/// directory (or that the module's filters hide), falls back to the file
+/// itself.
 fn basis_of<'c>(
     cfg: &'c RecvConfig,
     basis_type: Option<u8>,
     rel: &[u8],
+    xname: &[u8],
 ) -> Result<(&'c crate::fs::dest::DestRoot, Option<Vec<u8>>), RoleError> {
     let name = match basis_type {
         Some(j) if (j as usize) < cfg.basis_dirs.len() => {
@@ -827,9 +845,49 @@ fn basis_of<'c>(
         }
         Some(PARTIAL_BASIS) => cfg.partial_path(rel),
         Some(BACKUP_BASIS) => cfg.backup_path(rel),
+        Some(t) if t >= FUZZY_BASIS => return fuzzy_basis_of(cfg, t - FUZZY_BASIS, rel, xname),
         _ => None,
     };
     Ok((&cfg.dest, name))
+}
+
+/// A fuzzy basis (upstream FNAMECMP_FUZZY + `list`): `xname` in the
+/// file's directory, at the destination (`list` 0) or in basis dir
+/// `list - 1`. Refused without `--fuzzy`, as upstream does.
+fn fuzzy_basis_of<'c>(
+    cfg: &'c RecvConfig,
+    list: u8,
+    rel: &[u8],
+    xname: &[u8],
+) -> Result<(&'c crate::fs::dest::DestRoot, Option<Vec<u8>>), RoleError> {
+    if list == 0 && cfg.opts.fuzzy == 0 {
+        return Err(RoleError::Protocol(format!(
+            "rsync: refusing malicious fuzzy operation for {}",
+            crate::protocol::text::name(xname)
+        )));
+    }
+    let root = match list.checked_sub(1) {
+        None => &cfg.dest,
+        Some(j) => match cfg.basis_dirs.get(j as usize) {
+            Some(b) => &b.1,
+            None => {
+                let t = u32::from(FUZZY_BASIS) + u32::from(list);
+                return Err(RoleError::Protocol(format!(
+                    "invalid basis_dir index: {t}."
+                )));
+            }
+        },
+    };
+    let plain = !xname.is_empty() && xname != b"." && xname != b".." && !xname.contains(&b'/');
+    let dir = match rel.iter().rposition(|&c| c == b'/') {
+        Some(p) => &rel[..p],
+        None => b"".as_slice(),
+    };
+    let path = super::generator::join(dir, xname);
+    if !plain || (cfg.daemon_excluded)(&path, false) {
+        return Ok((&cfg.dest, None));
+    }
+    Ok((root, Some(path)))
 }
 
 /// Finished indexes not yet sent to the generator.
@@ -1009,5 +1067,85 @@ fn temp_mode(cfg: &RecvConfig, e: &crate::protocol::flist::FileEntry) -> u32 {
         p
     } else {
         0o600
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::dest::test_support::Scratch;
+    use crate::fs::dest::DestRoot;
+
+    /// A receiving configuration over `root` with `opts`.
+    fn config(root: &std::path::Path, opts: crate::cli::options::Options) -> RecvConfig {
+        RecvConfig {
+            n: crate::role::setup::Negotiated {
+                proto: 31,
+                compat: 0,
+                checksum: crate::checksum::ChecksumKind::Md5,
+                file_checksum: crate::checksum::ChecksumKind::Md5,
+                compress: CompressKind::None,
+                seed: 0,
+            },
+            opts,
+            dest: DestRoot::open(root).expect("open root"),
+            am_root: false,
+            chmod: None,
+            daemon_excluded: Box::new(|rel: &[u8], _| rel.ends_with(b".secret")),
+            protected: Box::new(|rel: &[u8], _| rel.ends_with(b".secret")),
+            umask: 0o022,
+            basis_dirs: Vec::new(),
+            dest_created: false,
+            temp_dir: None,
+            local: None,
+            shown_name: None,
+            xfer_log: None,
+        }
+    }
+
+    #[test]
+    fn the_basis_types_the_sender_echoes() {
+        let s = Scratch::new("basisof");
+        let mut opts = crate::cli::options::Options::default();
+        let cfg = config(&s.root, opts.clone());
+        let named = |cfg: &RecvConfig, t: Option<u8>, x: &[u8]| {
+            basis_of(cfg, t, b"sub/f", x).map(|(_, n)| n)
+        };
+        assert_eq!(named(&cfg, None, b"").ok(), Some(None));
+        assert_eq!(named(&cfg, Some(0x80), b"").ok(), Some(None));
+        // Without --fuzzy a fuzzy basis is refused (upstream: malicious).
+        let err = named(&cfg, Some(FUZZY_BASIS), b"g")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("refusing malicious fuzzy operation for g"),
+            "{err}"
+        );
+        // No basis dir: an index beyond them is an error.
+        assert!(named(&cfg, Some(0), b"").is_err());
+        assert!(named(&cfg, Some(FUZZY_BASIS + 1), b"g").is_err());
+        opts.fuzzy = 1;
+        opts.backup = true;
+        let cfg = config(&s.root, opts);
+        assert_eq!(
+            named(&cfg, Some(BACKUP_BASIS), b"").ok(),
+            Some(Some(b"sub/f~".to_vec()))
+        );
+        // The fuzzy basis is a name in the file's directory...
+        let fz = named(&cfg, Some(FUZZY_BASIS), b"g.old").ok();
+        assert_eq!(fz, Some(Some(b"sub/g.old".to_vec())));
+        let top = basis_of(&cfg, Some(FUZZY_BASIS), b"f", b"g")
+            .map(|(_, n)| n)
+            .ok();
+        assert_eq!(top, Some(Some(b"g".to_vec())));
+        // ...and nothing else: a path, a dot name, a hidden file fall back
+        // to the file itself.
+        for bad in [&b"../x"[..], b"a/b", b"..", b".", b"", b"k.secret"] {
+            assert_eq!(
+                named(&cfg, Some(FUZZY_BASIS), bad).ok(),
+                Some(None),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -939,8 +939,6 @@ fn io_error_code(io_error: i32) -> i32 {
 fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
     if o.basis_dirs.len() > 20 {
         Some("more than 20 --link-dest/--copy-dest/--compare-dest dirs")
-    } else if o.fuzzy > 0 {
-        Some("--fuzzy (-y)")
     } else if o.files_from.is_some() {
         Some("--files-from")
     } else {
