@@ -11,10 +11,10 @@ use crate::fs::dest::{stat_at, Stat};
 use crate::protocol::flist::{mode, FileEntry, HardLink};
 use nix::libc;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::ffi::{CStr, CString};
-use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -314,7 +314,7 @@ impl<'a> Walker<'a> {
             return;
         }
         let before = self.out.files.len();
-        if self.add(local, name, &md, true, followed) {
+        if self.add(&local, name, &md, true, followed) {
             if let Some(f) = self.out.files.get_mut(before) {
                 f.entry.top_dir = true;
             }
@@ -564,7 +564,7 @@ impl Walker<'_> {
 
     /// make_file + send_file_name: add one entry (returns true when it is a dir).
     /// Every file type is listed; the receiving generator decides what to skip.
-    fn add(&mut self, local: PathBuf, name: Vec<u8>, md: &Stat, top: bool, followed: bool) -> bool {
+    fn add(&mut self, local: &Path, name: Vec<u8>, md: &Stat, top: bool, followed: bool) -> bool {
         let m = md.mode;
         let mut e = FileEntry {
             name,
@@ -576,7 +576,7 @@ impl Walker<'_> {
             ..Default::default()
         };
         if md.is_symlink() {
-            match std::fs::read_link(&local) {
+            match std::fs::read_link(local) {
                 Ok(t) => {
                     // (--safe-links is the receiver's: upstream's sender lists them.)
                     let t = t.as_os_str().as_bytes().to_vec();
@@ -608,7 +608,7 @@ impl Walker<'_> {
             return false;
         }
         let is_dir = md.is_dir();
-        let escapes = followed && self.escapes(&local);
+        let escapes = followed && self.escapes(local);
         self.out.files.push(LocalFile {
             entry: e,
             base: self.base.clone(),
@@ -669,7 +669,12 @@ impl Walker<'_> {
         };
         let dirfd = dir.as_raw_fd();
         let mut subdirs = Vec::new();
-        let local_bytes = local.as_os_str().as_bytes();
+        let mut path_buf: Vec<u8> = Vec::with_capacity(local.as_os_str().len() + 64);
+        path_buf.extend_from_slice(local.as_os_str().as_bytes());
+        if !path_buf.is_empty() && !path_buf.ends_with(b"/") {
+            path_buf.push(b'/');
+        }
+        let dir_len = path_buf.len();
         // Each entry straight from the readdir buffer (no copy of its name
         // but the two the list keeps).
         for ent in dir.iter() {
@@ -682,23 +687,14 @@ impl Walker<'_> {
                 continue;
             }
             let child_name = join(name, n);
-            let child_local = {
-                // Path::join, without its reallocation.
-                let mut v = Vec::with_capacity(local_bytes.len() + 1 + n.len());
-                v.extend_from_slice(local_bytes);
-                if !v.is_empty() && !v.ends_with(b"/") {
-                    v.push(b'/');
-                }
-                v.extend_from_slice(n);
-                PathBuf::from(OsString::from_vec(v))
-            };
-            let Some((md, followed)) = self.stat(
-                Some((dirfd, cname)),
-                &child_local,
-                &child_name,
-                false,
-                false,
-            ) else {
+            // The local path in one buffer for the whole directory (only a
+            // subdirectory's is kept).
+            path_buf.truncate(dir_len);
+            path_buf.extend_from_slice(n);
+            let child_local = Path::new(OsStr::from_bytes(&path_buf));
+            let Some((md, followed)) =
+                self.stat(Some((dirfd, cname)), child_local, &child_name, false, false)
+            else {
                 continue;
             };
             if md.is_dir() && !self.o.xfer_dirs {
@@ -721,7 +717,7 @@ impl Walker<'_> {
             let before = self.out.files.len();
             // Only a directory needs its names again (to descend into it).
             let keep = (md.is_dir() && self.o.recursive)
-                .then(|| (child_local.clone(), child_name.clone()));
+                .then(|| (child_local.to_path_buf(), child_name.clone()));
             let added = self.add(child_local, child_name, &md, false, followed);
             if added && md.is_dir() && !self.o.recursive {
                 // -d without -r: the directory is sent, its contents are not
@@ -763,7 +759,7 @@ impl Walker<'_> {
             .and_then(|c| stat_at(libc::AT_FDCWD, &c, true).ok())
             .filter(|m| m.is_dir())?;
         let at = self.out.files.len();
-        self.add(local, name.to_vec(), &md, false, false);
+        self.add(&local, name.to_vec(), &md, false, false);
         let f = self.out.files.get_mut(at)?;
         f.entry.implied_dir = self.o.proto >= 30;
         Some(at)
@@ -930,13 +926,7 @@ impl Walker<'_> {
         }
         let descend = self.o.recursive || (self.o.xfer_dirs && is_dotdir);
         let before = self.out.files.len();
-        let is_dir = self.add(
-            local.clone(),
-            fname.clone(),
-            &md,
-            descend || md.is_dir(),
-            followed,
-        );
+        let is_dir = self.add(&local, fname.clone(), &md, descend || md.is_dir(), followed);
         if is_dir && descend {
             let mut esc = false;
             if let Some(f) = self.out.files.get_mut(before) {
