@@ -902,6 +902,51 @@ compat_test! {
     }
 }
 
+// Protocol 28 sends no item flags: the sender's and receiver's lines show
+// `?` for what is unknown (upstream ITEM_MISSING_DATA), and a pulling
+// client's generator shows its own items (a directory's time, a new
+// directory), which a server's keeps to itself.
+compat_test! {
+    fn client_protocol_28_item_lines() {
+        for (name, mode) in [
+            ("client_protocol_28_items_local", Mode::Local),
+            ("client_protocol_28_items_rsh_pull", Mode::RshPull),
+            ("client_protocol_28_items_rsh_push", Mode::RshPush),
+            ("client_protocol_28_items_daemon_pull", Mode::DaemonPull),
+            ("client_protocol_28_items_daemon_push", Mode::DaemonPush),
+            ("client_protocol_28_items_server_pull", Mode::ServerPull),
+            ("client_protocol_28_items_server_push", Mode::ServerPush),
+        ] {
+            ClientCase::new(name, mode, small)
+                .args(&["-ai", "--protocol=28"])
+                .then(edit_small, &["-ai", "--protocol=28", "--delete"])
+                .then(|_| {}, &["-rtv", "--protocol=28", "-c", "--chmod=F600"])
+                .run();
+        }
+    }
+}
+
+// A pulling client's --chmod tweaks the modes of the list it receives
+// (upstream recv_file_entry): without -p an existing file keeps its own
+// mode and a new one gets the tweaked one; with -p all get it.
+compat_test! {
+    fn client_pull_chmod_with_and_without_perms() {
+        for (name, mode) in [
+            ("client_pull_chmod_rsh", Mode::RshPull),
+            ("client_pull_chmod_daemon", Mode::DaemonPull),
+        ] {
+            ClientCase::new(name, mode, small)
+                .prefill(|dest: &Path, src: &Path| {
+                    fixture::copy_tree(src, dest);
+                    let _ = std::fs::remove_file(dest.join("a.txt"));
+                })
+                .args(&["-rlti", "--chmod=F600,Dg+s"])
+                .then(|_| {}, &["-rltpi", "--chmod=F600,Dg+s"])
+                .run();
+        }
+    }
+}
+
 compat_test! {
     fn client_rsh_pull_protocols() {
         ClientCase::new("client_rsh_pull_protocols", Mode::RshPull, small)

@@ -321,6 +321,7 @@ impl Options {
             "FUZZY" => &[3, 5],
             "CMD" => &[2, 4],
             "CONNECT" => &[2, 3],
+            "DEL" => &[2, 3, 4],
             _ => &[],
         };
         let level = steps.iter().filter(|&&v| self.verbose >= v).count() as u8;

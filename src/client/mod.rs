@@ -954,11 +954,13 @@ fn transfer(
     let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o)
         .map_err(|e| role_fail_at(e, None, who))?;
     let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
-    if proto >= 30 {
-        log.set_receiver_symlink_times(
-            !s.am_sender || n.compat & crate::protocol::handshake::cf::SYMLINK_TIMES != 0,
-        );
-    }
+    // upstream setup_protocol: from 30 the compat flags tell a sender; at
+    // 29 only a receiver knows it can; below 29 nobody does.
+    log.set_receiver_symlink_times(match proto {
+        30.. => !s.am_sender || n.compat & crate::protocol::handshake::cf::SYMLINK_TIMES != 0,
+        29 => !s.am_sender,
+        _ => false,
+    });
     let io_error = Arc::new(AtomicI32::new(0));
     let mut demux: Demux<Box<dyn Read + Send>> = Demux::new(Box::new(r));
     demux.set_mux(true);
@@ -1005,7 +1007,7 @@ fn transfer(
             .is_some()
             .then_some(crate::daemon::log::bytes as fn(&[u8])),
         outgoing_chmod: s.chmod.clone().filter(|_| s.am_sender),
-        incoming_chmod: s.chmod.clone().filter(|_| !s.am_sender),
+        received_chmod: s.chmod.clone().filter(|_| !s.am_sender),
         munge_symlinks: o.munge_links(),
         ..Default::default()
     };

@@ -232,7 +232,12 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     } else if o.specials {
         args.push("--specials".into());
     }
-    if let (Some(_), true) = (&s.out.format, am_sender) {
+    // A forked local server below protocol 29 words its own deletions in
+    // the client's whole format (upstream's child has it); ours is told it.
+    let forked_format = s.local_server && o.protocol.is_some_and(|p| p < 29);
+    if let (Some(f), true, true) = (&s.out.format, am_sender, forked_format) {
+        args.push(format!("--log-format={f}"));
+    } else if let (Some(_), true) = (&s.out.format, am_sender) {
         if s.out.has_i > 1 {
             args.push("--log-format=%i%I".into());
         } else if s.out.has_i > 0 {

@@ -919,6 +919,7 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
             daemon_rules: module_filters(&module, &popts)?,
             outgoing_chmod: chmod(module.outgoing_chmod.as_deref(), "outgoing chmod")?,
             incoming_chmod: chmod(module.incoming_chmod.as_deref(), "incoming chmod")?,
+            received_chmod: None,
             numeric_ids: module.numeric_ids_with(chroot),
             // A chroot with an inner "/./" part serves a subdirectory of
             // it, where links and paths are still checked (upstream

@@ -115,6 +115,9 @@ pub struct ListReceiver {
     /// received target gets upstream's "/rsyncd-munged/" prefix as it
     /// arrives (recv_file_entry), so the items show what is written.
     pub munge_links: bool,
+    /// A receiving client's `--chmod`, applied to each mode as it arrives
+    /// (upstream recv_file_entry's tweak_mode; not to symlinks).
+    pub chmod: Option<crate::flist::chmod::Chmod>,
 }
 
 impl ListReceiver {
@@ -135,10 +138,18 @@ impl ListReceiver {
             total: 0,
             sanitize_links: false,
             munge_links: false,
+            chmod: None,
         }
     }
 
     fn sanitize(&self, l: &mut RecvList) {
+        if let Some(c) = &self.chmod {
+            for e in l.files.iter_mut() {
+                if !mode::is_lnk(e.mode) && e.mode != 0 {
+                    e.mode = c.apply(e.mode);
+                }
+            }
+        }
         if !self.sanitize_links && !self.munge_links {
             return;
         }

@@ -683,18 +683,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     /// A `--list-only` line: shown by a client, sent to it by a server.
     fn list_entry(&mut self, e: &FileEntry) -> Result<(), RoleError> {
-        // upstream recv_file_entry applies --chmod to what it receives, so
-        // a listing shows the tweaked modes.
-        let tweaked;
-        let e = match &self.cfg.chmod {
-            Some(c) if !mode::is_lnk(e.mode) && e.mode != 0 => {
-                let mut t = e.clone();
-                t.mode = c.apply(e.mode);
-                tweaked = t;
-                &tweaked
-            }
-            _ => e,
-        };
+        // (A client's --chmod is in the modes already: upstream
+        // recv_file_entry applies it to what it receives.)
         if let Some(l) = &self.cfg.local {
             l.list_entry(e);
             return Ok(());
@@ -725,17 +715,85 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     fn item(&mut self, ndx: usize, fl: u16) -> Result<(), RoleError> {
         let wire = self.list.ndx_start + ndx as i32;
-        self.item_at(wire, fl)
+        let list = self.list.clone();
+        match list.files.get(ndx) {
+            Some(e) => self.item_at(wire, fl, e),
+            None => Ok(()),
+        }
     }
 
-    /// An item record for a wire index (the parent-dir hole included).
-    fn item_at(&mut self, wire: i32, fl: u16) -> Result<(), RoleError> {
-        if self.cfg.n.proto < 29 || !(significant(fl) || self.itemize_all) {
+    /// An item record for entry `e` at a wire index (the parent-dir hole
+    /// included).
+    fn item_at(&mut self, wire: i32, fl: u16, e: &FileEntry) -> Result<(), RoleError> {
+        if !(significant(fl) || self.itemize_all) {
             return Ok(());
+        }
+        if self.cfg.n.proto < 29 {
+            return self.log_own_item(e, fl, b"");
         }
         self.tx.write(&mut self.buf, wire);
         put_short(&mut self.buf, fl);
         Ok(())
+    }
+
+    /// Below protocol 29 no item record goes to the sender: the generator
+    /// reports the items that are not transfers itself (upstream
+    /// generate_files' itemizing and code): a client on its terminal (and
+    /// its --log-file); a server does not itemize, but its transfer log
+    /// does when the log format has %i, and what it changed it names to
+    /// the client at -v (set_file_attrs' report, a directory with its
+    /// slash, a link with its target). A local copy's receiving side is a
+    /// server.
+    fn log_own_item(&mut self, e: &FileEntry, fl: u16, xname: &[u8]) -> Result<(), RoleError> {
+        let hl = (!xname.is_empty()).then_some(xname);
+        let shown;
+        let e = match &self.cfg.shown_name {
+            Some(n) => {
+                shown = FileEntry {
+                    name: n.clone(),
+                    ..e.clone()
+                };
+                &shown
+            }
+            None => e,
+        };
+        if let Some(l) = &self.cfg.local {
+            l.log_item(e, fl as u32, hl);
+            return Ok(());
+        }
+        if let Some(l) = self.cfg.xfer_log.as_ref().filter(|l| l.o.has_i > 0) {
+            l.log_item(e, fl as u32, hl);
+        }
+        if significant(fl) && self.cfg.opts.info_level("name") >= 1 {
+            let line = self.server_line("%n%L", e, fl as u32, hl);
+            self.message(MsgCode::Info, &line)?;
+        }
+        Ok(())
+    }
+
+    /// A line a server words itself in its own options' terms (upstream
+    /// log_formatted on the server).
+    fn server_line(&self, fmt: &str, e: &FileEntry, fl: u32, hl: Option<&[u8]>) -> String {
+        let o = &self.cfg.opts;
+        let mut oo = o
+            .log_format
+            .clone()
+            .map(crate::role::log::OutputOpts::for_format)
+            .unwrap_or_default();
+        oo.del = o.info_level("del");
+        oo.eight_bit = o.eight_bit;
+        oo.preserve_mtimes = o.times;
+        let log = crate::role::log::ClientLog::new(oo);
+        let fname = (fl & crate::role::log::ITEM_DELETED != 0).then_some(e.name.as_slice());
+        let line = log.format_item(
+            fmt,
+            e,
+            fname,
+            fl,
+            hl,
+            crate::role::log::ByteCounts::default(),
+        );
+        crate::protocol::text::name(&line).into_owned()
     }
 
     fn deleted(&mut self, rel: &[u8], m: u32) -> Result<(), RoleError> {
@@ -754,8 +812,31 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             self.flush_buf()?;
             self.out.lock().send_msg(MsgCode::Deleted, &p)?;
+        } else {
+            self.deleted_below_29(rel, m)?;
         }
         Ok(())
+    }
+
+    /// upstream log_delete on a server below protocol 29 (no MSG_DELETED):
+    /// the server words the line itself and sends it as text, in its own
+    /// format (the `--log-format` the client gave it) when that itemizes,
+    /// else "deleting NAME", if it shows deletions (`-v`) or has a format.
+    fn deleted_below_29(&mut self, rel: &[u8], m: u32) -> Result<(), RoleError> {
+        let o = &self.cfg.opts;
+        let fmt = match o.log_format.as_deref() {
+            Some(f) if f.contains("%i") || f.contains("%o") => f.to_string(),
+            Some(_) => "deleting %n".to_string(),
+            None if o.info_level("del") > 0 => "deleting %n".to_string(),
+            None => return Ok(()),
+        };
+        let e = FileEntry {
+            name: rel.to_vec(),
+            mode: m,
+            ..Default::default()
+        };
+        let line = self.server_line(&fmt, &e, crate::role::log::ITEM_DELETED, None);
+        self.message(MsgCode::Info, &line)
     }
 
     /// Deletions still allowed by --max-delete (None = no limit).
@@ -1376,7 +1457,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if let (Some(a), Some(b)) = (&lst, &st) {
             if a.dev == b.dev && a.ino == b.ino {
                 let fl = cfg.itemize(e, st.as_ref(), iflags::LOCAL_CHANGE | iflags::XNAME_FOLLOWS);
-                self.item_xname(wire, fl, b"")?;
+                self.item_xname(wire, fl, b"", e)?;
                 return Ok(true);
             }
         }
@@ -1452,9 +1533,18 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     }
 
     /// An item record with a name after it (`XNAME_FOLLOWS`), when shown.
-    fn item_xname(&mut self, wire: i32, fl: u16, xname: &[u8]) -> Result<(), RoleError> {
-        if self.cfg.n.proto < 29 || !(significant(fl) || self.itemize_all) {
+    fn item_xname(
+        &mut self,
+        wire: i32,
+        fl: u16,
+        xname: &[u8],
+        e: &FileEntry,
+    ) -> Result<(), RoleError> {
+        if !(significant(fl) || self.itemize_all || !xname.is_empty()) {
             return Ok(());
+        }
+        if self.cfg.n.proto < 29 {
+            return self.log_own_item(e, fl, xname);
         }
         self.tx.write(&mut self.buf, wire);
         put_short(&mut self.buf, fl);
@@ -1663,7 +1753,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 if let Err(err) = cfg.dest.mkdir(&rel, cfg.dest_perms(e, None) | 0o700) {
                     // upstream: the item line, then the failure, and the
                     // directory's contents are skipped.
-                    self.item_at(wire, fl)?;
+                    self.item_at(wire, fl, e)?;
                     self.error(format!("rsync: [generator] recv_generator: {err}"))?;
                     self.message(
                         MsgCode::Error,
@@ -1674,7 +1764,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 }
                 self.created.insert(rel.clone());
             }
-            self.item_at(wire, fl)?;
+            self.item_at(wire, fl, e)?;
             // Its time now, and again once its contents stop changing (so
             // a transfer that ends early leaves it right, as upstream's).
             let dir_times = !cfg.opts.omit_dir_times;
@@ -2213,6 +2303,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 self.list = l.clone();
                 self.children = children_of(&l);
                 let name = dir.name.clone();
+                self.deleting_in(dir)?;
                 if matches!(self.cfg.dest.stat(&name), Ok(Some(st)) if mode::is_dir(st.mode)) {
                     self.delete_in_dir(&name)?;
                 }
@@ -2226,9 +2317,19 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 continue;
             }
             let name = e.name.clone();
+            self.deleting_in(e)?;
             if matches!(self.cfg.dest.stat(&name), Ok(Some(st)) if mode::is_dir(st.mode)) {
                 self.delete_in_dir(&name)?;
             }
+        }
+        Ok(())
+    }
+
+    /// do_delete_pass at --debug=del: each top directory it cleans.
+    fn deleting_in(&mut self, dir: &FileEntry) -> Result<(), RoleError> {
+        if dir.top_dir && self.cfg.opts.debug_level("DEL") >= 1 {
+            let line = format!("deleting in {}", crate::protocol::text::name(&dir.name));
+            self.message(MsgCode::Info, &line)?;
         }
         Ok(())
     }

@@ -16,6 +16,18 @@ pub const ITEM_DELETED: u32 = 1 << 17;
 /// Item flag beyond the wire's 16 bits: the data is missing (log_formatted only).
 pub const ITEM_MISSING_DATA: u32 = 1 << 16;
 
+/// The flags an item of a sender or receiver is logged with: below
+/// protocol 29 none come over the wire, and upstream's
+/// read_ndx_and_attrs makes them ITEM_TRANSFER | ITEM_MISSING_DATA
+/// (shown as `>f?????????`).
+pub fn logged_iflags(proto: u8, fl: u16) -> u32 {
+    if proto < 29 {
+        fl as u32 | ITEM_MISSING_DATA
+    } else {
+        fl as u32
+    }
+}
+
 /// Flags worth reporting (upstream SIGNIFICANT_ITEM_FLAGS).
 pub fn significant(fl: u32) -> bool {
     fl & !(iflags::BASIS_TYPE_FOLLOWS | iflags::XNAME_FOLLOWS | iflags::LOCAL_CHANGE) as u32

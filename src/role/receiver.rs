@@ -325,7 +325,11 @@ pub fn run<W: Write>(
                 };
                 drop(r);
                 if let Some(e) = found {
-                    l.maybe_log_item(&shown(&e), fl as u32, &xname);
+                    l.maybe_log_item(
+                        &shown(&e),
+                        crate::role::log::logged_iflags(proto, fl),
+                        &xname,
+                    );
                     if fl & iflags::IS_NEW != 0 {
                         stats.created.add(e.mode);
                     }
@@ -358,7 +362,7 @@ pub fn run<W: Write>(
         stats.total_transferred_size += e.size;
         if cfg.opts.dry_run {
             if let Some(l) = ilog {
-                l.log_item(&shown(e), fl as u32, None);
+                l.log_item(&shown(e), crate::role::log::logged_iflags(proto, fl), None);
             }
             continue;
         }
@@ -513,7 +517,7 @@ pub fn run<W: Write>(
         let before_transfer = log.is_some_and(|l| l.o.log_before_transfer());
         if let Some(l) = log {
             if before_transfer {
-                l.log_item(&shown(e), fl as u32, None);
+                l.log_item(&shown(e), crate::role::log::logged_iflags(proto, fl), None);
             } else if l.o.name >= 1 && l.o.progress == 1 {
                 l.info(&crate::protocol::text::name(&shown(e).name));
             }
@@ -636,7 +640,7 @@ pub fn run<W: Write>(
                 read: input.consumed - data_start,
                 written: 0,
             };
-            l.log_item_bytes(&shown(e), fl as u32, bytes);
+            l.log_item_bytes(&shown(e), crate::role::log::logged_iflags(proto, fl), bytes);
         }
         let ours = hasher.finish();
         let (mut sink, written) = patcher

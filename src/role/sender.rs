@@ -734,7 +734,11 @@ pub fn run<W: Write>(
             Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
                 if let Some(d) = active.parent_dir(req.ndx) {
                     if let Some(l) = ctx.items() {
-                        l.maybe_log_item(d, req.iflags as u32, req.xname.as_deref().unwrap_or(b""));
+                        l.maybe_log_item(
+                            d,
+                            crate::role::log::logged_iflags(proto, req.iflags),
+                            req.xname.as_deref().unwrap_or(b""),
+                        );
                     }
                     if req.iflags & iflags::IS_NEW != 0 {
                         stats.created.add(d.mode);
@@ -756,7 +760,7 @@ pub fn run<W: Write>(
             if let Some(l) = ctx.items() {
                 l.maybe_log_item(
                     &file.entry,
-                    req.iflags as u32,
+                    crate::role::log::logged_iflags(proto, req.iflags),
                     req.xname.as_deref().unwrap_or(b""),
                 );
             }
@@ -789,7 +793,11 @@ pub fn run<W: Write>(
         stats.total_transferred_size += file.entry.size;
         if dry_run {
             if let Some(l) = ctx.items() {
-                l.log_item(&file.entry, req.iflags as u32, None);
+                l.log_item(
+                    &file.entry,
+                    crate::role::log::logged_iflags(proto, req.iflags),
+                    None,
+                );
             }
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
             out.write_all(&buf)?;
@@ -843,7 +851,11 @@ pub fn run<W: Write>(
         buf.clear();
         let before_transfer = ctx.items().is_some_and(|l| l.o.log_before_transfer());
         if let (Some(l), true) = (ctx.items(), before_transfer) {
-            l.log_item(&file.entry, req.iflags as u32, None);
+            l.log_item(
+                &file.entry,
+                crate::role::log::logged_iflags(proto, req.iflags),
+                None,
+            );
         }
         if let Some(l) = ctx.local {
             l.progress_totals(stats.total_transferred_size, stats.total_size);
@@ -885,7 +897,11 @@ pub fn run<W: Write>(
                 read: 0,
                 written: out.bytes_written.saturating_sub(written_before),
             };
-            l.log_item_bytes(&file.entry, req.iflags as u32, bytes);
+            l.log_item_bytes(
+                &file.entry,
+                crate::role::log::logged_iflags(proto, req.iflags),
+                bytes,
+            );
         }
     }
     if stats.io_error != 0 && proto >= 30 {

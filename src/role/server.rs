@@ -36,6 +36,10 @@ pub struct ServerEnv {
     pub outgoing_chmod: Option<Chmod>,
     /// `incoming chmod`.
     pub incoming_chmod: Option<Chmod>,
+    /// A receiving client's `--chmod`: applied to the modes of the list as
+    /// it arrives (upstream recv_file_entry), so it is what `-p` keeps and
+    /// what a listing shows; without `-p` an existing file keeps its own.
+    pub received_chmod: Option<Chmod>,
     /// Ids are sent and applied numerically whatever the client asked (module `numeric ids`).
     pub numeric_ids: bool,
     /// `munge symlinks`.
@@ -1034,6 +1038,7 @@ pub(crate) fn receive_files<W: Write + Send>(
     lists.relative = opts.relative_paths();
     lists.sanitize_links = env.sanitize_links && !env.munge_symlinks;
     lists.munge_links = env.munge_symlinks;
+    lists.chmod = env.received_chmod.clone();
     if let Some(log) = env.log {
         log(b"receiving file list");
     }
