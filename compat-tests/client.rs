@@ -947,6 +947,27 @@ compat_test! {
     }
 }
 
+// %f on the sending side is the name under its argument's directory
+// (upstream F_PATHNAME): "src/." for "src/", "src/sub" for "-R src/./sub".
+compat_test! {
+    fn client_sender_full_path_escape() {
+        for (name, mode) in [
+            ("client_sender_full_path_local", Mode::Local),
+            ("client_sender_full_path_rsh_push", Mode::RshPush),
+            ("client_sender_full_path_daemon_push", Mode::DaemonPush),
+        ] {
+            ClientCase::new(name, mode, small)
+                .args(&["-a", "--out-format=%f|%n|%o"])
+                .then(edit_small, &["-a", "--out-format=%f|%n", "--no-inc-recursive"])
+                .run();
+        }
+        ClientCase::new("client_sender_full_path_relative", Mode::Local, small)
+            .source("./sub")
+            .args(&["-aR", "--out-format=%f|%n"])
+            .run();
+    }
+}
+
 compat_test! {
     fn client_rsh_pull_protocols() {
         ClientCase::new("client_rsh_pull_protocols", Mode::RshPull, small)

@@ -28,6 +28,29 @@ pub fn logged_iflags(proto: u8, fl: u16) -> u32 {
     }
 }
 
+/// upstream clean_fname with no flags: adjacent slashes made one, `.`
+/// components dropped but a last one, no trailing slash.
+fn clean_fname(p: &[u8]) -> Vec<u8> {
+    let abs = p.first() == Some(&b'/');
+    let comps: Vec<&[u8]> = p.split(|&c| c == b'/').filter(|c| !c.is_empty()).collect();
+    let last = comps.len().saturating_sub(1);
+    let kept: Vec<&[u8]> = comps
+        .iter()
+        .enumerate()
+        .filter(|&(i, c)| *c != b"." || (i == last && i > 0))
+        .map(|(_, c)| *c)
+        .collect();
+    let mut out = Vec::with_capacity(p.len());
+    if abs {
+        out.push(b'/');
+    }
+    out.extend_from_slice(&kept.join(&b'/'));
+    if out.is_empty() {
+        out.push(b'.');
+    }
+    out
+}
+
 /// Flags worth reporting (upstream SIGNIFICANT_ITEM_FLAGS).
 pub fn significant(fl: u32) -> bool {
     fl & !(iflags::BASIS_TYPE_FOLLOWS | iflags::XNAME_FOLLOWS | iflags::LOCAL_CHANGE) as u32
@@ -142,6 +165,10 @@ pub struct ClientLog {
     /// A client's `--log-file`: items and deletions also go there, under
     /// that log's own format and rules.
     file: Option<std::sync::Arc<ClientLog>>,
+    /// The sending side: the directory of the argument the item being
+    /// logged came from (upstream F_PATHNAME), which `%f` puts before its
+    /// name.
+    pathname: Mutex<Option<std::sync::Arc<std::path::Path>>>,
     /// Told about each file sent (a push's live view counts them).
     on_file: Option<HookBox>,
 }
@@ -210,6 +237,24 @@ impl ClientLog {
             progress: Mutex::new(Progress::default()),
             file: None,
             on_file: None,
+            pathname: Mutex::new(None),
+        }
+    }
+
+    /// The sender is about to log items of an argument under `dir`
+    /// (upstream F_PATHNAME, which `%f` shows).
+    pub fn set_pathname(&self, dir: Option<&std::sync::Arc<std::path::Path>>) {
+        if let Some(f) = &self.file {
+            f.set_pathname(dir);
+        }
+        let mut p = self.pathname.lock().unwrap_or_else(|e| e.into_inner());
+        let same = match (&*p, dir) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *p = dir.cloned();
         }
     }
 
@@ -654,7 +699,20 @@ impl ClientLog {
                     Some(n)
                 }
                 b'f' => {
-                    let n = name();
+                    let mut n = name();
+                    let dir = self.o.am_sender.then(|| {
+                        self.pathname
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone()
+                    });
+                    if let Some(d) = dir.flatten().filter(|d| !d.as_os_str().is_empty()) {
+                        use std::os::unix::ffi::OsStrExt;
+                        let mut p = d.as_os_str().as_bytes().to_vec();
+                        p.push(b'/');
+                        p.extend_from_slice(&n);
+                        n = clean_fname(&p);
+                    }
                     Some(n.strip_prefix(b"/").map(<[u8]>::to_vec).unwrap_or(n))
                 }
                 b'L' => {
@@ -1071,6 +1129,16 @@ pub fn perm_string(m: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_fname_keeps_a_last_dot_only() {
+        assert_eq!(clean_fname(b"src/."), b"src/.");
+        assert_eq!(clean_fname(b"src/./sub"), b"src/sub");
+        assert_eq!(clean_fname(b"./a//b/"), b"a/b");
+        assert_eq!(clean_fname(b"/x/./y"), b"/x/y");
+        assert_eq!(clean_fname(b"."), b".");
+        assert_eq!(clean_fname(b"./."), b".");
+    }
 
     fn log(format: &str, has_i: u8) -> ClientLog {
         ClientLog::new(OutputOpts {

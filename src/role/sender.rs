@@ -378,13 +378,23 @@ impl ActiveLists {
     }
 
     /// The directory a list's hole index stands for (its "." entry for the first list).
-    fn parent_dir(&self, ndx: i32) -> Option<&crate::protocol::flist::FileEntry> {
+    /// The directory entry of a list's parent-dir hole, and the directory
+    /// of the argument it came from (its list's, upstream F_PATHNAME).
+    fn parent_dir(
+        &self,
+        ndx: i32,
+    ) -> Option<(
+        &crate::protocol::flist::FileEntry,
+        Option<&Arc<std::path::Path>>,
+    )> {
         for l in &self.lists {
             if ndx - l.ndx_start == -1 {
-                return l
+                let base = l.files.first().map(|f| f.base());
+                let e = l
                     .parent_entry
                     .as_ref()
-                    .or_else(|| l.files.first().map(|f| &f.entry));
+                    .or_else(|| l.files.first().map(|f| &f.entry))?;
+                return Some((e, base));
             }
         }
         None
@@ -732,8 +742,9 @@ pub fn run<W: Write>(
         let file = match active.lookup(req.ndx) {
             Lookup::File(f) => f,
             Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
-                if let Some(d) = active.parent_dir(req.ndx) {
+                if let Some((d, base)) = active.parent_dir(req.ndx) {
                     if let Some(l) = ctx.items() {
+                        l.set_pathname(base);
                         l.maybe_log_item(
                             d,
                             crate::role::log::logged_iflags(proto, req.iflags),
@@ -758,6 +769,7 @@ pub fn run<W: Write>(
         };
         if req.iflags & iflags::TRANSFER == 0 {
             if let Some(l) = ctx.items() {
+                l.set_pathname(Some(file.base()));
                 l.maybe_log_item(
                     &file.entry,
                     crate::role::log::logged_iflags(proto, req.iflags),
@@ -793,6 +805,7 @@ pub fn run<W: Write>(
         stats.total_transferred_size += file.entry.size;
         if dry_run {
             if let Some(l) = ctx.items() {
+                l.set_pathname(Some(file.base()));
                 l.log_item(
                     &file.entry,
                     crate::role::log::logged_iflags(proto, req.iflags),
@@ -851,6 +864,7 @@ pub fn run<W: Write>(
         buf.clear();
         let before_transfer = ctx.items().is_some_and(|l| l.o.log_before_transfer());
         if let (Some(l), true) = (ctx.items(), before_transfer) {
+            l.set_pathname(Some(file.base()));
             l.log_item(
                 &file.entry,
                 crate::role::log::logged_iflags(proto, req.iflags),
@@ -897,6 +911,7 @@ pub fn run<W: Write>(
                 read: 0,
                 written: out.bytes_written.saturating_sub(written_before),
             };
+            l.set_pathname(Some(file.base()));
             l.log_item_bytes(
                 &file.entry,
                 crate::role::log::logged_iflags(proto, req.iflags),
