@@ -693,3 +693,69 @@ compat_test! {
         );
     }
 }
+
+// A daemon's log file has the messages it sends the client (but those for
+// the client only) and its exit line, as stock's rwrite logs them: a file
+// its uid cannot open on a pull, a destination it cannot make on a push.
+compat_test! {
+    fn log_file_has_the_sessions_errors() {
+        let work = TempDir::new("log_file_errors");
+        let src = work.join("src");
+        small_tree(&src);
+        std::fs::write(src.join("secret.txt"), b"root only\n").expect("write secret");
+        std::fs::set_permissions(
+            src.join("secret.txt"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod secret");
+        let mut logs = Vec::new();
+        for side in ["stock", "ours"] {
+            let up = work.join(format!("{side}-up"));
+            std::fs::create_dir_all(&up).expect("up dir");
+            let log = work.join(format!("{side}.log"));
+            let conf = format!(
+                "use chroot = no\nuid = 65534\ngid = 65534\nlog file = {}\n[mod]\n    path = {}\n[up]\n    path = {}\n    read only = no\n",
+                log.display(),
+                src.display(),
+                up.display()
+            );
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            let d = Daemon::start_config_log(&bin, &conf, side);
+            let dest = work.join(format!("{side}-dest"));
+            let run = |args: &[String], want: i32| {
+                let o = run_cmd(&bins::stock(), args, Some(work.path()), client_timeout());
+                assert_eq!(o.code, want, "{side}: {args:?}\n{}", o.describe());
+            };
+            run(&["-a".into(), d.url("mod/"), format!("{}/", dest.display())], 23);
+            run(&["-a".into(), format!("{}/", src.display()), d.url("up/new/")], 11);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("rsync error:")
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            drop(d);
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<String> = normalized_log(&text)
+                .into_iter()
+                // The exit line's source location and version are each's own.
+                .map(|l| match (l.starts_with("rsync error:"), l.find(" at ")) {
+                    (true, Some(at)) => {
+                        let role = l.rsplit('[').next().unwrap_or("").split('=').next().unwrap_or("");
+                        format!("{} [{role}]", &l[..at])
+                    }
+                    _ => l,
+                })
+                .collect();
+            logs.push(lines);
+        }
+        assert!(
+            logs[0].iter().any(|l| l.contains("send_files failed to open")),
+            "stock's log: {:?}",
+            logs[0]
+        );
+        assert_eq!(logs[0], logs[1], "log files differ (stock first, ours second)");
+    }
+}

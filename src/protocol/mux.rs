@@ -125,6 +125,9 @@ pub struct MuxWriter<W: Write> {
     muxed: bool,
     /// Protocol-stream bytes accepted so far (excluding frame headers).
     pub bytes_written: u64,
+    /// A daemon's log: every text message sent also goes there, but those
+    /// for the client only (upstream rwrite logs all but FCLIENT).
+    text_log: Option<fn(&[u8])>,
 }
 
 impl<W: Write> MuxWriter<W> {
@@ -135,7 +138,13 @@ impl<W: Write> MuxWriter<W> {
             buf: Vec::with_capacity(OUT_CHUNK),
             muxed: false,
             bytes_written: 0,
+            text_log: None,
         }
+    }
+
+    /// Copy every text message but MSG_CLIENT's to `log` (a daemon's log).
+    pub fn set_text_log(&mut self, log: fn(&[u8])) {
+        self.text_log = Some(log);
     }
 
     /// Turn framing on (flushes pending raw bytes first).
@@ -206,6 +215,18 @@ impl<W: Write> MuxWriter<W> {
             std::borrow::Cow::Borrowed(payload)
         };
         let payload: &[u8] = &payload;
+        if let (true, Some(log)) = (text, self.text_log) {
+            if !matches!(code, MsgCode::Client | MsgCode::Log) {
+                log(payload);
+            }
+        }
+        // What is meant for the client only goes to it as info (upstream
+        // rwrite turns FCLIENT into FINFO before sending).
+        let code = if code == MsgCode::Client {
+            MsgCode::Info
+        } else {
+            code
+        };
         let mut f = Vec::with_capacity(4 + payload.len().min(MAX_FRAME));
         for chunk in payload.chunks(MAX_FRAME).chain(if payload.is_empty() {
             Some(&[][..])

@@ -836,7 +836,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             ..Default::default()
         };
         let line = self.server_line(&fmt, &e, crate::role::log::ITEM_DELETED, None);
-        self.message(MsgCode::Info, &line)
+        // (upstream log_formatted(FCLIENT): not in a daemon's log.)
+        self.message(MsgCode::Client, &line)
     }
 
     /// Deletions still allowed by --max-delete (None = no limit).

@@ -98,9 +98,7 @@ pub fn text_message(proto: u8, code: MsgCode, text: &str) -> (MsgCode, String) {
     let code = match code {
         MsgCode::Error if proto < 30 => MsgCode::ErrorXfer,
         MsgCode::Warning if proto < 30 => MsgCode::Info,
-        // Only for a sibling process; a peer takes it as info (upstream
-        // rwrite turns FCLIENT into FINFO before sending).
-        MsgCode::Client => MsgCode::Info,
+        // (MSG_CLIENT goes out as info: MuxWriter::send_msg_ahead.)
         c => c,
     };
     let mut t = text.to_string();

@@ -343,6 +343,9 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
     };
     let (rbase, wbase) = (rc.load(Ordering::Relaxed), wc.load(Ordering::Relaxed));
     let mut out = MuxWriter::new(w);
+    if let Some(log) = env.log {
+        out.set_text_log(log);
+    }
     if out.start_mux().is_err() {
         return RERR_SOCKETIO;
     }
@@ -393,6 +396,9 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
             totals(code, 0);
             let role = match &e {
                 _ if opts.sender => "sender",
+                // The destination's mkdir comes before the receiver starts
+                // (upstream get_local_name, who_am_i "Receiver").
+                RoleError::FileIo(m) if m.starts_with("rsync: [Receiver]") => "Receiver",
                 RoleError::FileIo(_) => "receiver",
                 _ => "Receiver",
             };
