@@ -964,7 +964,9 @@ fn transfer(
     demux.set_mux(true);
     demux.set_handler(message_handler(log.clone(), io_error.clone()));
     let mut out = MuxWriter::new(w);
-    if proto >= 30 {
+    // upstream: a receiver multiplexes what it sends from 30 on, or when its
+    // generator has messages for the sender (--remove-source-files).
+    if proto >= 30 || (!s.am_sender && o.remove_source_files) {
         out.start_mux()
             .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
     }

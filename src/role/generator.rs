@@ -728,9 +728,26 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         self.item_at(wire, fl)
     }
 
+    /// Below protocol 29 no item record goes to the sender: upstream's
+    /// itemize() logs the item itself, which shows on a client only.
+    fn log_item_below_29(&self, wire: i32, fl: u16, xname: Option<&[u8]>) {
+        let Some(l) = &self.cfg.local else { return };
+        let Some(e) = usize::try_from(wire - self.list.ndx_start)
+            .ok()
+            .and_then(|i| self.list.files.get(i))
+        else {
+            return;
+        };
+        l.log_item(e, fl as u32, xname.filter(|x| !x.is_empty()));
+    }
+
     /// An item record for a wire index (the parent-dir hole included).
     fn item_at(&mut self, wire: i32, fl: u16) -> Result<(), RoleError> {
-        if self.cfg.n.proto < 29 || !(significant(fl) || self.itemize_all) {
+        if !(significant(fl) || self.itemize_all) {
+            return Ok(());
+        }
+        if self.cfg.n.proto < 29 {
+            self.log_item_below_29(wire, fl, None);
             return Ok(());
         }
         self.tx.write(&mut self.buf, wire);
@@ -1453,7 +1470,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     /// An item record with a name after it (`XNAME_FOLLOWS`), when shown.
     fn item_xname(&mut self, wire: i32, fl: u16, xname: &[u8]) -> Result<(), RoleError> {
-        if self.cfg.n.proto < 29 || !(significant(fl) || self.itemize_all) {
+        if !(significant(fl) || self.itemize_all) {
+            return Ok(());
+        }
+        if self.cfg.n.proto < 29 {
+            self.log_item_below_29(wire, fl, Some(xname));
             return Ok(());
         }
         self.tx.write(&mut self.buf, wire);
@@ -1856,7 +1877,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             _ => false,
         };
         if let (true, Some(s)) = (current, &st) {
-            if cfg.opts.remove_source_files && cfg.n.proto >= 29 {
+            if cfg.opts.remove_source_files {
                 self.flush_buf()?;
                 self.out
                     .lock()

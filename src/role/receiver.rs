@@ -300,6 +300,14 @@ pub fn run<W: Write>(
         } else {
             iflags::TRANSFER
         };
+        // Below protocol 29 no flags come: upstream reads
+        // ITEM_TRANSFER|ITEM_MISSING_DATA, which the log shows as `?`.
+        let lfl = fl as u32
+            | if proto < 29 {
+                super::log::ITEM_MISSING_DATA
+            } else {
+                0
+            };
         let mut basis_type: Option<u8> = None;
         if fl & iflags::BASIS_TYPE_FOLLOWS != 0 {
             basis_type = Some(read_byte(input)?);
@@ -325,7 +333,7 @@ pub fn run<W: Write>(
                 };
                 drop(r);
                 if let Some(e) = found {
-                    l.maybe_log_item(&shown(&e), fl as u32, &xname);
+                    l.maybe_log_item(&shown(&e), lfl, &xname);
                     if fl & iflags::IS_NEW != 0 {
                         stats.created.add(e.mode);
                     }
@@ -358,7 +366,7 @@ pub fn run<W: Write>(
         stats.total_transferred_size += e.size;
         if cfg.opts.dry_run {
             if let Some(l) = ilog {
-                l.log_item(&shown(e), fl as u32, None);
+                l.log_item(&shown(e), lfl, None);
             }
             continue;
         }
@@ -513,7 +521,7 @@ pub fn run<W: Write>(
         let before_transfer = log.is_some_and(|l| l.o.log_before_transfer());
         if let Some(l) = log {
             if before_transfer {
-                l.log_item(&shown(e), fl as u32, None);
+                l.log_item(&shown(e), lfl, None);
             } else if l.o.name >= 1 && l.o.progress == 1 {
                 l.info(&crate::protocol::text::name(&shown(e).name));
             }
@@ -636,7 +644,7 @@ pub fn run<W: Write>(
                 read: input.consumed - data_start,
                 written: 0,
             };
-            l.log_item_bytes(&shown(e), fl as u32, bytes);
+            l.log_item_bytes(&shown(e), lfl, bytes);
         }
         let ours = hasher.finish();
         let (mut sink, written) = patcher
@@ -793,7 +801,7 @@ pub fn run<W: Write>(
                     }
                 }
                 stats.files += 1;
-                if cfg.opts.remove_source_files && proto >= 29 {
+                if cfg.opts.remove_source_files {
                     // The sender may now remove its copy (upstream: MSG_SUCCESS).
                     let mut o = out.lock();
                     o.send_msg(MsgCode::Success, &ndx.to_le_bytes())?;

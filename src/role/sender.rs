@@ -196,6 +196,9 @@ fn write_del_stats(out: &mut Vec<u8>, ndx: &mut NdxCodec, v: &[i32; 5]) {
 struct Request {
     ndx: i32,
     iflags: u16,
+    /// Flags only the log sees: below protocol 29 no flags come, and
+    /// upstream reads ITEM_TRANSFER|ITEM_MISSING_DATA (`>f?????????`).
+    log_extra: u32,
     basis_type: Option<u8>,
     xname: Option<Vec<u8>>,
 }
@@ -220,6 +223,7 @@ fn read_request<W: Write>(
             return Ok(Request {
                 ndx,
                 iflags: 0,
+                log_extra: 0,
                 basis_type: None,
                 xname: None,
             });
@@ -265,6 +269,11 @@ fn read_request<W: Write>(
         return Ok(Request {
             ndx,
             iflags: fl,
+            log_extra: if proto < 29 {
+                super::log::ITEM_MISSING_DATA
+            } else {
+                0
+            },
             basis_type,
             xname,
         });
@@ -734,7 +743,11 @@ pub fn run<W: Write>(
             Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
                 if let Some(d) = active.parent_dir(req.ndx) {
                     if let Some(l) = ctx.items() {
-                        l.maybe_log_item(d, req.iflags as u32, req.xname.as_deref().unwrap_or(b""));
+                        l.maybe_log_item(
+                            d,
+                            req.iflags as u32 | req.log_extra,
+                            req.xname.as_deref().unwrap_or(b""),
+                        );
                     }
                     if req.iflags & iflags::IS_NEW != 0 {
                         stats.created.add(d.mode);
@@ -756,7 +769,7 @@ pub fn run<W: Write>(
             if let Some(l) = ctx.items() {
                 l.maybe_log_item(
                     &file.entry,
-                    req.iflags as u32,
+                    req.iflags as u32 | req.log_extra,
                     req.xname.as_deref().unwrap_or(b""),
                 );
             }
@@ -789,7 +802,7 @@ pub fn run<W: Write>(
         stats.total_transferred_size += file.entry.size;
         if dry_run {
             if let Some(l) = ctx.items() {
-                l.log_item(&file.entry, req.iflags as u32, None);
+                l.log_item(&file.entry, req.iflags as u32 | req.log_extra, None);
             }
             write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
             out.write_all(&buf)?;
@@ -843,7 +856,7 @@ pub fn run<W: Write>(
         buf.clear();
         let before_transfer = ctx.items().is_some_and(|l| l.o.log_before_transfer());
         if let (Some(l), true) = (ctx.items(), before_transfer) {
-            l.log_item(&file.entry, req.iflags as u32, None);
+            l.log_item(&file.entry, req.iflags as u32 | req.log_extra, None);
         }
         if let Some(l) = ctx.local {
             l.progress_totals(stats.total_transferred_size, stats.total_size);
@@ -885,7 +898,7 @@ pub fn run<W: Write>(
                 read: 0,
                 written: out.bytes_written.saturating_sub(written_before),
             };
-            l.log_item_bytes(&file.entry, req.iflags as u32, bytes);
+            l.log_item_bytes(&file.entry, req.iflags as u32 | req.log_extra, bytes);
         }
     }
     if stats.io_error != 0 && proto >= 30 {
