@@ -2645,3 +2645,43 @@ compat_test! {
             .run();
     }
 }
+
+/// A tree with directories the destination lacks (`new/`, `new/deeper/`)
+/// beside one it has (`old/`), for `--existing`.
+fn existing_src(root: &std::path::Path) {
+    fixture::write(root, "old/a", b"old a, changed\n");
+    fixture::write(root, "old/fresh", b"not at the destination\n");
+    fixture::write(root, "new/b", b"b\n");
+    fixture::write(root, "new/deeper/c", b"c\n");
+    fixture::write(root, "top", b"top\n");
+    fixture::pin_times(root, &[]);
+}
+
+fn existing_dest(dest: &std::path::Path, _src: &std::path::Path) {
+    fixture::write(dest, "old/a", b"old a\n");
+}
+
+// --existing with incremental recursion: a directory the destination lacks
+// is not made when its parent's list is handled (ours made it then, and
+// its subdirectories, and itemized them as new), and --info=skip says "not
+// creating new directory" once for it, nothing for what is below it.
+compat_test! {
+    fn client_local_existing_makes_no_new_directories() {
+        ClientCase::new("client_local_existing_makes_no_new_directories", Mode::Local, existing_src)
+            .prefill(existing_dest)
+            .args(&["-ri", "--existing", "--info=skip"])
+            .then(|_| {}, &["-ri", "--existing", "--no-inc-recursive", "--info=skip"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_push_existing_makes_no_new_directories() {
+        ClientCase::new("client_server_push_existing_makes_no_new_directories", Mode::ServerPush, existing_src)
+            .prefill(existing_dest)
+            .args(&["-ri", "--existing"])
+            .sorted_stdout()
+            .run();
+    }
+}
