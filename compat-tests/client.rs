@@ -2685,3 +2685,16 @@ compat_test! {
             .run();
     }
 }
+
+// -F below protocol 29: a per-directory merge rule cannot be sent, and
+// stock says so bare (upstream send_rules' rprintf), with no "rsync: ".
+compat_test! {
+    fn client_local_filter_rules_too_modern() {
+        ClientCase::new("client_local_filter_rules_too_modern", Mode::Local, small)
+            .args(&["-rF", "--protocol=28"])
+            .expect_code(2)
+            .compare_stderr()
+            .no_tree()
+            .run();
+    }
+}

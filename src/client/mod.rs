@@ -995,8 +995,11 @@ fn transfer(
         prune_empty_dirs: o.prune_empty_dirs,
         cvs_exclude: o.cvs_exclude,
     };
-    let wire = crate::filter::wire::send_filter_list(&mut filters, &x)
-        .map_err(|e| fail(e.exit_code(), format!("rsync: {e}")))?;
+    let wire = crate::filter::wire::send_filter_list(&mut filters, &x).map_err(|e| match e {
+        // upstream send_rules says it bare (rprintf, no "rsync: ").
+        crate::filter::FilterError::TooModern => fail(e.exit_code(), e.to_string()),
+        _ => fail(e.exit_code(), format!("rsync: {e}")),
+    })?;
     if let Some(bytes) = wire {
         out.write_all(&bytes)
             .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
