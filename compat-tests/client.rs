@@ -2698,3 +2698,42 @@ compat_test! {
             .run();
     }
 }
+
+/// A directory where the destination has a file (backed up as `b~` when
+/// the directory takes its place) and an old backup `q~` there.
+fn backup_protect_src(root: &std::path::Path) {
+    fixture::write(root, "b/f", b"f\n");
+    fixture::write(root, "kept", b"kept\n");
+    fixture::pin_times(root, &[]);
+}
+
+fn backup_protect_dest(dest: &std::path::Path, _src: &std::path::Path) {
+    fixture::write(dest, "b", b"a file where a directory goes\n");
+    fixture::write(dest, "q~", b"an old backup\n");
+    fixture::write(dest, "gone", b"not in the source\n");
+}
+
+// -b with --delete (no --backup-dir): the client protects "*~" from the
+// deletion (upstream parse_arguments adds "P *SUFFIX"). Ours deleted the
+// old backup q~ (backing it up as q~~) and, with --delete-after, the
+// backup b~ this run had just made.
+compat_test! {
+    fn client_local_backup_suffix_protected_from_delete() {
+        ClientCase::new("client_local_backup_suffix_protected_from_delete", Mode::Local, backup_protect_src)
+            .prefill(backup_protect_dest)
+            .args(&["-a", "-v", "-b", "--delete-after"])
+            .then(|_| {}, &["-a", "-v", "-b", "--delete", "--suffix=.old"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_backup_suffix_protected_from_delete() {
+        ClientCase::new("client_rsh_pull_backup_suffix_protected_from_delete", Mode::RshPull, backup_protect_src)
+            .prefill(backup_protect_dest)
+            .args(&["-ai", "-b", "--delete"])
+            .sorted_stdout()
+            .run();
+    }
+}

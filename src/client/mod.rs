@@ -410,6 +410,15 @@ fn client_filters(o: &Options, proto: u8) -> Result<crate::filter::FilterList, F
             }
         }
     }
+    // upstream parse_arguments: backups kept beside their files are
+    // protected from --delete ("P *SUFFIX", after the command line's rules).
+    if o.backup && o.backup_dir.is_none() && o.delete && !o.delete_excluded {
+        let suffix = o.suffix.as_deref().unwrap_or("~");
+        if !suffix.is_empty() {
+            let rule = format!("P *{suffix}");
+            list.add_filter(rule.as_bytes(), &mut read).map_err(err)?;
+        }
+    }
     Ok(list)
 }
 
