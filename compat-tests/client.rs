@@ -2737,3 +2737,25 @@ compat_test! {
             .run();
     }
 }
+
+// %b on the sending side counts from the file's index on (upstream
+// remember_initial_stats before write_ndx_and_attrs): the index, the item
+// flags and the checksum header too. Ours counted only the data after them.
+compat_test! {
+    fn client_local_out_format_bytes_sent() {
+        ClientCase::new("client_local_out_format_bytes_sent", Mode::Local, small)
+            .args(&["-a", "--out-format=%n %b"])
+            .then(|_| {}, &["-a", "-I", "--no-W", "--protocol=28", "--out-format=%n %b"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_out_format_bytes_sent() {
+        ClientCase::new("client_rsh_push_out_format_bytes_sent", Mode::RshPush, small)
+            .args(&["-az", "--out-format=%n %b"])
+            .sorted_stdout()
+            .run();
+    }
+}
