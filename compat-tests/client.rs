@@ -2759,3 +2759,26 @@ compat_test! {
             .run();
     }
 }
+
+/// `small` and a --files-from list beside it naming one file of `sub` and
+/// one that is not there.
+fn small_with_list(root: &Path) {
+    small(root);
+    if let Some(work) = root.parent() {
+        std::fs::write(work.join("list"), "c.txt\nmissing.txt\n").expect("list");
+    }
+}
+
+// --files-from names are taken in the first argument's directory (upstream
+// change_dir(argv[0])), and a missing one's link_stat error names it
+// there: ours named it in the server's current directory instead.
+compat_test! {
+    fn client_server_pull_files_from_missing_name_path() {
+        ClientCase::new("client_server_pull_files_from_missing_name_path", Mode::ServerPull, small_with_list)
+            .source("sub")
+            .args(&["-t", "--files-from={work}/list"])
+            .expect_code(23)
+            .compare_stderr()
+            .run();
+    }
+}
