@@ -2711,3 +2711,140 @@ compat_test! {
             .run();
     }
 }
+
+/// A tree with directories the destination lacks (`new/`, `new/deeper/`)
+/// beside one it has (`old/`), for `--existing`.
+fn existing_src(root: &std::path::Path) {
+    fixture::write(root, "old/a", b"old a, changed\n");
+    fixture::write(root, "old/fresh", b"not at the destination\n");
+    fixture::write(root, "new/b", b"b\n");
+    fixture::write(root, "new/deeper/c", b"c\n");
+    fixture::write(root, "top", b"top\n");
+    fixture::pin_times(root, &[]);
+}
+
+fn existing_dest(dest: &std::path::Path, _src: &std::path::Path) {
+    fixture::write(dest, "old/a", b"old a\n");
+}
+
+// --existing with incremental recursion: a directory the destination lacks
+// is not made when its parent's list is handled (ours made it then, and
+// its subdirectories, and itemized them as new), and --info=skip says "not
+// creating new directory" once for it, nothing for what is below it.
+compat_test! {
+    fn client_local_existing_makes_no_new_directories() {
+        ClientCase::new("client_local_existing_makes_no_new_directories", Mode::Local, existing_src)
+            .prefill(existing_dest)
+            .args(&["-ri", "--existing", "--info=skip"])
+            .then(|_| {}, &["-ri", "--existing", "--no-inc-recursive", "--info=skip"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_server_push_existing_makes_no_new_directories() {
+        ClientCase::new("client_server_push_existing_makes_no_new_directories", Mode::ServerPush, existing_src)
+            .prefill(existing_dest)
+            .args(&["-ri", "--existing"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+// -F below protocol 29: a per-directory merge rule cannot be sent, and
+// stock says so bare (upstream send_rules' rprintf), with no "rsync: ".
+compat_test! {
+    fn client_local_filter_rules_too_modern() {
+        ClientCase::new("client_local_filter_rules_too_modern", Mode::Local, small)
+            .args(&["-rF", "--protocol=28"])
+            .expect_code(2)
+            .compare_stderr()
+            .no_tree()
+            .run();
+    }
+}
+
+/// A directory where the destination has a file (backed up as `b~` when
+/// the directory takes its place) and an old backup `q~` there.
+fn backup_protect_src(root: &std::path::Path) {
+    fixture::write(root, "b/f", b"f\n");
+    fixture::write(root, "kept", b"kept\n");
+    fixture::pin_times(root, &[]);
+}
+
+fn backup_protect_dest(dest: &std::path::Path, _src: &std::path::Path) {
+    fixture::write(dest, "b", b"a file where a directory goes\n");
+    fixture::write(dest, "q~", b"an old backup\n");
+    fixture::write(dest, "gone", b"not in the source\n");
+}
+
+// -b with --delete (no --backup-dir): the client protects "*~" from the
+// deletion (upstream parse_arguments adds "P *SUFFIX"). Ours deleted the
+// old backup q~ (backing it up as q~~) and, with --delete-after, the
+// backup b~ this run had just made.
+compat_test! {
+    fn client_local_backup_suffix_protected_from_delete() {
+        ClientCase::new("client_local_backup_suffix_protected_from_delete", Mode::Local, backup_protect_src)
+            .prefill(backup_protect_dest)
+            .args(&["-a", "-v", "-b", "--delete-after"])
+            .then(|_| {}, &["-a", "-v", "-b", "--delete", "--suffix=.old"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_pull_backup_suffix_protected_from_delete() {
+        ClientCase::new("client_rsh_pull_backup_suffix_protected_from_delete", Mode::RshPull, backup_protect_src)
+            .prefill(backup_protect_dest)
+            .args(&["-ai", "-b", "--delete"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+// %b on the sending side counts from the file's index on (upstream
+// remember_initial_stats before write_ndx_and_attrs): the index, the item
+// flags and the checksum header too. Ours counted only the data after them.
+compat_test! {
+    fn client_local_out_format_bytes_sent() {
+        ClientCase::new("client_local_out_format_bytes_sent", Mode::Local, small)
+            .args(&["-a", "--out-format=%n %b"])
+            .then(|_| {}, &["-a", "-I", "--no-W", "--protocol=28", "--out-format=%n %b"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_out_format_bytes_sent() {
+        ClientCase::new("client_rsh_push_out_format_bytes_sent", Mode::RshPush, small)
+            .args(&["-az", "--out-format=%n %b"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+/// `small` and a --files-from list beside it naming one file of `sub` and
+/// one that is not there.
+fn small_with_list(root: &Path) {
+    small(root);
+    if let Some(work) = root.parent() {
+        std::fs::write(work.join("list"), "c.txt\nmissing.txt\n").expect("list");
+    }
+}
+
+// --files-from names are taken in the first argument's directory (upstream
+// change_dir(argv[0])), and a missing one's link_stat error names it
+// there: ours named it in the server's current directory instead.
+compat_test! {
+    fn client_server_pull_files_from_missing_name_path() {
+        ClientCase::new("client_server_pull_files_from_missing_name_path", Mode::ServerPull, small_with_list)
+            .source("sub")
+            .args(&["-t", "--files-from={work}/list"])
+            .expect_code(23)
+            .compare_stderr()
+            .run();
+    }
+}

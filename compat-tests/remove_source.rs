@@ -200,3 +200,92 @@ compat_test! {
         assert_eq!(removed_lines(&outs[1]), removed_lines(&outs[0]), "removal lines");
     }
 }
+
+/// Pulls over a remote shell below protocol 30 with --remove-source-files
+/// (and --files-from, whose names go raw below 31): the client's receiver
+/// multiplexes what it sends, for its generator's MSG_SUCCESS, from
+/// protocol 28 on (upstream need_messages_from_generator), and the sender
+/// reads it so. Ours read plain bytes (a stock client's first message
+/// ended our sender: "buffer overflow: recv_rules", exit 12), sent plain
+/// ones as a client, and below 29 reported nothing done, so nothing was
+/// removed. Each is run with rrsync as the server and as the client,
+/// beside stock with stock, comparing exit codes, what is left of the
+/// source, the destination and the sorted output (`-i` below 29 shows
+/// upstream's `>f?????????`, the generator itemizing by itself).
+fn rsf_old_protocol(name: &str, ours_is_server: bool) {
+    let work = TempDir::new(name);
+    let src = work.join("src");
+    small_tree(&src);
+    let rsh = work.join("rsh.sh");
+    std::fs::write(&rsh, "#!/bin/sh\nshift\nexec \"$@\"\n").expect("rsh script");
+    std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let list = work.join("list");
+    std::fs::write(&list, ".\na.txt\nsub/c.txt\nsub/deeper/d.txt\n").expect("list");
+    for proto in ["28", "29"] {
+        for files_from in [false, true] {
+            let mut outs = Vec::new();
+            for side in ["stock", "ours"] {
+                let s = work.join(format!("src-{side}-{proto}-{files_from}"));
+                copy_tree(&src, &s);
+                let (client, server) = match (side, ours_is_server) {
+                    ("stock", _) => (bins::stock(), bins::stock()),
+                    (_, true) => (bins::stock(), bins::ours()),
+                    (_, false) => (bins::ours(), bins::stock()),
+                };
+                let mut args = vec![
+                    "-e".to_string(),
+                    rsh.display().to_string(),
+                    format!("--rsync-path={}", server.display()),
+                    format!("--protocol={proto}"),
+                    "--remove-source-files".into(),
+                    "-it".into(),
+                ];
+                if files_from {
+                    args.push(format!("--files-from={}", list.display()));
+                } else {
+                    args.push("-r".into());
+                }
+                args.push(format!("lh:{}/", s.display()));
+                args.push(format!(
+                    "{}/",
+                    work.join(format!("dst-{side}-{proto}-{files_from}"))
+                        .display()
+                ));
+                outs.push((run_cmd(&client, args, None, client_timeout()), s));
+            }
+            let what = format!("protocol {proto}, files-from {files_from}");
+            let ((so, ss), (oo, os)) = (&outs[0], &outs[1]);
+            assert_eq!(so.code, 0, "stock ({what}): {}", so.describe());
+            assert_eq!(oo.code, so.code, "ours ({what}): {}", oo.describe());
+            assert!(!ss.join("a.txt").exists(), "stock kept its source ({what})");
+            assert_eq!(left(os), left(ss), "what is left of the source ({what})");
+            same(
+                &work.join(format!("dst-stock-{proto}-{files_from}")),
+                &work.join(format!("dst-ours-{proto}-{files_from}")),
+                &format!("the destination ({what})"),
+            );
+            let sorted = |t: &str| {
+                let mut v: Vec<String> = t
+                    .lines()
+                    .map(|l| l.replace("-stock-", "-X-").replace("-ours-", "-X-"))
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(sorted(&oo.stdout), sorted(&so.stdout), "stdout ({what})");
+        }
+    }
+}
+
+compat_test! {
+    fn remove_source_files_below_protocol_30_from_our_server() {
+        rsf_old_protocol("rsf_old_server", true);
+    }
+}
+
+compat_test! {
+    fn remove_source_files_below_protocol_30_as_our_client() {
+        rsf_old_protocol("rsf_old_client", false);
+    }
+}

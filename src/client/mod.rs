@@ -410,6 +410,15 @@ fn client_filters(o: &Options, proto: u8) -> Result<crate::filter::FilterList, F
             }
         }
     }
+    // upstream parse_arguments: backups kept beside their files are
+    // protected from --delete ("P *SUFFIX", after the command line's rules).
+    if o.backup && o.backup_dir.is_none() && o.delete && !o.delete_excluded {
+        let suffix = o.suffix.as_deref().unwrap_or("~");
+        if !suffix.is_empty() {
+            let rule = format!("P *{suffix}");
+            list.add_filter(rule.as_bytes(), &mut read).map_err(err)?;
+        }
+    }
     Ok(list)
 }
 
@@ -966,7 +975,9 @@ fn transfer(
     demux.set_mux(true);
     demux.set_handler(message_handler(log.clone(), io_error.clone()));
     let mut out = MuxWriter::new(w);
-    if proto >= 30 {
+    // upstream: a receiver multiplexes what it sends from 30 on, or when its
+    // generator has messages for the sender (--remove-source-files).
+    if proto >= 30 || (!s.am_sender && o.remove_source_files) {
         out.start_mux()
             .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
     }
@@ -995,8 +1006,11 @@ fn transfer(
         prune_empty_dirs: o.prune_empty_dirs,
         cvs_exclude: o.cvs_exclude,
     };
-    let wire = crate::filter::wire::send_filter_list(&mut filters, &x)
-        .map_err(|e| fail(e.exit_code(), format!("rsync: {e}")))?;
+    let wire = crate::filter::wire::send_filter_list(&mut filters, &x).map_err(|e| match e {
+        // upstream send_rules says it bare (rprintf, no "rsync: ").
+        crate::filter::FilterError::TooModern => fail(e.exit_code(), e.to_string()),
+        _ => fail(e.exit_code(), format!("rsync: {e}")),
+    })?;
     if let Some(bytes) = wire {
         out.write_all(&bytes)
             .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;

@@ -396,6 +396,10 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     if s.local_server && s.out.name > 0 && o.verbose == 0 && o.info.is_empty() {
         args.push(format!("--info=name{}", s.out.name));
     }
+    // Its skip notes too ("not creating new ..." is the generator's).
+    if s.local_server && !o.info.is_empty() {
+        args.push(format!("--info=skip{}", o.info_level("skip")));
+    }
     // Its debug output too (--debug=fuzzy is the generator's).
     if s.local_server {
         args.extend(o.debug.iter().map(|d| format!("--debug={d}")));

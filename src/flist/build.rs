@@ -204,6 +204,9 @@ pub(crate) struct Walker<'a> {
     pub(crate) ex: &'a mut dyn Excluder,
     out: FileList,
     pub(crate) root_dev: u64,
+    /// The transfer root the arguments are taken in (`--files-from`'s
+    /// first argument, upstream's change_dir(argv[0])), for messages.
+    root: Vec<u8>,
     /// The current argument's directory relative to the module root (for messages).
     dir: Vec<u8>,
     /// The current argument's local directory (the entries' base).
@@ -252,6 +255,7 @@ impl<'a> Walker<'a> {
             ex,
             out: FileList::default(),
             root_dev: 0,
+            root: Vec::new(),
             dir: Vec::new(),
             base: Arc::from(Path::new("")),
             divert,
@@ -436,9 +440,18 @@ impl Walker<'_> {
                 p.push('/');
             }
             (None, d) => {
-                let mut abs = std::env::current_dir()
-                    .map(|c| c.as_os_str().as_bytes().to_vec())
-                    .unwrap_or_default();
+                let mut abs = if self.root.starts_with(b"/") {
+                    self.root.clone()
+                } else {
+                    let mut a = std::env::current_dir()
+                        .map(|c| c.as_os_str().as_bytes().to_vec())
+                        .unwrap_or_default();
+                    if !self.root.is_empty() {
+                        a.push(b'/');
+                        a.extend_from_slice(&self.root);
+                    }
+                    a
+                };
                 if let Some(d) = d {
                     abs.push(b'/');
                     abs.extend_from_slice(d);
@@ -802,6 +815,12 @@ impl Walker<'_> {
     }
 
     pub(crate) fn arg(&mut self, root: &Path, arg: &[u8]) {
+        let r = root.as_os_str().as_bytes();
+        let r = match r.iter().rposition(|&c| c != b'/') {
+            Some(end) => &r[..=end],
+            None => r,
+        };
+        self.root = if r == b"." { Vec::new() } else { r.to_vec() };
         // -R: a trailing slash after the "/./" anchor sends the directory's
         // contents too (as "dir/" does without -R).
         let mut contents = false;

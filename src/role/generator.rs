@@ -1582,6 +1582,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             if e.name != b"." && !cfg.opts.dry_run && !(cfg.daemon_excluded)(&rel, true) {
                 match cfg.dest.stat_keep_dirlink(&rel) {
                     Ok(Some(s)) if mode::is_dir(s.mode) => {}
+                    // --existing: a missing directory is not made (upstream
+                    // recv_generator returns for is_dir < 0; its own pass
+                    // says "not creating new directory").
+                    Ok(None) if cfg.opts.existing => {}
                     Ok(other) => {
                         if let Some(s) = other {
                             self.make_room(&rel, &s, e.mode)?;
@@ -1704,6 +1708,17 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         if cfg.opts.existing && st.is_none() {
             self.hl_skip();
+            if is_dir {
+                self.missing_dirs.insert(rel.clone());
+            }
+            if cfg.opts.info_level("skip") >= 1 {
+                let line = format!(
+                    "not creating new {} \"{}\"",
+                    if is_dir { "directory" } else { "file" },
+                    crate::protocol::text::name(&rel)
+                );
+                self.message(MsgCode::Info, &line)?;
+            }
             return Ok(());
         }
         if cfg.opts.ignore_existing && st.is_some() && !is_dir {
@@ -1947,7 +1962,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             _ => false,
         };
         if let (true, Some(s)) = (current, &st) {
-            if cfg.opts.remove_source_files && cfg.n.proto >= 29 {
+            if cfg.opts.remove_source_files {
                 self.flush_buf()?;
                 self.out
                     .lock()

@@ -797,7 +797,7 @@ pub fn run<W: Write>(
                     }
                 }
                 stats.files += 1;
-                if cfg.opts.remove_source_files && proto >= 29 {
+                if cfg.opts.remove_source_files {
                     // The sender may now remove its copy (upstream: MSG_SUCCESS).
                     let mut o = out.lock();
                     o.send_msg(MsgCode::Success, &ndx.to_le_bytes())?;

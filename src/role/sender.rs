@@ -856,6 +856,8 @@ pub fn run<W: Write>(
                 continue;
             }
         };
+        // upstream remember_initial_stats: %b counts from the index on.
+        let written_before = out.bytes_written;
         write_ndx_and_attrs(&mut buf, &mut tx, proto, &req)?;
         head.write(&mut buf, proto);
         out.write_all(&buf)?;
@@ -876,7 +878,6 @@ pub fn run<W: Write>(
                 l.info(&crate::protocol::text::name(&file.entry.name));
             }
         }
-        let written_before = out.bytes_written;
         let ms = send_file_delta(
             f,
             (&head, &sums, append),

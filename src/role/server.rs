@@ -353,7 +353,9 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
         let _ = out.send_msg(MsgCode::IoTimeout, &env.timeout.to_le_bytes());
     }
     let mut demux: Demux<BoxedRead> = Demux::new(Box::new(r));
-    demux.set_mux(proto >= 30);
+    // upstream: a sender reads a multiplexed input from 30 on, or when the
+    // generator has messages for it (--remove-source-files), at any protocol.
+    demux.set_mux(proto >= 30 || (opts.sender && opts.remove_source_files));
     let mut input: Option<InputReader> = None;
     let (rc_total, wc_total) = (rc.clone(), wc.clone());
     let result = if let Some(f) = failure {
@@ -575,7 +577,7 @@ fn serve_sender<W: Write>(
             demux.set_mux(false);
         }
         let names = read_files_from(demux)?;
-        if proto == 30 {
+        if proto == 30 || opts.remove_source_files {
             demux.set_mux(true);
         }
         // Names are relative to the first path argument (upstream: change_dir(argv[0])).
