@@ -968,6 +968,23 @@ compat_test! {
     }
 }
 
+// A stock client's -s (--secluded-args) to our --server: the arguments
+// after the options come on stdin, NUL-separated, before the version.
+compat_test! {
+    fn server_secluded_args() {
+        for (name, mode, proto) in [
+            ("server_secluded_args_push", Mode::ServerPush, "--protocol=32"),
+            ("server_secluded_args_pull", Mode::ServerPull, "--protocol=32"),
+            ("server_secluded_args_push_29", Mode::ServerPush, "--protocol=29"),
+            ("server_secluded_args_pull_29", Mode::ServerPull, "--protocol=29"),
+        ] {
+            ClientCase::new(name, mode, fixture::issue2_tree)
+                .args(&["-s", "-ai", "--delete", proto])
+                .run();
+        }
+    }
+}
+
 compat_test! {
     fn client_rsh_pull_protocols() {
         ClientCase::new("client_rsh_pull_protocols", Mode::RshPull, small)

@@ -512,3 +512,18 @@ compat_test! {
             .run();
     }
 }
+
+// -s (--secluded-args): the stock client sends its arguments again as a
+// second NUL-separated list (below protocol 30 after a first one with
+// "(null)" in it); names with spaces are not split.
+compat_test! {
+    fn pull_secluded_args() {
+        PullCase::new("pull_secluded_args", issue2_tree)
+            .args(&["-s", "-a", "-i"])
+            .run();
+        PullCase::new("pull_secluded_args_protocol_29", issue2_tree)
+            .args(&["-s", "-a", "-i", "--protocol=29"])
+            .remote(&format!("{MODULE}/with space/file with  two spaces.txt"))
+            .run();
+    }
+}

@@ -1026,3 +1026,14 @@ compat_test! {
         }).args(&["-av", "--delete"]).run();
     }
 }
+
+compat_test! {
+    fn push_secluded_args() {
+        PushCase::new("push_secluded_args", issue2_tree)
+            .args(&["-s", "-a", "-i"])
+            .run();
+        PushCase::new("push_secluded_args_protocol_29", issue2_tree)
+            .args(&["-s", "-a", "-i", "--protocol=29"])
+            .run();
+    }
+}

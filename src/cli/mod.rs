@@ -88,7 +88,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         return crate::daemon::run_daemon(&opts, &rest);
     }
     if opts.server && !opts.daemon {
-        return server::run(opts, rest);
+        return server::run(opts, rest, &args);
     }
     if opts.server && opts.daemon {
         return crate::daemon::run_rsh_daemon(&opts);

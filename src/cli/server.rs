@@ -18,14 +18,42 @@ const SANE_MIN: i32 = 20;
 /// The newest protocol a peer may announce before we call it garbage.
 const SANE_MAX: i32 = 40;
 
-/// Serve one transfer on stdin/stdout. `rest` holds `.` and the paths.
-pub fn run(opts: Options, rest: Vec<String>) -> i32 {
-    let (input, output) = match stdio() {
+/// Serve one transfer on stdin/stdout. `rest` holds `.` and the paths;
+/// `args` is the whole command line (read again with `-s`).
+pub fn run(opts: Options, rest: Vec<String>, args: &[String]) -> i32 {
+    let (mut input, output) = match stdio() {
         Ok(v) => v,
         Err(e) => {
             tracing::error!("stdio: {e}");
             return RERR_IPC;
         }
+    };
+    // -s (--secluded-args): the command line stops after the options; the
+    // rest comes on stdin before the version exchange, NUL-separated, its
+    // first word a stand-in for argv[0] (upstream main's read_args).
+    let (opts, rest) = if opts.protect_args {
+        let more = match read_secluded_args(&mut input) {
+            Ok(v) => v,
+            Err(e) => {
+                report(&format!("rsync: reading the secluded arguments: {e}"));
+                return RERR_PROTOCOL;
+            }
+        };
+        let options_end = args
+            .iter()
+            .position(|a| !a.starts_with('-'))
+            .unwrap_or(args.len());
+        let mut all: Vec<String> = args[..options_end].to_vec();
+        all.extend(more.into_iter().skip(1));
+        match crate::cli::options::parse(&all) {
+            Ok((o, r)) => (o, r),
+            Err(e) => {
+                report(&e.line());
+                return RERR_SYNTAX;
+            }
+        }
+    } else {
+        (opts, rest)
     };
     let paths: Vec<Vec<u8>> = match rest.split_first() {
         Some((dot, p)) if dot == "." => p.iter().map(|s| s.as_bytes().to_vec()).collect(),
@@ -100,6 +128,34 @@ fn report(msg: &str) {
 /// Our own handles on stdin and stdout (unbuffered; the roles buffer), in
 /// blocking mode: a client may hand us descriptors it made non-blocking
 /// (stock rsync does, and waits with select; our roles block in threads).
+/// The NUL-separated words of a secluded argument list, up to the empty
+/// one that ends it; read a byte at a time, so nothing after it is taken.
+/// Bounded: at most 4096 words of at most 64 KiB.
+fn read_secluded_args(input: &mut File) -> std::io::Result<Vec<String>> {
+    const MAX_WORDS: usize = 4096;
+    const MAX_WORD: usize = 64 * 1024;
+    let mut words = Vec::new();
+    let mut word = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        input.read_exact(&mut b)?;
+        if b[0] != 0 {
+            if word.len() >= MAX_WORD {
+                return Err(std::io::Error::other("argument too long"));
+            }
+            word.push(b[0]);
+            continue;
+        }
+        if word.is_empty() {
+            return Ok(words);
+        }
+        if words.len() >= MAX_WORDS {
+            return Err(std::io::Error::other("too many arguments"));
+        }
+        words.push(String::from_utf8_lossy(&std::mem::take(&mut word)).into_owned());
+    }
+}
+
 fn stdio() -> std::io::Result<(File, File)> {
     let i = std::io::stdin().as_fd().try_clone_to_owned()?;
     let o = std::io::stdout().as_fd().try_clone_to_owned()?;

@@ -402,6 +402,38 @@ fn serve_inner<R: Read, W: Write>(
             Err(_) => return Err(RERR_STREAMIO),
         }
     }
+    // -s (--secluded-args): the arguments follow again as a second list,
+    // NUL-separated whatever the protocol, its first element a stand-in
+    // for argv[0] (upstream rsync_module's second read_args); of the first
+    // list only the options before its first other word count (upstream's
+    // first parse_arguments stops there; a 3.x client below protocol 30
+    // sends "(null)" and the rest in the clear too).
+    let first_list: Vec<String> = argv
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if options::parse(&first_list).is_ok_and(|(o, _)| o.protect_args) {
+        let options_end = argv
+            .iter()
+            .position(|a| !a.starts_with(b"-"))
+            .unwrap_or(argv.len());
+        argv.truncate(options_end);
+        let mut stand_in = true;
+        loop {
+            match read_arg(r, true) {
+                Ok(Some(a)) => {
+                    if argv.len() >= 4096 {
+                        return Err(RERR_PROTOCOL);
+                    }
+                    if !std::mem::take(&mut stand_in) {
+                        argv.push(a);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return Err(RERR_STREAMIO),
+            }
+        }
+    }
     handshake_deadline_off();
     // Options up to and including the first ".", then paths.
     let dot = argv.iter().position(|a| a == b".");
