@@ -636,6 +636,33 @@ pub(crate) fn normalized_log(text: &str) -> Vec<String> {
     v
 }
 
+/// A daemon of `side` logging to `WORK/SIDE.log`, with `globals`, a module
+/// `mod` serving `src` and a writable `up` (`WORK/SIDE-up`, with
+/// `up_lines`); and its log's path.
+fn daemon_with_log(
+    work: &TempDir,
+    side: &str,
+    globals: &str,
+    src: &std::path::Path,
+    up_lines: &str,
+) -> (Daemon, std::path::PathBuf) {
+    let up = work.join(format!("{side}-up"));
+    std::fs::create_dir_all(&up).expect("up dir");
+    let log = work.join(format!("{side}.log"));
+    let conf = format!(
+        "use chroot = no\n{globals}log file = {}\n[mod]\n    path = {}\n[up]\n    path = {}\n    read only = no\n{up_lines}",
+        log.display(),
+        src.display(),
+        up.display()
+    );
+    let bin = if side == "stock" {
+        bins::stock()
+    } else {
+        bins::ours()
+    };
+    (Daemon::start_config_log(&bin, &conf, side), log)
+}
+
 compat_test! {
     fn log_file_transfer_logging_and_log_format() {
         let work = TempDir::new("log_file");
@@ -643,17 +670,13 @@ compat_test! {
         small_tree(&src);
         let mut logs = Vec::new();
         for side in ["stock", "ours"] {
-            let up = work.join(format!("{side}-up"));
-            std::fs::create_dir_all(&up).expect("up dir");
-            let log = work.join(format!("{side}.log"));
-            let conf = format!(
-                "use chroot = no\nuid = root\ngid = root\nmunge symlinks = no\nlog file = {}\ntransfer logging = yes\n[mod]\n    path = {}\n[up]\n    path = {}\n    read only = no\n    log format = %o|%h|%a|%m|%u|%f|%l|%b|%i|%n|%L|%M|%B|%U|%G\n",
-                log.display(),
-                src.display(),
-                up.display()
+            let (d, log) = daemon_with_log(
+                &work,
+                side,
+                "uid = root\ngid = root\nmunge symlinks = no\ntransfer logging = yes\n",
+                &src,
+                "    log format = %o|%h|%a|%m|%u|%f|%l|%b|%i|%n|%L|%M|%B|%U|%G\n",
             );
-            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
-            let d = Daemon::start_config_log(&bin, &conf, side);
             let dest = work.join(format!("{side}-dest"));
             let run = |args: &[String]| {
                 let o = run_cmd(&bins::stock(), args, Some(work.path()), client_timeout());
@@ -710,17 +733,7 @@ compat_test! {
         .expect("chmod secret");
         let mut logs = Vec::new();
         for side in ["stock", "ours"] {
-            let up = work.join(format!("{side}-up"));
-            std::fs::create_dir_all(&up).expect("up dir");
-            let log = work.join(format!("{side}.log"));
-            let conf = format!(
-                "use chroot = no\nuid = 65534\ngid = 65534\nlog file = {}\n[mod]\n    path = {}\n[up]\n    path = {}\n    read only = no\n",
-                log.display(),
-                src.display(),
-                up.display()
-            );
-            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
-            let d = Daemon::start_config_log(&bin, &conf, side);
+            let (d, log) = daemon_with_log(&work, side, "uid = 65534\ngid = 65534\n", &src, "");
             let dest = work.join(format!("{side}-dest"));
             let run = |args: &[String], want: i32| {
                 let o = run_cmd(&bins::stock(), args, Some(work.path()), client_timeout());

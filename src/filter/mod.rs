@@ -18,7 +18,7 @@
 
 pub mod daemon;
 mod list;
-mod parse;
+pub(crate) mod parse;
 pub mod rule;
 mod stack;
 pub mod wildmatch;

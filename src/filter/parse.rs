@@ -73,7 +73,13 @@ pub(crate) fn clean_path(p: &[u8]) -> Vec<u8> {
             _ => parts.push(c),
         }
     }
-    let mut out = Vec::with_capacity(p.len() + 1);
+    rooted_join(abs, &parts)
+}
+
+/// `parts` joined by slashes, after one when `abs`; an empty relative
+/// result is `.`.
+pub(crate) fn rooted_join(abs: bool, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 1);
     if abs {
         out.push(b'/');
     }

@@ -40,15 +40,7 @@ fn clean_fname(p: &[u8]) -> Vec<u8> {
         .filter(|&(i, c)| *c != b"." || (i == last && i > 0))
         .map(|(_, c)| *c)
         .collect();
-    let mut out = Vec::with_capacity(p.len());
-    if abs {
-        out.push(b'/');
-    }
-    out.extend_from_slice(&kept.join(&b'/'));
-    if out.is_empty() {
-        out.push(b'.');
-    }
-    out
+    crate::filter::parse::rooted_join(abs, &kept)
 }
 
 /// Flags worth reporting (upstream SIGNIFICANT_ITEM_FLAGS).
