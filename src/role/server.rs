@@ -380,10 +380,12 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
     let totals = |code: i32, size: i64| {
         // upstream log_exit: the totals of a session, on success or from a sender.
         if let (Some(log), true) = (env.log, code == 0 || opts.sender) {
+            // Counted from the end of the protocol setup, as upstream's
+            // totals (its checksum and compression lists go uncounted).
             log(format!(
                 "sent {} bytes  received {} bytes  total size {size}",
-                wc_total.load(Ordering::Relaxed),
-                rc_total.load(Ordering::Relaxed)
+                wc_total.load(Ordering::Relaxed).saturating_sub(wbase),
+                rc_total.load(Ordering::Relaxed).saturating_sub(rbase)
             )
             .as_bytes());
         }
