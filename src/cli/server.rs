@@ -128,32 +128,19 @@ fn report(msg: &str) {
 /// Our own handles on stdin and stdout (unbuffered; the roles buffer), in
 /// blocking mode: a client may hand us descriptors it made non-blocking
 /// (stock rsync does, and waits with select; our roles block in threads).
-/// The NUL-separated words of a secluded argument list, up to the empty
-/// one that ends it; read a byte at a time, so nothing after it is taken.
-/// Bounded: at most 4096 words of at most 64 KiB.
-fn read_secluded_args(input: &mut File) -> std::io::Result<Vec<String>> {
+/// The words of a secluded argument list (NUL-separated, up to the empty
+/// one), read a byte at a time so nothing after it is taken; at most 4096.
+fn read_secluded_args(input: &mut File) -> Result<Vec<String>, String> {
     const MAX_WORDS: usize = 4096;
-    const MAX_WORD: usize = 64 * 1024;
-    let mut words = Vec::new();
-    let mut word = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        input.read_exact(&mut b)?;
-        if b[0] != 0 {
-            if word.len() >= MAX_WORD {
-                return Err(std::io::Error::other("argument too long"));
-            }
-            word.push(b[0]);
-            continue;
-        }
-        if word.is_empty() {
-            return Ok(words);
-        }
-        if words.len() >= MAX_WORDS {
-            return Err(std::io::Error::other("too many arguments"));
-        }
-        words.push(String::from_utf8_lossy(&std::mem::take(&mut word)).into_owned());
+    let words = crate::protocol::greeting::read_arg_list(input, true, MAX_WORDS)
+        .map_err(|e| e.to_string())?;
+    if words.len() > MAX_WORDS {
+        return Err("too many arguments".into());
     }
+    Ok(words
+        .iter()
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect())
 }
 
 fn stdio() -> std::io::Result<(File, File)> {

@@ -902,7 +902,8 @@ fn role_fail_at(e: RoleError, received: Option<u64>, role: &str) -> Fail {
             fail(code, format!("[{role}] {io}"))
         }
         RoleError::Proto(_) => fail(code, format!("rsync: {e}")),
-        RoleError::FileIo(_) => Fail {
+        // (DestIo too: the client's exit line has always said "receiver".)
+        RoleError::FileIo(_) | RoleError::DestIo(_) => Fail {
             who: Some("receiver"),
             ..fail(code, e.to_string())
         },

@@ -8,7 +8,9 @@ use super::paths::module_args;
 use crate::cli::options::{self, Options};
 use crate::exit::*;
 use crate::flist::chmod::Chmod;
-use crate::protocol::greeting::{greeting_line, listing_line, parse_greeting, read_arg, read_line};
+use crate::protocol::greeting::{
+    greeting_line, listing_line, parse_greeting, read_arg_list, read_line,
+};
 use crate::protocol::mux::{MsgCode, MuxWriter};
 use crate::protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::role::sender::send_text;
@@ -20,6 +22,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Most arguments a client may send in one list.
+const MAX_ARGS: usize = 4096;
 
 /// How a session ended, for the exit status and the log.
 #[derive(Debug)]
@@ -389,18 +394,9 @@ fn serve_inner<R: Read, W: Write>(
     handshake_deadline(module.timeout);
     line(w, "@RSYNCD: OK\n").map_err(io)?;
     let nul = proto >= 30;
-    let mut argv: Vec<Vec<u8>> = Vec::new();
-    loop {
-        match read_arg(r, nul) {
-            Ok(Some(a)) => {
-                if argv.len() >= 4096 {
-                    return Err(RERR_PROTOCOL);
-                }
-                argv.push(a)
-            }
-            Ok(None) => break,
-            Err(_) => return Err(RERR_STREAMIO),
-        }
+    let mut argv = read_arg_list(r, nul, MAX_ARGS).map_err(|_| RERR_STREAMIO)?;
+    if argv.len() > MAX_ARGS {
+        return Err(RERR_PROTOCOL);
     }
     // -s (--secluded-args): the arguments follow again as a second list,
     // NUL-separated whatever the protocol, its first element a stand-in
@@ -418,20 +414,10 @@ fn serve_inner<R: Read, W: Write>(
             .position(|a| !a.starts_with(b"-"))
             .unwrap_or(argv.len());
         argv.truncate(options_end);
-        let mut stand_in = true;
-        loop {
-            match read_arg(r, true) {
-                Ok(Some(a)) => {
-                    if argv.len() >= 4096 {
-                        return Err(RERR_PROTOCOL);
-                    }
-                    if !std::mem::take(&mut stand_in) {
-                        argv.push(a);
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => return Err(RERR_STREAMIO),
-            }
+        let more = read_arg_list(r, true, MAX_ARGS).map_err(|_| RERR_STREAMIO)?;
+        argv.extend(more.into_iter().skip(1));
+        if argv.len() > MAX_ARGS {
+            return Err(RERR_PROTOCOL);
         }
     }
     handshake_deadline_off();

@@ -116,6 +116,20 @@ pub fn read_arg(r: &mut impl Read, nul_terminated: bool) -> Result<Option<Vec<u8
     Ok(if arg.is_empty() { None } else { Some(arg) })
 }
 
+/// An argument list: arguments up to the empty terminator, each as
+/// [`read_arg`] reads it. At most `max` are taken: with `max + 1` it stops
+/// reading, and the caller refuses the list.
+pub fn read_arg_list(r: &mut impl Read, nul_terminated: bool, max: usize) -> Result<Vec<Vec<u8>>> {
+    let mut args = Vec::new();
+    while args.len() <= max {
+        match read_arg(r, nul_terminated)? {
+            Some(a) => args.push(a),
+            None => break,
+        }
+    }
+    Ok(args)
+}
+
 /// One module line of a listing (`%-15s\t%s\n`).
 pub fn listing_line(name: &str, comment: &str) -> String {
     format!("{name:<15}\t{comment}\n")

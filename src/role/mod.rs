@@ -33,9 +33,13 @@ pub enum RoleError {
     /// Local file selection failed (chdir to the source...).
     #[error("{0}")]
     FileSelect(String),
-    /// A local file operation failed (mkdir of the destination...).
+    /// A local file operation of the receiver failed.
     #[error("{0}")]
     FileIo(String),
+    /// The destination could not be made, before the receiver starts
+    /// (upstream get_local_name: its messages name the "Receiver").
+    #[error("{0}")]
+    DestIo(String),
     /// The peer asked us to exit with this code.
     #[error("peer exited with code {0}")]
     PeerExit(i32),
@@ -68,7 +72,7 @@ impl RoleError {
             RoleError::Protocol(_) => RERR_PROTOCOL,
             RoleError::Unsupported(_) => RERR_UNSUPPORTED,
             RoleError::FileSelect(_) => RERR_FILESELECT,
-            RoleError::FileIo(_) => RERR_FILEIO,
+            RoleError::FileIo(_) | RoleError::DestIo(_) => RERR_FILEIO,
             RoleError::Refused(_) => RERR_SYNTAX,
         }
     }

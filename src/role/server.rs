@@ -400,9 +400,6 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
             totals(code, 0);
             let role = match &e {
                 _ if opts.sender => "sender",
-                // The destination's mkdir comes before the receiver starts
-                // (upstream get_local_name, who_am_i "Receiver").
-                RoleError::FileIo(m) if m.starts_with("rsync: [Receiver]") => "Receiver",
                 RoleError::FileIo(_) => "receiver",
                 _ => "Receiver",
             };
@@ -1504,7 +1501,7 @@ fn local_dest(
                 }
             }
             if let Err(e) = std::fs::create_dir(&dir) {
-                return Err(RoleError::FileIo(format!(
+                return Err(RoleError::DestIo(format!(
                     "rsync: [Receiver] mkdir {} failed: {}",
                     full(&d),
                     crate::fs::os_error_text(&e)
