@@ -372,7 +372,7 @@ impl std::fmt::Debug for StrongHasher {
 /// plain MD4. Reads in 32 KiB chunks, so memory stays bounded.
 pub fn file_checksum(kind: ChecksumKind, reader: &mut impl Read) -> io::Result<DigestBuf> {
     let mut h = StrongHasher::new_unseeded(kind);
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = crate::iobuf::IoBuf::zeroed(32 * 1024);
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,

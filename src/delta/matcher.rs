@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use super::sums::{BlockSums, SumHead};
 use super::{DeltaError, CHUNK_SIZE};
 use crate::checksum::{block_sum, ChecksumKind, DigestBuf, Rolling, StrongHasher};
+use crate::iobuf::{IoBuf, ALIGN};
 
 /// Receives the delta of one file, in file order.
 ///
@@ -90,7 +91,7 @@ const WHOLE_READ: usize = 32 * (CHUNK_SIZE - 4);
 /// buffer grow it 4x at a time up to WHOLE_READ.
 const FIRST_WHOLE_READ: usize = 16 * 1024;
 /// Read buffer size the window grows to for large files.
-const TARGET_BUF: usize = 4 * 1024 * 1024;
+const TARGET_BUF: usize = 1024 * 1024;
 /// `Group::next` / table value meaning "no group".
 const NO_GROUP: u32 = u32::MAX >> 1;
 /// Table flag: the bucket holds more than one distinct sum1.
@@ -115,7 +116,8 @@ pub struct Matcher {
     groups: Vec<Group>,
     /// Block indices sorted by sum1.
     order: Vec<u32>,
-    buf: Vec<u8>,
+    /// The read buffer (page-aligned, see [`crate::iobuf`]).
+    buf: IoBuf,
     /// The whole-file digest state of the last file, reset, with its seed.
     hasher: Option<(u32, StrongHasher)>,
     /// The receiver writes into its basis (upstream updating_basis_file).
@@ -149,7 +151,9 @@ pub fn match_file<R: Read, S: TokenSink>(
 /// `pos` the start of the current search window.
 struct Window<'b, R> {
     reader: &'b mut R,
-    buf: &'b mut Vec<u8>,
+    /// Index `i` holds file offset `total - filled + i`; the two stay
+    /// congruent modulo [`ALIGN`], so reads copy page-aligned.
+    buf: &'b mut IoBuf,
     filled: usize,
     lit: usize,
     pos: usize,
@@ -168,25 +172,27 @@ impl<R: Read> Window<'_, R> {
     fn fill(&mut self, want: usize) -> io::Result<()> {
         let need_end = self.pos + want;
         if need_end > self.buf.len() {
-            // Drop what has been emitted already.
-            if self.lit > 0 {
-                self.buf.copy_within(self.lit..self.filled, 0);
-                self.filled -= self.lit;
-                self.pos -= self.lit;
-                self.lit = 0;
+            // Drop what has been emitted already, in whole pages, so that
+            // buffer and file offsets stay congruent (fast kernel copies).
+            let drop = self.lit & !(ALIGN - 1);
+            if drop > 0 {
+                self.buf.copy_within(drop..self.filled, 0);
+                self.filled -= drop;
+                self.pos -= drop;
+                self.lit -= drop;
             }
             // Grow while the retained data fills much of the buffer, so
             // large files get large reads and rare compactions.
             if self.filled > self.buf.len() / 8 && self.buf.len() < self.cap {
                 let len = (self.buf.len() * 2).clamp(MIN_BUF, self.cap);
-                self.buf.resize(len, 0);
+                self.buf.resize(len);
             }
         }
         let need_end = self.pos + want;
         while self.filled < need_end && !self.eof {
             if self.filled == self.buf.len() {
                 let len = (self.buf.len() * 2).clamp(MIN_BUF, self.cap.max(need_end));
-                self.buf.resize(len, 0);
+                self.buf.resize(len);
             }
             match self.reader.read(&mut self.buf[self.filled..]) {
                 Ok(0) => self.eof = true,
@@ -307,7 +313,7 @@ impl Matcher {
         let mut buf = std::mem::take(&mut self.buf);
         let mut want = buf.len().clamp(FIRST_WHOLE_READ, WHOLE_READ);
         if buf.len() < want {
-            buf.resize(want, 0);
+            buf.resize(want);
         }
         let r = loop {
             let n = match super::sums::read_full(reader, &mut buf[..want]) {
@@ -319,7 +325,7 @@ impl Matcher {
             }
             if n == want && want < WHOLE_READ {
                 want = (want * 4).min(WHOLE_READ);
-                buf.resize(want, 0);
+                buf.resize(want);
             }
             stats.file_len += n as u64;
             if let Err(e) = emit_literal(sink, hasher, stats, &buf[..n]) {
@@ -349,7 +355,7 @@ impl Matcher {
         };
         let mut stats = MatchStats::default();
         let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(buf.len().max(CHUNK_SIZE), 0);
+        buf.resize(buf.len().max(CHUNK_SIZE));
         let mut left = prefix;
         let skipped = loop {
             if left == 0 {
@@ -837,6 +843,58 @@ mod tests {
             assert_eq!(rec.tokens, want);
             assert_eq!(format!("{:?}", out.digest), digest);
         }
+    }
+
+    /// A reader that checks every read lands at a buffer address congruent
+    /// with its file offset modulo ALIGN (fast kernel copies, see iobuf).
+    struct AlignCheck<'a> {
+        data: &'a [u8],
+        pos: usize,
+        reads: usize,
+        misaligned: usize,
+    }
+    impl Read for AlignCheck<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.data.len() - self.pos).min(200_000);
+            if n > 0 {
+                self.reads += 1;
+                if buf.as_ptr() as usize % ALIGN != self.pos % ALIGN {
+                    self.misaligned += 1;
+                }
+            }
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn window_reads_keep_file_and_buffer_offsets_congruent() {
+        // Edits and a literal stretch make the window compact and grow.
+        let mut r = crate::delta::testutil::Mt::python_seed(5);
+        let old: Vec<u8> = (0..3_000_000).map(|_| r.next_u32() as u8).collect();
+        let mut new = old.clone();
+        for i in (1000..2_900_000).step_by(97_001) {
+            new[i] ^= 0x55;
+        }
+        let fresh: Vec<u8> = (0..1_500_000).map(|_| r.next_u32() as u8).collect();
+        new.splice(1_200_000..1_200_000, fresh);
+        let head = SumHead::for_file(old.len() as i64, 31, Some(7000), false, 16).unwrap();
+        let sums = generate_sums(&mut &old[..], &head, ChecksumKind::Md5, 1, true).unwrap();
+        let mut m = Matcher::new();
+        let mut src = AlignCheck {
+            data: &new,
+            pos: 0,
+            reads: 0,
+            misaligned: 0,
+        };
+        let mut patcher = Patcher::new(Some(Cursor::new(&old[..])), Vec::new(), head);
+        m.match_file(&mut src, &sums, ChecksumKind::Md5, 1, true, &mut patcher)
+            .unwrap();
+        let (rebuilt, _) = patcher.finish().unwrap();
+        assert_eq!(rebuilt, new);
+        assert!(src.reads > 20, "{} reads", src.reads);
+        assert_eq!(src.misaligned, 0, "of {} reads", src.reads);
     }
 
     #[test]

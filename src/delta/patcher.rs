@@ -28,7 +28,7 @@ pub struct Patcher<B, W> {
     /// Read-ahead of the basis: `buf[..cached]` holds the basis bytes from
     /// `cache_off` on (consecutive blocks are served from it, one read per
     /// COPY_BUF instead of one per block).
-    buf: Vec<u8>,
+    buf: crate::iobuf::IoBuf,
     cache_off: u64,
     cached: usize,
     /// Where the basis reader is positioned, when known (saves seeks for
@@ -49,7 +49,7 @@ impl<B: Read + Seek, W: Write> Patcher<B, W> {
             basis,
             out,
             head,
-            buf: Vec::new(),
+            buf: crate::iobuf::IoBuf::new(),
             cache_off: 0,
             cached: 0,
             basis_pos: None,
@@ -110,7 +110,7 @@ impl<B: Read + Seek, W: Write> Patcher<B, W> {
                     .unwrap_or(usize::MAX)
                     .clamp(1, COPY_BUF);
                 if self.buf.len() < want {
-                    self.buf.resize(want, 0);
+                    self.buf.resize(want);
                 }
                 let got = read_full(basis, &mut self.buf[..want])?;
                 self.cache_off = pos;

@@ -380,7 +380,8 @@ fn sums_by_groups<E: From<io::Error>>(
     let cap = usize::try_from(head.basis_len())
         .unwrap_or(usize::MAX)
         .clamp(blen, blen * per_read as usize);
-    let mut buf = vec![0u8; cap];
+    // Page-aligned: block offsets are often page multiples (see crate::iobuf).
+    let mut buf = crate::iobuf::IoBuf::zeroed(cap);
     let mut total = 0u64;
     let mut i = range.start;
     while i < range.end {

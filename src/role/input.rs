@@ -8,6 +8,7 @@
 //! the ranges of its data, and its buffer comes back for the next read, so
 //! the data is copied once, from the chunk into what the role reads.
 
+use crate::iobuf::IoBuf;
 use crate::protocol::mux::{from_io, Demux, Message, Piece};
 use crate::protocol::ProtoError;
 use std::io::{self, Read};
@@ -18,11 +19,62 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 #[derive(Debug)]
 pub enum Input {
     /// Protocol-stream bytes: these ranges of this buffer, in order.
-    Data(Vec<u8>, Vec<Range<usize>>),
+    Data(Chunk, Vec<Range<usize>>),
     /// An out-of-band message.
     Msg(Message),
     /// Reading failed or ended; nothing follows.
     End(ProtoError),
+}
+
+/// A chunk of the peer's stream: the pump's page-aligned read buffer
+/// (socket copies into it run at full speed, see [`crate::iobuf`]), or a
+/// small copy of a short read.
+#[derive(Debug)]
+pub enum Chunk {
+    /// A read buffer, handed back to the pump when used up.
+    Read(IoBuf),
+    /// A copy of a few bytes.
+    Copy(Vec<u8>),
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk::Copy(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Read(b) => b,
+            Chunk::Copy(v) => v,
+        }
+    }
+}
+
+impl Chunk {
+    /// Bytes the chunk holds allocated.
+    pub fn capacity(&self) -> usize {
+        match self {
+            Chunk::Read(b) => b.capacity(),
+            Chunk::Copy(v) => v.capacity(),
+        }
+    }
+
+    /// This chunk as a read buffer of `len` bytes.
+    fn read_buf(&mut self, len: usize) -> &mut IoBuf {
+        if let Chunk::Copy(_) = self {
+            *self = Chunk::Read(IoBuf::new());
+        }
+        match self {
+            Chunk::Read(b) => {
+                b.resize(len);
+                b
+            }
+            Chunk::Copy(_) => unreachable!("replaced above"),
+        }
+    }
 }
 
 /// Reads the peer's stream in chunks (a [`Demux`] with any reader).
@@ -43,7 +95,7 @@ enum Source {
     Pump {
         rx: Receiver<Input>,
         /// Empty chunk buffers back to the pump.
-        recycle: SyncSender<Vec<u8>>,
+        recycle: SyncSender<IoBuf>,
     },
     /// Read by the role itself, when it needs data (see [`inline`]).
     Inline(Box<dyn ChunkSource>),
@@ -52,7 +104,7 @@ enum Source {
 /// The role's side of the pump: a `Read` over the data, with messages set aside.
 pub struct InputReader {
     source: Source,
-    buf: Vec<u8>,
+    buf: Chunk,
     /// What is left of the current chunk, in stream order.
     pieces: std::collections::VecDeque<Piece>,
     /// Scratch for [`ChunkSource::read_chunk`].
@@ -90,7 +142,7 @@ const SMALL_READ: usize = 1024;
 /// Start pumping `demux` on a thread.
 pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
     let (tx, rx) = sync_channel(DEPTH);
-    let (recycle, recycled) = sync_channel::<Vec<u8>>(DEPTH + 2);
+    let (recycle, recycled) = sync_channel::<IoBuf>(DEPTH + 2);
     std::thread::spawn(move || {
         // Messages the demultiplexer queued before the pump took over.
         while let Some(m) = demux.take_message() {
@@ -100,14 +152,14 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
         }
         let mut pieces = Vec::new();
         // A chunk buffer kept for the next read (its data went out as a copy).
-        let mut spare: Option<Vec<u8>> = None;
+        let mut spare: Option<IoBuf> = None;
         let mut chunk = FIRST_CHUNK;
         loop {
             let mut buf = spare
                 .take()
                 .or_else(|| recycled.try_recv().ok())
                 .unwrap_or_default();
-            buf.resize(chunk, 0);
+            buf.resize(chunk);
             let n = match demux.read_chunk(&mut buf, &mut pieces) {
                 Ok(0) => {
                     let _ = tx.send(Input::End(ProtoError::Io(
@@ -139,7 +191,10 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
                                 let len = data.len();
                                 let chunk = std::mem::take(&mut data);
                                 if tx
-                                    .send(Input::Data(chunk, std::iter::once(0..len).collect()))
+                                    .send(Input::Data(
+                                        Chunk::Copy(chunk),
+                                        std::iter::once(0..len).collect(),
+                                    ))
                                     .is_err()
                                 {
                                     return;
@@ -154,7 +209,10 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
                 if !data.is_empty() {
                     let len = data.len();
                     if tx
-                        .send(Input::Data(data, std::iter::once(0..len).collect()))
+                        .send(Input::Data(
+                            Chunk::Copy(data),
+                            std::iter::once(0..len).collect(),
+                        ))
                         .is_err()
                     {
                         return;
@@ -173,7 +231,7 @@ pub fn spawn<R: Read + Send + 'static>(mut demux: Demux<R>) -> InputReader {
                 .collect();
             // `buf` keeps its length (the ranges say what is data), so
             // it needs no zeroing when it comes back.
-            if !ranges.is_empty() && tx.send(Input::Data(buf, ranges)).is_err() {
+            if !ranges.is_empty() && tx.send(Input::Data(Chunk::Read(buf), ranges)).is_err() {
                 return;
             }
         }
@@ -198,7 +256,7 @@ impl InputReader {
     fn with_source(source: Source) -> Self {
         InputReader {
             source,
-            buf: Vec::new(),
+            buf: Chunk::default(),
             pieces: std::collections::VecDeque::new(),
             scratch: Vec::new(),
             pos: 0,
@@ -231,8 +289,8 @@ impl InputReader {
                 },
                 Source::Inline(src) => {
                     // The caller set a receive timeout, so this returns in time.
-                    self.buf.resize(CHUNK, 0);
-                    match src.read_chunk(&mut self.buf, &mut self.scratch) {
+                    let buf = self.buf.read_buf(CHUNK);
+                    match src.read_chunk(buf, &mut self.scratch) {
                         Ok(0) => return false,
                         Ok(_) => {}
                         Err(e)
@@ -262,8 +320,10 @@ impl InputReader {
                 Some(Piece::Msg(m)) => self.keep(m),
                 None => {
                     if let Source::Pump { recycle, .. } = &self.source {
-                        if self.buf.capacity() >= FIRST_CHUNK {
-                            let _ = recycle.try_send(std::mem::take(&mut self.buf));
+                        if let Chunk::Read(b) = std::mem::take(&mut self.buf) {
+                            if b.capacity() >= FIRST_CHUNK {
+                                let _ = recycle.try_send(b);
+                            }
                         }
                     }
                     return false;
@@ -274,7 +334,7 @@ impl InputReader {
     }
 
     /// Take a chunk from the pump.
-    fn set_chunk(&mut self, buf: Vec<u8>, ranges: Vec<Range<usize>>) {
+    fn set_chunk(&mut self, buf: Chunk, ranges: Vec<Range<usize>>) {
         self.buf = buf;
         self.pieces.extend(ranges.into_iter().map(Piece::Data));
         self.pos = 0;
@@ -337,9 +397,9 @@ impl InputReader {
         let next = match &mut self.source {
             Source::Pump { rx, .. } => rx.recv(),
             Source::Inline(src) => {
-                self.buf.resize(CHUNK, 0);
+                let buf = self.buf.read_buf(CHUNK);
                 let r = loop {
-                    match src.read_chunk(&mut self.buf, &mut self.scratch) {
+                    match src.read_chunk(buf, &mut self.scratch) {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         r => break r,
                     }

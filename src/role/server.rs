@@ -128,7 +128,7 @@ pub enum PeerInput<'a> {
     /// Read through the demultiplexer.
     Demux(&'a mut Demux<BoxedRead>),
     /// Read by the input pump.
-    Pump(InputReader),
+    Pump(Box<InputReader>),
 }
 
 impl PeerInput<'_> {
@@ -427,7 +427,7 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
                         _ => e.to_string(),
                     };
                     let rest = match input.take() {
-                        Some(p) => PeerInput::Pump(p),
+                        Some(p) => PeerInput::Pump(Box::new(p)),
                         None => PeerInput::Demux(&mut demux),
                     };
                     end_with_error(
