@@ -2865,3 +2865,108 @@ compat_test! {
             .run();
     }
 }
+
+/// Owners and groups for the map options: named ids (root, daemon/bin of
+/// Debian's base passwd), ids without a name here (1234:2345), a symlink.
+fn owners_tree(root: &Path) {
+    fixture::small_tree(root);
+    fixture::write(root, "owners/u1234", b"1234:2345\n");
+    fixture::chown(root, "owners/u1234", 1234, 2345);
+    fixture::write(root, "owners/daemon", b"daemon:bin\n");
+    fixture::chown(root, "owners/daemon", 1, 2);
+    fixture::write(root, "owners/u77", b"77:88\n");
+    fixture::chown(root, "owners/u77", 77, 88);
+    fixture::symlink(root, "owners/link", "u1234");
+    fixture::chown(root, "owners/link", 1234, 2345);
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_chown_usermap_groupmap_every_seat() {
+        // --chown, then maps by id, range, name, wildcard and the empty
+        // name, then a map that does not parse (exit 1 on the receiver):
+        // rrsync in each seat against stock in the same one.
+        for mode in [
+            Mode::Local,
+            Mode::DaemonPull,
+            Mode::DaemonPush,
+            Mode::RshPull,
+            Mode::RshPush,
+            Mode::ServerPull,
+            Mode::ServerPush,
+        ] {
+            ClientCase::new("client_chown_usermap_groupmap_every_seat", mode, owners_tree)
+                .args(&["-ai", "--chown=daemon:bin"])
+                .then(|_| {}, &[
+                    "-ai",
+                    "--usermap=1234:bin,0-99:nobody,root:daemon,*:sys",
+                    "--groupmap=:nogroup,2-3:daemon",
+                ])
+                .then(|_| {}, &["-ai", "--chown=:sys", "--numeric-ids"])
+                .then(|_| {}, &["-ai", "--usermap=0:1,foo"])
+                .run();
+        }
+    }
+}
+
+compat_test! {
+    fn client_chown_option_conflicts() {
+        ClientCase::new("client_chown_option_conflicts", Mode::Local, small)
+            .args(&["-a", "--chown=a", "--usermap=x:y"])
+            .then(|_| {}, &["-a", "--usermap=x:y", "--usermap=a:b"])
+            .then(|_| {}, &["-a", "--chown=a:b", "--chown=c"])
+            .then(|_| {}, &["-a", "--groupmap=x:y", "--chown=:c"])
+            .then(|_| {}, &["-ai", "--usermap=*:no-such-user-here"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_local_not_root_groups() {
+        // Not root, `-a` of files in groups we are not in: stock leaves
+        // those groups alone (upstream's FLAG_SKIP_GROUP) and exits 0;
+        // ours used to fail the chgrp (exit 23). Run as nobody, no groups.
+        use crate::harness::tree::{diff, format_diff, snapshot};
+        use std::os::unix::fs::PermissionsExt;
+        let work = crate::harness::tmp::TempDir::new("client_local_not_root_groups");
+        let w = work.path();
+        std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let src = w.join("src");
+        fixture::write(&src, "mine", b"nobody's group\n");
+        fixture::chown(&src, "mine", 65534, 65534);
+        fixture::write(&src, "roots", b"group 0\n");
+        fixture::chown(&src, "roots", 65534, 0);
+        fixture::write(&src, "sub/other", b"group 2345\n");
+        fixture::chown(&src, "sub/other", 65534, 2345);
+        fixture::pin_times(&src, &[]);
+        let mut outs = Vec::new();
+        for (label, bin) in [
+            ("stock", crate::harness::bins::stock()),
+            ("ours", crate::harness::bins::ours()),
+        ] {
+            let dst = w.join(format!("dst-{label}"));
+            std::fs::create_dir(&dst).unwrap();
+            std::os::unix::fs::chown(&dst, Some(65534), Some(65534)).unwrap();
+            let out = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin)
+                .arg("-ai")
+                .arg(format!("{}/", src.display()))
+                .arg(format!("{}/", dst.display()))
+                .output()
+                .expect("setpriv runs");
+            outs.push((out, snapshot(&dst)));
+        }
+        let (stock, ours) = (&outs[0], &outs[1]);
+        assert_eq!(stock.0.status.code(), Some(0), "{}", String::from_utf8_lossy(&stock.0.stderr));
+        assert_eq!(
+            ours.0.status.code(),
+            stock.0.status.code(),
+            "stderr: {}",
+            String::from_utf8_lossy(&ours.0.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&ours.0.stdout), String::from_utf8_lossy(&stock.0.stdout));
+        let d = diff("stock", &stock.1, "ours", &ours.1);
+        assert!(d.is_empty(), "{}", format_diff(&d, 20));
+    }
+}

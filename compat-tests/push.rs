@@ -1037,3 +1037,32 @@ compat_test! {
             .run();
     }
 }
+
+compat_test! {
+    fn push_chown_and_maps() {
+        // A stock client's --chown / --usermap / --groupmap reach the
+        // daemon's receiver as maps; before, ours ignored them.
+        PushCase::new("push_chown_and_maps", push_tree)
+            .args(&["-ai", "--chown=daemon:bin"])
+            .run();
+        PushCase::new("push_usermap_groupmap", push_tree)
+            .args(&["-ai", "--usermap=1234:bin,0-99:nobody,*:daemon", "--groupmap=2345:sys,*:nogroup"])
+            .run();
+        PushCase::new("push_usermap_unparsable", push_tree)
+            .args(&["-ai", "--usermap=1x:bin"])
+            .expect_stock_code(Some(1))
+            .run();
+    }
+}
+
+compat_test! {
+    fn push_escaped_option_values() {
+        // A stock 3.5 client escapes option values for a shell (`a\ b`,
+        // `\*`); a daemon undoes that (upstream read_args), so these land
+        // in "old dir" with the suffix ".b*k" as on a stock daemon.
+        PushCase::new("push_escaped_option_values", push_tree)
+            .prefill(prefill_mixed)
+            .args(&["-ai", "-b", "--backup-dir=old dir", "--suffix=.b*k"])
+            .run();
+    }
+}

@@ -242,6 +242,10 @@ pub struct Options {
     pub usermap: Option<String>,
     /// --groupmap
     pub groupmap: Option<String>,
+    /// --usermap came from --chown (for upstream's conflict messages).
+    pub usermap_via_chown: bool,
+    /// --groupmap came from --chown.
+    pub groupmap_via_chown: bool,
     /// --delete-missing-args
     pub delete_missing_args: bool,
     /// --ignore-missing-args
@@ -911,8 +915,57 @@ impl Options {
             "mkpath" => self.mkpath = on,
             "super" => self.super_ = on,
             "fake-super" => self.fake_super = on,
-            "usermap" => self.usermap = Some(v()),
-            "groupmap" => self.groupmap = Some(v()),
+            // upstream parse_arguments: one map each, --chown's or given
+            // (its errors word which came first); a map implies -o / -g.
+            "usermap" => {
+                if self.usermap.is_some() {
+                    return Err(OptError::Refused(if self.usermap_via_chown {
+                        "--usermap conflicts with prior --chown.".into()
+                    } else {
+                        "You can only specify --usermap once.".into()
+                    }));
+                }
+                self.usermap = Some(v());
+                self.owner = true;
+            }
+            "groupmap" => {
+                if self.groupmap.is_some() {
+                    return Err(OptError::Refused(if self.groupmap_via_chown {
+                        "--groupmap conflicts with prior --chown.".into()
+                    } else {
+                        "You can only specify --groupmap once.".into()
+                    }));
+                }
+                self.groupmap = Some(v());
+                self.group = true;
+            }
+            "chown" => {
+                let (u, g) = crate::flist::idmap::NameMap::chown_maps(&v());
+                if let Some(u) = u {
+                    if self.usermap.is_some() {
+                        return Err(OptError::Refused(if self.usermap_via_chown {
+                            "You can only specify a user-affecting --chown once.".into()
+                        } else {
+                            "--chown conflicts with prior --usermap.".into()
+                        }));
+                    }
+                    self.usermap = Some(u);
+                    self.usermap_via_chown = true;
+                    self.owner = true;
+                }
+                if let Some(g) = g {
+                    if self.groupmap.is_some() {
+                        return Err(OptError::Refused(if self.groupmap_via_chown {
+                            "You can only specify a group-affecting --chown once.".into()
+                        } else {
+                            "--chown conflicts with prior --groupmap.".into()
+                        }));
+                    }
+                    self.groupmap = Some(g);
+                    self.groupmap_via_chown = true;
+                    self.group = true;
+                }
+            }
             "delete-missing-args" => self.delete_missing_args = on,
             "ignore-missing-args" => self.ignore_missing_args = on,
             // (A server ignores the words it does not know, as upstream's.)

@@ -398,6 +398,16 @@ fn serve_inner<R: Read, W: Write>(
     if argv.len() > MAX_ARGS {
         return Err(RERR_PROTOCOL);
     }
+    // A client escapes option values with backslashes (upstream safe_arg:
+    // `--usermap=\*:u`, `--backup-dir=a\ b`) for a remote shell to undo;
+    // for a daemon, upstream's read_args undoes it for the words up to the
+    // "." (the paths after it are matched by glob_expand).
+    for a in argv.iter_mut() {
+        unbackslash(a);
+        if a == b"." {
+            break;
+        }
+    }
     // -s (--secluded-args): the arguments follow again as a second list,
     // NUL-separated whatever the protocol, its first element a stand-in
     // for argv[0] (upstream rsync_module's second read_args); of the first
@@ -1060,4 +1070,42 @@ fn module_filters(
     crate::filter::daemon_filter_list(&cfg, popts, &mut read)
         .map(Some)
         .map_err(|e| RoleError::Unsupported(format!("daemon filter rules: {e}")))
+}
+
+/// Undo upstream safe_arg's escaping in place: `\X` becomes `X` (a lone
+/// trailing backslash stays), as upstream's unbackslash_arg.
+fn unbackslash(a: &mut Vec<u8>) {
+    if !a.contains(&b'\\') {
+        return;
+    }
+    let mut out = Vec::with_capacity(a.len());
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] == b'\\' && i + 1 < a.len() {
+            i += 1;
+        }
+        out.push(a[i]);
+        i += 1;
+    }
+    *a = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unbackslash;
+
+    #[test]
+    fn unbackslash_undoes_safe_arg() {
+        for (from, to) in [
+            (&br"--usermap=\*:daemon"[..], &b"--usermap=*:daemon"[..]),
+            (br"--backup-dir=a\ b", b"--backup-dir=a b"),
+            (br"a\\b", br"a\b"),
+            (br"trailing\", br"trailing\"),
+            (b"plain", b"plain"),
+        ] {
+            let mut v = from.to_vec();
+            unbackslash(&mut v);
+            assert_eq!(v, to);
+        }
+    }
 }

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod chmod;
 pub mod filters;
+pub mod idmap;
 pub mod incremental;
 pub mod recv;
 pub mod sort;

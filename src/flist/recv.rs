@@ -2,6 +2,7 @@
 //! flist_sort_and_clean; uidlist.c recv_id_list): decode, validate every
 //! name, sort, drop duplicates, and map owners by name.
 
+use super::idmap::IdPolicy;
 use super::sort::f_name_cmp;
 use crate::protocol::flist::{
     mode, read_id_list, FileEntry, FlistDecoder, FlistItem, FlistOpts, HardLink,
@@ -96,9 +97,8 @@ pub struct ListReceiver {
     inc: bool,
     numeric_ids: bool,
     id0_names: bool,
-    map_ids: bool,
-    uid_map: HashMap<u32, u32>,
-    gid_map: HashMap<u32, u32>,
+    /// Owner and group translation (names, `--usermap`/`--groupmap`).
+    pub ids: IdPolicy,
     next_ndx_start: i32,
     /// Every directory received, in upstream's dir_flist order (sorted per list).
     pub dirs: Vec<FileEntry>,
@@ -122,16 +122,15 @@ pub struct ListReceiver {
 
 impl ListReceiver {
     /// A receiver for a session.
-    pub fn new(o: FlistOpts, inc: bool, numeric_ids: bool, id0_names: bool, map_ids: bool) -> Self {
+    /// `numeric_ids`: the sender sends no names (the client's `--numeric-ids`).
+    pub fn new(o: FlistOpts, inc: bool, numeric_ids: bool, id0_names: bool, ids: IdPolicy) -> Self {
         ListReceiver {
             dec: FlistDecoder::new(o),
             o,
             inc,
             numeric_ids,
             id0_names,
-            map_ids,
-            uid_map: HashMap::new(),
-            gid_map: HashMap::new(),
+            ids,
             next_ndx_start: if inc { 1 } else { 0 },
             dirs: Vec::new(),
             relative: false,
@@ -194,32 +193,20 @@ impl ListReceiver {
         Ok((files, io_error))
     }
 
+    /// Incremental lists carry each name with the first entry of its id
+    /// (upstream recv_file_entry: recv_user_name, else match_uid).
     fn map_inline_names(&mut self, files: &mut [FileEntry]) {
-        if !self.map_ids {
-            return;
-        }
+        let ids = &mut self.ids;
         for e in files.iter_mut() {
             if let Some(n) = e.take_user_name() {
-                if let Some(u) = nix::unistd::User::from_name(&String::from_utf8_lossy(&n))
-                    .ok()
-                    .flatten()
-                {
-                    self.uid_map.insert(e.uid, u.uid.as_raw());
-                }
+                e.uid = ids.uids.add(e.uid, &n);
+            } else if ids.map_uid {
+                e.uid = ids.uids.get(e.uid);
             }
             if let Some(n) = e.take_group_name() {
-                if let Some(g) = nix::unistd::Group::from_name(&String::from_utf8_lossy(&n))
-                    .ok()
-                    .flatten()
-                {
-                    self.gid_map.insert(e.gid, g.gid.as_raw());
-                }
-            }
-            if let Some(u) = self.uid_map.get(&e.uid) {
-                e.uid = *u;
-            }
-            if let Some(g) = self.gid_map.get(&e.gid) {
-                e.gid = *g;
+                e.gid = ids.gids.add(e.gid, &n);
+            } else if ids.map_gid {
+                e.gid = ids.gids.get(e.gid);
             }
         }
     }
@@ -232,7 +219,7 @@ impl ListReceiver {
                 self.o,
                 self.numeric_ids,
                 self.id0_names,
-                self.map_ids,
+                &mut self.ids,
                 self.relative,
             )?;
             if self.relative {
@@ -335,16 +322,16 @@ pub fn safe_name(name: &[u8]) -> bool {
         && !name.contains(&0)
 }
 
-/// Read the whole list (no incremental recursion), its id lists and io_error.
-/// `map_ids`: translate uids/gids by name to local ids (as root, without --numeric-ids).
+/// Read the whole list (no incremental recursion), its id lists and
+/// io_error; `ids` translates owners and groups.
 pub fn recv_file_list<R: Read>(
     r: &mut R,
     o: FlistOpts,
     numeric_ids: bool,
     id0_names: bool,
-    map_ids: bool,
+    ids: &mut IdPolicy,
 ) -> Result<RecvList, RecvListError> {
-    recv_file_list_ext(r, o, numeric_ids, id0_names, map_ids, false)
+    recv_file_list_ext(r, o, numeric_ids, id0_names, ids, false)
 }
 
 /// Drop the leading slashes of `-R` names once the list is sorted (upstream
@@ -366,7 +353,7 @@ fn recv_file_list_ext<R: Read>(
     o: FlistOpts,
     numeric_ids: bool,
     id0_names: bool,
-    map_ids: bool,
+    ids: &mut IdPolicy,
     relative: bool,
 ) -> Result<RecvList, RecvListError> {
     let mut dec = FlistDecoder::new(o);
@@ -384,39 +371,27 @@ fn recv_file_list_ext<R: Read>(
             FlistItem::End(err) => break err,
         }
     };
-    let mut uid_map = HashMap::new();
-    let mut gid_map = HashMap::new();
+    // upstream recv_id_list: every named id is translated once, then
+    // each entry's ids as the policy says.
     if !numeric_ids {
         if o.preserve_uid {
             for (id, name) in read_id_list(r, o.proto, id0_names)? {
-                if let Some(local) = nix::unistd::User::from_name(&String::from_utf8_lossy(&name))
-                    .ok()
-                    .flatten()
-                {
-                    uid_map.insert(id, local.uid.as_raw());
-                }
+                ids.uids.add(id, &name);
             }
         }
         if o.preserve_gid {
             for (id, name) in read_id_list(r, o.proto, id0_names)? {
-                if let Some(local) = nix::unistd::Group::from_name(&String::from_utf8_lossy(&name))
-                    .ok()
-                    .flatten()
-                {
-                    gid_map.insert(id, local.gid.as_raw());
-                }
+                ids.gids.add(id, &name);
             }
         }
     }
     let io_error = if o.proto < 30 { read_int(r)? } else { io_error };
-    if map_ids {
-        for e in files.iter_mut() {
-            if let Some(u) = uid_map.get(&e.uid) {
-                e.uid = *u;
-            }
-            if let Some(g) = gid_map.get(&e.gid) {
-                e.gid = *g;
-            }
+    for e in files.iter_mut() {
+        if ids.map_uid {
+            e.uid = ids.uids.get(e.uid);
+        }
+        if ids.map_gid {
+            e.gid = ids.gids.get(e.gid);
         }
     }
     Ok(sort_and_clean(files, io_error, o.proto, None))
@@ -625,7 +600,7 @@ mod tests {
         );
         enc.end(&mut v, 0);
         assert!(matches!(
-            recv_file_list(&mut &v[..], o, true, false, false),
+            recv_file_list(&mut &v[..], o, true, false, &mut IdPolicy::keep()),
             Err(RecvListError::UnsafeName(_))
         ));
     }
@@ -655,7 +630,7 @@ mod tests {
             );
         }
         enc.end(&mut v, 0);
-        let l = recv_file_list(&mut &v[..], o, true, false, false).unwrap();
+        let l = recv_file_list(&mut &v[..], o, true, false, &mut IdPolicy::keep()).unwrap();
         let names: Vec<_> = l
             .files
             .iter()

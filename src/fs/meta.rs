@@ -161,6 +161,22 @@ impl DestRoot {
     }
 }
 
+/// Whether this process may give files group `gid` without being root:
+/// its effective gid or a supplementary group (upstream is_in_group;
+/// read once, after any privilege drop).
+pub fn in_our_groups(gid: u32) -> bool {
+    static GROUPS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    GROUPS
+        .get_or_init(|| {
+            let mut v: Vec<u32> = nix::unistd::getgroups()
+                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_default();
+            v.push(nix::unistd::getegid().as_raw());
+            v
+        })
+        .contains(&gid)
+}
+
 /// fchmod an open file (`mode & 07777`).
 pub fn fchmod(file: &File, mode: u32) -> io::Result<()> {
     // SAFETY: fchmod on an fd owned by `file`.

@@ -385,10 +385,12 @@ impl RecvConfig {
         m
     }
 
-    /// Owner and group to set (None = leave).
+    /// Owner and group to set (None = leave). Not root, a group we are
+    /// not in is left alone (upstream's FLAG_SKIP_GROUP).
     pub fn dest_owner(&self, e: &FileEntry) -> (Option<u32>, Option<u32>) {
         let uid = (self.opts.owner && self.am_root).then_some(e.uid);
-        let gid = self.opts.group.then_some(e.gid);
+        let gid = (self.opts.group && (self.am_root || crate::fs::meta::in_our_groups(e.gid)))
+            .then_some(e.gid);
         (uid, gid)
     }
 
@@ -420,7 +422,7 @@ impl RecvConfig {
                 if self.opts.owner && self.am_root && e.uid != st.uid {
                     fl |= iflags::REPORT_OWNER;
                 }
-                if self.opts.group && e.gid != st.gid {
+                if self.dest_owner(e).1.is_some_and(|g| g != st.gid) {
                     fl |= iflags::REPORT_GROUP;
                 }
             }

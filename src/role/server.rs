@@ -1035,13 +1035,39 @@ pub(crate) fn receive_files<W: Write + Send>(
     let numeric_module = env.numeric_ids;
     let fo = sender::flist_opts(&n, opts);
     let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
-    let mut lists = crate::flist::recv::ListReceiver::new(
-        fo,
-        inc,
+    // upstream recv_file_list -> parse_name_map: the maps are read as
+    // the list starts; a TO name unknown here is only reported.
+    let mut warnings = Vec::new();
+    let parse_map = |m: &Option<String>, kind, w: &mut Vec<String>| {
+        m.as_deref()
+            .map(|m| crate::flist::idmap::NameMap::parse(m.as_bytes(), kind, w))
+            .transpose()
+            .map_err(|e| RoleError::Refused(e.0))
+    };
+    use crate::flist::idmap::IdKind;
+    let usermap = parse_map(&opts.usermap, IdKind::User, &mut warnings);
+    let groupmap = match usermap {
+        Ok(_) => parse_map(&opts.groupmap, IdKind::Group, &mut warnings),
+        Err(_) => Ok(None),
+    };
+    for w in &warnings {
+        match local.as_deref() {
+            Some(l) => l.text(MsgCode::Error, w.as_bytes()),
+            None => send_text(out, proto, MsgCode::Error, w)?,
+        }
+    }
+    let ids = crate::flist::idmap::IdPolicy::for_receiver(
+        am_root,
+        fo.preserve_uid,
+        fo.preserve_gid,
         opts.numeric_ids,
+        numeric_module,
         n.id0_names(),
-        am_root && !opts.numeric_ids && !numeric_module,
+        usermap?,
+        groupmap?,
     );
+    let mut lists =
+        crate::flist::recv::ListReceiver::new(fo, inc, opts.numeric_ids, n.id0_names(), ids);
     lists.relative = opts.relative_paths();
     lists.sanitize_links = env.sanitize_links && !env.munge_symlinks;
     lists.munge_links = env.munge_symlinks;
