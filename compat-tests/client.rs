@@ -1872,7 +1872,7 @@ compat_test! {
             assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "{bad}: ours {}", o.describe());
         }
         // FLAG --version: 0 for what we implement (stock too) ...
-        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links", "--preallocate", "--fuzzy", "-yy"] {
+        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links", "--preallocate", "--fuzzy", "-yy", "-s", "--chown=a:b", "--usermap=x:y"] {
             let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
             assert_eq!((o.code, s.code), (0, 0), "{flag}: ours {}", o.describe());
         }
@@ -2968,5 +2968,115 @@ compat_test! {
         assert_eq!(String::from_utf8_lossy(&ours.0.stdout), String::from_utf8_lossy(&stock.0.stdout));
         let d = diff("stock", &stock.1, "ours", &ours.1);
         assert!(d.is_empty(), "{}", format_diff(&d, 20));
+    }
+}
+
+/// Names a shell or the server's globbing would change: spaces, `*`, `$`.
+fn shell_names_tree(root: &Path) {
+    fixture::write(root, "dir with space/a b.txt", b"spaced\n");
+    fixture::write(root, "dir with space/star*.txt", b"star\n");
+    fixture::write(root, "dir with space/$HOME.txt", b"dollar\n");
+    fixture::write(root, "dir with space/sub/x.txt", b"x\n");
+    fixture::write(root, "other.txt", b"other\n");
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_secluded_args_every_seat() {
+        // -s: our client sends the arguments after the letter bundle on
+        // the server's stdin (a daemon: after the first list, which below
+        // protocol 30 also carries them after "(null)"), as stock's
+        // send_protected_args; a source and a destination with spaces,
+        // a backup dir with a space and a wildcard suffix.
+        for mode in [
+            Mode::Local,
+            Mode::DaemonPull,
+            Mode::DaemonPush,
+            Mode::RshPull,
+            Mode::RshPush,
+            Mode::ServerPull,
+            Mode::ServerPush,
+        ] {
+            ClientCase::new("client_secluded_args_every_seat", mode, shell_names_tree)
+                .source("dir with space/")
+                .dest("dest dir/")
+                .args(&["-ai", "-s"])
+                .then(
+                    |src: &Path| {
+                        fixture::write(src, "dir with space/a b.txt", b"changed!\n");
+                    },
+                    &["-ai", "-s", "-b", "--backup-dir=old dir", "--suffix=.b*k", "--protocol=29"],
+                )
+                .then(|_| {}, &["-ai", "--secluded-args", "--no-s", "--delete"])
+                .run();
+        }
+    }
+}
+
+compat_test! {
+    fn client_info_skip_messages() {
+        // --info=skip names what -u, --max-size, --min-size and
+        // --ignore-existing leave alone; skip2 says why an existing file
+        // is kept (type, file, sum or attr change, or uptodate).
+        for mode in [Mode::Local, Mode::DaemonPull, Mode::ServerPush] {
+            ClientCase::new("client_info_skip_messages", mode, small)
+                .prefill(|dest: &Path, src: &Path| {
+                    fixture::copy_tree(src, dest);
+                    fixture::write(dest, "a.txt", b"different size\n");
+                    fixture::set_mtime(&dest.join("a.txt"), 2_000_000_000, 0);
+                    std::fs::remove_file(dest.join("b.txt")).unwrap();
+                    std::fs::create_dir(dest.join("b.txt")).unwrap();
+                    fixture::chmod(dest, "sub/c.txt", 0o600);
+                })
+                .args(&["-ai", "--info=skip", "-u", "--max-size=5k", "--min-size=3"])
+                .then(|_| {}, &["-ai", "--info=skip2", "--ignore-existing"])
+                .then(|_| {}, &["-ai", "--info=skip2", "--ignore-existing", "-c"])
+                .run();
+        }
+    }
+}
+
+/// A tree with a per-directory merge file for the filter reports.
+fn filter_report_tree(root: &Path) {
+    fixture::small_tree(root);
+    fixture::write(root, "sub/.rsync-filter", b"- *.bin\n+ keep*\n");
+    fixture::write(root, "sub/x.bin", b"bin\n");
+    fixture::write(root, "sub/keep.bin", b"kept\n");
+    fixture::write(root, "logs/a.log", b"log\n");
+    fixture::pin_times(root, &[]);
+}
+
+compat_test! {
+    fn client_debug_filter_reports() {
+        // -vv (--debug=filter): the sender names the rule that hid or
+        // showed each name ("[sender] hiding file x.bin because of pattern
+        // <rule from a file read earlier> [per-dir .rsync-filter]"), in
+        // every seat where our side sends.
+        for mode in [Mode::Local, Mode::DaemonPull, Mode::DaemonPush, Mode::RshPush, Mode::ServerPull] {
+            // (-vv names the module or the server program, which differ
+            // between the sides here: those seats get --debug=filter, the
+            // server through -M.)
+            let vv: &[&str] = match mode {
+                Mode::DaemonPush => &["-ai", "--debug=filter", "-F", "--exclude=*.log", "--include=sub/", "--exclude=*.txt"],
+                Mode::ServerPull => &["-ai", "-M--debug=filter", "-F", "--exclude=*.log", "--include=sub/", "--exclude=*.txt"],
+                _ => &["-aivv", "-F", "--exclude=*.log", "--include=sub/", "--exclude=*.txt"],
+            };
+            // Deleting: the generator reports what protects or risks each
+            // name of a destination directory ("[generator] protecting
+            // file old.log because of pattern *.log").
+            let del: Vec<&str> = [&vv[..2], &["--delete", "--exclude=*.log", "--include=*.txt"][..]].concat();
+            ClientCase::new("client_debug_filter_reports", mode, filter_report_tree)
+                .prefill(|dest: &Path, _src: &Path| {
+                    fixture::write(dest, "old.log", b"log\n");
+                    fixture::write(dest, "old.txt", b"txt\n");
+                    fixture::write(dest, "gone", b"gone\n");
+                    fixture::write(dest, "sub/z.log", b"z\n");
+                })
+                .args(&["-ai", "--debug=filter", "-F", "--exclude=/logs/", "--include=*.txt", "--exclude=r.bin"])
+                .then(|_| {}, vv)
+                .then(|_| {}, &del)
+                .sorted_stdout()
+                .run();
+        }
     }
 }

@@ -33,13 +33,9 @@ error (files-from pulls from our server). Seed 1719 (local: -rlpt --delete
 backing bk up into bk/bk/... until the timeout, and the directory tree it
 leaves is too deep for this tool's os.walk; in the daemon seats only the
 mtimes of directories emptied by the run differ (timing).
-Not implemented yet (differences expected): --debug=filter (seeds 1038,
-1103, 1122, 1211, 1242), the sender's %f (source path) and %c in
---out-format (1226, 1505), and below protocol 29 the names a server's
-generator prints itself without -i (dirs "d/", "l -> target"; 1357).
--s/--secluded-args, --chown, --usermap/--groupmap are refused by our client
-(not in OPTS); a stock client with -s against our daemon hangs until the
-timeout (seed 1003 before -s left OPTS).
+Not implemented yet (differences expected): %c in --out-format (1505).
+Since session 11 -s, --chown, --usermap/--groupmap, --info=skip and
+--debug=filter are in OPTS.
 """
 import atexit, os, random, shutil, socket, subprocess, sys, stat, hashlib, re, time
 
@@ -184,6 +180,9 @@ OPTS = [
     ["--debug=filter2"], ["--info=skip,stats2"], ["--ignore-non-existing", "--size-only"],
     ["--trust-sender"], ["--inplace", "--protocol=28", "-b"], ["-c", "--checksum-choice=xxh64"],
     ["--fuzzy", "--delete-after"], ["--delete", "--backup-dir=bk"],
+    ["-s"], ["--chown=daemon:bin"], ["--usermap=0-99:bin,*:daemon", "--groupmap=*:sys"],
+    ["--info=skip2", "--ignore-existing"], ["-u", "--info=skip"], ["--max-size=5k", "--info=skip"],
+    ["--debug=filter", "--exclude=*.txt"], ["--debug=filter", "--delete", "--exclude=a"],
 ]
 
 

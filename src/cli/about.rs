@@ -21,7 +21,8 @@ const CAPABILITIES: &[(&str, &str, bool)] = &[
     ("ACLs", "ACLs", false),
     ("ACL_at", "ACL-at", false),
     ("xattrs", "xattrs", false),
-    ("secluded_args", "secluded-args", false),
+    // (Reported as stock's: "optional", off unless asked for.)
+    ("secluded_args", "secluded-args", true),
     ("iconv", "iconv", false),
     ("prealloc", "prealloc", true),
     ("stop_at", "stop-at", false),
@@ -36,8 +37,6 @@ pub const UNSUPPORTED_CLIENT_OPTIONS: &[&str] = &[
     "atimes",
     "crtimes",
     "iconv",
-    "secluded-args",
-    "protect-args",
     "write-batch",
     "only-write-batch",
     "read-batch",
@@ -77,7 +76,9 @@ pub fn version_text() -> String {
     let words: Vec<String> = CAPABILITIES
         .iter()
         .map(|(_, label, ok)| {
-            if *ok {
+            if *label == "secluded-args" {
+                format!("optional {label}")
+            } else if *ok {
                 label.to_string()
             } else {
                 format!("no {label}")
@@ -124,11 +125,10 @@ pub fn version_json() -> String {
         "\"timestamp_bits\": 64".to_string(),
         "\"long_int_bits\": 64".to_string(),
     ];
-    caps.extend(
-        CAPABILITIES
-            .iter()
-            .map(|(k, _, ok)| format!("\"{k}\": {ok}")),
-    );
+    caps.extend(CAPABILITIES.iter().map(|(k, _, ok)| match *k {
+        "secluded_args" => format!("\"{k}\": \"optional\""),
+        _ => format!("\"{k}\": {ok}"),
+    }));
     format!(
         "{{\n  \"program\": \"rrsync\",\n  \"version\": \"{}\",\n  \"protocol\": \"{}.0\",\n  \"copyright\": \"(C) 2026 the rrsync authors\",\n  \"url\": \"https://github.com/rrsync\",\n  \"capabilities\": {{\n    {}\n  }},\n  \"optimizations\": {{\n    \"SIMD_roll\": false, \"asm_roll\": false, \"openssl_crypto\": false, \"asm_MD5\": false\n  }},\n  \"checksum_list\": {},\n  \"compress_list\": {},\n  \"daemon_auth_list\": {},\n  \"license\": \"GPLv3\",\n  \"caveat\": \"rrsync comes with ABSOLUTELY NO WARRANTY\"\n}}\n",
         env!("CARGO_PKG_VERSION"),

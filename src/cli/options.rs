@@ -326,6 +326,7 @@ impl Options {
             "CMD" => &[2, 4],
             "CONNECT" => &[2, 3],
             "DEL" => &[2, 3, 4],
+            "FILTER" => &[2, 3],
             _ => &[],
         };
         let level = steps.iter().filter(|&&v| self.verbose >= v).count() as u8;

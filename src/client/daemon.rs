@@ -44,6 +44,8 @@ pub struct Request<'a> {
     pub paths: &'a [String],
     /// The server's arguments up to the `.` (without it).
     pub server_args: Vec<String>,
+    /// `-s`: where the secluded arguments start in `server_args`.
+    pub secluded_from: Option<usize>,
     /// `--password-file`.
     pub password_file: Option<&'a str>,
     /// Show the MOTD (`--no-motd` turns it off).
@@ -167,18 +169,28 @@ pub fn exchange(
         ));
     }
     let mut buf = Vec::new();
+    // -s: the first list stops where the secluded arguments start (in
+    // line mode, below protocol 30, upstream prints that NULL as "(null)"
+    // and the rest in the clear); then all of them follow as a NUL list.
+    let split = req.secluded_from.map(|k| k.min(sargs.len()));
     if proto >= 30 {
-        for a in &sargs {
+        for a in &sargs[..split.unwrap_or(sargs.len())] {
             buf.extend_from_slice(a.as_bytes());
             buf.push(0);
         }
         buf.push(0);
     } else {
-        for a in &sargs {
+        for (i, a) in sargs.iter().enumerate() {
+            if split == Some(i) {
+                buf.extend_from_slice(b"(null)\n");
+            }
             buf.extend_from_slice(a.as_bytes());
             buf.push(b'\n');
         }
         buf.push(b'\n');
+    }
+    if let Some(k) = split {
+        buf.extend(super::server_args::protected_args_bytes(&sargs[k..]));
     }
     conn.writer.write_all(&buf).map_err(io)?;
     conn.writer.flush().map_err(io)?;

@@ -611,6 +611,7 @@ pub fn run_planned(
                 user,
                 paths: &plan.remote_paths,
                 server_args: sargs.clone(),
+                secluded_from: server_args::secluded_from(o, s),
                 password_file: o.password_file.as_deref(),
                 motd: !o.no_motd,
                 show_args: o.debug_level("CMD") >= 1,
@@ -664,10 +665,22 @@ pub fn run_planned(
             }
             argv.push(host);
             argv.push(o.rsync_path.clone().unwrap_or_else(|| "rsync".into()));
+            // -s: the command line ends after the letter bundle; the rest
+            // goes to the server's stdin (upstream send_protected_args).
+            let secluded = server_args::secluded_from(o, s);
+            let mut rest = match secluded {
+                Some(k) => sargs.split_off(k.min(sargs.len())),
+                None => Vec::new(),
+            };
             argv.append(&mut sargs);
-            argv.push(".".into());
+            let tail = if secluded.is_some() {
+                &mut rest
+            } else {
+                &mut argv
+            };
+            tail.push(".".into());
             for p in &plan.remote_paths {
-                argv.push(server_args::safe_arg(
+                tail.push(server_args::safe_arg(
                     None,
                     p,
                     s.quoting,
@@ -678,6 +691,16 @@ pub fn run_planned(
             show_command(o, log, &argv);
             let mut conn = connect::spawn_timed(&argv, o.timeout)
                 .map_err(|e| (fail(e.code, e.msg), client))?;
+            if secluded.is_some() {
+                let sent = conn
+                    .writer
+                    .write_all(&server_args::protected_args_bytes(&rest))
+                    .and_then(|_| conn.writer.flush());
+                if let Err(e) = sent {
+                    let code = child_code(&mut conn).unwrap_or(RERR_STREAMIO);
+                    return Err((fail(code, format!("rsync: sending arguments: {e}")), role));
+                }
+            }
             let p = match connect::exchange_versions(&mut conn, s.pre_proto, role) {
                 Ok(p) => p,
                 Err(e) => {

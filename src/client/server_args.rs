@@ -82,6 +82,25 @@ pub fn e_option(allow_inc_recurse: bool) -> String {
     s
 }
 
+/// With `-s` (not to a local server): where the secluded part of
+/// [`server_options`]' list starts, right after the letter bundle (upstream
+/// puts a NULL there; what follows reaches the server on its stdin).
+pub fn secluded_from(o: &Options, s: &Settings) -> Option<usize> {
+    (o.protect_args && !s.local_server).then_some(if s.am_sender { 2 } else { 3 })
+}
+
+/// send_protected_args: `rsync`, then each argument (an empty one as
+/// "."), NUL-terminated, and an empty one to end the list.
+pub fn protected_args_bytes(args: &[String]) -> Vec<u8> {
+    let mut out = b"rsync\0".to_vec();
+    for a in args {
+        out.extend_from_slice(if a.is_empty() { b"." } else { a.as_bytes() });
+        out.push(0);
+    }
+    out.push(0);
+    out
+}
+
 /// server_options: the server's argument list up to (not including) the `.`.
 pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     let am_sender = s.am_sender;
@@ -92,7 +111,8 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
         args.push("--sender".into());
     }
     let mut f = String::from("-");
-    if o.protect_args {
+    // (A local server is started with the whole list on its command line.)
+    if o.protect_args && !s.local_server {
         f.push('s');
     }
     for _ in 0..o.verbose.min(9) {

@@ -56,26 +56,72 @@ pub(crate) struct CheckCtx<'a> {
     pub slots: &'a [Option<Slot>],
 }
 
-/// stock `check_filter`: 1 include, -1 exclude, 0 no rule matched.
-pub(crate) fn check_rules(rules: &[Rule], cx: &CheckCtx<'_>) -> i32 {
+/// The rule that decided a check (for `--debug=filter`'s report).
+#[derive(Debug, Clone, Copy)]
+pub struct Hit<'a> {
+    /// The matching rule.
+    pub rule: &'a Rule,
+    /// The per-directory merge file it came from (its name).
+    pub per_dir: Option<&'a [u8]>,
+}
+
+impl Hit<'_> {
+    /// Include (true) or exclude.
+    pub fn include(&self) -> bool {
+        self.rule.flags & f::INCLUDE != 0
+    }
+
+    /// upstream report_filter_result: `[WHO] hiding file NAME because of
+    /// pattern PAT` (showing for an include; the generator says protecting
+    /// / risking). A rule read from a file is not quoted.
+    pub fn report(&self, who: &str, name: &[u8], is_dir: bool) -> String {
+        let action = match (who.starts_with('g'), self.include()) {
+            (false, true) => "show",
+            (false, false) => "hid",
+            (true, true) => "risk",
+            (true, false) => "protect",
+        };
+        let (pattern, slash) = if self.rule.flags & f::FROM_FILE != 0 {
+            ("<rule from a file read earlier>".to_string(), "")
+        } else {
+            let d = if self.rule.flags & f::DIRECTORY != 0 {
+                "/"
+            } else {
+                ""
+            };
+            (String::from_utf8_lossy(&self.rule.pattern).into_owned(), d)
+        };
+        let kind = match self.per_dir {
+            Some(n) => format!(" [per-dir {}]", String::from_utf8_lossy(n)),
+            None => String::new(),
+        };
+        format!(
+            "[{who}] {action}ing {} {} because of pattern {pattern}{slash}{kind}",
+            if is_dir { "directory" } else { "file" },
+            crate::protocol::text::name(name),
+        )
+    }
+}
+
+/// stock `check_filter`: the rule that matched first (its INCLUDE flag
+/// says include or exclude), or none.
+pub(crate) fn check_rules<'a>(rules: &'a [Rule], cx: &CheckCtx<'a>) -> Option<Hit<'a>> {
     for r in rules {
         if cx.ignore_perishable && r.flags & f::PERISHABLE != 0 {
             continue;
         }
         if r.flags & f::PERDIR_MERGE != 0 {
             if let Some(Some(slot)) = cx.slots.get(r.slot) {
-                let rc = slot.check(cx);
-                if rc != 0 {
-                    return rc;
+                if let Some(hit) = slot.check(cx) {
+                    return Some(hit);
                 }
             }
             continue;
         }
         if r.flags & f::CVS_IGNORE != 0 {
             if let Some(cvs) = cx.cvs {
-                let rc = check_rules(cvs, cx);
-                if rc != 0 {
-                    return rc;
+                if let Some(hit) = check_rules(cvs, cx) {
+                    return Some(hit);
                 }
             }
             continue;
@@ -84,10 +130,13 @@ pub(crate) fn check_rules(rules: &[Rule], cx: &CheckCtx<'_>) -> i32 {
             continue;
         }
         if r.matches(cx.name, cx.kind, cx.root_rel) {
-            return if r.flags & f::INCLUDE != 0 { 1 } else { -1 };
+            return Some(Hit {
+                rule: r,
+                per_dir: None,
+            });
         }
     }
-    0
+    None
 }
 
 impl FilterList {
@@ -270,6 +319,16 @@ impl FilterList {
         self.check_ext(path, kind, side, false)
     }
 
+    /// [`check`](Self::check), with the rule that decided (`--debug=filter`).
+    pub fn hit<'a>(&'a self, path: &'a [u8], is_dir: bool, side: Side) -> Option<Hit<'a>> {
+        let kind = if is_dir {
+            NameKind::Dir
+        } else {
+            NameKind::File
+        };
+        self.hit_in(path, kind, side, false, &[])
+    }
+
     /// [`check`](Self::check) for any [`NameKind`], optionally skipping
     /// perishable rules (as stock does while deleting a directory's contents).
     pub fn check_ext(
@@ -290,6 +349,25 @@ impl FilterList {
         ignore_perishable: bool,
         slots: &[Option<Slot>],
     ) -> Option<Action> {
+        self.hit_in(path, kind, side, ignore_perishable, slots)
+            .map(|h| {
+                if h.include() {
+                    Action::Include
+                } else {
+                    Action::Exclude
+                }
+            })
+    }
+
+    /// [`check_in`](Self::check_in), with the rule that decided.
+    pub(crate) fn hit_in<'a>(
+        &'a self,
+        path: &'a [u8],
+        kind: NameKind,
+        side: Side,
+        ignore_perishable: bool,
+        slots: &'a [Option<Slot>],
+    ) -> Option<Hit<'a>> {
         let cx = CheckCtx {
             name: path,
             kind,
@@ -300,11 +378,7 @@ impl FilterList {
             cvs: self.cvs.as_deref(),
             slots,
         };
-        match check_rules(&self.rules, &cx) {
-            1 => Some(Action::Include),
-            -1 => Some(Action::Exclude),
-            _ => None,
-        }
+        check_rules(&self.rules, &cx)
     }
 
     /// Is `path` excluded for `side`?

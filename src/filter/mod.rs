@@ -28,7 +28,7 @@ pub mod wire;
 mod tests;
 
 pub use daemon::{daemon_filter_list, DaemonFilterConfig};
-pub use list::FilterList;
+pub use list::{FilterList, Hit};
 pub use parse::{Reader, DEFAULT_CVSIGNORE};
 pub use rule::Rule;
 pub use stack::{DirToken, FilterStack, MAX_ACTIVE_MERGE_FILES};

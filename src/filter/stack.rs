@@ -3,7 +3,7 @@
 //! `pop_local_filters`, `setup_merge_file`), filesystem-agnostic: rule files
 //! are read through a caller-supplied reader.
 
-use super::list::{check_rules, CheckCtx, FilterList};
+use super::list::{check_rules, CheckCtx, FilterList, Hit};
 use super::parse::{basename, clean_path, Merges, Parser, Reader, Sink};
 use super::rule::{flags as f, xflags as xf, Rule, MAXPATHLEN};
 use super::{Action, FilterError, NameKind, Side};
@@ -36,17 +36,17 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn check(&self, cx: &CheckCtx<'_>) -> i32 {
+    pub(crate) fn check<'a>(&'a self, cx: &CheckCtx<'a>) -> Option<Hit<'a>> {
         for lvl in self.levels.iter().rev() {
-            let rc = check_rules(&lvl.rules, cx);
-            if rc != 0 {
-                return rc;
+            if let Some(mut hit) = check_rules(&lvl.rules, cx) {
+                hit.per_dir.get_or_insert(basename(&self.name));
+                return Some(hit);
             }
             if !lvl.inherit {
                 break;
             }
         }
-        0
+        None
     }
 }
 
@@ -439,5 +439,15 @@ impl FilterStack {
     /// Is `path` excluded for `side`?
     pub fn is_excluded(&self, path: &[u8], is_dir: bool, side: Side) -> bool {
         self.check(path, is_dir, side) == Some(Action::Exclude)
+    }
+
+    /// [`check`](Self::check), with the rule that decided (`--debug=filter`).
+    pub fn hit<'a>(&'a self, path: &'a [u8], is_dir: bool, side: Side) -> Option<Hit<'a>> {
+        let kind = if is_dir {
+            NameKind::Dir
+        } else {
+            NameKind::File
+        };
+        self.list.hit_in(path, kind, side, false, &self.table.slots)
     }
 }

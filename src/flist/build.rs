@@ -30,6 +30,8 @@ pub trait Excluder {
     /// Called for each argument: its directory relative to the module root and
     /// the transfer root on disk.
     fn set_base(&mut self, _dir_in_module: &[u8], _root: &Path) {}
+    /// Move the reports of the checks so far (`--debug=filter`) to `out`.
+    fn drain_notes(&mut self, _out: &mut Vec<(MsgKind, String)>) {}
 }
 
 /// An excluder that keeps everything.
@@ -314,7 +316,9 @@ impl<'a> Walker<'a> {
         let Some((md, followed)) = self.stat(None, &local, &name, r.follow, true) else {
             return;
         };
-        if self.ex.excluded(&name, md.is_dir()) {
+        let excluded = self.ex.excluded(&name, md.is_dir());
+        self.ex.drain_notes(&mut self.out.errors);
+        if excluded {
             return;
         }
         let before = self.out.files.len();
@@ -721,7 +725,9 @@ impl Walker<'_> {
             if md.is_dir() && self.o.one_file_system > 1 && md.dev != self.root_dev {
                 continue;
             }
-            if self.ex.excluded(&child_name, md.is_dir()) {
+            let excluded = self.ex.excluded(&child_name, md.is_dir());
+            self.ex.drain_notes(&mut self.out.errors);
+            if excluded {
                 continue;
             }
             if self.o.ignore_nonreadable && !md.is_symlink() && !readable(dirfd, cname) {
@@ -915,8 +921,12 @@ impl Walker<'_> {
             }
             return;
         };
-        if !is_dotdir && self.ex.excluded(&fname, md.is_dir()) {
-            return;
+        if !is_dotdir {
+            let excluded = self.ex.excluded(&fname, md.is_dir());
+            self.ex.drain_notes(&mut self.out.errors);
+            if excluded {
+                return;
+            }
         }
         if md.is_dir() && !self.o.xfer_dirs {
             self.out.errors.push((

@@ -26,6 +26,9 @@ pub struct SenderFilters {
     confine: Option<PathBuf>,
     /// Problems met reading merge files, as rsync prints them.
     pub warnings: Vec<String>,
+    /// `--debug=filter` (`-vv`): report which rule hid or showed a name.
+    pub debug_filter: bool,
+    notes: Vec<String>,
 }
 
 /// Read a merge file relative to `root`, refusing anything that resolves outside `confine`.
@@ -61,6 +64,8 @@ impl SenderFilters {
             root: PathBuf::from("."),
             confine,
             warnings: Vec::new(),
+            debug_filter: false,
+            notes: Vec::new(),
         }
     }
 
@@ -84,9 +89,24 @@ impl Excluder for SenderFilters {
             }
         }
         match &self.stack {
+            Some(s) if self.debug_filter => match s.hit(path, is_dir, Side::Sender) {
+                Some(h) => {
+                    self.notes.push(h.report("sender", path, is_dir));
+                    !h.include()
+                }
+                None => false,
+            },
             Some(s) => s.is_excluded(path, is_dir, Side::Sender),
             None => false,
         }
+    }
+
+    fn drain_notes(&mut self, out: &mut Vec<(super::build::MsgKind, String)>) {
+        out.extend(
+            self.notes
+                .drain(..)
+                .map(|n| (super::build::MsgKind::Info, n)),
+        );
     }
 
     fn set_base(&mut self, dir_in_module: &[u8], root: &Path) {

@@ -78,6 +78,9 @@ impl Registry {
 
 /// Decides whether a name (and whether it is a directory) is off limits.
 pub type NameFilter = Box<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
+/// `--debug=filter` on the receiving side: the report of the rule that
+/// protects (or risks) a name in the destination, if one matches.
+pub type NameReport = Box<dyn Fn(&[u8], bool) -> Option<String> + Send + Sync>;
 
 /// Settings shared by generator and receiver.
 pub struct RecvConfig {
@@ -96,6 +99,9 @@ pub struct RecvConfig {
     /// Names deletions leave alone: the module's, and the client's
     /// excluded ones unless --delete-excluded.
     pub protected: NameFilter,
+    /// Reports which rule protects or risks each name a deletion scan
+    /// meets (upstream get_dirlist's is_excluded at `-vv`).
+    pub protected_report: Option<NameReport>,
     /// The process umask (for modes when -p is off).
     pub umask: u32,
     /// `--compare-dest` / `--copy-dest` / `--link-dest` directories, in order.
@@ -1022,6 +1028,24 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             .get(dir)
             .map(|v| v.iter().map(|&i| list.files[i].name.clone()).collect())
             .unwrap_or_default();
+        if let Some(report) = &self.cfg.protected_report {
+            // upstream get_dirlist checks every name of the directory, in
+            // the order the directory gives them, before anything is deleted.
+            let dest = &self.cfg.dest;
+            let lines: Vec<String> = dest
+                .list_dir(dir)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|n| {
+                    let rel = join(dir, n);
+                    let st = dest.stat(&rel).ok().flatten()?;
+                    report(&rel, mode::is_dir(st.mode))
+                })
+                .collect();
+            for l in lines {
+                self.message(MsgCode::Info, &l)?;
+            }
+        }
         let gone = self.sorted_dir(dir, |rel| keep.contains(rel));
         for (rel, st) in gone.iter().rev() {
             self.delete_item(rel, st)?;
@@ -1723,9 +1747,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
-        if cfg.opts.ignore_existing && st.is_some() && !is_dir {
+        if let (true, Some(s), false) = (cfg.opts.ignore_existing, &st, is_dir) {
             self.hl_skip();
-            return Ok(());
+            return self.exists_note(&rel, e, s);
         }
         // A hard-linked member: its group may have a file to link it to,
         // or one on its way to wait for (upstream hard_link_check).
@@ -1930,25 +1954,25 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         // Regular file: which ones to skip, which are current, which to send.
         if let Some(max) = cfg.opts.max_size.as_deref().and_then(parse_size) {
             if e.size as u64 > max {
-                return Ok(());
+                return self.skip_note(&e.name, "is over max-size");
             }
         }
         if let Some(min) = cfg.opts.min_size.as_deref().and_then(parse_size) {
             if (e.size as u64) < min {
-                return Ok(());
+                return self.skip_note(&e.name, "is under min-size");
             }
         }
         if cfg.opts.existing && st.is_none() {
             self.hl_skip();
             return Ok(());
         }
-        if cfg.opts.ignore_existing && st.is_some() {
+        if let (true, Some(s)) = (cfg.opts.ignore_existing, &st) {
             self.hl_skip();
-            return Ok(());
+            return self.exists_note(&rel, e, s);
         }
         if let Some(s) = &st {
             if cfg.opts.update && s.mtime > e.mtime {
-                return Ok(());
+                return self.skip_note(&rel, "is newer");
             }
         }
         let current = match &st {
@@ -2251,6 +2275,56 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         if let Ok(i) = first.binary_search_by(|c| c.name.as_slice().cmp(base)) {
             first[i].sent = true;
         }
+    }
+
+    /// `--info=skip`: why an entry is left alone ("NAME is newer"...).
+    fn skip_note(&mut self, name: &[u8], why: &str) -> Result<(), RoleError> {
+        if self.cfg.opts.info_level("skip") == 0 {
+            return Ok(());
+        }
+        let line = format!("{} {why}", crate::protocol::text::name(name));
+        self.message(MsgCode::Info, &line)
+    }
+
+    /// `--ignore-existing` at `--info=skip`: "NAME exists", and at level 2
+    /// what differs (upstream recv_generator: type, then the quick check,
+    /// then the attributes).
+    fn exists_note(&mut self, rel: &[u8], e: &FileEntry, st: &Stat) -> Result<(), RoleError> {
+        let cfg = self.cfg;
+        let level = cfg.opts.info_level("skip");
+        if level == 0 {
+            return Ok(());
+        }
+        let why = if level < 2 {
+            "exists"
+        } else if st.mode & 0o170000 != e.mode & 0o170000 {
+            "exists (type change)"
+        } else if mode::is_reg(e.mode)
+            && !(st.size == e.size as u64
+                && (cfg.opts.size_only
+                    || if cfg.opts.checksum {
+                        self.same_checksum(rel, e)
+                    } else {
+                        cfg.same_mtime(e, st)
+                    }))
+        {
+            if cfg.opts.checksum {
+                "exists (sum change)"
+            } else {
+                "exists (file change)"
+            }
+        } else if cfg.itemize(e, Some(st), 0)
+            & (iflags::REPORT_TIME
+                | iflags::REPORT_PERMS
+                | iflags::REPORT_OWNER
+                | iflags::REPORT_GROUP)
+            != 0
+        {
+            "exists (attr change)"
+        } else {
+            "exists (uptodate)"
+        };
+        self.skip_note(rel, why)
     }
 
     fn same_checksum(&self, rel: &[u8], e: &FileEntry) -> bool {

@@ -1097,6 +1097,7 @@ mod tests {
             chmod: None,
             daemon_excluded: Box::new(|rel: &[u8], _| rel.ends_with(b".secret")),
             protected: Box::new(|rel: &[u8], _| rel.ends_with(b".secret")),
+            protected_report: None,
             umask: 0o022,
             basis_dirs: Vec::new(),
             dest_created: false,

@@ -725,6 +725,7 @@ pub(crate) fn send_files<W: Write>(
     };
     let mut excluder =
         crate::flist::filters::SenderFilters::new(client, daemon_rules, confine.clone());
+    excluder.debug_filter = opts.debug_level("FILTER") >= 1;
     let numeric_ids = opts.numeric_ids || env.numeric_ids;
     let chmod = env.outgoing_chmod.clone();
     let file_checksum = if opts.checksum {
@@ -1240,6 +1241,15 @@ pub(crate) fn receive_files<W: Write + Send>(
                 || (!delete_excluded && c.is_excluded(rel, is_dir, crate::filter::Side::Receiver))
         }
     };
+    let protected_report: Option<crate::role::generator::NameReport> =
+        (opts.debug_level("FILTER") >= 1 && !opts.delete_excluded && !client_rules.is_empty())
+            .then(|| {
+                let c = client_rules.clone();
+                Box::new(move |rel: &[u8], is_dir: bool| {
+                    c.hit(rel, is_dir, crate::filter::Side::Receiver)
+                        .map(|h| h.report("generator", rel, is_dir))
+                }) as crate::role::generator::NameReport
+            });
     let chmod = env.incoming_chmod.clone();
     // Basis dirs are relative to the destination and must stay inside the module.
     let mut basis_dirs = Vec::new();
@@ -1314,6 +1324,7 @@ pub(crate) fn receive_files<W: Write + Send>(
         chmod,
         daemon_excluded: Box::new(daemon_excluded),
         protected: Box::new(protected),
+        protected_report,
         umask: current_umask(),
         basis_dirs,
         dest_created,
