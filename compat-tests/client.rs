@@ -2866,6 +2866,17 @@ compat_test! {
     }
 }
 
+/// Every seat rrsync can take, for the cases that run in all of them.
+const EVERY_SEAT: [Mode; 7] = [
+    Mode::Local,
+    Mode::DaemonPull,
+    Mode::DaemonPush,
+    Mode::RshPull,
+    Mode::RshPush,
+    Mode::ServerPull,
+    Mode::ServerPush,
+];
+
 /// Owners and groups for the map options: named ids (root, daemon/bin of
 /// Debian's base passwd), ids without a name here (1234:2345), a symlink.
 fn owners_tree(root: &Path) {
@@ -2886,15 +2897,7 @@ compat_test! {
         // --chown, then maps by id, range, name, wildcard and the empty
         // name, then a map that does not parse (exit 1 on the receiver):
         // rrsync in each seat against stock in the same one.
-        for mode in [
-            Mode::Local,
-            Mode::DaemonPull,
-            Mode::DaemonPush,
-            Mode::RshPull,
-            Mode::RshPush,
-            Mode::ServerPull,
-            Mode::ServerPush,
-        ] {
+        for mode in EVERY_SEAT {
             ClientCase::new("client_chown_usermap_groupmap_every_seat", mode, owners_tree)
                 .args(&["-ai", "--chown=daemon:bin"])
                 .then(|_| {}, &[
@@ -2988,15 +2991,7 @@ compat_test! {
         // protocol 30 also carries them after "(null)"), as stock's
         // send_protected_args; a source and a destination with spaces,
         // a backup dir with a space and a wildcard suffix.
-        for mode in [
-            Mode::Local,
-            Mode::DaemonPull,
-            Mode::DaemonPush,
-            Mode::RshPull,
-            Mode::RshPush,
-            Mode::ServerPull,
-            Mode::ServerPush,
-        ] {
+        for mode in EVERY_SEAT {
             ClientCase::new("client_secluded_args_every_seat", mode, shell_names_tree)
                 .source("dir with space/")
                 .dest("dest dir/")
@@ -3075,6 +3070,35 @@ compat_test! {
                 .args(&["-ai", "--debug=filter", "-F", "--exclude=/logs/", "--include=*.txt", "--exclude=r.bin"])
                 .then(|_| {}, vv)
                 .then(|_| {}, &del)
+                .sorted_stdout()
+                .run();
+        }
+    }
+}
+
+compat_test! {
+    fn client_local_info_name_levels_reach_the_server() {
+        // A local copy's server is our own --server started fresh (stock
+        // forks one that keeps the client's levels): --info=name2 with -i
+        // shows unchanged items too, -vv --info=name1 does not.
+        ClientCase::new("client_local_info_name_levels_reach_the_server", Mode::Local, small)
+            .prefill(|dest: &Path, src: &Path| fixture::copy_tree(src, dest))
+            .args(&["-ri", "--info=name2"])
+            .then(|_| {}, &["-ri", "--info=name2", "--delete", "--max-delete=0"])
+            .then(|_| {}, &["-rivv", "--info=name1"])
+            .sorted_stdout()
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_out_format_f_of_a_deletion() {
+        // %f of a deletion is its bare name, not under the directory of
+        // the last file sent (ours said "src/old.txt").
+        for mode in [Mode::Local, Mode::DaemonPush, Mode::RshPush] {
+            ClientCase::new("client_out_format_f_of_a_deletion", mode, small)
+                .prefill(stale_dest)
+                .args(&["-a", "--delete-after", "--out-format=%n %i %f %o"])
                 .sorted_stdout()
                 .run();
         }

@@ -33,7 +33,12 @@ error (files-from pulls from our server). Seed 1719 (local: -rlpt --delete
 backing bk up into bk/bk/... until the timeout, and the directory tree it
 leaves is too deep for this tool's os.walk; in the daemon seats only the
 mtimes of directories emptied by the run differ (timing).
-Not implemented yet (differences expected): %c in --out-format (1505).
+Not implemented yet (differences expected): %c in --out-format (1505);
+--debug=filter2's "pushing/popping local filters" lines (2042, 2153);
+local copies at --protocol=28: with --out-format and -v (no -i) ours
+names "src/" (2119), and an option error is printed by one process, where
+stock's forked pair prints it twice (2171). With --remove-source-files
+the source directories' mtimes are those of the removals (2165: timing).
 Since session 11 -s, --chown, --usermap/--groupmap, --info=skip and
 --debug=filter are in OPTS.
 """

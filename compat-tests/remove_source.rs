@@ -289,3 +289,43 @@ compat_test! {
         rsf_old_protocol("rsf_old_client", false);
     }
 }
+
+compat_test! {
+    fn remove_source_files_symlinks_and_specials_when_we_receive() {
+        // Our generator tells the sender about symlinks, fifos (made or
+        // already current) as upstream's return_with_success, so a local
+        // copy removes them from the source as stock's does.
+        let work = TempDir::new("rsf_local_specials");
+        let src = work.join("src");
+        small_tree(&src);
+        crate::harness::fixture::mkfifo(&src, "fifo");
+        crate::harness::fixture::mkfifo(&src, "sub/fifo2");
+        crate::harness::fixture::symlink(&src, "dangling", "nowhere");
+        let mut outs = Vec::new();
+        for side in ["stock", "ours"] {
+            let s = work.join(format!("src-{side}"));
+            copy_tree(&src, &s);
+            let dst = work.join(format!("dst-{side}"));
+            // An already current fifo and symlink at the destination too.
+            crate::harness::fixture::mkfifo(&dst, "fifo");
+            crate::harness::fixture::symlink(&dst, "dangling", "nowhere");
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            outs.push(run_cmd(
+                &bin,
+                [
+                    "-avv".to_string(),
+                    "--remove-source-files".into(),
+                    format!("{}/", s.display()),
+                    format!("{}/", dst.display()),
+                ],
+                None,
+                client_timeout(),
+            ));
+        }
+        assert_eq!(outs[0].code, 0, "stock: {}", outs[0].describe());
+        assert_eq!(outs[1].code, outs[0].code, "ours: {}", outs[1].describe());
+        assert!(!work.join("src-stock/fifo").exists(), "stock kept its fifo");
+        assert_eq!(left(&work.join("src-ours")), left(&work.join("src-stock")), "what is left of the source");
+        assert_eq!(removed_lines(&outs[1]), removed_lines(&outs[0]), "removal lines");
+    }
+}

@@ -110,7 +110,7 @@ fn parse(spec: &str) -> Vec<(Parsed, Option<String>)> {
 }
 
 /// C's atoi: leading digits with an optional sign, 0 when none.
-fn atoi(s: &str) -> i32 {
+pub(crate) fn atoi(s: &str) -> i32 {
     let s = s.trim_start();
     let (neg, digits) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),

@@ -455,6 +455,9 @@ pub fn normalize_stderr(s: &str) -> Vec<String> {
         .filter(|l| {
             l.contains("[sender]") || l.starts_with("@ERROR") || l.starts_with("rsync error:")
         })
+        // A stock process killed by its sibling after the sibling's own
+        // error (a race in stock: the line comes or does not).
+        .filter(|l| !l.contains("received SIGUSR1 (code 19)"))
         .map(strip_location_and_tag)
         .collect()
 }

@@ -101,31 +101,13 @@ pub fn run(args: Vec<OsString>) -> i32 {
             .ok()
             .filter(|v| !v.is_empty())
         {
-            opts.protect_args = atoi(&v) != 0;
+            opts.protect_args = crate::sockopts::atoi(&v) != 0;
         }
     }
     if opts.protect_args && opts.old_args {
         return usage_line("rsync: --secluded-args conflicts with --old-args.");
     }
     crate::client::run(opts, rest)
-}
-
-/// C's atoi: leading blanks, a sign, then digits; anything else ends it.
-fn atoi(s: &str) -> i64 {
-    let t = s.trim_start();
-    let (neg, t) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let n = t.bytes().take_while(u8::is_ascii_digit).fold(0i64, |n, d| {
-        n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
-    });
-    if neg {
-        -n
-    } else {
-        n
-    }
 }
 
 /// An option error: rsync's message line and exit 1.

@@ -413,7 +413,7 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     }
     // A forked local server would inherit the client's output levels; ours
     // is told the one it uses itself.
-    if s.local_server && s.out.name > 0 && o.verbose == 0 && o.info.is_empty() {
+    if s.local_server && s.out.name > 0 && (o.verbose == 0 || !o.info.is_empty()) {
         args.push(format!("--info=name{}", s.out.name));
     }
     // Its skip notes too ("not creating new ..." is the generator's).

@@ -1531,14 +1531,28 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         rel: &[u8],
         e: &FileEntry,
         s: &Stat,
-        ndx: usize,
+        (ndx, wire): (usize, i32),
     ) -> Result<(), RoleError> {
         let cfg = self.cfg;
         let fl = cfg.itemize(e, Some(s), 0);
         let updated = cfg.fix_attrs(rel, e, s, true).unwrap_or(true);
         self.hl_outcome(HlState::Done);
         self.item(ndx, fl)?;
-        self.attrs_report(rel, updated)
+        self.attrs_report(rel, updated)?;
+        self.success(wire)
+    }
+
+    /// `--remove-source-files`: tell the sender that `wire` is at the
+    /// destination, so it may remove its own (upstream recv_generator's
+    /// return_with_success, for symlinks, devices and specials too).
+    fn success(&mut self, wire: i32) -> Result<(), RoleError> {
+        if self.cfg.opts.remove_source_files && !self.cfg.opts.dry_run {
+            self.flush_buf()?;
+            self.out
+                .lock()
+                .send_msg(MsgCode::Success, &wire.to_le_bytes())?;
+        }
+        Ok(())
     }
 
     /// upstream set_file_attrs with ATTRS_REPORT: at `--info=name2` (`-vv`)
@@ -1896,7 +1910,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             if let Some(s) = &st {
                 if cfg.dest.read_link(&rel).ok().as_deref() == Some(&target[..]) {
-                    return self.current_special(&rel, e, s, ndx);
+                    return self.current_special(&rel, e, s, (ndx, wire));
                 }
                 changed = iflags::REPORT_CHANGE;
                 if !cfg.opts.dry_run {
@@ -1922,14 +1936,15 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 }
             }
             self.hl_outcome(HlState::Done);
-            return self.item(ndx, fl);
+            self.item(ndx, fl)?;
+            return self.success(wire);
         }
         if mode::is_device(e.mode) || mode::is_special(e.mode) {
             if let Some(s) = &st {
                 if !mode::is_device(e.mode)
                     || (s.rdev_major == e.rdev_major && s.rdev_minor == e.rdev_minor)
                 {
-                    return self.current_special(&rel, e, s, ndx);
+                    return self.current_special(&rel, e, s, (ndx, wire));
                 }
                 if !cfg.opts.dry_run {
                     let _ = cfg.dest.unlink(&rel);
@@ -1946,7 +1961,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 }
             }
             self.hl_outcome(HlState::Done);
-            return self.item(ndx, fl);
+            self.item(ndx, fl)?;
+            return self.success(wire);
         }
         if !mode::is_reg(e.mode) {
             return Ok(());

@@ -692,7 +692,8 @@ impl ClientLog {
                 }
                 b'f' => {
                     let mut n = name();
-                    let dir = self.o.am_sender.then(|| {
+                    // (A deletion's is its bare name, whatever was sent last.)
+                    let dir = (self.o.am_sender && fl & ITEM_DELETED == 0).then(|| {
                         self.pathname
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
