@@ -329,3 +329,49 @@ compat_test! {
         assert_eq!(removed_lines(&outs[1]), removed_lines(&outs[0]), "removal lines");
     }
 }
+
+compat_test! {
+    fn remove_source_files_dry_run_removes_nothing() {
+        // -n: nothing is removed, not even a source the destination already
+        // has (ours removed those: its generator reported them done in a
+        // dry run too). A local copy and a pull from a stock daemon, where
+        // our generator decides.
+        let work = TempDir::new("rsf_dry_run");
+        let src = work.join("src");
+        small_tree(&src);
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\nread only = no\n[src-stock]\n    path = {}\n[src-ours]\n    path = {}\n",
+            work.join("pull-src-stock").display(),
+            work.join("pull-src-ours").display()
+        );
+        for side in ["stock", "ours"] {
+            for kind in ["local", "pull"] {
+                copy_tree(&src, &work.join(format!("{kind}-src-{side}")));
+                copy_tree(&src, &work.join(format!("{kind}-dst-{side}")));
+            }
+        }
+        let d = Daemon::start(&bins::stock(), &conf, "stock");
+        for side in ["stock", "ours"] {
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            for (kind, from) in [
+                ("local", format!("{}/", work.join(format!("local-src-{side}")).display())),
+                ("pull", d.url(&format!("src-{side}/"))),
+            ] {
+                let o = run_cmd(
+                    &bin,
+                    [
+                        "-ai".to_string(),
+                        "-n".into(),
+                        "--remove-source-files".into(),
+                        from,
+                        format!("{}/", work.join(format!("{kind}-dst-{side}")).display()),
+                    ],
+                    None,
+                    client_timeout(),
+                );
+                assert_eq!(o.code, 0, "{side} {kind}: {}", o.describe());
+                same(&src, &work.join(format!("{kind}-src-{side}")), &format!("{side} {kind}: the source after a dry run"));
+            }
+        }
+    }
+}

@@ -583,6 +583,29 @@ fn lookup_short(c: char) -> Option<(&'static str, Arg)> {
         .map(|(l, _, a)| (*l, *a))
 }
 
+/// Set the `--usermap`/`--groupmap` slot (`kind` "user" or "group"),
+/// given or from `--chown`; a second one is refused in upstream's words,
+/// which say where each came from.
+fn set_map(
+    slot: &mut Option<String>,
+    slot_via_chown: &mut bool,
+    map: String,
+    via_chown: bool,
+    kind: &str,
+) -> Result<(), OptError> {
+    if slot.is_some() {
+        return Err(OptError::Refused(match (via_chown, *slot_via_chown) {
+            (false, false) => format!("You can only specify --{kind}map once."),
+            (false, true) => format!("--{kind}map conflicts with prior --chown."),
+            (true, true) => format!("You can only specify a {kind}-affecting --chown once."),
+            (true, false) => format!("--chown conflicts with prior --{kind}map."),
+        }));
+    }
+    *slot = Some(map);
+    *slot_via_chown = via_chown;
+    Ok(())
+}
+
 /// A POPT_ARG_INT value as popt reads it (strtoll, base 0: `0x1f`, `017`,
 /// leading blanks and a sign allowed, the empty string is 0), refused as
 /// popt refuses it; `shown` is the command-line word popt names in the
@@ -916,54 +939,48 @@ impl Options {
             "mkpath" => self.mkpath = on,
             "super" => self.super_ = on,
             "fake-super" => self.fake_super = on,
-            // upstream parse_arguments: one map each, --chown's or given
-            // (its errors word which came first); a map implies -o / -g.
+            // upstream parse_arguments: one map each, --chown's or given;
+            // a map implies -o / -g.
             "usermap" => {
-                if self.usermap.is_some() {
-                    return Err(OptError::Refused(if self.usermap_via_chown {
-                        "--usermap conflicts with prior --chown.".into()
-                    } else {
-                        "You can only specify --usermap once.".into()
-                    }));
-                }
-                self.usermap = Some(v());
+                set_map(
+                    &mut self.usermap,
+                    &mut self.usermap_via_chown,
+                    v(),
+                    false,
+                    "user",
+                )?;
                 self.owner = true;
             }
             "groupmap" => {
-                if self.groupmap.is_some() {
-                    return Err(OptError::Refused(if self.groupmap_via_chown {
-                        "--groupmap conflicts with prior --chown.".into()
-                    } else {
-                        "You can only specify --groupmap once.".into()
-                    }));
-                }
-                self.groupmap = Some(v());
+                set_map(
+                    &mut self.groupmap,
+                    &mut self.groupmap_via_chown,
+                    v(),
+                    false,
+                    "group",
+                )?;
                 self.group = true;
             }
             "chown" => {
                 let (u, g) = crate::flist::idmap::NameMap::chown_maps(&v());
                 if let Some(u) = u {
-                    if self.usermap.is_some() {
-                        return Err(OptError::Refused(if self.usermap_via_chown {
-                            "You can only specify a user-affecting --chown once.".into()
-                        } else {
-                            "--chown conflicts with prior --usermap.".into()
-                        }));
-                    }
-                    self.usermap = Some(u);
-                    self.usermap_via_chown = true;
+                    set_map(
+                        &mut self.usermap,
+                        &mut self.usermap_via_chown,
+                        u,
+                        true,
+                        "user",
+                    )?;
                     self.owner = true;
                 }
                 if let Some(g) = g {
-                    if self.groupmap.is_some() {
-                        return Err(OptError::Refused(if self.groupmap_via_chown {
-                            "You can only specify a group-affecting --chown once.".into()
-                        } else {
-                            "--chown conflicts with prior --groupmap.".into()
-                        }));
-                    }
-                    self.groupmap = Some(g);
-                    self.groupmap_via_chown = true;
+                    set_map(
+                        &mut self.groupmap,
+                        &mut self.groupmap_via_chown,
+                        g,
+                        true,
+                        "group",
+                    )?;
                     self.group = true;
                 }
             }

@@ -316,9 +316,7 @@ impl<'a> Walker<'a> {
         let Some((md, followed)) = self.stat(None, &local, &name, r.follow, true) else {
             return;
         };
-        let excluded = self.ex.excluded(&name, md.is_dir());
-        self.ex.drain_notes(&mut self.out.errors);
-        if excluded {
+        if self.excluded(&name, md.is_dir()) {
             return;
         }
         let before = self.out.files.len();
@@ -412,6 +410,14 @@ fn clean(path: &[u8]) -> Vec<u8> {
 }
 
 impl Walker<'_> {
+    /// The filters' verdict on `name`, their `--debug=filter` report kept
+    /// in order with the list's other messages.
+    fn excluded(&mut self, name: &[u8], is_dir: bool) -> bool {
+        let excluded = self.ex.excluded(name, is_dir);
+        self.ex.drain_notes(&mut self.out.errors);
+        excluded
+    }
+
     fn err(&mut self, msg: String) {
         self.out.errors.push((MsgKind::ErrorXfer, msg));
         self.out.io_error |= IOERR_GENERAL;
@@ -725,9 +731,7 @@ impl Walker<'_> {
             if md.is_dir() && self.o.one_file_system > 1 && md.dev != self.root_dev {
                 continue;
             }
-            let excluded = self.ex.excluded(&child_name, md.is_dir());
-            self.ex.drain_notes(&mut self.out.errors);
-            if excluded {
+            if self.excluded(&child_name, md.is_dir()) {
                 continue;
             }
             if self.o.ignore_nonreadable && !md.is_symlink() && !readable(dirfd, cname) {
@@ -921,12 +925,8 @@ impl Walker<'_> {
             }
             return;
         };
-        if !is_dotdir {
-            let excluded = self.ex.excluded(&fname, md.is_dir());
-            self.ex.drain_notes(&mut self.out.errors);
-            if excluded {
-                return;
-            }
+        if !is_dotdir && self.excluded(&fname, md.is_dir()) {
+            return;
         }
         if md.is_dir() && !self.o.xfer_dirs {
             self.out.errors.push((

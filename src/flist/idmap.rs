@@ -181,6 +181,25 @@ impl NameMap {
     }
 }
 
+/// A session's user and group maps (each when given).
+pub type Maps = (Option<NameMap>, Option<NameMap>);
+
+/// A session's `--usermap` and `--groupmap`, parsed as upstream's
+/// recv_file_list does (the user map first, nothing more after an error),
+/// with the warnings to show before anything else.
+pub fn parse_maps(
+    usermap: Option<&str>,
+    groupmap: Option<&str>,
+) -> (Result<Maps, MapError>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut parse = |m: Option<&str>, kind| {
+        m.map(|m| NameMap::parse(m.as_bytes(), kind, &mut warnings))
+            .transpose()
+    };
+    let maps = parse(usermap, IdKind::User).and_then(|u| Ok((u, parse(groupmap, IdKind::Group)?)));
+    (maps, warnings)
+}
+
 /// The ids of one kind received in a session, translated once each
 /// (upstream's uidlist/gidlist).
 #[derive(Debug)]

@@ -1028,25 +1028,24 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             .get(dir)
             .map(|v| v.iter().map(|&i| list.files[i].name.clone()).collect())
             .unwrap_or_default();
-        if let Some(report) = &self.cfg.protected_report {
+        let cfg = self.cfg;
+        let mut gone = match &cfg.protected_report {
             // upstream get_dirlist checks every name of the directory, in
             // the order the directory gives them, before anything is deleted.
-            let dest = &self.cfg.dest;
-            let lines: Vec<String> = dest
-                .list_dir(dir)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|n| {
-                    let rel = join(dir, n);
-                    let st = dest.stat(&rel).ok().flatten()?;
-                    report(&rel, mode::is_dir(st.mode))
-                })
-                .collect();
-            for l in lines {
-                self.message(MsgCode::Info, &l)?;
+            Some(report) => {
+                let all = self.dir_entries(dir, |_| false);
+                for (rel, st) in &all {
+                    if let Some(line) = report(rel, mode::is_dir(st.mode)) {
+                        self.message(MsgCode::Info, &line)?;
+                    }
+                }
+                all.into_iter()
+                    .filter(|(rel, _)| !keep.contains(rel))
+                    .collect()
             }
-        }
-        let gone = self.sorted_dir(dir, |rel| keep.contains(rel));
+            None => self.dir_entries(dir, |rel| keep.contains(rel)),
+        };
+        self.sort_entries(&mut gone);
         for (rel, st) in gone.iter().rev() {
             self.delete_item(rel, st)?;
         }
@@ -1165,6 +1164,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     /// What exists in directory `dir` (minus `skip`), in file-list order.
     fn sorted_dir(&self, dir: &[u8], skip: impl Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Stat)> {
+        let mut v = self.dir_entries(dir, skip);
+        self.sort_entries(&mut v);
+        v
+    }
+
+    /// What exists in directory `dir`, in the directory's own order;
+    /// `skip` is asked before the stat.
+    fn dir_entries(&self, dir: &[u8], skip: impl Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Stat)> {
         let mut v: Vec<(Vec<u8>, Stat)> = Vec::new();
         for n in self.cfg.dest.list_dir(dir).unwrap_or_default() {
             let rel = join(dir, &n);
@@ -1175,6 +1182,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 v.push((rel, st));
             }
         }
+        v
+    }
+
+    /// Sort entries of one directory in file-list order.
+    fn sort_entries(&self, v: &mut [(Vec<u8>, Stat)]) {
         let proto = self.cfg.n.proto;
         v.sort_by(|a, b| {
             f_name_cmp(
@@ -1185,7 +1197,6 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 proto,
             )
         });
-        v
     }
 
     /// Send a transfer request for entry `ndx` (with block sums of the existing file when there is one).
@@ -1512,14 +1523,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             self.tx.write(&mut self.buf, wire);
             put_short(&mut self.buf, fl);
             crate::protocol::varint::put_vstring(&mut self.buf, target)?;
-            if cfg.opts.remove_source_files && !cfg.opts.dry_run {
-                // The sender may remove this name too (upstream
-                // hard_link_check and finish_hard_link).
-                self.flush_buf()?;
-                self.out
-                    .lock()
-                    .send_msg(MsgCode::Success, &wire.to_le_bytes())?;
-            }
+            // The sender may remove this name too (upstream
+            // hard_link_check and finish_hard_link).
+            self.success(wire)?;
         }
         Ok(true)
     }
@@ -1992,24 +1998,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
         }
         let current = match &st {
-            Some(s) if !cfg.opts.ignore_times => {
-                if cfg.opts.size_only {
-                    s.size == e.size as u64
-                } else if cfg.opts.checksum {
-                    s.size == e.size as u64 && self.same_checksum(&rel, e)
-                } else {
-                    s.size == e.size as u64 && cfg.same_mtime(e, s)
-                }
-            }
+            Some(s) if !cfg.opts.ignore_times => self.quick_check_ok(&rel, e, s),
             _ => false,
         };
         if let (true, Some(s)) = (current, &st) {
-            if cfg.opts.remove_source_files {
-                self.flush_buf()?;
-                self.out
-                    .lock()
-                    .send_msg(MsgCode::Success, &wire.to_le_bytes())?;
-            }
+            self.success(wire)?;
             let fl = cfg.itemize(e, Some(s), 0);
             // With -c the time is set exactly, nanoseconds included
             // (upstream ATTRS_ACCURATE_TIME), though the quick check ignores them.
@@ -2315,15 +2308,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             "exists"
         } else if st.mode & 0o170000 != e.mode & 0o170000 {
             "exists (type change)"
-        } else if mode::is_reg(e.mode)
-            && !(st.size == e.size as u64
-                && (cfg.opts.size_only
-                    || if cfg.opts.checksum {
-                        self.same_checksum(rel, e)
-                    } else {
-                        cfg.same_mtime(e, st)
-                    }))
-        {
+        } else if mode::is_reg(e.mode) && !self.quick_check_ok(rel, e, st) {
             if cfg.opts.checksum {
                 "exists (sum change)"
             } else {
@@ -2341,6 +2326,19 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             "exists (uptodate)"
         };
         self.skip_note(rel, why)
+    }
+
+    /// upstream quick_check_ok for a regular file: same size and, as the
+    /// options say, same time or same `-c` digest.
+    fn quick_check_ok(&self, rel: &[u8], e: &FileEntry, st: &Stat) -> bool {
+        let o = &self.cfg.opts;
+        st.size == e.size as u64
+            && (o.size_only
+                || if o.checksum {
+                    self.same_checksum(rel, e)
+                } else {
+                    self.cfg.same_mtime(e, st)
+                })
     }
 
     fn same_checksum(&self, rel: &[u8], e: &FileEntry) -> bool {

@@ -1038,25 +1038,15 @@ pub(crate) fn receive_files<W: Write + Send>(
     let inc = n.compat & crate::protocol::handshake::cf::INC_RECURSE != 0;
     // upstream recv_file_list -> parse_name_map: the maps are read as
     // the list starts; a TO name unknown here is only reported.
-    let mut warnings = Vec::new();
-    let parse_map = |m: &Option<String>, kind, w: &mut Vec<String>| {
-        m.as_deref()
-            .map(|m| crate::flist::idmap::NameMap::parse(m.as_bytes(), kind, w))
-            .transpose()
-            .map_err(|e| RoleError::Refused(e.0))
-    };
-    use crate::flist::idmap::IdKind;
-    let usermap = parse_map(&opts.usermap, IdKind::User, &mut warnings);
-    let groupmap = match usermap {
-        Ok(_) => parse_map(&opts.groupmap, IdKind::Group, &mut warnings),
-        Err(_) => Ok(None),
-    };
+    let (maps, warnings) =
+        crate::flist::idmap::parse_maps(opts.usermap.as_deref(), opts.groupmap.as_deref());
     for w in &warnings {
         match local.as_deref() {
             Some(l) => l.text(MsgCode::Error, w.as_bytes()),
             None => send_text(out, proto, MsgCode::Error, w)?,
         }
     }
+    let maps = maps.map_err(|e| RoleError::Refused(e.0))?;
     let ids = crate::flist::idmap::IdPolicy::for_receiver(
         am_root,
         fo.preserve_uid,
@@ -1064,8 +1054,8 @@ pub(crate) fn receive_files<W: Write + Send>(
         opts.numeric_ids,
         numeric_module,
         n.id0_names(),
-        usermap?,
-        groupmap?,
+        maps.0,
+        maps.1,
     );
     let mut lists =
         crate::flist::recv::ListReceiver::new(fo, inc, opts.numeric_ids, n.id0_names(), ids);
