@@ -339,20 +339,27 @@ compat_test! {
         }
         // The idle ones are dropped by the deadline.
         let mut closed = 0;
+        let mut open: std::collections::BTreeMap<String, usize> = Default::default();
         for mut s in idle {
-            use std::io::Read;
+            use std::io::{ErrorKind, Read};
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
             let mut b = [0u8; 128];
             let gone = loop {
                 match s.read(&mut b) {
                     Ok(0) => break true,
                     Ok(_) => {}
-                    Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+                    // Reset or aborted: the daemon let go of it (a
+                    // connection it never accepted under this load ends so).
+                    Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => break true,
+                    Err(e) => {
+                        *open.entry(format!("{:?}", e.kind())).or_default() += 1;
+                        break false;
+                    }
                 }
             };
             closed += usize::from(gone);
         }
-        assert_eq!(closed, 1000);
+        assert_eq!(closed, 1000, "idle connections not dropped, by read outcome: {open:?}");
         assert!(t.elapsed() < Duration::from_secs(40), "idle connections were held {:?}", t.elapsed());
     }
 }
