@@ -3104,3 +3104,132 @@ compat_test! {
         }
     }
 }
+
+/// A destination whose directories hold their own rules files: `sub/.rules`
+/// excludes `keep*`, and `sub/deep/` (not in the source: removed whole)
+/// adds `- old*` of its own.
+fn dest_with_rules(dest: &Path, _src: &Path) {
+    fixture::write(dest, "sub/.rules", b"- keep*\n");
+    fixture::write(dest, "sub/keep1", b"mine\n");
+    fixture::write(dest, "sub/gone", b"stale\n");
+    fixture::write(dest, "sub/deep/.rules", b"- old*\n");
+    fixture::write(dest, "sub/deep/keep2", b"mine too\n");
+    fixture::write(dest, "sub/deep/old1", b"protected by deep/.rules\n");
+    fixture::write(dest, "sub/deep/gone2", b"stale\n");
+    fixture::write(dest, "top-gone", b"stale\n");
+}
+
+compat_test! {
+    fn client_dest_rules_files_protect_from_delete() {
+        // The receiver reads each destination directory's rules files as
+        // deletions reach it (upstream change_local_filter_dir, and
+        // push_local_filters for a directory removed whole): what they
+        // exclude stays. Ours deleted sub/keep1 and everything in deep/.
+        // `P` rules protect under --delete-excluded too (ours ignored them).
+        for mode in [Mode::Local, Mode::DaemonPull, Mode::RshPull, Mode::ServerPush] {
+            ClientCase::new("client_dest_rules_files_protect_from_delete", mode, small)
+                .prefill(dest_with_rules)
+                .args(&["-ai", "--delete", "--filter=dir-merge .rules"])
+                .then(|_| {}, &["-ai", "--delete-after", "--filter=dir-merge .rules", "--no-inc-recursive"])
+                .then(|_| {}, &["-ai", "--delete", "--delete-excluded", "--filter=P keep*", "--exclude=*.bin"])
+                .sorted_stdout()
+                .run();
+        }
+    }
+}
+
+compat_test! {
+    fn client_dest_rules_file_that_does_not_parse() {
+        // A destination rules file with an unknown rule: stock's generator
+        // stops with "Unknown filter rule: <rule from DIR/.rules line 1>"
+        // and exit 1, having deleted nothing below it. Ours went on
+        // without its rules (and a local copy hung once it stopped).
+        for mode in [Mode::Local, Mode::DaemonPull, Mode::RshPull, Mode::ServerPush] {
+            ClientCase::new("client_dest_rules_file_that_does_not_parse", mode, small)
+                .prefill(|dest: &Path, _src: &Path| {
+                    fixture::write(dest, "sub/.rules", b"bogus rule\n");
+                    fixture::write(dest, "sub/gone", b"stale\n");
+                })
+                .args(&["-a", "--delete", "--no-inc-recursive", "--filter=dir-merge .rules"])
+                // Files requested before the error land or not by timing in stock.
+                .no_tree()
+                .dest_check(|d: &Path| match d.join("sub/gone").exists() {
+                    true => Ok(()),
+                    false => Err("sub/gone was deleted".into()),
+                })
+                .expect_code(1)
+                .stderr_has("Unknown filter rule: <rule from /")
+                .stderr_has("/sub/.rules line 1>")
+                .run();
+        }
+    }
+}
+
+compat_test! {
+    fn client_source_rules_file_problems() {
+        // The sender's rules files: an unknown rule ends the sender with
+        // exit 1 ("Unknown filter rule: <rule from /SRC/sub/.rules line
+        // 1>"), an over-long one is dropped with "discarding over-long
+        // filter". Ours ignored both without a word.
+        let long = format!("- {}\n", "a".repeat(5000));
+        // (Not from our --server: a stock client pulling from a stock
+        // --server that stops this early exits 12, nothing having come
+        // before the connection closed; ours reports the error and 1.)
+        for mode in [Mode::Local, Mode::DaemonPush, Mode::RshPush, Mode::ServerPull] {
+            if mode != Mode::ServerPull {
+            ClientCase::new("client_source_rules_file_problems", mode, |root: &Path| {
+                small(root);
+                fixture::write(root, "sub/.rules", b"bogus rule\n");
+            })
+            .args(&["-a", "--filter=dir-merge .rules"])
+            // Whether the receiver made the destination before the
+            // sender's end reached it is timing in stock.
+            .no_tree()
+            .expect_code(1)
+            .stderr_has("Unknown filter rule: <rule from /")
+            .stderr_has("/sub/.rules line 1>")
+            .run();
+            }
+            let long = long.clone();
+            ClientCase::new("client_source_rules_file_problems", mode, move |root: &Path| {
+                small(root);
+                fixture::write(root, "sub/.rules", long.as_bytes());
+            })
+            .args(&["-a", "--filter=dir-merge .rules"])
+            .expect_code(0)
+            .stderr_has("discarding over-long filter: <rule from /")
+            .run();
+        }
+    }
+}
+
+compat_test! {
+    fn client_bad_rule_message_is_bare() {
+        // upstream says a rule's problem without "rsync: " (ours added it).
+        ClientCase::new("client_bad_rule_message_is_bare", Mode::Local, small)
+            .args(&["-a", "--filter=x foo"])
+            .expect_code(1)
+            .stderr_has("\nUnknown filter rule: x foo\n")
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_dir_in_the_way_of_a_skipped_file() {
+        // A directory where the source has a file the size limit, -u or
+        // --ignore-existing skips: stock leaves the directory alone (its
+        // recv_generator makes room only for a file it will send). Ours
+        // removed it first, then skipped the file.
+        for mode in [Mode::Local, Mode::DaemonPull, Mode::ServerPush] {
+            ClientCase::new("client_dir_in_the_way_of_a_skipped_file", mode, small)
+                .prefill(|dest: &Path, _src: &Path| {
+                    fixture::write(dest, "a.txt/inner/x", b"in the way\n");
+                    fixture::write(dest, "b.txt/y", b"in the way\n");
+                })
+                .args(&["-rlpt", "-b", "--delete", "-i", "--max-size=3"])
+                .then(|_| {}, &["-rlpt", "-i", "--ignore-existing"])
+                .sorted_stdout()
+                .run();
+        }
+    }
+}

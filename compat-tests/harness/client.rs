@@ -46,6 +46,7 @@ impl Mode {
 
 type TreeFn = Box<dyn Fn(&Path)>;
 type PrefillFn = Box<dyn Fn(&Path, &Path)>;
+type DestCheck = Box<dyn Fn(&Path) -> Result<(), String>>;
 
 /// One step of a case: an optional change to the source first, then a run.
 struct Step {
@@ -71,6 +72,10 @@ pub struct ClientCase {
     /// Compare stdout as a set of lines (see [`ClientCase::sorted_stdout`]).
     sort_stdout: bool,
     compare_stderr: bool,
+    /// Texts both sides' stderr must hold (messages naming side-specific paths).
+    stderr_has: Vec<String>,
+    /// Asked of both sides' destinations after every step.
+    dest_check: Option<DestCheck>,
     expect_code: Option<i32>,
     module_lines: Vec<String>,
     extra_config: String,
@@ -102,6 +107,8 @@ impl ClientCase {
             compare_stdout: true,
             sort_stdout: false,
             compare_stderr: false,
+            stderr_has: Vec::new(),
+            dest_check: None,
             expect_code: None,
             module_lines: Vec::new(),
             extra_config: String::new(),
@@ -181,6 +188,19 @@ impl ClientCase {
     /// Compare normalised stderr too.
     pub fn compare_stderr(mut self) -> Self {
         self.compare_stderr = true;
+        self
+    }
+
+    /// Both sides' stderr must contain `text` in every step.
+    pub fn stderr_has(mut self, text: &str) -> Self {
+        self.stderr_has.push(text.to_string());
+        self
+    }
+
+    /// Both sides' destinations must pass `f` after every step (for what
+    /// holds even where the trees may differ by timing).
+    pub fn dest_check(mut self, f: impl Fn(&Path) -> Result<(), String> + 'static) -> Self {
+        self.dest_check = Some(Box::new(f));
         self
     }
 
@@ -345,6 +365,20 @@ impl ClientCase {
             }
             if stats {
                 problems.extend(stats_problems(&stock.0.stdout, &ours.0.stdout));
+            }
+            if let Some(f) = &self.dest_check {
+                for (who, dest) in [("stock", &stock.1), ("ours", &ours.1)] {
+                    if let Err(e) = f(dest) {
+                        problems.push(format!("{who}'s destination: {e}"));
+                    }
+                }
+            }
+            for t in &self.stderr_has {
+                for (who, o) in [("stock", &stock.0), ("ours", &ours.0)] {
+                    if !format!("\n{}", o.stderr).contains(t.as_str()) {
+                        problems.push(format!("{who}'s stderr lacks {t:?}"));
+                    }
+                }
             }
             if self.compare_stderr {
                 let a = super::compare::normalize_stderr(&stock.0.stderr);

@@ -390,8 +390,12 @@ fn client_filters(o: &Options, proto: u8) -> Result<crate::filter::FilterList, F
                 return checks::filter_open_failure(*include, path, io);
             }
         }
+        // upstream says a rule's problem bare (rprintf, no "rsync: ").
         let code = e.exit_code();
-        fail(code, format!("rsync: {e}"))
+        match e {
+            crate::filter::FilterError::Io(_) => fail(code, format!("rsync: {e}")),
+            _ => fail(code, e.to_string()),
+        }
     };
     for a in &o.filter_args {
         match a {

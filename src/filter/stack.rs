@@ -185,6 +185,11 @@ impl FilterStack {
     pub fn into_list(self) -> FilterList {
         self.list
     }
+    /// Does the list hold per-directory merge rules (files to read as
+    /// directories are entered)?
+    pub fn has_dir_merge(&self) -> bool {
+        self.table.slots.iter().any(|s| s.is_some())
+    }
     /// How many directories are entered.
     pub fn depth(&self) -> usize {
         self.depth

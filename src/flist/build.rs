@@ -32,6 +32,11 @@ pub trait Excluder {
     fn set_base(&mut self, _dir_in_module: &[u8], _root: &Path) {}
     /// Move the reports of the checks so far (`--debug=filter`) to `out`.
     fn drain_notes(&mut self, _out: &mut Vec<(MsgKind, String)>) {}
+    /// A per-directory rules file that could not be used (upstream exits
+    /// with RERR_SYNTAX): the message, once.
+    fn take_fatal(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// An excluder that keeps everything.
@@ -125,6 +130,8 @@ pub enum MsgKind {
     Info,
     /// MSG_WARNING.
     Warning,
+    /// MSG_ERROR (shown as an error; the exit code stays).
+    Error,
     /// MSG_ERROR_XFER (the client's exit code becomes 23).
     ErrorXfer,
 }
@@ -148,6 +155,7 @@ impl MsgKind {
         match self {
             MsgKind::Info => MsgCode::Info,
             MsgKind::Warning => MsgCode::Warning,
+            MsgKind::Error => MsgCode::Error,
             MsgKind::ErrorXfer => MsgCode::ErrorXfer,
         }
     }
@@ -180,6 +188,9 @@ pub struct FileList {
     pub send_order: Vec<usize>,
     /// Non-fatal problems, formatted as rsync prints them.
     pub errors: Vec<(MsgKind, String)>,
+    /// The walk stopped on an unusable per-directory rules file: the
+    /// message (the sender then exits with code 1).
+    pub fatal: Option<String>,
     /// Wire index of the first entry (0, or with incremental recursion the
     /// running count upstream's flist_new keeps).
     pub ndx_start: i32,
@@ -418,6 +429,17 @@ impl Walker<'_> {
         excluded
     }
 
+    /// Did the filters just meet an unusable rules file? The walk then stops.
+    pub(crate) fn check_fatal(&mut self) -> bool {
+        if self.out.fatal.is_none() {
+            self.out.fatal = self.ex.take_fatal();
+        }
+        if self.out.fatal.is_some() {
+            self.ex.drain_notes(&mut self.out.errors);
+        }
+        self.out.fatal.is_some()
+    }
+
     fn err(&mut self, msg: String) {
         self.out.errors.push((MsgKind::ErrorXfer, msg));
         self.out.io_error |= IOERR_GENERAL;
@@ -647,7 +669,7 @@ impl Walker<'_> {
     /// send_directory: list the contents of a directory (readdir order), then
     /// descend into its subdirectories in the same order.
     fn descend(&mut self, local: &Path, name: &[u8], dev: u64, escapes: bool) {
-        if self.o.one_file_system > 0 && dev != self.root_dev {
+        if self.out.fatal.is_some() || (self.o.one_file_system > 0 && dev != self.root_dev) {
             return;
         }
         if escapes {
@@ -665,6 +687,9 @@ impl Walker<'_> {
         // its parents) already, and leaves it when it moves elsewhere.
         if !self.divert {
             self.ex.enter_dir(name, local);
+            if self.check_fatal() {
+                return;
+            }
         }
         // readdir order, names without per-entry allocations beyond our copy.
         let opened = nix::dir::Dir::open(
@@ -767,6 +792,9 @@ impl Walker<'_> {
             return;
         }
         for (l, n, d, esc) in subdirs {
+            if self.out.fatal.is_some() {
+                break;
+            }
             self.descend(&l, &n, d, esc);
         }
         self.ex.leave_dir();
@@ -969,6 +997,9 @@ impl Walker<'_> {
                 self.descend(&local, &fname, md.dev, esc);
             } else if dot {
                 self.ex.enter_dir(&fname, &local);
+                if self.check_fatal() {
+                    return;
+                }
                 self.entered_top = Some(fname.clone());
                 self.descend(&local, &fname, md.dev, esc);
             }
@@ -1160,6 +1191,9 @@ pub fn build_file_list_with(
 ) -> FileList {
     let mut w = Walker::new(opts, ex, false);
     for a in args {
+        if w.out.fatal.is_some() {
+            break;
+        }
         w.arg(root, a);
     }
     let mut out = w.take();

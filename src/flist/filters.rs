@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Largest merge file read (upstream reads them line by line without a limit;
 /// we bound memory).
-const MAX_MERGE_FILE: u64 = 16 << 20;
+pub(crate) const MAX_MERGE_FILE: u64 = 16 << 20;
 
 /// Excluder for a sending walk.
 pub struct SenderFilters {
@@ -24,8 +24,8 @@ pub struct SenderFilters {
     root: PathBuf,
     /// Merge files are only read under this directory (the module root).
     confine: Option<PathBuf>,
-    /// Problems met reading merge files, as rsync prints them.
-    pub warnings: Vec<String>,
+    /// A per-directory rules file that could not be parsed (fatal).
+    fatal: Option<String>,
     /// `--debug=filter` (`-vv`): report which rule hid or showed a name.
     pub debug_filter: bool,
     notes: Vec<String>,
@@ -63,7 +63,7 @@ impl SenderFilters {
             prefix: Vec::new(),
             root: PathBuf::from("."),
             confine,
-            warnings: Vec::new(),
+            fatal: None,
             debug_filter: false,
             notes: Vec::new(),
         }
@@ -102,16 +102,46 @@ impl Excluder for SenderFilters {
     }
 
     fn drain_notes(&mut self, out: &mut Vec<(super::build::MsgKind, String)>) {
-        out.extend(
-            self.notes
-                .drain(..)
-                .map(|n| (super::build::MsgKind::Info, n)),
-        );
+        use super::build::MsgKind;
+        out.extend(self.notes.drain(..).map(|n| (MsgKind::Info, n)));
+        // Rules files' non-fatal problems ("discarding over-long filter"),
+        // errors in upstream's words that leave the exit code alone.
+        if let Some(s) = self.stack.as_mut() {
+            out.extend(
+                s.list_mut()
+                    .take_warnings()
+                    .into_iter()
+                    .map(|w| (MsgKind::Error, w)),
+            );
+        }
+    }
+
+    fn take_fatal(&mut self) -> Option<String> {
+        self.fatal.take()
     }
 
     fn set_base(&mut self, dir_in_module: &[u8], root: &Path) {
         self.prefix = dir_in_module.to_vec();
         self.root = root.to_path_buf();
+        // Per-directory rules files are named by their absolute path (in
+        // messages, and for their anchored rules), as upstream's dirbuf.
+        if let Some(stack) = self.stack.as_mut() {
+            let abs = match &self.confine {
+                Some(c) => {
+                    let mut v = c.as_os_str().as_bytes().to_vec();
+                    if !dir_in_module.is_empty() && dir_in_module != b"." {
+                        v.push(b'/');
+                        v.extend_from_slice(dir_in_module);
+                    }
+                    v
+                }
+                None => match std::env::current_dir() {
+                    Ok(cwd) => cwd.join(root).as_os_str().as_bytes().to_vec(),
+                    Err(_) => return,
+                },
+            };
+            stack.list_mut().set_root_abs(&abs);
+        }
     }
 
     fn enter_dir(&mut self, dir: &[u8], _local: &Path) {
@@ -124,7 +154,7 @@ impl Excluder for SenderFilters {
         match stack.enter_dir(dir, &mut read) {
             Ok(t) => self.tokens.push(Some(t)),
             Err(e) => {
-                self.warnings.push(format!("rsync: [sender] {e}"));
+                self.fatal = Some(e.to_string());
                 self.tokens.push(None);
             }
         }

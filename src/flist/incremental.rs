@@ -287,6 +287,9 @@ impl<'a> IncrementalLister<'a> {
         for (d, _) in &want[common..] {
             let local = base.join(OsStr::from_bytes(d));
             self.walker.ex.enter_dir(d, &local);
+            if self.walker.check_fatal() {
+                break;
+            }
         }
         self.entered.extend(want.into_iter().skip(common));
     }

@@ -82,6 +82,30 @@ pub type NameFilter = Box<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
 /// protects (or risks) a name in the destination, if one matches.
 pub type NameReport = Box<dyn Fn(&[u8], bool) -> Option<String> + Send + Sync>;
 
+/// The client's rules with per-directory merge files, read in the
+/// destination as deletions reach each directory (upstream
+/// change_local_filter_dir under delete_in_dir).
+pub struct DirRules {
+    /// The rules, no directory entered yet.
+    pub stack: crate::filter::FilterStack,
+    /// Rules files outside the destination may be read (not in a daemon).
+    pub outside: bool,
+}
+
+/// A [`DirRules`] being walked: the directories entered, by depth.
+struct DirRulesState {
+    stack: crate::filter::FilterStack,
+    entered: Vec<(usize, crate::filter::DirToken)>,
+    outside: bool,
+}
+
+/// Upstream F_DEPTH of a directory: its name's components, "." none.
+fn dir_depth(name: &[u8]) -> usize {
+    name.split(|&c| c == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .count()
+}
+
 /// Settings shared by generator and receiver.
 pub struct RecvConfig {
     /// Negotiated session parameters.
@@ -102,6 +126,9 @@ pub struct RecvConfig {
     /// Reports which rule protects or risks each name a deletion scan
     /// meets (upstream get_dirlist's is_excluded at `-vv`).
     pub protected_report: Option<NameReport>,
+    /// Per-directory rules files to honour in deletions (they then decide
+    /// what the client's rules protect, instead of `protected`).
+    pub dir_rules: Option<DirRules>,
     /// The process umask (for modes when -p is off).
     pub umask: u32,
     /// `--compare-dest` / `--copy-dest` / `--link-dest` directories, in order.
@@ -539,6 +566,11 @@ fn significant(fl: u16) -> bool {
 /// The generator's state for one run.
 pub struct Generator<'a, 'o, W: Write> {
     cfg: &'a RecvConfig,
+    /// The destination's per-directory rules files in force.
+    dir_rules: Option<DirRulesState>,
+    /// A rules file could not be parsed: the generator requests and
+    /// deletes nothing more, and the run ends with exit code 1.
+    pub stop: Option<String>,
     list: std::sync::Arc<RecvList>,
     registry: &'a Mutex<Registry>,
     /// Incremental recursion is on.
@@ -654,6 +686,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             || cfg.opts.info_level("name") >= 2;
         Generator {
             cfg,
+            dir_rules: cfg.dir_rules.as_ref().map(|d| DirRulesState {
+                stack: d.stack.clone(),
+                entered: Vec::new(),
+                outside: d.outside,
+            }),
+            stop: None,
             registry,
             inc,
             created: std::collections::HashSet::new(),
@@ -871,7 +909,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
     /// Remove one existing item (recursively for dirs), reporting each
     /// deletion; false when it (or, for a directory, part of it) stayed.
     fn delete_item(&mut self, rel: &[u8], st: &Stat) -> Result<bool, RoleError> {
-        if (self.cfg.protected)(rel, mode::is_dir(st.mode)) {
+        if self.is_protected(rel, mode::is_dir(st.mode)) {
             return Ok(false);
         }
         if mode::is_dir(st.mode) {
@@ -917,12 +955,26 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         counted: bool,
         contents_may_go: bool,
     ) -> Result<bool, RoleError> {
-        let kids = self.sorted_dir(rel, |_| false);
+        // upstream delete_dir_contents: the directory's own rules files
+        // count below it, and `-vv` reports each name's rule.
+        let token = self.push_filter_dir(rel)?;
+        let mut kids = self.dir_entries(rel, |_| false);
+        if self.cfg.protected_report.is_some() {
+            for (child, cst) in &kids {
+                if let Some(line) = self.protection_report(child, mode::is_dir(cst.mode)) {
+                    self.message(MsgCode::Info, &line)?;
+                }
+            }
+        }
+        self.sort_entries(&mut kids);
         let mut all_gone = contents_may_go || kids.is_empty();
         if all_gone {
             for (child, cst) in kids.iter().rev() {
                 all_gone &= self.delete_item(child, cst)?;
             }
+        }
+        if let (Some(d), Some(t)) = (self.dir_rules.as_mut(), token) {
+            d.stack.leave_dir(t);
         }
         if !all_gone {
             self.say_not_empty(rel)?;
@@ -1009,6 +1061,98 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         Ok(ok)
     }
 
+    /// Is `rel` left alone by deletions (module rules, the client's)?
+    fn is_protected(&self, rel: &[u8], is_dir: bool) -> bool {
+        match &self.dir_rules {
+            Some(d) => {
+                (self.cfg.daemon_excluded)(rel, is_dir)
+                    || d.stack
+                        .is_excluded(rel, is_dir, crate::filter::Side::Receiver)
+            }
+            None => (self.cfg.protected)(rel, is_dir),
+        }
+    }
+
+    /// `--debug=filter`: the rule that protects or risks `rel`, if any.
+    fn protection_report(&self, rel: &[u8], is_dir: bool) -> Option<String> {
+        match (&self.dir_rules, &self.cfg.protected_report) {
+            (Some(d), Some(_)) => d
+                .stack
+                .hit(rel, is_dir, crate::filter::Side::Receiver)
+                .map(|h| h.report("generator", rel, is_dir)),
+            (None, Some(r)) => r(rel, is_dir),
+            (_, None) => None,
+        }
+    }
+
+    /// change_local_filter_dir: the rules files of `dir` (and of the
+    /// entered directories above it) are in force. A file that cannot be
+    /// parsed ends the transfer, as upstream.
+    fn change_filter_dir(&mut self, dir: &[u8]) -> Result<(), RoleError> {
+        let Some(d) = self.dir_rules.as_mut() else {
+            return Ok(());
+        };
+        let depth = dir_depth(dir);
+        while d.entered.last().is_some_and(|(at, _)| *at >= depth) {
+            if let Some((_, t)) = d.entered.pop() {
+                d.stack.leave_dir(t);
+            }
+        }
+        if let Some(t) = self.push_filter_dir(dir)? {
+            if let Some(d) = self.dir_rules.as_mut() {
+                d.entered.push((depth, t));
+            }
+        }
+        Ok(())
+    }
+
+    /// push_local_filters: read `dir`'s rules files on top of those in
+    /// force; the token to leave it by.
+    fn push_filter_dir(
+        &mut self,
+        dir: &[u8],
+    ) -> Result<Option<crate::filter::DirToken>, RoleError> {
+        let cfg = self.cfg;
+        let Some(d) = self.dir_rules.as_mut() else {
+            return Ok(None);
+        };
+        let outside = d.outside;
+        let mut read = |rel: &[u8]| -> Option<Vec<u8>> {
+            use std::io::Read;
+            use std::os::unix::ffi::OsStrExt;
+            let f = if rel.first() == Some(&b'/') {
+                if !outside {
+                    return None;
+                }
+                std::fs::File::open(std::ffi::OsStr::from_bytes(rel)).ok()?
+            } else {
+                cfg.dest.open_read(rel).ok()?
+            };
+            let mut v = Vec::new();
+            f.take(crate::flist::filters::MAX_MERGE_FILE)
+                .read_to_end(&mut v)
+                .ok()?;
+            Some(v)
+        };
+        let r = d.stack.enter_dir(dir, &mut read);
+        let warnings = d.stack.list_mut().take_warnings();
+        let t = match r {
+            Ok(t) => t,
+            Err(e) => {
+                // upstream exits here (RERR_SYNTAX); the transfer stops
+                // short: nothing more is requested or deleted.
+                let m = e.to_string();
+                self.message(MsgCode::Error, &m)?;
+                self.stop = Some(m.clone());
+                return Err(RoleError::Refused(m));
+            }
+        };
+        for w in warnings {
+            self.message(MsgCode::Error, &w)?;
+        }
+        Ok(Some(t))
+    }
+
     /// delete_in_dir: remove what the list does not have in directory `dir`.
     fn delete_in_dir(&mut self, dir: &[u8]) -> Result<(), RoleError> {
         if self.sender_io_error & crate::flist::build::IOERR_GENERAL != 0
@@ -1022,6 +1166,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 "IO error encountered -- skipping file deletion",
             );
         }
+        self.change_filter_dir(dir)?;
         let list = self.list.clone();
         let keep: std::collections::HashSet<Vec<u8>> = self
             .children
@@ -1032,10 +1177,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let mut gone = match &cfg.protected_report {
             // upstream get_dirlist checks every name of the directory, in
             // the order the directory gives them, before anything is deleted.
-            Some(report) => {
+            Some(_) => {
                 let all = self.dir_entries(dir, |_| false);
                 for (rel, st) in &all {
-                    if let Some(line) = report(rel, mode::is_dir(st.mode)) {
+                    if let Some(line) = self.protection_report(rel, mode::is_dir(st.mode)) {
                         self.message(MsgCode::Info, &line)?;
                     }
                 }
@@ -1160,13 +1305,6 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return Ok(true);
         }
         Ok(false)
-    }
-
-    /// What exists in directory `dir` (minus `skip`), in file-list order.
-    fn sorted_dir(&self, dir: &[u8], skip: impl Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Stat)> {
-        let mut v = self.dir_entries(dir, skip);
-        self.sort_entries(&mut v);
-        v
     }
 
     /// What exists in directory `dir`, in the directory's own order;
@@ -1601,6 +1739,23 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     /// recv_generator for one entry.
     fn entry(&mut self, ndx: usize) -> Result<(), RoleError> {
+        if self.stop.is_some() {
+            return Ok(());
+        }
+        let r = self.entry_inner(ndx);
+        self.absorb(r)
+    }
+
+    /// A rules file that could not be parsed stopped the generator: what
+    /// it was doing is dropped, the rest of the protocol goes on.
+    fn absorb(&self, r: Result<(), RoleError>) -> Result<(), RoleError> {
+        match r {
+            Err(RoleError::Refused(_)) if self.stop.is_some() => Ok(()),
+            r => r,
+        }
+    }
+
+    fn entry_inner(&mut self, ndx: usize) -> Result<(), RoleError> {
         let cfg = self.cfg;
         let list = self.list.clone();
         let e = &list.files[ndx];
@@ -1835,12 +1990,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             } else if st.is_none() && !cfg.opts.dry_run && dir_times && cfg.opts.times {
                 let _ = cfg.dest.set_times(&rel, e.mtime, e.mtime_nsec, None);
             }
-            if self.delete_timing() == DeleteTiming::During
-                && !e.no_content_dir
-                && !e.implied_dir
-                && (st.is_some() || cfg.opts.dry_run)
-            {
-                self.delete_in_dir(&rel)?;
+            if self.delete_timing() == DeleteTiming::During && (st.is_some() || cfg.opts.dry_run) {
+                if !e.no_content_dir && !e.implied_dir {
+                    self.delete_in_dir(&rel)?;
+                } else {
+                    self.change_filter_dir(&rel)?;
+                }
             }
             return Ok(());
         }
@@ -1887,10 +2042,12 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             }
             return Ok(());
         }
-        // A non-directory: anything else in the way goes first.
+        // A non-directory: anything else in the way goes first (for a
+        // regular file only once the size and update checks let it
+        // through, as upstream recv_generator).
         let mut st = st;
         if let Some(s) = st {
-            if (s.mode & 0o170000) != (e.mode & 0o170000) {
+            if (s.mode & 0o170000) != (e.mode & 0o170000) && !mode::is_reg(e.mode) {
                 if !self.make_room(&rel, &s, e.mode)? {
                     return Ok(());
                 }
@@ -1993,8 +2150,16 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return self.exists_note(&rel, e, s);
         }
         if let Some(s) = &st {
-            if cfg.opts.update && s.mtime > e.mtime {
+            if cfg.opts.update && mode::is_reg(s.mode) && s.mtime > e.mtime {
                 return self.skip_note(&rel, "is newer");
+            }
+        }
+        if let Some(s) = st {
+            if !mode::is_reg(s.mode) {
+                if !self.make_room(&rel, &s, e.mode)? {
+                    return Ok(());
+                }
+                st = None;
             }
         }
         let current = match &st {
@@ -2387,6 +2552,14 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     /// do_delete_pass: clean every directory whose contents were sent.
     fn delete_pass(&mut self) -> Result<(), RoleError> {
+        if self.stop.is_some() {
+            return Ok(());
+        }
+        let r = self.delete_pass_inner();
+        self.absorb(r)
+    }
+
+    fn delete_pass_inner(&mut self) -> Result<(), RoleError> {
         if self.inc {
             // Each list holds exactly the contents of its parent directory.
             let (lists, dirs) = match self.registry.lock() {
@@ -2404,6 +2577,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     continue;
                 };
                 if dir.no_content_dir || dir.implied_dir {
+                    self.change_filter_dir(&dir.name)?;
                     continue;
                 }
                 self.list = l.clone();
@@ -2419,7 +2593,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         let list = self.list.clone();
         for i in 0..list.files.len() {
             let e = &list.files[i];
-            if !list.active[i] || !mode::is_dir(e.mode) || e.no_content_dir || e.implied_dir {
+            if !list.active[i] || !mode::is_dir(e.mode) {
+                continue;
+            }
+            if e.no_content_dir || e.implied_dir {
+                self.change_filter_dir(&e.name)?;
                 continue;
             }
             let name = e.name.clone();
@@ -2591,8 +2769,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                 self.sender_io_error |= l.io_error;
                 self.list = l.clone();
                 self.children = children_of(&l);
-                if let Some(dir) = parent {
-                    self.entry_at(&dir, l.ndx_start - 1, usize::MAX)?;
+                if let (Some(dir), None) = (parent, &self.stop) {
+                    let r = self.entry_at(&dir, l.ndx_start - 1, usize::MAX);
+                    self.absorb(r)?;
                 }
                 for i in 0..l.files.len() {
                     if l.active[i] {

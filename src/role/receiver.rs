@@ -1098,6 +1098,7 @@ mod tests {
             daemon_excluded: Box::new(|rel: &[u8], _| rel.ends_with(b".secret")),
             protected: Box::new(|rel: &[u8], _| rel.ends_with(b".secret")),
             protected_report: None,
+            dir_rules: None,
             umask: 0o022,
             basis_dirs: Vec::new(),
             dest_created: false,

@@ -542,6 +542,9 @@ fn send_extra_list<W: Write>(
             for (kind, text) in &list.errors {
                 ctx.say(out, kind.msg_code(), text)?;
             }
+            if let Some(m) = &list.fatal {
+                return Err(RoleError::Refused(m.clone()));
+            }
             tx.write(&mut buf, NDX_FLIST_OFFSET - dir_ndx);
             enc.set_ndx_start(list.ndx_start);
             for &i in &list.send_order {

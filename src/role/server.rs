@@ -809,6 +809,11 @@ pub(crate) fn send_files<W: Write>(
             None => send_text(out, proto, kind.msg_code(), e)?,
         }
     }
+    // An unusable per-directory rules file ends the sender (upstream's
+    // parse_filter_file exits with RERR_SYNTAX).
+    if let Some(m) = fl.fatal.take() {
+        return Err(RoleError::Refused(m));
+    }
     // An error the client counts against the transfer counts against our
     // exit status too (upstream's got_xfer_error), e.g. a missing source.
     let list_errors = if fl
@@ -1219,27 +1224,44 @@ pub(crate) fn receive_files<W: Write + Send>(
             d.is_excluded(&mp, is_dir, crate::filter::Side::Receiver)
         }
     };
-    // What deletions leave alone: the module's names and, unless
-    // --delete-excluded, the client's excluded ones (upstream get_dirlist
-    // under delete_in_dir applies both).
+    // What deletions leave alone: the module's names and what the client's
+    // rules exclude on the receiving side (upstream get_dirlist under
+    // delete_in_dir applies both; with --delete-excluded only the rules
+    // made receiver-side, `P` and `R`, count: the parse sees to that).
     let protected = {
         let daemon = daemon_excluded.clone();
         let c = client_rules.clone();
-        let delete_excluded = opts.delete_excluded;
         move |rel: &[u8], is_dir: bool| -> bool {
-            daemon(rel, is_dir)
-                || (!delete_excluded && c.is_excluded(rel, is_dir, crate::filter::Side::Receiver))
+            daemon(rel, is_dir) || c.is_excluded(rel, is_dir, crate::filter::Side::Receiver)
         }
     };
     let protected_report: Option<crate::role::generator::NameReport> =
-        (opts.debug_level("FILTER") >= 1 && !opts.delete_excluded && !client_rules.is_empty())
-            .then(|| {
-                let c = client_rules.clone();
-                Box::new(move |rel: &[u8], is_dir: bool| {
-                    c.hit(rel, is_dir, crate::filter::Side::Receiver)
-                        .map(|h| h.report("generator", rel, is_dir))
-                }) as crate::role::generator::NameReport
-            });
+        (opts.debug_level("FILTER") >= 1 && !client_rules.is_empty()).then(|| {
+            let c = client_rules.clone();
+            Box::new(move |rel: &[u8], is_dir: bool| {
+                c.hit(rel, is_dir, crate::filter::Side::Receiver)
+                    .map(|h| h.report("generator", rel, is_dir))
+            }) as crate::role::generator::NameReport
+        });
+    // Rules files in the destination's directories (`-F`, `dir-merge`),
+    // named by their absolute path as upstream's dirbuf.
+    let dir_rules = if opts.delete && !opts.list_only {
+        let mut stack =
+            crate::filter::FilterStack::new((*client_rules).clone(), crate::filter::Side::Receiver);
+        stack.has_dir_merge().then(|| {
+            let abs = std::fs::canonicalize(&dest_path)
+                .or_else(|_| std::env::current_dir().map(|c| c.join(&dest_path)));
+            if let Ok(a) = abs {
+                stack.list_mut().set_root_abs(a.as_os_str().as_bytes());
+            }
+            crate::role::generator::DirRules {
+                stack,
+                outside: env.module.is_none(),
+            }
+        })
+    } else {
+        None
+    };
     let chmod = env.incoming_chmod.clone();
     // Basis dirs are relative to the destination and must stay inside the module.
     let mut basis_dirs = Vec::new();
@@ -1313,6 +1335,7 @@ pub(crate) fn receive_files<W: Write + Send>(
         am_root,
         chmod,
         daemon_excluded: Box::new(daemon_excluded),
+        dir_rules,
         protected: Box::new(protected),
         protected_report,
         umask: current_umask(),
@@ -1360,19 +1383,23 @@ pub(crate) fn receive_files<W: Write + Send>(
             r
         });
         let mut g = Generator::new(&cfg, &registry, inc, &shared);
-        let gr = g.run(&rx).map(|()| (g.io_error, g.del));
+        let gr = g.run(&rx).map(|()| (g.io_error, g.del, g.stop.is_some()));
         let rr = recv
             .join()
             .unwrap_or_else(|_| Err(RoleError::Protocol("receiver thread panicked".into())));
         (gr, rr)
     });
     let mut rstats = recv_res?;
-    let (gen_err, del) = gen_res?;
+    let (gen_err, del, stopped) = gen_res?;
     rstats.flist_size = flist_size;
     rstats.num_files = add_counts(rstats.num_files, first_counts);
     rstats.total_size += first_size;
     rstats.deleted = Some([del.files, del.dirs, del.symlinks, del.devices, del.specials]);
-    let code = io_error_code(rstats.io_error | gen_err | list_io_error);
+    let code = if stopped {
+        crate::exit::RERR_SYNTAX
+    } else {
+        io_error_code(rstats.io_error | gen_err | list_io_error)
+    };
     Ok((code, rstats))
 }
 
