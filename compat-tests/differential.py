@@ -40,7 +40,8 @@ names "src/" (2119), and an option error is printed by one process, where
 stock's forked pair prints it twice (2171). With --remove-source-files
 the source directories' mtimes are those of the removals (2165: timing).
 Since session 11 -s, --chown, --usermap/--groupmap, --info=skip and
---debug=filter are in OPTS.
+--debug=filter are in OPTS. Seeds 2200-2239 (session 12) found the
+make-room order fix (2212); the rest were the stock races above.
 """
 import atexit, os, random, shutil, socket, subprocess, sys, stat, hashlib, re, time
 
