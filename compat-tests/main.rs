@@ -28,6 +28,7 @@ mod daemon_module;
 mod daemon_ops;
 mod fanout;
 mod full_disk;
+mod interrupt;
 mod malicious_push;
 mod option_errors;
 mod pull;

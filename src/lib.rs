@@ -16,6 +16,7 @@ pub mod flist;
 pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod interrupt;
 pub mod iobuf;
 pub mod logging;
 pub mod protocol;

@@ -88,9 +88,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
         return crate::daemon::run_daemon(&opts, &rest);
     }
     if opts.server && !opts.daemon {
+        crate::interrupt::install(if opts.sender { "sender" } else { "receiver" });
         return server::run(opts, rest, &args);
     }
     if opts.server && opts.daemon {
+        crate::interrupt::install("daemon");
         return crate::daemon::run_rsh_daemon(&opts);
     }
     let mut opts = opts;
@@ -107,6 +109,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     if opts.protect_args && opts.old_args {
         return usage_line("rsync: --secluded-args conflicts with --old-args.");
     }
+    crate::interrupt::install("client");
     crate::client::run(opts, rest)
 }
 

@@ -394,6 +394,9 @@ fn accept_loop(opts: &Options, listener: &std::net::TcpListener) -> i32 {
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
                 set_handlers(nix::sys::signal::SigHandler::SigDfl);
+                // A connection's temp files go with it on SIGTERM (a
+                // stopping service) as with stock's.
+                crate::interrupt::install("daemon");
                 WAKE_FD.store(-1, Ordering::SeqCst);
                 drop(wake_r);
                 drop(wake_w);

@@ -2,6 +2,7 @@
 //! rendering OS errors the way rsync prints them.
 
 pub mod backup;
+pub mod cleanup;
 pub mod dest;
 pub mod meta;
 pub mod sparse;

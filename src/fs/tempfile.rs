@@ -102,6 +102,8 @@ pub struct TempName {
     rel: Vec<u8>,
     name: CString,
     live: bool,
+    /// Known to the signal handler, which removes it on SIGINT/SIGTERM.
+    reg: Option<super::cleanup::Registered>,
 }
 
 impl DestRoot {
@@ -164,12 +166,14 @@ impl DestRoot {
                 mode & 0o777,
             ) {
                 Ok(fd) => {
+                    let reg = super::cleanup::register(dirfd, cname.as_bytes());
                     let tn = TempName {
                         root: self.clone(),
                         dir,
                         rel: name_rel,
                         name: cname,
                         live: true,
+                        reg,
                     };
                     return Ok((File::from(fd), tn));
                 }
@@ -249,15 +253,32 @@ impl TempName {
         match r {
             Ok(()) => {
                 self.live = false;
+                self.forget();
                 Ok(())
             }
             Err(e) => Err(FsError::os(what(), e)),
         }
     }
 
+    /// `--partial`: a fatal signal renames this temp file (when it holds
+    /// data) onto `leaf`, its final name beside it, with `perms`.
+    pub fn keep_on_signal(&self, leaf: &[u8], perms: u32) {
+        if let Some(r) = &self.reg {
+            super::cleanup::keep_as(r, leaf, perms);
+        }
+    }
+
+    /// The signal handler no longer needs to know of it.
+    fn forget(&mut self) {
+        if let Some(r) = self.reg.take() {
+            super::cleanup::unregister(r);
+        }
+    }
+
     /// Remove the temp file now.
     pub fn discard(mut self) -> Result<(), FsError> {
         self.live = false;
+        self.forget();
         // SAFETY: valid fd and C string.
         check(unsafe { libc::unlinkat(self.dirfd(), self.name.as_ptr(), 0) })
             .map_err(|e| FsError::os(format!("unlink {} failed", self.show()), e))
@@ -298,6 +319,7 @@ impl Drop for TempName {
             // SAFETY: valid fd and C string; failure is ignored on purpose.
             unsafe { libc::unlinkat(self.dirfd(), self.name.as_ptr(), 0) };
         }
+        self.forget();
     }
 }
 

@@ -419,7 +419,18 @@ pub fn run<W: Write>(
                 .map(|(f, t)| (f, Some(t)))
         };
         let (file, tname) = match temp {
-            Ok((f, t)) => (Some(f), t),
+            Ok((f, t)) => {
+                // --partial (beside the file): what arrived before a fatal
+                // signal is kept under the real name, as upstream's cleanup.
+                if let (Some(t), true) = (
+                    &t,
+                    cfg.opts.partial && cfg.opts.partial_dir.is_none() && cfg.temp_dir.is_none(),
+                ) {
+                    let leaf = rel.rsplit(|&c| c == b'/').next().unwrap_or(rel);
+                    t.keep_on_signal(leaf, cfg.dest_perms(e, perms_from.as_ref()));
+                }
+                (Some(f), t)
+            }
             Err(err) => {
                 text(
                     MsgCode::ErrorXfer,

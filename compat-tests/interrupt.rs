@@ -1,0 +1,233 @@
+//! Interrupted transfers: SIGINT to a client's process group (a Ctrl-C) or
+//! SIGTERM to a process mid-file. Stock removes the temp file it was
+//! writing, says "received SIGINT, SIGTERM, or SIGHUP (code 20)" and exits
+//! 20; the old file stays as it was. Ours must do the same (it died by
+//! the signal, leaving `.big.XXXXXX` behind).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::bins;
+use crate::harness::daemon::Daemon;
+use crate::harness::fixture;
+use crate::harness::tmp::TempDir;
+
+/// What a side's interrupted run left.
+struct Interrupted {
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Who gets the signal.
+enum Target {
+    /// The client's process group (a Ctrl-C at a terminal).
+    Group,
+    /// The client process alone.
+    Client,
+    /// The connection process of a daemon (its child).
+    DaemonChild(u32),
+}
+
+/// Run `program args` in its own process group, wait until `dest` holds a
+/// temp file (the transfer is mid-file), then send `sig` to `target` and
+/// wait for the end.
+fn interrupt(
+    program: &Path,
+    args: &[String],
+    dest: &Path,
+    sig: nix::sys::signal::Signal,
+    target: Target,
+) -> Interrupted {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn client");
+    let pid = child.id() as i32;
+    let start = Instant::now();
+    while temp_files(dest).is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !temp_files(dest).is_empty(),
+        "no temp file appeared in {}",
+        dest.display()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let to = match target {
+        Target::Group => -pid,
+        Target::Client => pid,
+        Target::DaemonChild(daemon) => children_of(daemon)
+            .first()
+            .copied()
+            .expect("a connection process"),
+    };
+    let to = nix::unistd::Pid::from_raw(to);
+    let _ = nix::sys::signal::kill(to, sig);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(-pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    Interrupted {
+        code: status.and_then(|s| s.code()),
+        stderr,
+    }
+}
+
+/// The child processes of `pid`.
+fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Temp files (`.name.XXXXXX`) in `dir`.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    n.starts_with('.') && n.len() > 8 && n.as_bytes()[n.len() - 7] == b'.'
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn source(work: &TempDir) -> PathBuf {
+    let src = work.join("src");
+    fixture::write_random(&src, "big", 11, 16 << 20);
+    fixture::pin_times(&src, &[]);
+    src
+}
+
+/// The old `big` at each side's destination, kept to compare after.
+fn old_dest(dest: &Path) -> Vec<u8> {
+    fixture::write_random(dest, "big", 12, 100_000);
+    std::fs::read(dest.join("big")).expect("old big")
+}
+
+fn check(side: &str, r: &Interrupted, dest: &Path, old: &[u8]) {
+    assert_eq!(r.code, Some(20), "{side}: exit code; stderr:\n{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("received SIGINT, SIGTERM, or SIGHUP (code 20)"),
+        "{side}: stderr:\n{}",
+        r.stderr
+    );
+    assert_eq!(
+        temp_files(dest),
+        Vec::<PathBuf>::new(),
+        "{side}: temp files left"
+    );
+    let now = std::fs::read(dest.join("big")).expect("big is there");
+    assert!(now == old, "{side}: the old file changed");
+}
+
+compat_test! {
+    fn interrupt_local_copy_with_ctrl_c() {
+        let work = TempDir::new("interrupt_local");
+        let src = source(&work);
+        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+            let dest = work.join(side);
+            let old = old_dest(&dest);
+            let args = vec!["-a".to_string(), "--bwlimit=2000".into(), format!("{}/", src.display()), format!("{}/", dest.display())];
+            let r = interrupt(&bin, &args, &dest, nix::sys::signal::Signal::SIGINT, Target::Group);
+            check(side, &r, &dest, &old);
+        }
+    }
+}
+
+compat_test! {
+    fn interrupt_client_pulling_from_a_daemon() {
+        // SIGTERM to the client alone, as `kill PID` does.
+        let work = TempDir::new("interrupt_pull");
+        let src = source(&work);
+        let conf = format!("use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n", src.display());
+        let d = Daemon::start(&bins::stock(), &conf, "stock");
+        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+            let dest = work.join(side);
+            let old = old_dest(&dest);
+            let args = vec!["-a".to_string(), "--bwlimit=2000".into(), d.url("mod/"), format!("{}/", dest.display())];
+            let r = interrupt(&bin, &args, &dest, nix::sys::signal::Signal::SIGTERM, Target::Client);
+            check(side, &r, &dest, &old);
+        }
+    }
+}
+
+compat_test! {
+    fn interrupt_daemon_connection_receiving() {
+        // A stock client pushes; the daemon's connection process gets
+        // SIGTERM (a service being stopped): its temp file goes, the old
+        // file stays. (The client's own exit code is the peer's business:
+        // only the module's state is compared.)
+        let work = TempDir::new("interrupt_daemon");
+        let src = source(&work);
+        for side in ["stock", "ours"] {
+            let dest = work.join(side);
+            let old = old_dest(&dest);
+            let conf = format!(
+                "use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n    read only = no\n",
+                dest.display()
+            );
+            let bin = if side == "stock" { bins::stock() } else { bins::ours() };
+            let d = Daemon::start(&bin, &conf, side);
+            let args = vec!["-a".to_string(), "--bwlimit=2000".into(), format!("{}/", src.display()), d.url("mod/")];
+            let r = interrupt(&bins::stock(), &args, &dest, nix::sys::signal::Signal::SIGTERM, Target::DaemonChild(d.pid()));
+            assert!(r.code.is_some_and(|c| c != 0), "{side}: the client should fail: {:?}\n{}", r.code, r.stderr);
+            assert_eq!(temp_files(&dest), Vec::<PathBuf>::new(), "{side}: temp files left in the module");
+            let now = std::fs::read(dest.join("big")).expect("big is there");
+            assert!(now == old, "{side}: the old file changed");
+        }
+    }
+}
+
+compat_test! {
+    fn interrupt_with_partial_keeps_what_arrived() {
+        // `-P` (--partial): what arrived before the Ctrl-C replaces the old
+        // file, for the next run to resume from (upstream's cleanup keeps
+        // it); no temp file stays.
+        let work = TempDir::new("interrupt_partial");
+        let src = source(&work);
+        let whole = std::fs::read(src.join("big")).expect("source big");
+        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+            let dest = work.join(side);
+            let old = old_dest(&dest);
+            let args = vec!["-a".to_string(), "--partial".into(), "--bwlimit=2000".into(), format!("{}/", src.display()), format!("{}/", dest.display())];
+            let r = interrupt(&bin, &args, &dest, nix::sys::signal::Signal::SIGINT, Target::Group);
+            assert_eq!(r.code, Some(20), "{side}: exit code; stderr:\n{}", r.stderr);
+            assert_eq!(temp_files(&dest), Vec::<PathBuf>::new(), "{side}: temp files left");
+            let now = std::fs::read(dest.join("big")).expect("big is there");
+            assert!(now != old && !now.is_empty(), "{side}: the partial file was not kept");
+            assert!(whole.starts_with(&now), "{side}: the partial file is not a prefix of the source");
+        }
+    }
+}
