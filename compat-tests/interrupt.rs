@@ -231,3 +231,25 @@ compat_test! {
         }
     }
 }
+
+compat_test! {
+    fn interrupt_with_partial_dir_keeps_what_arrived_there() {
+        // --partial-dir: the partial file goes into the partial dir (made
+        // on the way); the old file stays as it was.
+        let work = TempDir::new("interrupt_partial_dir");
+        let src = source(&work);
+        let whole = std::fs::read(src.join("big")).expect("source big");
+        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+            let dest = work.join(side);
+            let old = old_dest(&dest);
+            let args = vec!["-a".to_string(), "--partial-dir=.part".into(), "--bwlimit=2000".into(), format!("{}/", src.display()), format!("{}/", dest.display())];
+            let r = interrupt(&bin, &args, &dest, nix::sys::signal::Signal::SIGINT, Target::Group);
+            assert_eq!(r.code, Some(20), "{side}: exit code; stderr:\n{}", r.stderr);
+            assert_eq!(temp_files(&dest), Vec::<PathBuf>::new(), "{side}: temp files left");
+            let now = std::fs::read(dest.join("big")).expect("big is there");
+            assert!(now == old, "{side}: the old file changed");
+            let part = std::fs::read(dest.join(".part/big")).unwrap_or_default();
+            assert!(!part.is_empty() && whole.starts_with(&part), "{side}: no partial file in .part/");
+        }
+    }
+}

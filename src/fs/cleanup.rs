@@ -82,11 +82,16 @@ pub fn register(dirfd: i32, name: &[u8]) -> Option<Registered> {
 
 /// `--partial`: on a signal, rename the temp file (if it holds data) onto
 /// `leaf` in its own directory with permissions `perms`, not remove it.
+/// `leaf` may name a partial dir first (`.rsync-partial/name`), made if
+/// missing; it never climbs (`..`) nor starts at `/`.
 pub fn keep_as(r: &Registered, leaf: &[u8], perms: u32) {
     let Some(s) = TABLE.get(r.0) else {
         return;
     };
-    if leaf.is_empty() || leaf.len() >= NAME_CAP || leaf.contains(&0) || leaf.contains(&b'/') {
+    let climbs = leaf
+        .split(|&c| c == b'/')
+        .any(|c| c.is_empty() || c == b"..");
+    if leaf.len() >= NAME_CAP || leaf.contains(&0) || climbs {
         return;
     }
     s.seq.fetch_add(1, Ordering::AcqRel);
@@ -145,6 +150,14 @@ pub fn remove_all() {
                     libc::AT_SYMLINK_NOFOLLOW,
                 );
                 if r == 0 && st.st_size > 0 {
+                    // The partial dir's components, made as needed.
+                    for i in 0..keep_len {
+                        if keep[i] == b'/' {
+                            keep[i] = 0;
+                            libc::mkdirat(dirfd, keep.as_ptr().cast(), 0o700);
+                            keep[i] = b'/';
+                        }
+                    }
                     libc::fchmodat(dirfd, buf.as_ptr().cast(), perms & 0o7777, 0);
                     if libc::renameat(dirfd, buf.as_ptr().cast(), dirfd, keep.as_ptr().cast()) == 0
                     {
@@ -199,6 +212,16 @@ mod tests {
         assert!(!dir.join(".e.XXXXXX").exists() && !dir.join("e").exists());
         unregister(p);
         unregister(e);
+        // --partial-dir: into the partial dir, made on the way.
+        std::fs::write(dir.join(".q.XXXXXX"), b"half").unwrap();
+        let q = register(d.as_raw_fd(), b".q.XXXXXX").unwrap();
+        keep_as(&q, b".rsync-partial/q", 0o600);
+        remove_all();
+        assert_eq!(
+            std::fs::read(dir.join(".rsync-partial/q")).unwrap(),
+            b"half"
+        );
+        unregister(q);
         assert!(register(3, b"").is_none());
         assert!(register(3, &[b'x'; NAME_CAP]).is_none());
         let _ = std::fs::remove_dir_all(&dir);

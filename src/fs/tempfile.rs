@@ -261,7 +261,8 @@ impl TempName {
     }
 
     /// `--partial`: a fatal signal renames this temp file (when it holds
-    /// data) onto `leaf`, its final name beside it, with `perms`.
+    /// data) onto `leaf`, relative to its directory (its final name, or
+    /// `PARTIAL_DIR/name`), with `perms`.
     pub fn keep_on_signal(&self, leaf: &[u8], perms: u32) {
         if let Some(r) = &self.reg {
             super::cleanup::keep_as(r, leaf, perms);

@@ -420,14 +420,23 @@ pub fn run<W: Write>(
         };
         let (file, tname) = match temp {
             Ok((f, t)) => {
-                // --partial (beside the file): what arrived before a fatal
-                // signal is kept under the real name, as upstream's cleanup.
+                // --partial: what arrived before a fatal signal is kept
+                // under the real name (or in the partial dir), as
+                // upstream's cleanup.
                 if let (Some(t), true) = (
                     &t,
-                    cfg.opts.partial && cfg.opts.partial_dir.is_none() && cfg.temp_dir.is_none(),
+                    cfg.opts.partial && !cfg.opts.delay_updates && cfg.temp_dir.is_none(),
                 ) {
                     let leaf = rel.rsplit(|&c| c == b'/').next().unwrap_or(rel);
-                    t.keep_on_signal(leaf, cfg.dest_perms(e, perms_from.as_ref()));
+                    let keep = match cfg.partial_dir() {
+                        Some(mut pd) => {
+                            pd.push(b'/');
+                            pd.extend_from_slice(leaf);
+                            pd
+                        }
+                        None => leaf.to_vec(),
+                    };
+                    t.keep_on_signal(&keep, cfg.dest_perms(e, perms_from.as_ref()));
                 }
                 (Some(f), t)
             }
