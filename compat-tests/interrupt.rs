@@ -28,6 +28,8 @@ enum Target {
     Client,
     /// The connection process of a daemon (its child).
     DaemonChild(u32),
+    /// The client's child (a server started over a remote shell that execs).
+    ClientChild,
 }
 
 /// Run `program args` in its own process group, wait until `dest` holds a
@@ -66,6 +68,10 @@ fn interrupt(
             .first()
             .copied()
             .expect("a connection process"),
+        Target::ClientChild => children_of(pid as u32)
+            .first()
+            .copied()
+            .expect("the server process"),
     };
     let to = nix::unistd::Pid::from_raw(to);
     let _ = nix::sys::signal::kill(to, sig);
@@ -250,6 +256,37 @@ compat_test! {
             assert!(now == old, "{side}: the old file changed");
             let part = std::fs::read(dest.join(".part/big")).unwrap_or_default();
             assert!(!part.is_empty() && whole.starts_with(&part), "{side}: no partial file in .part/");
+        }
+    }
+}
+
+compat_test! {
+    fn interrupt_server_receiving_gets_sigusr1() {
+        // What a failing stock client does to its remote-shell child:
+        // SIGUSR1. The server (stock's, or ours by --rsync-path) removes its
+        // temp file and leaves the old file whole.
+        let work = TempDir::new("interrupt_usr1");
+        let src = source(&work);
+        let rsh = work.join("rsh.sh");
+        std::fs::write(&rsh, "#!/bin/sh\nshift\nexec \"$@\"\n").expect("rsh script");
+        std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod rsh");
+        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+            let dest = work.join(side);
+            let old = old_dest(&dest);
+            let args = vec![
+                "-a".to_string(),
+                "--bwlimit=2000".into(),
+                "-e".into(),
+                rsh.display().to_string(),
+                format!("--rsync-path={}", bin.display()),
+                format!("{}/", src.display()),
+                format!("lh:{}/", dest.display()),
+            ];
+            let r = interrupt(&bins::stock(), &args, &dest, nix::sys::signal::Signal::SIGUSR1, Target::ClientChild);
+            assert!(r.code.is_some_and(|c| c != 0), "{side}: the client should fail: {:?}\n{}", r.code, r.stderr);
+            assert_eq!(temp_files(&dest), Vec::<PathBuf>::new(), "{side}: temp files left");
+            let now = std::fs::read(dest.join("big")).expect("big is there");
+            assert!(now == old, "{side}: the old file changed");
         }
     }
 }

@@ -20,6 +20,8 @@ pub const RERR_FILEIO: i32 = 11;
 pub const RERR_STREAMIO: i32 = 12;
 /// Error in IPC code (fork, pipe).
 pub const RERR_IPC: i32 = 14;
+/// Received SIGUSR1 (a parent or peer process ending us).
+pub const RERR_SIGNAL1: i32 = 19;
 /// Received SIGINT, SIGTERM, or SIGHUP.
 pub const RERR_SIGNAL: i32 = 20;
 /// Some files/attrs were not transferred.
@@ -44,6 +46,7 @@ pub fn text(code: i32) -> &'static str {
         RERR_SOCKETIO => "error in socket IO",
         RERR_FILEIO => "error in file IO",
         RERR_STREAMIO => "error in rsync protocol data stream",
+        RERR_SIGNAL1 => "received SIGUSR1",
         RERR_SIGNAL => "received SIGINT, SIGTERM, or SIGHUP",
         RERR_PARTIAL => "some files/attrs were not transferred (see previous errors)",
         RERR_VANISHED => "some files vanished before they could be transferred",

@@ -162,17 +162,17 @@ pub fn exchange(
         a.push_str(rest);
         sargs.push(a);
     }
-    if req.show_args {
-        log.info(&super::connect::child_argv_line(
-            "sending daemon args:",
-            &sargs,
-        ));
-    }
-    let mut buf = Vec::new();
     // -s: the first list stops where the secluded arguments start (in
     // line mode, below protocol 30, upstream prints that NULL as "(null)"
     // and the rest in the clear); then all of them follow as a NUL list.
     let split = req.secluded_from.map(|k| k.min(sargs.len()));
+    if req.show_args {
+        log.info(&super::connect::child_argv_line(
+            "sending daemon args:",
+            &sargs[..split.unwrap_or(sargs.len())],
+        ));
+    }
+    let mut buf = Vec::new();
     if proto >= 30 {
         for a in &sargs[..split.unwrap_or(sargs.len())] {
             buf.extend_from_slice(a.as_bytes());
@@ -190,6 +190,13 @@ pub fn exchange(
         buf.push(b'\n');
     }
     if let Some(k) = split {
+        // upstream send_protected_args (-vv): what follows the first list.
+        if req.show_args {
+            log.info(&super::connect::child_argv_line(
+                "protected args:",
+                &sargs[k..],
+            ));
+        }
         buf.extend(super::server_args::protected_args_bytes(&sargs[k..]));
     }
     conn.writer.write_all(&buf).map_err(io)?;

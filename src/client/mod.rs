@@ -432,6 +432,7 @@ pub fn run(opts: Options, args: Vec<String>) -> i32 {
     let (code, role, silent, end_child) = match run_inner(&opts, &args, start) {
         Ok((c, r)) => (c, r, false, None),
         Err((f, role)) => {
+            crate::interrupt::exiting();
             if let Some(m) = &f.msg {
                 let _ = std::io::stdout().flush();
                 let mut e = std::io::stderr().lock();
@@ -696,6 +697,10 @@ pub fn run_planned(
             let mut conn = connect::spawn_timed(&argv, o.timeout)
                 .map_err(|e| (fail(e.code, e.msg), client))?;
             if secluded.is_some() {
+                // upstream send_protected_args (-vv): what goes to stdin.
+                if o.debug_level("CMD") >= 1 {
+                    log.info(&connect::child_argv_line("protected args:", &rest));
+                }
                 let sent = conn
                     .writer
                     .write_all(&server_args::protected_args_bytes(&rest))

@@ -396,6 +396,7 @@ fn run_inner<R: Read + Send + 'static, W: Write + Send>(
             code
         }
         Err(e) => {
+            crate::interrupt::exiting();
             let code = e.exit_code();
             totals(code, 0);
             let role = match &e {
