@@ -3233,3 +3233,18 @@ compat_test! {
         }
     }
 }
+
+compat_test! {
+    fn client_secluded_args_debug_cmd_lines() {
+        // -s with --debug=cmd: the command line (or the daemon's first
+        // list) stops after the letter bundle, and "protected args: ..."
+        // names the rest, as upstream's send_protected_args (ours showed
+        // every argument on the first line).
+        // (Not a push to a daemon: its module is named after the side.)
+        for mode in [Mode::DaemonPull, Mode::RshPull, Mode::RshPush] {
+            ClientCase::new("client_secluded_args_debug_cmd_lines", mode, small)
+                .args(&["-a", "-s", "--debug=cmd"])
+                .run();
+        }
+    }
+}
