@@ -3248,3 +3248,20 @@ compat_test! {
         }
     }
 }
+
+compat_test! {
+    fn client_relative_dirs_with_trailing_slash() {
+        // -R -d with "dir/": upstream's SLASH_ENDING_NAME lists the
+        // directory's entries (ours sent the directory alone), and such a
+        // name is filtered like any other (ours skipped the check for a
+        // "/./dir/" argument).
+        for mode in [Mode::Local, Mode::DaemonPush, Mode::ServerPull] {
+            ClientCase::new("client_relative_dirs_with_trailing_slash", mode, small)
+                .source("sub/")
+                .args(&["-d", "-R", "-i"])
+                .then(|_| {}, &["-r", "-R", "-i", "--exclude=sub/"])
+                .sorted_stdout()
+                .run();
+        }
+    }
+}

@@ -859,8 +859,9 @@ impl Walker<'_> {
             None => r,
         };
         self.root = if r == b"." { Vec::new() } else { r.to_vec() };
-        // -R: a trailing slash after the "/./" anchor sends the directory's
-        // contents too (as "dir/" does without -R).
+        // -R: a name with a trailing slash (upstream SLASH_ENDING_NAME)
+        // sends the directory's contents too with -d (as "dir/" does
+        // without -R), is looked up through a symlink, and is filtered.
         let mut contents = false;
         let (dir, fname): (Vec<u8>, Vec<u8>) = if self.o.relative {
             match find_sub(arg, b"/./") {
@@ -875,9 +876,14 @@ impl Walker<'_> {
                 None if arg.starts_with(b"/") => {
                     let mut n = b"/".to_vec();
                     n.extend_from_slice(&clean(arg));
+                    contents = n.len() > 1 && arg.ends_with(b"/");
                     (b"/".to_vec(), n)
                 }
-                None => (Vec::new(), clean(arg)),
+                None => {
+                    let f = clean(arg);
+                    contents = !f.is_empty() && f != b"." && arg.ends_with(b"/");
+                    (Vec::new(), f)
+                }
             }
         } else {
             let mut a = arg.to_vec();
@@ -902,7 +908,8 @@ impl Walker<'_> {
         } else {
             fname
         };
-        let is_dotdir = fname == b"." || fname.ends_with(b"/.") || contents;
+        let dotdir = fname == b"." || fname.ends_with(b"/.");
+        let is_dotdir = dotdir || contents;
         let base = if dir.is_empty() {
             root.to_path_buf()
         } else {
@@ -953,7 +960,7 @@ impl Walker<'_> {
             }
             return;
         };
-        if !is_dotdir && self.excluded(&fname, md.is_dir()) {
+        if !dotdir && self.excluded(&fname, md.is_dir()) {
             return;
         }
         if md.is_dir() && !self.o.xfer_dirs {
