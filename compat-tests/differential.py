@@ -40,10 +40,11 @@ names "src/" (2119), and an option error is printed by one process, where
 stock's forked pair prints it twice (2171). With --remove-source-files
 the source directories' mtimes are those of the removals (2165: timing).
 Since session 11 -s, --chown, --usermap/--groupmap, --info=skip and
---debug=filter are in OPTS. Seeds 2200-2289 (session 12) found the
+--debug=filter are in OPTS. Seeds 2200-2309 (session 12) found the
 make-room order fix (2212), -s's "protected args:" line (2259) and -R
 -d with "dir/" (2276); 2273 (--protocol=28 local, an error printed once)
-is the 2171 quirk; the rest were the stock races above.
+is the 2171 quirk, 2309 the --debug=filter2 lines; the rest were the
+stock races above.
 """
 import atexit, os, random, shutil, socket, subprocess, sys, stat, hashlib, re, time
 
