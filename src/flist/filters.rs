@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Largest merge file read (upstream reads them line by line without a limit;
 /// we bound memory).
-pub(crate) const MAX_MERGE_FILE: u64 = 16 << 20;
+const MAX_MERGE_FILE: u64 = 16 << 20;
 
 /// Excluder for a sending walk.
 pub struct SenderFilters {
@@ -43,7 +43,11 @@ pub fn read_confined(root: &Path, confine: Option<&Path>, rel: &[u8]) -> Option<
             return None;
         }
     }
-    let f = std::fs::File::open(&p).ok()?;
+    read_bounded(std::fs::File::open(&p).ok()?)
+}
+
+/// A rules file's contents, up to [`MAX_MERGE_FILE`] bytes.
+pub(crate) fn read_bounded(f: std::fs::File) -> Option<Vec<u8>> {
     let mut v = Vec::new();
     f.take(MAX_MERGE_FILE).read_to_end(&mut v).ok()?;
     Some(v)

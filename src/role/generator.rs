@@ -78,25 +78,24 @@ impl Registry {
 
 /// Decides whether a name (and whether it is a directory) is off limits.
 pub type NameFilter = Box<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
-/// `--debug=filter` on the receiving side: the report of the rule that
-/// protects (or risks) a name in the destination, if one matches.
-pub type NameReport = Box<dyn Fn(&[u8], bool) -> Option<String> + Send + Sync>;
-
-/// The client's rules with per-directory merge files, read in the
-/// destination as deletions reach each directory (upstream
-/// change_local_filter_dir under delete_in_dir).
+/// The client's rules on the receiving side: what deletions (and making
+/// room) leave alone. The destination's per-directory rules files are read
+/// as deletions reach each directory (upstream change_local_filter_dir
+/// under delete_in_dir, push_local_filters in delete_dir_contents).
 pub struct DirRules {
-    /// The rules, no directory entered yet.
+    /// The rules (receiver side), no directory entered yet.
     pub stack: crate::filter::FilterStack,
     /// Rules files outside the destination may be read (not in a daemon).
     pub outside: bool,
+    /// `--debug=filter`: report the rule that protects or risks each name
+    /// a deletion scan meets (upstream get_dirlist's is_excluded at `-vv`).
+    pub report: bool,
 }
 
-/// A [`DirRules`] being walked: the directories entered, by depth.
+/// The generator's copy of the [`DirRules`]: the directories entered, by depth.
 struct DirRulesState {
     stack: crate::filter::FilterStack,
     entered: Vec<(usize, crate::filter::DirToken)>,
-    outside: bool,
 }
 
 /// Upstream F_DEPTH of a directory: its name's components, "." none.
@@ -120,15 +119,9 @@ pub struct RecvConfig {
     pub chmod: Option<crate::flist::chmod::Chmod>,
     /// Names the module's filters hide (never received, made or cleared away).
     pub daemon_excluded: NameFilter,
-    /// Names deletions leave alone: the module's, and the client's
-    /// excluded ones unless --delete-excluded.
-    pub protected: NameFilter,
-    /// Reports which rule protects or risks each name a deletion scan
-    /// meets (upstream get_dirlist's is_excluded at `-vv`).
-    pub protected_report: Option<NameReport>,
-    /// Per-directory rules files to honour in deletions (they then decide
-    /// what the client's rules protect, instead of `protected`).
-    pub dir_rules: Option<DirRules>,
+    /// The client's rules: deletions leave alone what they exclude on the
+    /// receiving side (and what `daemon_excluded` hides).
+    pub client_rules: DirRules,
     /// The process umask (for modes when -p is off).
     pub umask: u32,
     /// `--compare-dest` / `--copy-dest` / `--link-dest` directories, in order.
@@ -566,8 +559,9 @@ fn significant(fl: u16) -> bool {
 /// The generator's state for one run.
 pub struct Generator<'a, 'o, W: Write> {
     cfg: &'a RecvConfig,
-    /// The destination's per-directory rules files in force.
-    dir_rules: Option<DirRulesState>,
+    /// The client's rules, with the destination's per-directory rules
+    /// files in force.
+    rules: DirRulesState,
     /// A rules file could not be parsed: the generator requests and
     /// deletes nothing more, and the run ends with exit code 1.
     pub stop: Option<String>,
@@ -686,11 +680,10 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             || cfg.opts.info_level("name") >= 2;
         Generator {
             cfg,
-            dir_rules: cfg.dir_rules.as_ref().map(|d| DirRulesState {
-                stack: d.stack.clone(),
+            rules: DirRulesState {
+                stack: cfg.client_rules.stack.clone(),
                 entered: Vec::new(),
-                outside: d.outside,
-            }),
+            },
             stop: None,
             registry,
             inc,
@@ -958,23 +951,15 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         // upstream delete_dir_contents: the directory's own rules files
         // count below it, and `-vv` reports each name's rule.
         let token = self.push_filter_dir(rel)?;
-        let mut kids = self.dir_entries(rel, |_| false);
-        if self.cfg.protected_report.is_some() {
-            for (child, cst) in &kids {
-                if let Some(line) = self.protection_report(child, mode::is_dir(cst.mode)) {
-                    self.message(MsgCode::Info, &line)?;
-                }
-            }
-        }
-        self.sort_entries(&mut kids);
+        let kids = self.deletion_scan(rel, |_| false)?;
         let mut all_gone = contents_may_go || kids.is_empty();
         if all_gone {
             for (child, cst) in kids.iter().rev() {
                 all_gone &= self.delete_item(child, cst)?;
             }
         }
-        if let (Some(d), Some(t)) = (self.dir_rules.as_mut(), token) {
-            d.stack.leave_dir(t);
+        if let Some(t) = token {
+            self.rules.stack.leave_dir(t);
         }
         if !all_gone {
             self.say_not_empty(rel)?;
@@ -1063,45 +1048,56 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
 
     /// Is `rel` left alone by deletions (module rules, the client's)?
     fn is_protected(&self, rel: &[u8], is_dir: bool) -> bool {
-        match &self.dir_rules {
-            Some(d) => {
-                (self.cfg.daemon_excluded)(rel, is_dir)
-                    || d.stack
-                        .is_excluded(rel, is_dir, crate::filter::Side::Receiver)
-            }
-            None => (self.cfg.protected)(rel, is_dir),
-        }
+        (self.cfg.daemon_excluded)(rel, is_dir)
+            || self
+                .rules
+                .stack
+                .is_excluded(rel, is_dir, crate::filter::Side::Receiver)
     }
 
-    /// `--debug=filter`: the rule that protects or risks `rel`, if any.
-    fn protection_report(&self, rel: &[u8], is_dir: bool) -> Option<String> {
-        match (&self.dir_rules, &self.cfg.protected_report) {
-            (Some(d), Some(_)) => d
-                .stack
-                .hit(rel, is_dir, crate::filter::Side::Receiver)
-                .map(|h| h.report("generator", rel, is_dir)),
-            (None, Some(r)) => r(rel, is_dir),
-            (_, None) => None,
-        }
+    /// What exists in `dir` and is not `keep`, in file-list order; at
+    /// `--debug=filter` each name's rule is reported first, in the
+    /// directory's own order (upstream get_dirlist checks every name).
+    fn deletion_scan(
+        &mut self,
+        dir: &[u8],
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(Vec<u8>, Stat)>, RoleError> {
+        let mut v = if self.cfg.client_rules.report {
+            let all = self.dir_entries(dir, |_| false);
+            for (rel, st) in &all {
+                let hit =
+                    self.rules
+                        .stack
+                        .hit(rel, mode::is_dir(st.mode), crate::filter::Side::Receiver);
+                if let Some(line) = hit.map(|h| h.report("generator", rel, mode::is_dir(st.mode))) {
+                    self.message(MsgCode::Info, &line)?;
+                }
+            }
+            all.into_iter().filter(|(rel, _)| !keep(rel)).collect()
+        } else {
+            self.dir_entries(dir, keep)
+        };
+        self.sort_entries(&mut v);
+        Ok(v)
     }
 
     /// change_local_filter_dir: the rules files of `dir` (and of the
     /// entered directories above it) are in force. A file that cannot be
     /// parsed ends the transfer, as upstream.
     fn change_filter_dir(&mut self, dir: &[u8]) -> Result<(), RoleError> {
-        let Some(d) = self.dir_rules.as_mut() else {
+        if !self.rules.stack.has_dir_merge() {
             return Ok(());
-        };
+        }
         let depth = dir_depth(dir);
+        let d = &mut self.rules;
         while d.entered.last().is_some_and(|(at, _)| *at >= depth) {
             if let Some((_, t)) = d.entered.pop() {
                 d.stack.leave_dir(t);
             }
         }
         if let Some(t) = self.push_filter_dir(dir)? {
-            if let Some(d) = self.dir_rules.as_mut() {
-                d.entered.push((depth, t));
-            }
+            self.rules.entered.push((depth, t));
         }
         Ok(())
     }
@@ -1113,12 +1109,11 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         dir: &[u8],
     ) -> Result<Option<crate::filter::DirToken>, RoleError> {
         let cfg = self.cfg;
-        let Some(d) = self.dir_rules.as_mut() else {
+        if !self.rules.stack.has_dir_merge() {
             return Ok(None);
-        };
-        let outside = d.outside;
+        }
+        let outside = cfg.client_rules.outside;
         let mut read = |rel: &[u8]| -> Option<Vec<u8>> {
-            use std::io::Read;
             use std::os::unix::ffi::OsStrExt;
             let f = if rel.first() == Some(&b'/') {
                 if !outside {
@@ -1128,12 +1123,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             } else {
                 cfg.dest.open_read(rel).ok()?
             };
-            let mut v = Vec::new();
-            f.take(crate::flist::filters::MAX_MERGE_FILE)
-                .read_to_end(&mut v)
-                .ok()?;
-            Some(v)
+            crate::flist::filters::read_bounded(f)
         };
+        let d = &mut self.rules;
         let r = d.stack.enter_dir(dir, &mut read);
         let warnings = d.stack.list_mut().take_warnings();
         let t = match r {
@@ -1173,24 +1165,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             .get(dir)
             .map(|v| v.iter().map(|&i| list.files[i].name.clone()).collect())
             .unwrap_or_default();
-        let cfg = self.cfg;
-        let mut gone = match &cfg.protected_report {
-            // upstream get_dirlist checks every name of the directory, in
-            // the order the directory gives them, before anything is deleted.
-            Some(_) => {
-                let all = self.dir_entries(dir, |_| false);
-                for (rel, st) in &all {
-                    if let Some(line) = self.protection_report(rel, mode::is_dir(st.mode)) {
-                        self.message(MsgCode::Info, &line)?;
-                    }
-                }
-                all.into_iter()
-                    .filter(|(rel, _)| !keep.contains(rel))
-                    .collect()
-            }
-            None => self.dir_entries(dir, |rel| keep.contains(rel)),
-        };
-        self.sort_entries(&mut gone);
+        let gone = self.deletion_scan(dir, |rel| keep.contains(rel))?;
         for (rel, st) in gone.iter().rev() {
             self.delete_item(rel, st)?;
         }

@@ -1116,9 +1116,14 @@ mod tests {
             am_root: false,
             chmod: None,
             daemon_excluded: Box::new(|rel: &[u8], _| rel.ends_with(b".secret")),
-            protected: Box::new(|rel: &[u8], _| rel.ends_with(b".secret")),
-            protected_report: None,
-            dir_rules: None,
+            client_rules: crate::role::generator::DirRules {
+                stack: crate::filter::FilterStack::new(
+                    crate::filter::FilterList::new(Default::default()),
+                    crate::filter::Side::Receiver,
+                ),
+                outside: true,
+                report: false,
+            },
             umask: 0o022,
             basis_dirs: Vec::new(),
             dest_created: false,

@@ -1207,7 +1207,6 @@ pub(crate) fn receive_files<W: Write + Send>(
         lists: vec![Arc::new(list)],
         eof: !inc,
     });
-    let client_rules = Arc::new(client_rules);
     let daemon_rules = daemon_rules.map(Arc::new);
     let prefix = dest_rel.clone();
     // What the module's rules hide: never received, made or cleared away.
@@ -1225,43 +1224,25 @@ pub(crate) fn receive_files<W: Write + Send>(
             d.is_excluded(&mp, is_dir, crate::filter::Side::Receiver)
         }
     };
-    // What deletions leave alone: the module's names and what the client's
-    // rules exclude on the receiving side (upstream get_dirlist under
-    // delete_in_dir applies both; with --delete-excluded only the rules
-    // made receiver-side, `P` and `R`, count: the parse sees to that).
-    let protected = {
-        let daemon = daemon_excluded.clone();
-        let c = client_rules.clone();
-        move |rel: &[u8], is_dir: bool| -> bool {
-            daemon(rel, is_dir) || c.is_excluded(rel, is_dir, crate::filter::Side::Receiver)
+    // What deletions leave alone, beside the module's names: what the
+    // client's rules exclude on the receiving side (upstream get_dirlist
+    // under delete_in_dir applies both; with --delete-excluded only the
+    // rules made receiver-side, `P` and `R`, count: the parse sees to
+    // that), with the destination's rules files (`-F`, `dir-merge`) named
+    // by their absolute path as upstream's dirbuf.
+    let report = opts.debug_level("FILTER") >= 1 && !client_rules.is_empty();
+    let mut stack = crate::filter::FilterStack::new(client_rules, crate::filter::Side::Receiver);
+    if stack.has_dir_merge() {
+        let abs = std::fs::canonicalize(&dest_path)
+            .or_else(|_| std::env::current_dir().map(|c| c.join(&dest_path)));
+        if let Ok(a) = abs {
+            stack.list_mut().set_root_abs(a.as_os_str().as_bytes());
         }
-    };
-    let protected_report: Option<crate::role::generator::NameReport> =
-        (opts.debug_level("FILTER") >= 1 && !client_rules.is_empty()).then(|| {
-            let c = client_rules.clone();
-            Box::new(move |rel: &[u8], is_dir: bool| {
-                c.hit(rel, is_dir, crate::filter::Side::Receiver)
-                    .map(|h| h.report("generator", rel, is_dir))
-            }) as crate::role::generator::NameReport
-        });
-    // Rules files in the destination's directories (`-F`, `dir-merge`),
-    // named by their absolute path as upstream's dirbuf.
-    let dir_rules = if opts.delete && !opts.list_only {
-        let mut stack =
-            crate::filter::FilterStack::new((*client_rules).clone(), crate::filter::Side::Receiver);
-        stack.has_dir_merge().then(|| {
-            let abs = std::fs::canonicalize(&dest_path)
-                .or_else(|_| std::env::current_dir().map(|c| c.join(&dest_path)));
-            if let Ok(a) = abs {
-                stack.list_mut().set_root_abs(a.as_os_str().as_bytes());
-            }
-            crate::role::generator::DirRules {
-                stack,
-                outside: env.module.is_none(),
-            }
-        })
-    } else {
-        None
+    }
+    let client_rules = crate::role::generator::DirRules {
+        stack,
+        outside: env.module.is_none(),
+        report,
     };
     let chmod = env.incoming_chmod.clone();
     // Basis dirs are relative to the destination and must stay inside the module.
@@ -1336,9 +1317,7 @@ pub(crate) fn receive_files<W: Write + Send>(
         am_root,
         chmod,
         daemon_excluded: Box::new(daemon_excluded),
-        dir_rules,
-        protected: Box::new(protected),
-        protected_report,
+        client_rules,
         umask: current_umask(),
         basis_dirs,
         dest_created,
