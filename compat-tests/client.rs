@@ -3265,3 +3265,14 @@ compat_test! {
         }
     }
 }
+
+// With -s the paths reach the server past any shell, so `rsync --server`
+// expands their wildcards itself (upstream read_args -> glob_expand).
+compat_test! {
+    fn server_pull_secluded_wildcards() {
+        ClientCase::new("server_pull_secluded_wildcards", Mode::ServerPull, fixture::issue2_tree)
+            .source("m*/f09[5-9]?")
+            .args(&["-a", "-i", "-s"])
+            .run();
+    }
+}

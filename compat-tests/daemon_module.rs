@@ -772,3 +772,14 @@ compat_test! {
         assert_eq!(logs[0], logs[1], "log files differ (stock first, ours second)");
     }
 }
+
+// What the module excludes is never matched by a wildcard in the request.
+compat_test! {
+    fn module_exclude_applies_to_wildcards() {
+        PullCase::new("module_exclude_applies_to_wildcards", issue2_tree)
+            .module_line("exclude = f7* many/")
+            .args(&["-a", "-i"])
+            .remote(&format!("{MODULE}/[fm]*"))
+            .run();
+    }
+}

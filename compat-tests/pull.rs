@@ -527,3 +527,43 @@ compat_test! {
             .run();
     }
 }
+
+// Wildcards in a pull's paths are expanded by the daemon inside the module
+// (upstream read_args -> glob_expand_module); one that matches nothing is
+// reported missing (exit 23).
+compat_test! {
+    fn pull_wildcard_paths() {
+        PullCase::new("pull_wildcard_paths", issue2_tree)
+            .args(&["-a", "-i"])
+            .remote(&format!("{MODULE}/f*.bin"))
+            .run();
+    }
+}
+
+compat_test! {
+    fn pull_wildcard_dirs_and_classes() {
+        PullCase::new("pull_wildcard_dirs_and_classes", issue2_tree)
+            .args(&["-a", "-i"])
+            .remote(&format!("{MODULE}/m[ao]*/f00[0-4][!5-9]"))
+            .run();
+    }
+}
+
+compat_test! {
+    fn pull_wildcard_relative_anchor() {
+        PullCase::new("pull_wildcard_relative_anchor", issue2_tree)
+            .args(&["-a", "-i", "-R"])
+            .remote(&format!("{MODULE}/n?sted/./a/[bs]*"))
+            .run();
+    }
+}
+
+compat_test! {
+    fn pull_wildcard_matching_nothing() {
+        PullCase::new("pull_wildcard_matching_nothing", issue2_tree)
+            .args(&["-a", "-i"])
+            .remote(&format!("{MODULE}/nomatch*"))
+            .expect_stock_code(Some(23))
+            .run();
+    }
+}

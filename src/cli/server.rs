@@ -55,10 +55,20 @@ pub fn run(opts: Options, rest: Vec<String>, args: &[String]) -> i32 {
     } else {
         (opts, rest)
     };
-    let paths: Vec<Vec<u8>> = match rest.split_first() {
+    let mut paths: Vec<Vec<u8>> = match rest.split_first() {
         Some((dot, p)) if dot == "." => p.iter().map(|s| s.as_bytes().to_vec()).collect(),
         _ => rest.iter().map(|s| s.as_bytes().to_vec()).collect(),
     };
+    // Secluded paths reach us past any shell: wildcards are ours to expand
+    // (upstream read_args' glob_expand).
+    if opts.protect_args {
+        let g = crate::fs::glob::Glob {
+            base: std::path::Path::new("."),
+            confine: None,
+            excluded: None,
+        };
+        paths = paths.iter().flat_map(|p| g.expand(p)).collect();
+    }
     if let (true, Some(why)) = (
         opts.munge_links(),
         crate::role::generator::munge_links_unsafe(),

@@ -449,6 +449,9 @@ fn serve_inner<R: Read, W: Write>(
     match parsed {
         Ok((mut opts, _rest)) => {
             opts.server = true;
+            if paths.iter().any(|p| crate::fs::glob::has_wildcard(p)) {
+                paths = expand_in_module(&module, proto, &opts, paths);
+            }
             if let Some(refused) = refused_option(&module, &opts) {
                 refuse(
                     r,
@@ -1044,6 +1047,36 @@ fn set_io_timeout(secs: i32) {
 /// Exists for the listener: whether a path is a module root we may serve.
 pub fn module_root_ok(p: &Path) -> bool {
     p.is_dir()
+}
+
+/// Wildcards in a request's paths, expanded inside the module (the working
+/// directory) as upstream's read_args does with glob_expand_module: what
+/// the module's filter rules exclude never matches.
+fn expand_in_module(
+    module: &ModuleConfig,
+    proto: u8,
+    opts: &Options,
+    paths: Vec<Vec<u8>>,
+) -> Vec<Vec<u8>> {
+    let popts = crate::filter::ParseOptions {
+        protocol: proto as u32,
+        delete_excluded: opts.delete_excluded,
+        ..Default::default()
+    };
+    // (A broken filter setting fails the session later, in its own words.)
+    let rules = module_filters(module, &popts).ok().flatten();
+    let excluded = |name: &[u8], is_dir: bool| {
+        rules
+            .as_ref()
+            .is_some_and(|r| r.is_excluded(name, is_dir, crate::filter::Side::Sender))
+    };
+    let root = std::fs::canonicalize(".").ok();
+    let g = crate::fs::glob::Glob {
+        base: Path::new("."),
+        confine: root.as_deref(),
+        excluded: Some(&excluded),
+    };
+    paths.iter().flat_map(|p| g.expand(p)).collect()
 }
 
 /// The module's `filter`, `include`, `exclude` (and `*from`) lines as one list.

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod cleanup;
 pub mod dest;
+pub mod glob;
 pub mod meta;
 pub mod sparse;
 pub mod tempfile;
