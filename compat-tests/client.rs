@@ -3276,3 +3276,67 @@ compat_test! {
             .run();
     }
 }
+
+// Our client pushing with --files-from=:FILE: the stock daemon (or stock
+// --server) reads the list and sends us the names.
+compat_test! {
+    fn client_daemon_push_files_from_server_side_list() {
+        ClientCase::new("client_daemon_push_files_from_server_side_list", Mode::DaemonPush, fixture::issue2_tree)
+            .prefill(|dest, _src| {
+                let module = dest.parent().expect("module dir");
+                std::fs::write(module.join("names.txt"), b"f700.bin\nnested/a/b/c/deep.txt\n../many/f0007\n").unwrap();
+            })
+            .args(&["-a", "-i", "--files-from=:names.txt"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn client_rsh_push_files_from_server_side_list() {
+        let tree = |src: &Path| {
+            fixture::issue2_tree(src);
+            fixture::write(src, "names.lst", b"f700.bin\nnested/a/b/c/deep.txt\n");
+        };
+        ClientCase::new("client_rsh_push_files_from_server_side_list", Mode::RshPush, tree)
+            .args(&["-a", "-i", "--files-from=:{work}/src/names.lst"])
+            .then(|_| {}, &["-a", "-i", "--protocol=29", "--files-from=:{work}/src/names.lst"])
+            .run();
+    }
+}
+
+// A stock client pulling from and pushing to `rrsync --server` with a
+// list the server reads.
+compat_test! {
+    fn server_pull_files_from_server_side_list() {
+        let tree = |src: &Path| {
+            fixture::issue2_tree(src);
+            fixture::write(src, "names.lst", b"f700.bin\n#c\nnested/a/b/c/deep.txt\n");
+        };
+        ClientCase::new("server_pull_files_from_server_side_list", Mode::ServerPull, tree)
+            .args(&["-a", "-i", "--files-from=:{work}/src/names.lst"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn server_push_files_from_server_side_list() {
+        let tree = |src: &Path| {
+            fixture::issue2_tree(src);
+            fixture::write(src, "names.lst", b"f700.bin\nnested/a/b/c/deep.txt\n");
+        };
+        ClientCase::new("server_push_files_from_server_side_list", Mode::ServerPush, tree)
+            .args(&["-a", "-i", "--files-from=:{work}/src/names.lst"])
+            .then(|_| {}, &["-a", "-i", "--protocol=29", "--files-from=:{work}/src/names.lst"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn server_pull_files_from_missing_list() {
+        ClientCase::new("server_pull_files_from_missing_list", Mode::ServerPull, small)
+            .args(&["-a", "-i", "--files-from=:{work}/no-such.lst"])
+            .expect_code(12)
+            .compare_stderr()
+            .run();
+    }
+}

@@ -783,3 +783,17 @@ compat_test! {
             .run();
     }
 }
+
+// A --files-from=:FILE the module's rules hide is refused as an option.
+compat_test! {
+    fn module_exclude_rejects_files_from_list() {
+        PullCase::new("module_exclude_rejects_files_from_list", |src: &std::path::Path| {
+            issue2_tree(src);
+            std::fs::write(src.join("names.lst"), b"f700.bin\n").unwrap();
+        })
+        .module_line("exclude = *.lst")
+        .args(&["-a", "-i", "--files-from=:names.lst"])
+        .expect_stock_code(None)
+        .run();
+    }
+}

@@ -567,3 +567,40 @@ compat_test! {
             .run();
     }
 }
+
+/// A names list kept in the module, for `--files-from=:FILE` (comment and
+/// empty lines skipped, a name climbing out clamped inside).
+fn tree_with_server_list(src: &Path) {
+    issue2_tree(src);
+    write(
+        src,
+        "lists/names.txt",
+        b"f700.bin\n# a comment\n\nnested/a/b/c/deep.txt\r\n../../many/f0007\nunicode/\n",
+    );
+}
+
+// --files-from=:FILE: the daemon reads the list inside the module.
+compat_test! {
+    fn pull_files_from_server_side_list() {
+        PullCase::new("pull_files_from_server_side_list", tree_with_server_list)
+            .args(&["-a", "-i", "--files-from=:lists/names.txt"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn pull_files_from_server_side_list_protocol_29() {
+        PullCase::new("pull_files_from_server_side_list_protocol_29", tree_with_server_list)
+            .args(&["-a", "-i", "--protocol=29", "--files-from=:/lists/names.txt"])
+            .run();
+    }
+}
+
+compat_test! {
+    fn pull_files_from_server_side_list_missing() {
+        PullCase::new("pull_files_from_server_side_list_missing", issue2_tree)
+            .args(&["-a", "-i", "--files-from=:nolist.txt"])
+            .expect_stock_code(None)
+            .run();
+    }
+}

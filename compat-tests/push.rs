@@ -1066,3 +1066,20 @@ compat_test! {
             .run();
     }
 }
+
+// --files-from=:FILE on a push: the daemon reads the list in the module
+// and sends the names to the client, which sends what they name.
+compat_test! {
+    fn push_files_from_server_side_list() {
+        for proto in ["--protocol=32", "--protocol=30", "--protocol=29"] {
+            PushCase::new("push_files_from_server_side_list", issue2_tree)
+                .args(&["-a", "-i", proto, "--files-from=:names.txt"])
+                .prefill(|dir, _src| {
+                    write(dir, "names.txt", b"f700.bin\n# kept: a name to the sender\nnested/a/b/c/deep.txt\r\n/many/f0007\n");
+                })
+                // (the comment line goes to the sender as a name, missing there)
+                .expect_stock_code(Some(23))
+                .run();
+        }
+    }
+}

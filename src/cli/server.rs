@@ -69,6 +69,23 @@ pub fn run(opts: Options, rest: Vec<String>, args: &[String]) -> i32 {
         };
         paths = paths.iter().flat_map(|p| g.expand(p)).collect();
     }
+    // --files-from=FILE (a client's --files-from=:FILE) is opened as the
+    // options are taken: a missing one is an option error (upstream
+    // parse_arguments).
+    let mut files_from = None;
+    if let Some(ff) = opts.files_from.as_deref().filter(|f| *f != "-") {
+        match server::server_files_from(ff, false, None) {
+            Ok(d) => files_from = Some(std::sync::Arc::new(d)),
+            Err(m) => {
+                report(&format!("rsync: {m}"));
+                report(&format!(
+                    "rsync error: syntax or usage error (code {RERR_SYNTAX}) at main.c(1) [server=rrsync-{}]",
+                    env!("CARGO_PKG_VERSION")
+                ));
+                return RERR_SYNTAX;
+            }
+        }
+    }
     if let (true, Some(why)) = (
         opts.munge_links(),
         crate::role::generator::munge_links_unsafe(),
@@ -79,7 +96,7 @@ pub fn run(opts: Options, rest: Vec<String>, args: &[String]) -> i32 {
         ));
         return RERR_UNSUPPORTED;
     }
-    serve(opts, paths, input, output)
+    serve(opts, paths, files_from, input, output)
 }
 
 /// The version exchange (upstream: compat.c setup_protocol, remote-shell
@@ -87,6 +104,7 @@ pub fn run(opts: Options, rest: Vec<String>, args: &[String]) -> i32 {
 pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     opts: Options,
     paths: Vec<Vec<u8>>,
+    files_from: Option<std::sync::Arc<Vec<u8>>>,
     mut r: R,
     mut w: W,
 ) -> i32 {
@@ -123,6 +141,7 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     opts.server = true;
     let env = ServerEnv {
         munge_symlinks: opts.munge_links(),
+        files_from,
         ..Default::default()
     };
     server::run(&env, proto, opts, paths, r, w)

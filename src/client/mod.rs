@@ -1074,6 +1074,26 @@ fn transfer(
                 .into_iter()
                 .map(|n| join_base(&base, &n))
                 .collect();
+        } else if s.files_from_remote {
+            // --files-from=HOST:FILE: the server reads the list and sends
+            // the names once it has our rules (raw below protocol 31); each
+            // is taken inside the first source (upstream send_file_list's
+            // sanitize_path of every name read).
+            out.flush()
+                .map_err(|e| fail(RERR_SOCKETIO, format!("rsync: {e}")))?;
+            if proto < 31 {
+                demux.set_mux(false);
+            }
+            let names = crate::role::server::read_files_from(&mut demux)
+                .map_err(|e| role_fail_at(e, None, who))?;
+            demux.set_mux(true);
+            let base = srcs.first().cloned().unwrap_or_else(|| b".".to_vec());
+            srcs = names
+                .iter()
+                .map(|n| crate::daemon::paths::sanitize(n))
+                .filter(|n| !n.is_empty())
+                .map(|n| join_base(&base, &n))
+                .collect();
         }
         let job = crate::role::server::SendJob {
             args: srcs,

@@ -68,8 +68,8 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
             refused
         }
         Ok(peer) => match serve_inner(cfg, &mut r, &mut w, &peer) {
-            Ok(Some((n, opts, module, args, who, user))) => {
-                let code = run_module(cfg, n, opts, module, args, &who, &user, r, w);
+            Ok(Some(a)) => {
+                let code = run_module(cfg, a, r, w);
                 Outcome {
                     code,
                     close: Close::HalfClose,
@@ -146,7 +146,18 @@ fn proxied_peer<R: Read>(cfg: &DaemonConfig, r: &mut R, peer: &str) -> Result<St
 /// The daemon's `--bwlimit` in KiB/s, set once at startup.
 pub static DAEMON_BWLIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
-type Accepted = (u8, Options, ModuleConfig, Vec<Vec<u8>>, Who, String);
+/// A request accepted for a module, ready to be served.
+struct Accepted {
+    proto: u8,
+    opts: Options,
+    module: ModuleConfig,
+    paths: Vec<Vec<u8>>,
+    who: Who,
+    user: String,
+    /// A `--files-from=FILE` list read inside the module (the client's
+    /// `--files-from=:FILE`).
+    files_from: Option<Arc<Vec<u8>>>,
+}
 
 fn serve_inner<R: Read, W: Write>(
     cfg: &DaemonConfig,
@@ -463,6 +474,22 @@ fn serve_inner<R: Read, W: Write>(
                 );
                 return Err(RERR_UNSUPPORTED);
             }
+            // --files-from=FILE (a client's --files-from=:FILE) is opened
+            // inside the module as the options are taken (upstream
+            // parse_arguments), so a bad one is an option error.
+            let mut files_from = None;
+            if let Some(ff) = opts.files_from.as_deref().filter(|f| *f != "-") {
+                let rules = module_filters(&module, &server_popts(proto, &opts))
+                    .ok()
+                    .flatten();
+                match server::server_files_from(ff, true, rules.as_ref()) {
+                    Ok(d) => files_from = Some(Arc::new(d)),
+                    Err(m) => {
+                        refuse(r, w, proto, &opts, &format!("rsync: {m}"), &opt_strs);
+                        return Err(RERR_UNSUPPORTED);
+                    }
+                }
+            }
             if let Some(pre) = pre_xfer {
                 let request: Vec<String> = path_args
                     .iter()
@@ -507,7 +534,15 @@ fn serve_inner<R: Read, W: Write>(
                 request.join(" "),
                 who.addr
             ));
-            Ok(Some((proto, opts, module, paths, who, auth_user)))
+            Ok(Some(Accepted {
+                proto,
+                opts,
+                module,
+                paths,
+                who,
+                user: auth_user,
+                files_from,
+            }))
         }
         Err(e) => {
             let opts = Options {
@@ -910,16 +945,20 @@ fn refuse<R: Read, W: Write>(
 #[allow(clippy::too_many_arguments)]
 fn run_module<R: Read + Send + 'static, W: Write + Send>(
     _cfg: &DaemonConfig,
-    proto: u8,
-    opts: Options,
-    module: ModuleConfig,
-    paths: Vec<Vec<u8>>,
-    who: &Who,
-    user: &str,
+    a: Accepted,
     r: R,
     w: W,
 ) -> i32 {
-    let mut opts = opts;
+    let Accepted {
+        proto,
+        mut opts,
+        module,
+        paths,
+        who,
+        user,
+        files_from,
+    } = a;
+    let (who, user) = (&who, user.as_str());
     // `max verbosity` (upstream limit_output_verbosity): what the client's
     // -v asks of the daemon is capped.
     opts.verbose = opts
@@ -932,11 +971,7 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
     }
     let am_root = nix::unistd::geteuid().is_root();
     let chroot = module.use_chroot_with(|| am_root);
-    let popts = crate::filter::ParseOptions {
-        protocol: proto as u32,
-        delete_excluded: opts.delete_excluded,
-        ..Default::default()
-    };
+    let popts = server_popts(proto, &opts);
     let env = (|| -> Result<ServerEnv, RoleError> {
         let chmod = |spec: Option<&str>, what: &str| -> Result<Option<Chmod>, RoleError> {
             spec.map(|s| {
@@ -965,6 +1000,7 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
             bwlimit_cap: DAEMON_BWLIMIT.get().copied().unwrap_or(0),
             ignore_nonreadable: module.ignore_nonreadable,
             dont_compress_all: module.dont_compress.split(' ').any(|w| w == "*"),
+            files_from,
         })
     })();
     match env {
@@ -1058,13 +1094,10 @@ fn expand_in_module(
     opts: &Options,
     paths: Vec<Vec<u8>>,
 ) -> Vec<Vec<u8>> {
-    let popts = crate::filter::ParseOptions {
-        protocol: proto as u32,
-        delete_excluded: opts.delete_excluded,
-        ..Default::default()
-    };
     // (A broken filter setting fails the session later, in its own words.)
-    let rules = module_filters(module, &popts).ok().flatten();
+    let rules = module_filters(module, &server_popts(proto, opts))
+        .ok()
+        .flatten();
     let excluded = |name: &[u8], is_dir: bool| {
         rules
             .as_ref()
@@ -1077,6 +1110,15 @@ fn expand_in_module(
         excluded: Some(&excluded),
     };
     paths.iter().flat_map(|p| g.expand(p)).collect()
+}
+
+/// How the module's filter lines are parsed for this session.
+fn server_popts(proto: u8, opts: &Options) -> crate::filter::ParseOptions {
+    crate::filter::ParseOptions {
+        protocol: proto as u32,
+        delete_excluded: opts.delete_excluded,
+        ..Default::default()
+    }
 }
 
 /// The module's `filter`, `include`, `exclude` (and `*from`) lines as one list.

@@ -64,6 +64,58 @@ pub struct ServerEnv {
     /// Module `dont compress` holds a lone `*`: zlib streams go out
     /// uncompressed (stored deflate blocks), as upstream's token.c does.
     pub dont_compress_all: bool,
+    /// The names of a `--files-from=FILE` the server read itself (a
+    /// client's `--files-from=:FILE`), as the file holds them.
+    pub files_from: Option<Arc<Vec<u8>>>,
+}
+
+/// Largest `--files-from` file a server reads.
+const MAX_FILES_FROM: u64 = 256 << 20;
+
+/// Read a `--files-from=FILE` named to a server (a client's
+/// `--files-from=:FILE`), as upstream's parse_arguments opens it: inside a
+/// module the name is sanitized, must not be hidden by the module's own
+/// rules, and may not lead out of the module through a symlink. The error
+/// is the option error's text.
+pub fn server_files_from(
+    ff: &str,
+    confined: bool,
+    module_rules: Option<&FilterList>,
+) -> Result<Vec<u8>, String> {
+    let name: Vec<u8> = if confined {
+        crate::daemon::paths::sanitize(ff.as_bytes())
+    } else {
+        ff.as_bytes().to_vec()
+    };
+    let shown = String::from_utf8_lossy(&name).into_owned();
+    if let Some(rules) = module_rules {
+        if name.is_empty() || rules.is_excluded(&name, false, crate::filter::Side::Sender) {
+            return Err("Your options have been rejected by the server.".into());
+        }
+    }
+    let fail = |e: std::io::Error| {
+        format!(
+            "failed to open files-from file {shown}: {}",
+            crate::fs::strerror(&e)
+        )
+    };
+    let path = Path::new(std::ffi::OsStr::from_bytes(&name));
+    if confined {
+        let root = std::fs::canonicalize(".").map_err(fail)?;
+        let real = std::fs::canonicalize(path).map_err(fail)?;
+        if !real.starts_with(&root) {
+            return Err(fail(std::io::Error::from_raw_os_error(nix::libc::ELOOP)));
+        }
+    }
+    let f = std::fs::File::open(path).map_err(fail)?;
+    let mut data = Vec::new();
+    f.take(MAX_FILES_FROM + 1)
+        .read_to_end(&mut data)
+        .map_err(fail)?;
+    if data.len() as u64 > MAX_FILES_FROM {
+        return Err(format!("files-from file {shown} is too large"));
+    }
+    Ok(data)
 }
 
 impl ServerEnv {
@@ -568,18 +620,24 @@ fn serve_sender<W: Write>(
     let mut args: Vec<Vec<u8>> = paths.to_vec();
     let mut root = PathBuf::from(".");
     if let Some(ff) = opts.files_from.as_deref() {
-        if ff != "-" {
-            return Err(RoleError::Unsupported(
-                "--files-from from a server-side file is not supported yet".into(),
-            ));
-        }
-        if proto < 31 {
-            demux.set_mux(false);
-        }
-        let names = read_files_from(demux)?;
-        if proto == 30 || opts.remove_source_files {
-            demux.set_mux(true);
-        }
+        let names = if ff != "-" {
+            let data = match &env.files_from {
+                Some(d) => d.clone(),
+                None => Arc::new(
+                    server_files_from(ff, env.confined(), None).map_err(RoleError::Refused)?,
+                ),
+            };
+            crate::client::files_from_names(&data, opts.from0)
+        } else {
+            if proto < 31 {
+                demux.set_mux(false);
+            }
+            let names = read_files_from(demux)?;
+            if proto == 30 || opts.remove_source_files {
+                demux.set_mux(true);
+            }
+            names
+        };
         // Names are relative to the first path argument (upstream: change_dir(argv[0])).
         if let Some(base) = args.first() {
             if !base.is_empty() {
@@ -957,8 +1015,8 @@ fn io_error_code(io_error: i32) -> i32 {
 fn unsupported_upload_option(o: &Options) -> Option<&'static str> {
     if o.basis_dirs.len() > 20 {
         Some("more than 20 --link-dest/--copy-dest/--compare-dest dirs")
-    } else if o.files_from.is_some() {
-        Some("--files-from")
+    } else if o.files_from.as_deref() == Some("-") {
+        Some("--files-from=-")
     } else {
         None
     }
@@ -1002,6 +1060,27 @@ fn serve_receiver<W: Write + Send>(
             other => RoleError::Protocol(other.to_string()),
         }
     })?;
+    // --files-from=FILE (a pushing client's --files-from=:FILE): the names
+    // go to the client, which sends what they name (upstream
+    // start_filesfrom_forwarding; raw bytes below protocol 31).
+    if let Some(ff) = opts.files_from.as_deref() {
+        let data = match &env.files_from {
+            Some(d) => d.clone(),
+            None => {
+                Arc::new(server_files_from(ff, env.confined(), None).map_err(RoleError::Refused)?)
+            }
+        };
+        let wire = files_from_wire(&data, opts.from0);
+        if proto < 31 {
+            out.flush()?;
+            let w = out.get_mut();
+            w.write_all(&wire)?;
+            w.flush()?;
+        } else {
+            out.write_all(&wire)?;
+            out.flush()?;
+        }
+    }
     let dest_arg = paths.first().cloned().unwrap_or_default();
     let dest_arg = env.client_path(&dest_arg);
     receive_files(
@@ -1418,7 +1497,7 @@ pub(crate) fn current_umask() -> u32 {
 }
 
 /// Read NUL-separated names until an empty one (upstream: forward_filesfrom_data receiver side).
-fn read_files_from<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
+pub(crate) fn read_files_from<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
     let mut names = Vec::new();
     let mut cur = Vec::new();
     let mut b = [0u8; 1];
@@ -1439,6 +1518,21 @@ fn read_files_from<R: Read>(r: &mut R) -> Result<Vec<Vec<u8>>, RoleError> {
             cur.push(b[0]);
         }
     }
+}
+
+/// A files-from list as it travels from the side that read it: each name
+/// NUL-terminated (line ends become NULs unless `--from0`, empty names
+/// dropped, comment lines kept as upstream's forwarding keeps them), then
+/// an empty name.
+pub(crate) fn files_from_wire(data: &[u8], from0: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(data.len() + 2);
+    let sep = |c: &u8| *c == 0 || (!from0 && (*c == b'\n' || *c == b'\r'));
+    for name in data.split(sep).filter(|n| !n.is_empty()) {
+        v.extend_from_slice(name);
+        v.push(0);
+    }
+    v.push(0);
+    v
 }
 
 /// Where received files go (upstream get_local_name).
