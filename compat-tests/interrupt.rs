@@ -290,3 +290,110 @@ compat_test! {
         }
     }
 }
+
+/// The next local minute boundary at least 8 s away, as `--stop-at` takes
+/// it (HH:MM), and its Unix time.
+fn next_minute() -> (String, u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mut at = (now / 60 + 1) * 60;
+    if at - now < 8 {
+        at += 60;
+    }
+    let out = Command::new("date")
+        .arg("-d")
+        .arg(format!("@{at}"))
+        .arg("+%H:%M")
+        .output()
+        .expect("date");
+    (String::from_utf8_lossy(&out.stdout).trim().to_string(), at)
+}
+
+compat_test! {
+    fn stop_at_ends_pulls_and_pushes_as_stock() {
+        // --stop-at (minute resolution): four slow clients run at once,
+        // stock's and ours pulling from and pushing to a stock daemon, and
+        // all stop at the same minute. A pull stops in its receiver (stock:
+        // code 30 there, then its generator's lost connection, exit 12), a
+        // push in its sender (exit 30); no temp file stays, the old file
+        // is untouched.
+        let work = TempDir::new("stop_at");
+        let src = source(&work);
+        let up = |side: &str| work.join(format!("up-{side}"));
+        let mut conf = format!("use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n", src.display());
+        for side in ["stock", "ours"] {
+            std::fs::create_dir_all(up(side)).expect("module dir");
+            conf.push_str(&format!("[up-{side}]\n    path = {}\n    read only = no\n", up(side).display()));
+        }
+        let d = Daemon::start(&bins::stock(), &conf, "stock");
+        let (when, at) = next_minute();
+        let mut runs = Vec::new();
+        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+            let dest = work.join(format!("pull-{side}"));
+            let old = old_dest(&dest);
+            let common = ["-a".to_string(), "--bwlimit=100".into(), format!("--stop-at={when}")];
+            let mut pull: Vec<String> = common.to_vec();
+            pull.extend([d.url("mod/"), format!("{}/", dest.display())]);
+            let mut push: Vec<String> = common.to_vec();
+            push.extend([format!("{}/", src.display()), d.url(&format!("up-{side}/"))]);
+            for (kind, args, dir) in [("pull", pull, dest.clone()), ("push", push, up(side))] {
+                let child = Command::new(&bin)
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .process_group(0)
+                    .spawn()
+                    .expect("spawn client");
+                runs.push((side, kind, child, dir, old.clone()));
+            }
+        }
+        let mut results = Vec::new();
+        for (side, kind, mut child, dir, old) in runs {
+            let deadline = Instant::now() + Duration::from_secs(at.saturating_sub(unix_now()) + 30);
+            let status = loop {
+                if let Ok(Some(s)) = child.try_wait() {
+                    break s.code();
+                }
+                if Instant::now() > deadline {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-(child.id() as i32)), nix::sys::signal::Signal::SIGKILL);
+                    let _ = child.wait();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let stopped = unix_now();
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+            assert!(stopped >= at, "{side} {kind}: ended before the limit ({stopped} < {at}): {stderr}");
+            assert!(stderr.contains("stopping at requested limit"), "{side} {kind}: stderr:\n{stderr}");
+            // The daemon's side of a push cleans up once the client is gone.
+            let start = Instant::now();
+            while !temp_files(&dir).is_empty() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert_eq!(temp_files(&dir), Vec::<PathBuf>::new(), "{side} {kind}: temp files left");
+            if kind == "pull" {
+                let now = std::fs::read(dir.join("big")).expect("big is there");
+                assert!(now == old, "{side} {kind}: the old file changed");
+            }
+            results.push(((kind, side), status));
+        }
+        for kind in ["pull", "push"] {
+            let code = |side| results.iter().find(|r| r.0 == (kind, side)).map(|r| r.1);
+            assert_eq!(code("ours"), code("stock"), "{kind}: exit codes differ");
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}

@@ -53,6 +53,12 @@ const ROWS: &[Row] = &[
     all(&["--link-dest=a", "--copy-dest=b", "-r", "src/", "dst/"]),
     all(&["-r", "--outbuf=Q", "src/", "dst/"]),
     all(&["--files-from=h:-", "src/", "dst/"]),
+    // --stop-after / --time-limit / --stop-at values (upstream parse_time).
+    all(&["--stop-after=0", "-r", "src/", "dst/"]),
+    all(&["--time-limit=abc", "-r", "src/", "dst/"]),
+    all(&["--stop-at=10:00x", "-r", "src/", "dst/"]),
+    all(&["--stop-at=T10", "-r", "src/", "dst/"]),
+    all(&["--stop-at=2001-01-01T00:00", "-r", "src/", "dst/"]),
     // Size arguments (upstream parse_size_arg).
     all(&["--max-size=zz", "-r", "src/", "dst/"]),
     all(&["--max-size=1x", "-r", "src/", "dst/"]),

@@ -84,3 +84,60 @@ pub fn install(who: &str) {
         let _ = unsafe { sigaction(sig, &act) };
     }
 }
+
+/// `--stop-after` / `--stop-at` (upstream's check in perform_io): at
+/// `deadline` (Unix time) the transfer stops as stock's does. A sending
+/// client says "stopping at requested limit" and exits 30; a receiving
+/// client's receiver says so, and its generator, left without its partner,
+/// reports the lost connection and the run exits 12. Temp files go (or
+/// stay, with `--partial`) as on a signal. `received` counts what was read.
+pub fn stop_at(
+    deadline: i64,
+    am_sender: bool,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let spawn = std::thread::Builder::new().name("stop-at".into()).spawn(move || {
+        loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let left = deadline as f64 - now;
+            if left <= 0.0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs_f64(left.min(60.0)));
+        }
+        if FIRED.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        exiting();
+        crate::fs::cleanup::remove_all();
+        let v = env!("CARGO_PKG_VERSION");
+        let timeout = crate::exit::RERR_TIMEOUT;
+        let mut text = format!(
+            "stopping at requested limit\nrsync error: {} (code {timeout}) at io.c(927) [{}=rrsync-{v}]\n",
+            crate::exit::text(timeout),
+            if am_sender { "sender" } else { "receiver" }
+        );
+        let code = if am_sender {
+            timeout
+        } else {
+            let stream = crate::exit::RERR_STREAMIO;
+            text.push_str(&format!(
+                "rsync: connection unexpectedly closed ({} bytes received so far) [generator]\nrsync error: {} (code {stream}) at io.c(285) [generator=rrsync-{v}]\n",
+                received.load(Ordering::Relaxed),
+                crate::exit::text(stream)
+            ));
+            stream
+        };
+        // SAFETY: write(2) of a valid buffer, then _exit ends the process
+        // (the other threads are mid-transfer and are not waited for).
+        unsafe {
+            libc::write(2, text.as_ptr().cast(), text.len());
+            libc::_exit(code);
+        }
+    });
+    if let Err(e) = spawn {
+        tracing::warn!("--stop-at: no timer thread: {e}");
+    }
+}

@@ -25,7 +25,7 @@ const CAPABILITIES: &[(&str, &str, bool)] = &[
     ("secluded_args", "secluded-args", true),
     ("iconv", "iconv", false),
     ("prealloc", "prealloc", true),
-    ("stop_at", "stop-at", false),
+    ("stop_at", "stop-at", true),
     ("crtimes", "crtimes", false),
 ];
 
@@ -43,9 +43,6 @@ pub const UNSUPPORTED_CLIENT_OPTIONS: &[&str] = &[
     "copy-as",
     "fake-super",
     "early-input",
-    "stop-after",
-    "stop-at",
-    "time-limit",
     "write-devices",
     "copy-devices",
 ];

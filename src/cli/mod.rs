@@ -5,6 +5,7 @@ pub mod about;
 pub mod options;
 pub mod server;
 pub mod size_arg;
+pub mod stop_at;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -232,6 +232,8 @@ pub struct Options {
     pub skip_compress: Option<String>,
     /// --max-alloc
     pub max_alloc: Option<String>,
+    /// --stop-after / --time-limit / --stop-at: when a client stops (Unix time).
+    pub stop_at: Option<i64>,
     /// --mkpath
     pub mkpath: bool,
     /// --super
@@ -497,6 +499,9 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("msgs2stderr", None, Arg::None),
     ("skip-compress", None, Arg::Required),
     ("max-alloc", None, Arg::Required),
+    ("stop-after", None, Arg::Required),
+    ("time-limit", None, Arg::Required),
+    ("stop-at", None, Arg::Required),
     ("mkpath", None, Arg::None),
     ("super", None, Arg::None),
     ("fake-super", None, Arg::None),
@@ -936,6 +941,25 @@ impl Options {
                 size_arg(name, &v(), &super::size_arg::MAX_ALLOC)?;
                 self.max_alloc = Some(v());
             }
+            "stop-after" | "time-limit" => {
+                let now = now_secs();
+                self.stop_at = Some(super::stop_at::stop_after(&v(), now).ok_or_else(|| {
+                    OptError::Refused(format!("invalid --stop-after value: {}", v()))
+                })?);
+            }
+            "stop-at" => {
+                let now = now_secs();
+                let t = super::stop_at::stop_at(&v(), now).ok_or_else(|| {
+                    OptError::Refused(format!("invalid --stop-at format: {}", v()))
+                })?;
+                if t <= now {
+                    return Err(OptError::Refused(format!(
+                        "--stop-at time is not in the future: {}",
+                        v()
+                    )));
+                }
+                self.stop_at = Some(t);
+            }
             "mkpath" => self.mkpath = on,
             "super" => self.super_ = on,
             "fake-super" => self.fake_super = on,
@@ -1145,6 +1169,13 @@ pub fn parse(args: &[String]) -> Result<(Options, Vec<String>), OptError> {
         o.backup = true;
     }
     Ok((o, rest))
+}
+
+/// The time now, in seconds since the epoch.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

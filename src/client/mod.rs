@@ -988,6 +988,9 @@ fn transfer(
     );
     // (upstream who_am_i before the fork: "sender" or "Receiver")
     let who = if s.am_sender { "sender" } else { "Receiver" };
+    if let Some(t) = o.stop_at {
+        crate::interrupt::stop_at(t, s.am_sender, rc.clone());
+    }
     // upstream setup_protocol checks these right after the versions are
     // known, before the rest of the setup (a stock server stops there too).
     if let Some(why) = checks::needs_protocol_29(o, proto) {
