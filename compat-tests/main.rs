@@ -23,6 +23,7 @@ mod harness;
 
 mod bad_input;
 mod client;
+mod connect_via;
 mod daemon_load;
 mod daemon_module;
 mod daemon_ops;

@@ -265,8 +265,31 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
         None => None,
     };
     let mut bind_failure = None;
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<std::net::SocketAddr> = match (h, port).to_socket_addrs() {
+    let target = host.trim_start_matches('[').trim_end_matches(']');
+    // RSYNC_PROXY: connect to the proxy, then ask it for a tunnel.
+    let proxy = match std::env::var("RSYNC_PROXY").ok().filter(|p| !p.is_empty()) {
+        Some(spec) => Some(
+            super::wrapped::parse_proxy(&spec).map_err(|msg| ConnectError {
+                code: RERR_SOCKETIO,
+                msg,
+            })?,
+        ),
+        None => None,
+    };
+    let (h, port_str) = match &proxy {
+        Some(p) => (p.host.as_str(), p.port.clone()),
+        None => (target, port.to_string()),
+    };
+    let Ok(connect_port) = port_str.parse::<u16>() else {
+        return Err(ConnectError {
+            code: RERR_SOCKETIO,
+            msg: format!(
+                "rsync: getaddrinfo: {h} {port_str}: Servname not supported for ai_socktype"
+            ),
+        });
+    };
+    let mut proxy_errors: Vec<String> = Vec::new();
+    let addrs: Vec<std::net::SocketAddr> = match (h, connect_port).to_socket_addrs() {
         Ok(a) => a
             .filter(|a| match t.family {
                 Some(4) => a.is_ipv4(),
@@ -277,7 +300,7 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
         Err(e) => {
             return Err(ConnectError {
                 code: RERR_SOCKETIO,
-                msg: format!("rsync: getaddrinfo: {h} {port}: {e}"),
+                msg: format!("rsync: getaddrinfo: {h} {port_str}: {e}"),
             })
         }
     };
@@ -302,6 +325,18 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
             },
         };
         let r = connect_one(a, local, timeout);
+        let r = match (r, &proxy) {
+            (Ok(mut s), Some(p)) => {
+                match super::wrapped::establish(&mut s, target, port, p.auth.as_ref()) {
+                    Ok(()) => Ok(s),
+                    Err(m) => {
+                        proxy_errors.push(m);
+                        continue;
+                    }
+                }
+            }
+            (r, _) => r,
+        };
         match r {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
@@ -329,6 +364,12 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
             Err(e) => last = Some((a.ip(), e)),
         }
     }
+    if last.is_none() && !proxy_errors.is_empty() {
+        return Err(ConnectError {
+            code: RERR_SOCKETIO,
+            msg: proxy_errors.join("\n"),
+        });
+    }
     if let (None, Some(msg)) = (&last, bind_failure) {
         return Err(ConnectError {
             code: RERR_SOCKETIO,
@@ -351,7 +392,7 @@ pub fn tcp(host: &str, port: u16, role: &str, t: &TcpOpts<'_>) -> Result<Conn, C
             RERR_SOCKETIO,
         ),
         None => (
-            format!("rsync: getaddrinfo: {h} {port}: Name or service not known"),
+            format!("rsync: getaddrinfo: {h} {port_str}: Name or service not known"),
             RERR_SOCKETIO,
         ),
     };

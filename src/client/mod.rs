@@ -12,6 +12,7 @@ pub mod connect;
 pub mod daemon;
 pub mod server_args;
 pub mod summary;
+pub mod wrapped;
 
 use crate::cli::options::{FilterArg, Options};
 use crate::exit::*;
@@ -575,8 +576,29 @@ pub fn run_planned(
             let (user, host) = args::split_user(host);
             let port = port.or(o.port).unwrap_or(873);
             let family = (o.ipv != 0).then_some(o.ipv);
+            let connect_prog = std::env::var("RSYNC_CONNECT_PROG")
+                .ok()
+                .filter(|_| o.rsh.is_none());
             if o.rsh.is_none() && o.debug_level("CONNECT") >= 1 {
-                log.info(&format!("opening tcp connection to {host} port {port}"));
+                let via = if connect_prog.is_some() {
+                    "Using RSYNC_CONNECT_PROG instead of "
+                } else {
+                    ""
+                };
+                log.info(&format!(
+                    "{via}opening tcp connection to {host} port {port}"
+                ));
+                if let (None, Some(p)) = (
+                    &connect_prog,
+                    std::env::var("RSYNC_PROXY")
+                        .ok()
+                        .and_then(|p| wrapped::parse_proxy(&p).ok()),
+                ) {
+                    log.info(&format!(
+                        "connection via http proxy {} port {}",
+                        p.host, p.port
+                    ));
+                }
             }
             let mut conn = match &o.rsh {
                 // Daemon over a remote shell: it starts `rsync --server --daemon .`.
@@ -596,6 +618,17 @@ pub fn run_planned(
                     show_command(o, log, &argv);
                     connect::spawn_timed(&argv, o.timeout)
                         .map_err(|e| (fail(e.code, e.msg), client))?
+                }
+                None if connect_prog.is_some() => {
+                    let cmd = wrapped::connect_prog_command(
+                        connect_prog.as_deref().unwrap_or_default(),
+                        &host,
+                    )
+                    .map_err(|e| (fail(e.code, e.msg), client))?;
+                    if o.debug_level("CMD") >= 1 {
+                        log.info(&format!("Running socket program: \"{cmd}\""));
+                    }
+                    wrapped::connect_prog(&cmd).map_err(|e| (fail(e.code, e.msg), client))?
                 }
                 None => connect::tcp(
                     &host,
