@@ -3340,3 +3340,20 @@ compat_test! {
             .run();
     }
 }
+
+compat_test! {
+    fn client_local_hardlinked_symlinks_and_specials() {
+        let tree = |src: &Path| {
+            fixture::mkdir(src, "");
+            fixture::symlink(src, "s1", "target");
+            fixture::hardlink(src, "s1", "s2");
+            fixture::mkfifo(src, "f1");
+            fixture::hardlink(src, "f1", "f2");
+        };
+        for mode in [Mode::Local, Mode::DaemonPush, Mode::RshPull] {
+            ClientCase::new("client_hardlinked_symlinks_and_specials", mode, tree)
+                .args(&["-aHi"])
+                .run();
+        }
+    }
+}

@@ -604,3 +604,24 @@ compat_test! {
             .run();
     }
 }
+
+/// Hard-linked symlinks and specials (a fifo), beside hard-linked files:
+/// with -H each group is made again as links (stock -VV: hardlink_symlinks,
+/// hardlink_specials).
+fn linked_symlinks_and_specials(src: &Path) {
+    fixture::mkdir(src, "");
+    fixture::symlink(src, "s1", "target");
+    fixture::hardlink(src, "s1", "s2");
+    fixture::mkfifo(src, "f1");
+    fixture::hardlink(src, "f1", "f2");
+    write(src, "r1", b"x\n");
+    fixture::hardlink(src, "r1", "sub/r2");
+}
+
+compat_test! {
+    fn pull_hardlinked_symlinks_and_specials() {
+        PullCase::new("pull_hardlinked_symlinks_and_specials", linked_symlinks_and_specials)
+            .args(&["-aHi"])
+            .run();
+    }
+}
