@@ -1083,3 +1083,29 @@ compat_test! {
         }
     }
 }
+
+// Module `temp dir`: the default for --temp-dir, taken inside the module
+// (a missing one stops the upload as stock does; a client's own wins).
+compat_test! {
+    fn push_module_temp_dir() {
+        PushCase::new("push_module_temp_dir", issue2_tree)
+            .module_line("temp dir = /.tmpd")
+            .prefill(|dir, _src| {
+                std::fs::create_dir_all(dir.join(".tmpd")).unwrap();
+            })
+            .args(&["-a", "-i"])
+            .run();
+        PushCase::new("push_module_temp_dir_missing", issue2_tree)
+            .module_line("temp dir = /nonexistent")
+            .args(&["-a", "-i"])
+            .expect_stock_code(Some(1))
+            .run();
+        PushCase::new("push_module_temp_dir_client_wins", issue2_tree)
+            .module_line("temp dir = /nonexistent")
+            .prefill(|dir, _src| {
+                std::fs::create_dir_all(dir.join("mine")).unwrap();
+            })
+            .args(&["-a", "-i", "--temp-dir=mine"])
+            .run();
+    }
+}

@@ -969,6 +969,15 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
     if module.ignore_errors {
         opts.ignore_errors = true;
     }
+    // `temp dir`: the module's default for --temp-dir (upstream sets it
+    // before the client's options, which may name their own); it is then
+    // taken inside the module like a client's.
+    if opts.temp_dir.is_none() {
+        opts.temp_dir = module
+            .temp_dir
+            .clone()
+            .filter(|t| !t.is_empty() && t.len() < crate::protocol::MAX_PATH_LEN - 10);
+    }
     let am_root = nix::unistd::geteuid().is_root();
     let chroot = module.use_chroot_with(|| am_root);
     let popts = server_popts(proto, &opts);

@@ -1238,7 +1238,21 @@ pub(crate) fn receive_files<W: Write + Send>(
             check_backup_dir(&dest_path, b, &env.client_path(b.as_bytes()))?;
         }
         if let Some(t) = opts.temp_dir.as_deref() {
-            check_temp_dir(&dest_path, t, &env.client_path(t.as_bytes()))?;
+            let rel = env.client_path(t.as_bytes());
+            // A daemon names it in full, where it resolved (upstream full_fname).
+            let shown = match (env.confined(), std::fs::canonicalize(&dest_path)) {
+                (true, Ok(d)) => {
+                    let r = String::from_utf8_lossy(&rel);
+                    let r = r.trim_end_matches('/');
+                    if r.is_empty() || r == "." {
+                        d.display().to_string()
+                    } else {
+                        format!("{}/{r}", d.display().to_string().trim_end_matches('/'))
+                    }
+                }
+                _ => t.to_string(),
+            };
+            check_temp_dir(&dest_path, &shown, &rel)?;
         }
     }
     // -K: symlinked directories here stand for their (in-tree) targets.
