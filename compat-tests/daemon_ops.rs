@@ -690,3 +690,48 @@ compat_test! {
         assert!(seen[4].3.iter().all(|x| x.0 != 0), "stock: untrusted peer: {:?}", seen[4]);
     }
 }
+
+compat_test! {
+    fn daemon_without_address_listens_on_ipv4_and_ipv6() {
+        // Without `address`, stock listens on every family's wildcard
+        // address (an IPv6 socket IPv6-only beside the IPv4 one), so
+        // clients reach it over 127.0.0.1 and over [::1]. Each daemon runs
+        // in a network namespace of its own (only its loopback), so
+        // nothing listens outside it.
+        let work = TempDir::new("dual_stack");
+        let src = work.join("src");
+        small_tree(&src);
+        let conf = work.join("rsyncd.conf");
+        std::fs::write(
+            &conf,
+            format!("use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n    comment = dual\n", src.display()),
+        )
+        .expect("config");
+        let stock = bins::stock();
+        let mut outs = Vec::new();
+        for bin in [bins::stock(), bins::ours()] {
+            let script = format!(
+                "ip link set lo up || exit 99\n\
+                 {bin} --daemon --no-detach --config={conf} --port=8873 & pid=$!\n\
+                 trap 'kill $pid 2>/dev/null' EXIT\n\
+                 for i in $(seq 100); do {stock} rsync://127.0.0.1:8873/ >/dev/null 2>&1 && break; sleep 0.05; done\n\
+                 {stock} rsync://127.0.0.1:8873/; echo rc4=$?\n\
+                 {stock} rsync://[::1]:8873/; echo rc6=$?\n\
+                 {stock} -a rsync://[::1]:8873/mod/ {dest}/; echo pull6=$?\n",
+                bin = bin.display(),
+                conf = conf.display(),
+                stock = stock.display(),
+                dest = work.join(if bin == stock { "d-stock" } else { "d-ours" }).display(),
+            );
+            let o = run_cmd(Path::new("unshare"), ["-n", "sh", "-c", &script], None, client_timeout());
+            assert_eq!(o.code, 0, "{}: {}\n{}", bin.display(), o.stdout, o.stderr);
+            outs.push(o.stdout);
+        }
+        assert_eq!(outs[0], outs[1], "stock and ours differ");
+        for want in ["mod            \tdual\nrc4=0", "rc6=0", "pull6=0"] {
+            assert!(outs[1].contains(want), "{want} missing:\n{}", outs[1]);
+        }
+        let d = diff("stock", &snapshot(&work.join("d-stock")), "ours", &snapshot(&work.join("d-ours")));
+        assert!(d.is_empty(), "{}", format_diff(&d, 20));
+    }
+}

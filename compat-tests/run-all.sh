@@ -11,6 +11,13 @@ if ! command -v rsync >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq rsync >/dev/null
 fi
+if ! command -v ip >/dev/null 2>&1; then
+  # One compat case brings up the loopback of a network namespace with it.
+  echo "installing iproute2 (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq iproute2 >/dev/null
+fi
 if ! command -v strace >/dev/null 2>&1; then
   # One compat case counts the fsync calls of stock and of ours with it.
   echo "installing strace (apt-get)"

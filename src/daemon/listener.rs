@@ -199,18 +199,66 @@ fn serve_stdin(cfg: &DaemonConfig) -> i32 {
 /// The shortest accept queue the listener has (`listen backlog` asks for more).
 const MIN_BACKLOG: i32 = 1024;
 
+/// The listening sockets (upstream open_socket_in): every address the
+/// given one resolves to, or without one the wildcard address of each
+/// family the host has (IPv4 and IPv6, the IPv6 socket IPv6-only), with
+/// SO_REUSEADDR. Fails only when none could be bound.
+fn bind_all(addr: Option<&str>, port: u16) -> Result<Vec<std::net::TcpListener>, String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+    let addrs: Vec<SocketAddr> = match addr {
+        None => vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+        ],
+        Some(a) => {
+            let host = a.trim_start_matches('[').trim_end_matches(']');
+            match (host, port).to_socket_addrs() {
+                Ok(v) => v.collect(),
+                Err(e) => return Err(format!("rsync: getaddrinfo: bind address {a}: {e}")),
+            }
+        }
+    };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for a in addrs {
+        match bind_one(a) {
+            Ok(l) => out.push(l),
+            Err(e) => errors.push(format!("rsync: failed to bind to {a}: {e}")),
+        }
+    }
+    if out.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    for e in errors {
+        tracing::info!("{e}");
+    }
+    Ok(out)
+}
+
+fn bind_one(a: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    let fam = if a.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if a.is_ipv6() {
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    }
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(a),
+    )?;
+    let b = socket::Backlog::new(MIN_BACKLOG).unwrap_or(socket::Backlog::MAXCONN);
+    socket::listen(&fd, b)?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
 fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     let port = opts.port.unwrap_or_else(|| cfg.global.listen_port());
-    let addr = opts
-        .address
-        .clone()
-        .or_else(|| cfg.global.address.clone())
-        .unwrap_or_else(|| "0.0.0.0".into());
-    let bind = if addr.contains(':') {
-        format!("[{addr}]:{port}")
-    } else {
-        format!("{addr}:{port}")
-    };
+    let addr = opts.address.clone().or_else(|| cfg.global.address.clone());
     if cfg.global.proxy_protocol
         && cfg
             .global
@@ -223,21 +271,29 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
             "\"proxy protocol = true\" but \"proxy protocol hosts\" is unset: all connections will be rejected as untrusted proxy peers.  Set \"proxy protocol hosts\" to your trusted proxy's address."
         );
     }
-    let listener = match std::net::TcpListener::bind(&bind) {
+    let listeners = match bind_all(addr.as_deref(), port) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("rsync: failed to bind to {bind}: {e}");
+        Err(msg) => {
+            eprintln!("{msg}");
             eprintln!("rsync error: error in socket IO (code 10)");
             return RERR_SOCKETIO;
         }
     };
+    let bind = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     // `listen backlog`, but never below 1024: a burst of connections (a
     // fan-out, or someone opening a thousand and saying nothing) then
     // waits in the queue instead of having its handshakes dropped and
     // retried. Listening again only changes the queue's length.
     let backlog = cfg.global.listen_backlog.max(MIN_BACKLOG);
     if let Ok(b) = nix::sys::socket::Backlog::new(backlog) {
-        let _ = nix::sys::socket::listen(&listener, b);
+        for l in &listeners {
+            let _ = nix::sys::socket::listen(l, b);
+        }
     }
     // --sockopts, else the config's `socket options`, on the listening
     // socket (accepted connections inherit them), as upstream.
@@ -246,9 +302,11 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
         .clone()
         .or_else(|| cfg.global.socket_options.clone());
     if let Some(spec) = spec {
-        for m in crate::sockopts::apply(listener.as_fd(), &spec) {
-            eprintln!("{m}");
-            super::log::line(&m);
+        for l in &listeners {
+            for m in crate::sockopts::apply(l.as_fd(), &spec) {
+                eprintln!("{m}");
+                super::log::line(&m);
+            }
         }
     }
     if !opts.no_detach {
@@ -279,7 +337,7 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     ));
     let pid_file = cfg.global.pid_file.clone();
     drop(cfg);
-    let code = accept_loop(opts, &listener);
+    let code = accept_loop(opts, &listeners);
     if let Some(pf) = pid_file {
         let _ = std::fs::remove_file(pf);
     }
@@ -336,7 +394,7 @@ fn reap() {
 }
 
 /// Accept until SIGTERM/SIGINT; each connection is served by a forked child.
-fn accept_loop(opts: &Options, listener: &std::net::TcpListener) -> i32 {
+fn accept_loop(opts: &Options, listeners: &[std::net::TcpListener]) -> i32 {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsRawFd;
     use std::sync::atomic::Ordering;
@@ -355,10 +413,12 @@ fn accept_loop(opts: &Options, listener: &std::net::TcpListener) -> i32 {
         if HUP.swap(false, Ordering::SeqCst) {
             tracing::info!("SIGHUP: the config is re-read by every new connection");
         }
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(wake_r.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = vec![PollFd::new(wake_r.as_fd(), PollFlags::POLLIN)];
+        fds.extend(
+            listeners
+                .iter()
+                .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)),
+        );
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
@@ -366,19 +426,18 @@ fn accept_loop(opts: &Options, listener: &std::net::TcpListener) -> i32 {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
-        let woken = fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN));
-        let ready = fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let is_in = |f: &PollFd<'_>| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let woken = is_in(&fds[0]);
+        let ready = fds[1..].iter().position(is_in);
+        drop(fds);
         if woken {
             let mut sink = [0u8; 64];
             while nix::unistd::read(&wake_r, &mut sink).is_ok_and(|n| n > 0) {}
         }
-        if !ready {
+        let Some(ready) = ready else {
             continue;
-        }
+        };
+        let listener = &listeners[ready];
         let sock = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -400,7 +459,9 @@ fn accept_loop(opts: &Options, listener: &std::net::TcpListener) -> i32 {
                 WAKE_FD.store(-1, Ordering::SeqCst);
                 drop(wake_r);
                 drop(wake_w);
-                let _ = nix::unistd::close(listener.as_raw_fd());
+                for l in listeners {
+                    let _ = nix::unistd::close(l.as_raw_fd());
+                }
                 let code = serve_forked(opts, OwnedFd::from(sock));
                 std::process::exit(code);
             }
