@@ -735,3 +735,42 @@ compat_test! {
         assert!(d.is_empty(), "{}", format_diff(&d, 20));
     }
 }
+
+compat_test! {
+    fn daemon_gid_star_is_all_groups_of_the_user() {
+        // `gid = *` (first in the list): the connection takes every group
+        // of the module's `uid`, its own group first, plus any named after.
+        // Seen through a root-group-only file: readable with `* 0`, not
+        // with `*` alone (exit 23).
+        let (uid, _gid) = nobody_ids();
+        let work = TempDir::new("daemon_gid_star");
+        open_path(work.path());
+        let src = work.join("src");
+        small_tree(&src);
+        crate::harness::fixture::chmod(&src, "b.txt", 0o640);
+        let mut seen = Vec::new();
+        for gids in ["*", "* 0"] {
+            for side in SIDES {
+                let conf = format!(
+                    "use chroot = no\n[mod]\n    path = {}\n    uid = {uid}\n    gid = {gids}\n",
+                    src.display(),
+                );
+                let d = Daemon::start(&daemon_bin(side), &conf, side);
+                let dest = work.join(format!("dest-{side}-{}", gids.len()));
+                let o = pull(&d, &["-rt"], "mod/", &dest);
+                seen.push((gids, side, o.code, dest.join("b.txt").exists(), dest.join("a.txt").exists(), o.describe()));
+            }
+        }
+        assert_eq!((seen[0].2, seen[0].3, seen[0].4), (23, false, true), "stock with *: {}", seen[0].5);
+        assert_eq!((seen[2].2, seen[2].3, seen[2].4), (0, true, true), "stock with * 0: {}", seen[2].5);
+        for i in [1, 3] {
+            assert_eq!(
+                (seen[i].2, seen[i].3, seen[i].4),
+                (seen[i - 1].2, seen[i - 1].3, seen[i - 1].4),
+                "ours with {}: {}",
+                seen[i].0,
+                seen[i].5
+            );
+        }
+    }
+}

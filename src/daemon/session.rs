@@ -836,7 +836,14 @@ fn enter_module(m: &ModuleConfig) -> Result<(), String> {
         None => None,
     };
     let mut gid_nums = Vec::with_capacity(gids.len());
-    for g in &gids {
+    for (i, g) in gids.iter().enumerate() {
+        if i == 0 && g == "*" {
+            // "*" first: every group of the module's user, its own group
+            // first (upstream want_all_groups / getallgroups).
+            let uid = uid_num.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+            gid_nums.extend(all_groups_of(uid)?);
+            continue;
+        }
         gid_nums.push(lookup_gid(g).ok_or_else(|| format!("invalid gid {g}"))?);
     }
     if use_chroot {
@@ -877,6 +884,25 @@ fn lookup_uid(u: &str) -> Option<u32> {
             .flatten()
             .map(|u| u.uid.as_raw())
     })
+}
+
+/// The groups of user `uid` (getgrouplist), its primary group first.
+fn all_groups_of(uid: u32) -> Result<Vec<u32>, String> {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .ok_or_else(|| "getpwuid failed".to_string())?;
+    let name = std::ffi::CString::new(user.name.as_bytes())
+        .map_err(|_| "getgrouplist failed".to_string())?;
+    let mut all: Vec<u32> = nix::unistd::getgrouplist(&name, user.gid)
+        .map_err(|_| "getgrouplist failed".to_string())?
+        .iter()
+        .map(|g| g.as_raw())
+        .collect();
+    let primary = user.gid.as_raw();
+    all.retain(|&g| g != primary);
+    all.insert(0, primary);
+    Ok(all)
 }
 
 /// A gid by number or name.
