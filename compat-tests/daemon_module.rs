@@ -797,3 +797,33 @@ compat_test! {
         .run();
     }
 }
+
+// `refuse options` as stock reads it: one-letter names, `a`/`archive` for
+// what -a implies, `!NAME` taking back an earlier wildcard, deletion and
+// compression refused however asked for, and the daemon's own refusals
+// (--log-file from a client) without any setting.
+compat_test! {
+    fn module_refuse_options_like_stock() {
+        let cases: &[(&str, &[&str])] = &[
+            ("refuse options = c", &["-a", "-c"]),
+            ("refuse options = delete", &["-a", "--delete-after"]),
+            ("refuse options = * !a", &["-a"]),
+            ("refuse options = * !a", &["-a", "-c"]),
+            ("refuse options = a", &["-a"]),
+            ("refuse options = z", &["-az"]),
+            ("refuse options = compress", &["-a", "--zc=zstd", "-z"]),
+            ("refuse options = *-dest", &["-a", "--link-dest=../x"]),
+            ("refuse options = delete* !delete-after", &["-a", "--delete-after"]),
+            ("comment = no refusals", &["-a", "-M--log-file=/tmp/rrsync-refused.log"]),
+        ];
+        for (i, (line, args)) in cases.iter().enumerate() {
+            PullCase::new(&format!("module_refuse_options_like_stock_{i}"), small_tree)
+                .module_line(line)
+                .args(args)
+                .expect_stock_code(None)
+                .compare_stderr()
+                .run();
+        }
+        assert!(!std::path::Path::new("/tmp/rrsync-refused.log").exists());
+    }
+}

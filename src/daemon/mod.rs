@@ -9,6 +9,7 @@ pub mod listener;
 pub mod log;
 pub mod paths;
 pub mod proxy;
+pub mod refuse;
 pub mod session;
 pub mod xfer_exec;
 

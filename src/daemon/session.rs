@@ -463,7 +463,9 @@ fn serve_inner<R: Read, W: Write>(
             if paths.iter().any(|p| crate::fs::glob::has_wildcard(p)) {
                 paths = expand_in_module(&module, proto, &opts, paths);
             }
-            if let Some(refused) = refused_option(&module, &opts) {
+            if let Some(refused) =
+                super::refuse::refused_option(module.refuse_options.as_deref(), &opts)
+            {
                 refuse(
                     r,
                     w,
@@ -719,25 +721,6 @@ fn caps_of(args: &[String]) -> Option<String> {
     args.iter()
         .find(|a| a.starts_with('-') && !a.starts_with("--"))
         .and_then(|a| a.find('e').map(|p| a[p + 1..].to_string()))
-}
-
-/// `refuse options` (upstream: options.c set_refuse_options): a refused option that the client used.
-fn refused_option(module: &ModuleConfig, opts: &Options) -> Option<String> {
-    let list = module.refuse_options.as_deref()?;
-    for pat in list.split_ascii_whitespace() {
-        let pat = pat.trim_start_matches('!');
-        for seen in &opts.seen {
-            if crate::filter::wildmatch::wildmatch(pat.as_bytes(), seen.as_bytes())
-                || (pat == "delete" && seen.starts_with("delete"))
-            {
-                return Some(match options::short_of(seen) {
-                    Some(c) => format!("--{seen} (-{c})"),
-                    None => format!("--{seen}"),
-                });
-            }
-        }
-    }
-    None
 }
 
 /// Enter the module: chroot and privilege changes when root, then chdir.
