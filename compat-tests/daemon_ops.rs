@@ -774,3 +774,35 @@ compat_test! {
         }
     }
 }
+
+compat_test! {
+    fn daemon_filter_files_are_read_before_the_chroot() {
+        // `exclude from` and `include from` name files outside a chrooted
+        // module: stock reads them before entering it, so must we.
+        let work = TempDir::new("filter_before_chroot");
+        let src = work.join("src");
+        small_tree(&src);
+        std::fs::write(work.join("excl.txt"), "b.txt\n*/\n").expect("exclude file");
+        std::fs::write(work.join("incl.txt"), "sub/\n").expect("include file");
+        let mut outs = Vec::new();
+        for side in SIDES {
+            let conf = format!(
+                "use chroot = yes\nuid = root\ngid = root\n[mod]\n    path = {}\n    include from = {}\n    exclude from = {}\n",
+                src.display(),
+                work.join("incl.txt").display(),
+                work.join("excl.txt").display()
+            );
+            let d = Daemon::start(&daemon_bin(side), &conf, side);
+            let dest = work.join(format!("dest-{side}"));
+            let o = pull(&d, &["-a", "-i"], "mod/", &dest);
+            outs.push((o.code, snapshot(&dest), o.describe()));
+        }
+        assert_eq!(outs[0].0, 0, "stock: {}", outs[0].2);
+        assert_eq!(outs[1].0, 0, "ours: {}", outs[1].2);
+        let d = diff("stock", &outs[0].1, "ours", &outs[1].1);
+        assert!(d.is_empty(), "{}", format_diff(&d, 20));
+        // b.txt excluded; sub/ included ahead of the "*/" exclude, etc/ not.
+        assert!(!work.join("dest-ours/b.txt").exists() && work.join("dest-ours/sub").exists());
+        assert!(work.join("dest-ours/a.txt").exists() && !work.join("dest-ours/etc").exists());
+    }
+}

@@ -157,6 +157,8 @@ struct Accepted {
     /// A `--files-from=FILE` list read inside the module (the client's
     /// `--files-from=:FILE`).
     files_from: Option<Arc<Vec<u8>>>,
+    /// The module's filter rules, read before entering it (or why not).
+    module_rules: Result<Option<crate::filter::FilterList>, String>,
 }
 
 fn serve_inner<R: Read, W: Write>(
@@ -391,6 +393,10 @@ fn serve_inner<R: Read, W: Write>(
         module.syslog_facility.0,
         Some(module.syslog_tag.as_str()).filter(|t| !t.is_empty()),
     );
+    // The module's filter files are read before the chroot and uid change
+    // (upstream rsync_module parses them first): `exclude from =
+    // /etc/...` names a file outside a chrooted module.
+    let module_rules = module_filters(&module, &server_popts(proto, &Options::default()));
     if let Err(msg) = enter_module(&module) {
         // The log has it capitalised ("Invalid uid root"), the client not.
         let mut logged = msg.clone();
@@ -461,7 +467,8 @@ fn serve_inner<R: Read, W: Write>(
         Ok((mut opts, _rest)) => {
             opts.server = true;
             if paths.iter().any(|p| crate::fs::glob::has_wildcard(p)) {
-                paths = expand_in_module(&module, proto, &opts, paths);
+                paths =
+                    expand_in_module(module_rules.as_ref().ok().and_then(Option::as_ref), paths);
             }
             if let Some(refused) =
                 super::refuse::refused_option(module.refuse_options.as_deref(), &opts)
@@ -481,10 +488,8 @@ fn serve_inner<R: Read, W: Write>(
             // parse_arguments), so a bad one is an option error.
             let mut files_from = None;
             if let Some(ff) = opts.files_from.as_deref().filter(|f| *f != "-") {
-                let rules = module_filters(&module, &server_popts(proto, &opts))
-                    .ok()
-                    .flatten();
-                match server::server_files_from(ff, true, rules.as_ref()) {
+                let rules = module_rules.as_ref().ok().and_then(Option::as_ref);
+                match server::server_files_from(ff, true, rules) {
                     Ok(d) => files_from = Some(Arc::new(d)),
                     Err(m) => {
                         refuse(r, w, proto, &opts, &format!("rsync: {m}"), &opt_strs);
@@ -544,6 +549,7 @@ fn serve_inner<R: Read, W: Write>(
                 who,
                 user: auth_user,
                 files_from,
+                module_rules,
             }))
         }
         Err(e) => {
@@ -966,6 +972,7 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
         who,
         user,
         files_from,
+        module_rules,
     } = a;
     let (who, user) = (&who, user.as_str());
     // `max verbosity` (upstream limit_output_verbosity): what the client's
@@ -989,7 +996,6 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
     }
     let am_root = nix::unistd::geteuid().is_root();
     let chroot = module.use_chroot_with(|| am_root);
-    let popts = server_popts(proto, &opts);
     let env = (|| -> Result<ServerEnv, RoleError> {
         let chmod = |spec: Option<&str>, what: &str| -> Result<Option<Chmod>, RoleError> {
             spec.map(|s| {
@@ -1000,7 +1006,7 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
         };
         Ok(ServerEnv {
             module: Some(module.name.clone()),
-            daemon_rules: module_filters(&module, &popts)?,
+            daemon_rules: module_rules.map_err(RoleError::Unsupported)?,
             outgoing_chmod: chmod(module.outgoing_chmod.as_deref(), "outgoing chmod")?,
             incoming_chmod: chmod(module.incoming_chmod.as_deref(), "incoming chmod")?,
             received_chmod: None,
@@ -1107,19 +1113,12 @@ pub fn module_root_ok(p: &Path) -> bool {
 /// directory) as upstream's read_args does with glob_expand_module: what
 /// the module's filter rules exclude never matches.
 fn expand_in_module(
-    module: &ModuleConfig,
-    proto: u8,
-    opts: &Options,
+    rules: Option<&crate::filter::FilterList>,
     paths: Vec<Vec<u8>>,
 ) -> Vec<Vec<u8>> {
     // (A broken filter setting fails the session later, in its own words.)
-    let rules = module_filters(module, &server_popts(proto, opts))
-        .ok()
-        .flatten();
     let excluded = |name: &[u8], is_dir: bool| {
-        rules
-            .as_ref()
-            .is_some_and(|r| r.is_excluded(name, is_dir, crate::filter::Side::Sender))
+        rules.is_some_and(|r| r.is_excluded(name, is_dir, crate::filter::Side::Sender))
     };
     let root = std::fs::canonicalize(".").ok();
     let g = crate::fs::glob::Glob {
@@ -1143,7 +1142,7 @@ fn server_popts(proto: u8, opts: &Options) -> crate::filter::ParseOptions {
 fn module_filters(
     m: &ModuleConfig,
     popts: &crate::filter::ParseOptions,
-) -> Result<Option<crate::filter::FilterList>, RoleError> {
+) -> Result<Option<crate::filter::FilterList>, String> {
     if m.filter.is_none()
         && m.include.is_none()
         && m.exclude.is_none()
@@ -1162,7 +1161,7 @@ fn module_filters(
     let mut read = |p: &[u8]| std::fs::read(std::ffi::OsStr::from_bytes(p)).ok();
     crate::filter::daemon_filter_list(&cfg, popts, &mut read)
         .map(Some)
-        .map_err(|e| RoleError::Unsupported(format!("daemon filter rules: {e}")))
+        .map_err(|e| format!("daemon filter rules: {e}"))
 }
 
 /// Undo upstream safe_arg's escaping in place: `\X` becomes `X` (a lone
