@@ -827,3 +827,15 @@ compat_test! {
         assert!(!std::path::Path::new("/tmp/rrsync-refused.log").exists());
     }
 }
+
+// A negative `max connections` closes the module (no slot exists).
+compat_test! {
+    fn max_connections_negative_closes_the_module() {
+        PullCase::new("max_connections_negative_closes_the_module", small_tree)
+            .module_line("max connections = -1")
+            .args(&["-a"])
+            .expect_stock_code(Some(5))
+            .compare_stderr()
+            .run();
+    }
+}

@@ -302,8 +302,10 @@ fn serve_inner<R: Read, W: Write>(
             return Err(RERR_STARTCLIENT);
         }
     }
-    // max connections: a record lock in the lock file, held until this process ends.
-    if module.max_connections > 0 {
+    // max connections: a record lock in the lock file, held until this
+    // process ends; below 0 no slot exists, so the module is closed (as
+    // upstream's claim_connection).
+    if module.max_connections != 0 {
         match super::access::claim_connection(&module.lock_file, module.max_connections) {
             Ok(Some(slot)) => std::mem::forget(slot),
             Ok(None) => {
