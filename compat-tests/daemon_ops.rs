@@ -806,3 +806,45 @@ compat_test! {
         assert!(work.join("dest-ours/a.txt").exists() && !work.join("dest-ours/etc").exists());
     }
 }
+
+compat_test! {
+    fn client_early_input_reaches_early_exec() {
+        // Our client's --early-input against a stock daemon: its early exec
+        // reads what stock's client sends it. Too large a file fails as
+        // stock's does (exit 5).
+        let work = TempDir::new("early_client");
+        let src = work.join("src");
+        small_tree(&src);
+        let input = work.join("early-input.txt");
+        std::fs::write(&input, b"token=xyz\nline two\n").expect("write early input");
+        let big = work.join("big.txt");
+        std::fs::write(&big, vec![b'x'; 6000]).expect("write big input");
+        let record = work.join("early.txt");
+        let conf = format!(
+            "use chroot = no\nuid = root\ngid = root\n[mod]\n    path = {}\n    early exec = cat >> {}\n",
+            src.display(),
+            record.display()
+        );
+        let d = Daemon::start(&bins::stock(), &conf, "stock");
+        let mut records = Vec::new();
+        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+            let _ = std::fs::remove_file(&record);
+            let dest = work.join(format!("dest-{side}"));
+            let args = vec![
+                "-a".to_string(),
+                format!("--early-input={}", input.display()),
+                d.url("mod/"),
+                format!("{}/", dest.display()),
+            ];
+            let o = run_cmd(&bin, &args, None, client_timeout());
+            assert_eq!(o.code, 0, "{side}: {}", o.describe());
+            records.push(std::fs::read_to_string(&record).unwrap_or_default());
+            let args = vec!["-a".to_string(), format!("--early-input={}", big.display()), d.url("mod/"), format!("{}/", dest.display())];
+            let o = run_cmd(&bin, &args, None, client_timeout());
+            records.push(format!("{} {}", o.code, o.stderr.lines().next().unwrap_or_default()));
+        }
+        assert_eq!(records[0], "token=xyz\nline two\n");
+        assert_eq!(records[1], records[3].clone(), "too large");
+        assert_eq!(records[0], records[2], "the early exec saw something else");
+    }
+}

@@ -42,7 +42,6 @@ pub const UNSUPPORTED_CLIENT_OPTIONS: &[&str] = &[
     "read-batch",
     "copy-as",
     "fake-super",
-    "early-input",
     "write-devices",
     "copy-devices",
 ];

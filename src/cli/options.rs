@@ -232,6 +232,8 @@ pub struct Options {
     pub skip_compress: Option<String>,
     /// --max-alloc
     pub max_alloc: Option<String>,
+    /// --early-input=FILE: bytes for a daemon's `early exec`.
+    pub early_input: Option<String>,
     /// --stop-after / --time-limit / --stop-at: when a client stops (Unix time).
     pub stop_at: Option<i64>,
     /// --mkpath
@@ -963,6 +965,7 @@ impl Options {
             "mkpath" => self.mkpath = on,
             "super" => self.super_ = on,
             "fake-super" => self.fake_super = on,
+            "early-input" => self.early_input = Some(v()),
             // upstream parse_arguments: one map each, --chown's or given;
             // a map implies -o / -g.
             "usermap" => {

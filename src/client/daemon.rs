@@ -52,7 +52,12 @@ pub struct Request<'a> {
     pub motd: bool,
     /// `-vv` (debug CMD): show the arguments sent.
     pub show_args: bool,
+    /// `--early-input=FILE`.
+    pub early_input: Option<&'a str>,
 }
+
+/// Largest `--early-input` file (upstream's line buffer, BIGPATHBUFLEN).
+const MAX_EARLY_INPUT: u64 = 4096 + 1024;
 
 /// Run the exchange on `conn`.
 pub fn exchange(
@@ -107,6 +112,38 @@ pub fn exchange(
                 crate::protocol::MIN_PROTOCOL_VERSION
             ),
         ));
+    }
+    // --early-input: "#early_input=N" and N bytes, before the module name
+    // (upstream start_inband_exchange).
+    if let Some(path) = req.early_input {
+        let data = std::fs::File::open(path)
+            .and_then(|f| {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(f, MAX_EARLY_INPUT + 1),
+                    &mut v,
+                )?;
+                Ok(v)
+            })
+            .map_err(|e| {
+                fail(
+                    RERR_STARTCLIENT,
+                    format!(
+                        "rsync: [Receiver] failed to open {path}: {}",
+                        crate::fs::os_error_text(&e)
+                    ),
+                )
+            })?;
+        if data.len() as u64 > MAX_EARLY_INPUT {
+            return Err(fail(
+                RERR_STARTCLIENT,
+                format!("{path} is > {MAX_EARLY_INPUT} bytes."),
+            ));
+        }
+        if !data.is_empty() {
+            write!(conn.writer, "#early_input={}\n", data.len()).map_err(io)?;
+            conn.writer.write_all(&data).map_err(io)?;
+        }
     }
     writeln!(conn.writer, "{modname}").map_err(io)?;
     conn.writer.flush().map_err(io)?;

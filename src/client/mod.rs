@@ -653,6 +653,7 @@ pub fn run_planned(
                 password_file: o.password_file.as_deref(),
                 motd: !o.no_motd,
                 show_args: o.debug_level("CMD") >= 1,
+                early_input: o.early_input.as_deref(),
             };
             match daemon::exchange(&mut conn, &req, log) {
                 Ok(daemon::Outcome::Ready(p)) => (conn, p),
