@@ -141,7 +141,7 @@ pub fn exchange(
             ));
         }
         if !data.is_empty() {
-            write!(conn.writer, "#early_input={}\n", data.len()).map_err(io)?;
+            writeln!(conn.writer, "#early_input={}", data.len()).map_err(io)?;
             conn.writer.write_all(&data).map_err(io)?;
         }
     }
