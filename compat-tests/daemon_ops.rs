@@ -848,3 +848,45 @@ compat_test! {
         assert_eq!(records[0], records[2], "the early exec saw something else");
     }
 }
+
+compat_test! {
+    fn pid_file_is_locked_against_a_second_daemon() {
+        // A second daemon given the same `pid file` fails to lock it and
+        // exits 11, leaving the first's pid in place (stock's
+        // create_pid_file).
+        let work = TempDir::new("pid_lock");
+        let src = work.join("src");
+        small_tree(&src);
+        let mut seen = Vec::new();
+        for side in SIDES {
+            let pid_file = work.join(format!("{side}.pid"));
+            let conf = format!(
+                "pid file = {}\nuse chroot = no\n[mod]\n    path = {}\n",
+                pid_file.display(),
+                src.display()
+            );
+            let d = Daemon::start(&daemon_bin(side), &conf, side);
+            let first = std::fs::read_to_string(&pid_file).expect("pid file written");
+            let conf_path = work.join(format!("{side}-second.conf"));
+            std::fs::write(&conf_path, &conf).expect("config");
+            let o = run_cmd(
+                &daemon_bin(side),
+                [
+                    "--daemon".to_string(),
+                    "--no-detach".into(),
+                    format!("--config={}", conf_path.display()),
+                    format!("--port={}", crate::harness::net::free_port()),
+                    "--address=127.0.0.1".into(),
+                ],
+                None,
+                client_timeout(),
+            );
+            let after = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            assert_eq!(first, after, "{side}: the first daemon's pid file changed");
+            assert_eq!(first.trim(), d.pid().to_string(), "{side}: pid file content");
+            seen.push((o.code, o.stderr.lines().next().unwrap_or_default().replace(&pid_file.display().to_string(), "PIDFILE")));
+        }
+        assert_eq!(seen[0].0, 11, "stock: {:?}", seen[0]);
+        assert_eq!(seen[1], seen[0]);
+    }
+}

@@ -256,6 +256,68 @@ fn bind_one(a: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(std::net::TcpListener::from(fd))
 }
 
+/// Write our pid into `path`, locked (upstream create_pid_file): what is
+/// there and not a regular file is removed first, the file is opened
+/// without following a symlink, its first bytes locked, then truncated and
+/// written. The error is upstream's line ("failed to lock pid file P: ...").
+fn create_pid_file(path: &str) -> Result<std::fs::File, String> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let fail = |what: &str, e: std::io::Error| {
+        format!(
+            "failed to {what} pid file {path}: {}",
+            crate::fs::strerror(&e)
+        )
+    };
+    let before = std::fs::symlink_metadata(path).ok();
+    if let Some(m) = &before {
+        if !m.file_type().is_file() {
+            std::fs::remove_file(path).map_err(|e| fail("unlink", e))?;
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o664)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            let what = if before.as_ref().is_some_and(|m| m.file_type().is_file()) {
+                "open"
+            } else {
+                "create"
+            };
+            fail(what, e)
+        })?;
+    let fl = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 4,
+        l_pid: 0,
+    };
+    // SAFETY: a valid fd and a flock struct that lives across the call.
+    if unsafe { nix::libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), nix::libc::F_SETLK, &fl) }
+        != 0
+    {
+        return Err(fail("lock", std::io::Error::last_os_error()));
+    }
+    let opened = f.metadata().map_err(|e| fail("fstat opened", e))?;
+    let now = std::fs::symlink_metadata(path).map_err(|e| fail("lstat", e))?;
+    if opened.dev() != now.dev() || opened.ino() != now.ino() {
+        return Err(fail(
+            "verify stat info for",
+            std::io::Error::from_raw_os_error(0),
+        ));
+    }
+    f.set_len(0).map_err(|e| fail("truncate", e))?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(|e| fail("write", e))?;
+    Ok(f)
+}
+
 fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
     let port = opts.port.unwrap_or_else(|| cfg.global.listen_port());
     let addr = opts.address.clone().or_else(|| cfg.global.address.clone());
@@ -323,12 +385,19 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
             }
         }
     }
-    if let Some(pf) = cfg.global.pid_file.as_deref() {
-        if let Err(e) = std::fs::write(pf, format!("{}\n", std::process::id())) {
-            eprintln!("rsync: failed to create pid file {pf}: {e}");
-            return RERR_FILEIO;
-        }
-    }
+    // Held (and locked) while the daemon runs: a second daemon with the
+    // same pid file fails to lock it.
+    let _pid_lock = match cfg.global.pid_file.as_deref().filter(|p| !p.is_empty()) {
+        Some(pf) => match create_pid_file(pf) {
+            Ok(f) => Some(f),
+            Err(msg) => {
+                eprintln!("{msg}");
+                super::log::line(&msg);
+                return RERR_FILEIO;
+            }
+        },
+        None => None,
+    };
     let config = config_path(opts);
     tracing::info!("serving {} on {bind}", config.display());
     super::log::line(&format!(
