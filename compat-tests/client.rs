@@ -3357,3 +3357,46 @@ compat_test! {
         }
     }
 }
+
+// A client that gives up early (rules too modern for protocol 27) kills
+// its server with SIGUSR1; stock's server says nothing where anyone sees
+// it (its line goes into the stream nobody reads), and neither may ours:
+// our local copy's server child and our --server under a stock client.
+compat_test! {
+    fn server_killed_by_its_failing_client_stays_quiet() {
+        use crate::harness::process::{client_timeout, run_cmd};
+        let work = crate::harness::tmp::TempDir::new("quiet_usr1");
+        let src = work.join("src");
+        small(&src);
+        let rsh = work.join("rsh");
+        std::fs::write(&rsh, "#!/bin/sh\nshift\nexec \"$@\"\n").expect("rsh");
+        fixture::chmod(work.path(), "rsh", 0o755);
+        let ours = crate::harness::bins::ours();
+        let stock = crate::harness::bins::stock();
+        for round in 0..3 {
+            let dst = format!("{}/", work.join(format!("dst{round}")).display());
+            let srcs = format!("{}/", src.display());
+            let runs = [
+                (ours.clone(), vec!["-F".to_string(), "--protocol=27".into(), "-v".into(), srcs.clone(), dst.clone()]),
+                (
+                    stock.clone(),
+                    vec![
+                        format!("--rsh={}", rsh.display()),
+                        format!("--rsync-path={}", ours.display()),
+                        "-F".into(),
+                        "--protocol=27".into(),
+                        "-v".into(),
+                        format!("lh:{srcs}"),
+                        dst.clone(),
+                    ],
+                ),
+            ];
+            for (bin, args) in runs {
+                let o = run_cmd(&bin, &args, None, client_timeout());
+                assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+                assert!(o.stderr.contains("filter rules are too modern"), "{}", o.stderr);
+                assert!(!o.stderr.contains("SIGUSR1"), "{args:?}: {}", o.stderr);
+            }
+        }
+    }
+}

@@ -39,8 +39,10 @@ extern "C" fn on_fatal(sig: libc::c_int) {
     let usr1 = sig == libc::SIGUSR1;
     if let Some(lines) = LINES.get() {
         let l = &lines[usize::from(usr1)];
-        // SAFETY: write(2) on a valid buffer; async-signal-safe.
-        unsafe { libc::write(2, l.as_ptr().cast(), l.len()) };
+        if !l.is_empty() {
+            // SAFETY: write(2) on a valid buffer; async-signal-safe.
+            unsafe { libc::write(2, l.as_ptr().cast(), l.len()) };
+        }
     }
     let code = if usr1 {
         crate::exit::RERR_SIGNAL1
@@ -64,9 +66,17 @@ pub fn install(who: &str) {
         )
         .into_bytes()
     };
+    // A server's SIGUSR1 comes from its client giving up: stock's line goes
+    // into the multiplexed stream, which nobody reads any more, so none is
+    // seen; ours would reach the client's terminal through stderr.
+    let server = matches!(who, "sender" | "receiver");
     let _ = LINES.set([
         line(crate::exit::RERR_SIGNAL),
-        line(crate::exit::RERR_SIGNAL1),
+        if server {
+            Vec::new()
+        } else {
+            line(crate::exit::RERR_SIGNAL1)
+        },
     ]);
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let act = SigAction::new(
