@@ -44,7 +44,9 @@ Since session 11 -s, --chown, --usermap/--groupmap, --info=skip and
 make-room order fix (2212), -s's "protected args:" line (2259) and -R
 -d with "dir/" (2276); 2273 (--protocol=28 local, an error printed once)
 is the 2171 quirk, 2309 the --debug=filter2 lines; the rest were the
-stock races above.
+stock races above. Seeds 2310-2349 (session 13): 2341 (a server's
+SIGUSR1 line after its client failed, fixed); 2344 is the "receiving file
+list" race above.
 """
 import atexit, os, random, shutil, socket, subprocess, sys, stat, hashlib, re, time
 
