@@ -111,6 +111,12 @@ fn parse(spec: &str) -> Vec<(Parsed, Option<String>)> {
 
 /// C's atoi: leading digits with an optional sign, 0 when none.
 pub(crate) fn atoi(s: &str) -> i32 {
+    atol(s).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// C's atol (saturating instead of overflowing): optional spaces and
+/// sign, then digits; anything else ends it.
+pub(crate) fn atol(s: &str) -> i64 {
     let s = s.trim_start();
     let (neg, digits) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -119,10 +125,13 @@ pub(crate) fn atoi(s: &str) -> i32 {
     };
     let mut n: i64 = 0;
     for c in digits.bytes().take_while(u8::is_ascii_digit) {
-        n = (n * 10 + i64::from(c - b'0')).min(i64::from(i32::MAX) + 1);
+        n = n.saturating_mul(10).saturating_add(i64::from(c - b'0'));
     }
-    let n = if neg { -n } else { n };
-    n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    if neg {
+        -n
+    } else {
+        n
+    }
 }
 
 /// The reading side of a TCP connection that acknowledges at once what it

@@ -13,31 +13,12 @@ use nix::libc;
 /// The deadline (Unix time) of `--stop-after=MINS`, if MINS is a positive
 /// number of minutes (leading digits, as C's atol reads them).
 pub fn stop_after(arg: &str, now: i64) -> Option<i64> {
-    let mins = atol(arg);
+    let mins = crate::sockopts::atol(arg);
     let secs = mins.checked_mul(60)?;
     if secs <= 0 {
         return None;
     }
     now.checked_add(secs)
-}
-
-/// C's atol: optional spaces and sign, then digits; anything else ends it.
-fn atol(s: &str) -> i64 {
-    let s = s.trim_start();
-    let (neg, digits) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let mut v: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        v = v.saturating_mul(10).saturating_add(i64::from(b - b'0'));
-    }
-    if neg {
-        -v
-    } else {
-        v
-    }
 }
 
 /// Which part of the date was left out (and so moves on when past).
