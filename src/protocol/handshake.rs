@@ -30,7 +30,8 @@ pub mod cf {
 
 /// Compute the compat flags a server sends, from the client's `-e` capability
 /// letters (everything after `e` and an optional `.`/version prefix).
-/// We never offer incremental recursion (see docs/design.md).
+/// Incremental recursion is not decided here: the caller adds it when the
+/// transfer allows it (`role::setup`).
 pub fn server_compat_flags(client_caps: &str) -> u32 {
     let has = |c: char| client_caps.contains(c);
     let mut f = cf::SYMLINK_TIMES;
