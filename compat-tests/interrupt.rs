@@ -216,25 +216,51 @@ compat_test! {
     }
 }
 
+/// Ctrl-C to a local copy run with `opt`, by stock and by ours: each
+/// exits 20 leaving no temp file; `check(side, dest, old, whole)` then
+/// looks at what was kept (`old`: the destination's file before, `whole`:
+/// the source's).
+fn ctrl_c_with(tag: &str, opt: &str, check: impl Fn(&str, &Path, &[u8], &[u8])) {
+    let work = TempDir::new(tag);
+    let src = source(&work);
+    let whole = std::fs::read(src.join("big")).expect("source big");
+    for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
+        let dest = work.join(side);
+        let old = old_dest(&dest);
+        let args = vec![
+            "-a".to_string(),
+            opt.to_string(),
+            "--bwlimit=2000".into(),
+            format!("{}/", src.display()),
+            format!("{}/", dest.display()),
+        ];
+        let r = interrupt(
+            &bin,
+            &args,
+            &dest,
+            nix::sys::signal::Signal::SIGINT,
+            Target::Group,
+        );
+        assert_eq!(r.code, Some(20), "{side}: exit code; stderr:\n{}", r.stderr);
+        assert_eq!(
+            temp_files(&dest),
+            Vec::<PathBuf>::new(),
+            "{side}: temp files left"
+        );
+        check(side, &dest, &old, &whole);
+    }
+}
+
 compat_test! {
     fn interrupt_with_partial_keeps_what_arrived() {
         // `-P` (--partial): what arrived before the Ctrl-C replaces the old
         // file, for the next run to resume from (upstream's cleanup keeps
         // it); no temp file stays.
-        let work = TempDir::new("interrupt_partial");
-        let src = source(&work);
-        let whole = std::fs::read(src.join("big")).expect("source big");
-        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
-            let dest = work.join(side);
-            let old = old_dest(&dest);
-            let args = vec!["-a".to_string(), "--partial".into(), "--bwlimit=2000".into(), format!("{}/", src.display()), format!("{}/", dest.display())];
-            let r = interrupt(&bin, &args, &dest, nix::sys::signal::Signal::SIGINT, Target::Group);
-            assert_eq!(r.code, Some(20), "{side}: exit code; stderr:\n{}", r.stderr);
-            assert_eq!(temp_files(&dest), Vec::<PathBuf>::new(), "{side}: temp files left");
+        ctrl_c_with("interrupt_partial", "--partial", |side, dest, old, whole| {
             let now = std::fs::read(dest.join("big")).expect("big is there");
             assert!(now != old && !now.is_empty(), "{side}: the partial file was not kept");
             assert!(whole.starts_with(&now), "{side}: the partial file is not a prefix of the source");
-        }
+        });
     }
 }
 
@@ -242,21 +268,12 @@ compat_test! {
     fn interrupt_with_partial_dir_keeps_what_arrived_there() {
         // --partial-dir: the partial file goes into the partial dir (made
         // on the way); the old file stays as it was.
-        let work = TempDir::new("interrupt_partial_dir");
-        let src = source(&work);
-        let whole = std::fs::read(src.join("big")).expect("source big");
-        for (side, bin) in [("stock", bins::stock()), ("ours", bins::ours())] {
-            let dest = work.join(side);
-            let old = old_dest(&dest);
-            let args = vec!["-a".to_string(), "--partial-dir=.part".into(), "--bwlimit=2000".into(), format!("{}/", src.display()), format!("{}/", dest.display())];
-            let r = interrupt(&bin, &args, &dest, nix::sys::signal::Signal::SIGINT, Target::Group);
-            assert_eq!(r.code, Some(20), "{side}: exit code; stderr:\n{}", r.stderr);
-            assert_eq!(temp_files(&dest), Vec::<PathBuf>::new(), "{side}: temp files left");
+        ctrl_c_with("interrupt_partial_dir", "--partial-dir=.part", |side, dest, old, whole| {
             let now = std::fs::read(dest.join("big")).expect("big is there");
             assert!(now == old, "{side}: the old file changed");
             let part = std::fs::read(dest.join(".part/big")).unwrap_or_default();
             assert!(!part.is_empty() && whole.starts_with(&part), "{side}: no partial file in .part/");
-        }
+        });
     }
 }
 

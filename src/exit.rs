@@ -35,6 +35,22 @@ pub const RERR_DEL_LIMIT: i32 = 25;
 /// Timeout waiting for the daemon connection.
 pub const RERR_CONTIMEOUT: i32 = 35;
 
+/// rsync's last line for an exit `code` (upstream log_exit): "rsync error:
+/// TEXT (code N) at FILE(LINE) [ROLE=rrsync-VERSION]", a warning for
+/// vanished files.
+pub fn line(code: i32, file: &str, at: u32, role: &str) -> String {
+    let kind = if code == RERR_VANISHED {
+        "warning"
+    } else {
+        "error"
+    };
+    format!(
+        "rsync {kind}: {} (code {code}) at {file}({at}) [{role}=rrsync-{}]",
+        text(code),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// The text rsync prints for a code.
 pub fn text(code: i32) -> &'static str {
     match code {

@@ -58,11 +58,8 @@ extern "C" fn on_fatal(sig: libc::c_int) {
 pub fn install(who: &str) {
     let line = |code: i32| {
         format!(
-            "rsync error: {} (code {code}) at {}({}) [{who}=rrsync-{}]\n",
-            crate::exit::text(code),
-            file!().rsplit('/').next().unwrap_or("interrupt.rs"),
-            line!(),
-            env!("CARGO_PKG_VERSION")
+            "{}\n",
+            crate::exit::line(code, "interrupt.rs", line!(), who)
         )
         .into_bytes()
     };
@@ -122,21 +119,20 @@ pub fn stop_at(
         }
         exiting();
         crate::fs::cleanup::remove_all();
-        let v = env!("CARGO_PKG_VERSION");
         let timeout = crate::exit::RERR_TIMEOUT;
+        let role = if am_sender { "sender" } else { "receiver" };
         let mut text = format!(
-            "stopping at requested limit\nrsync error: {} (code {timeout}) at io.c(927) [{}=rrsync-{v}]\n",
-            crate::exit::text(timeout),
-            if am_sender { "sender" } else { "receiver" }
+            "stopping at requested limit\n{}\n",
+            crate::exit::line(timeout, "io.c", 927, role)
         );
         let code = if am_sender {
             timeout
         } else {
             let stream = crate::exit::RERR_STREAMIO;
             text.push_str(&format!(
-                "rsync: connection unexpectedly closed ({} bytes received so far) [generator]\nrsync error: {} (code {stream}) at io.c(285) [generator=rrsync-{v}]\n",
+                "rsync: connection unexpectedly closed ({} bytes received so far) [generator]\n{}\n",
                 received.load(Ordering::Relaxed),
-                crate::exit::text(stream)
+                crate::exit::line(stream, "io.c", 285, "generator")
             ));
             stream
         };

@@ -78,10 +78,7 @@ pub fn run(opts: Options, rest: Vec<String>, args: &[String]) -> i32 {
             Ok(d) => files_from = Some(std::sync::Arc::new(d)),
             Err(m) => {
                 report(&format!("rsync: {m}"));
-                report(&format!(
-                    "rsync error: syntax or usage error (code {RERR_SYNTAX}) at main.c(1) [server=rrsync-{}]",
-                    env!("CARGO_PKG_VERSION")
-                ));
+                report(&crate::exit::line(RERR_SYNTAX, "main.c", 1, "server"));
                 return RERR_SYNTAX;
             }
         }

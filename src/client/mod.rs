@@ -443,20 +443,9 @@ pub fn run(opts: Options, args: Vec<String>) -> i32 {
         }
     };
     if code != 0 && !silent {
-        let kind = if code == RERR_VANISHED {
-            "warning"
-        } else {
-            "error"
-        };
         let _ = std::io::stdout().flush();
         let mut e = std::io::stderr().lock();
-        let _ = writeln!(
-            e,
-            "rsync {kind}: {} (code {code}) at client.rs({}) [{role}=rrsync-{}]",
-            crate::exit::text(code),
-            line!(),
-            env!("CARGO_PKG_VERSION")
-        );
+        let _ = writeln!(e, "{}", crate::exit::line(code, "client.rs", line!(), role));
     }
     if let Some((pid, hold)) = end_child {
         let pid = nix::unistd::Pid::from_raw(pid);

@@ -180,20 +180,29 @@ pub fn claim_connection(lock_file: &str, max: i32) -> std::io::Result<Option<Slo
         .truncate(false)
         .open(lock_file)?;
     for i in 0..max.max(0) {
-        let fl = nix::libc::flock {
-            l_type: nix::libc::F_WRLCK as i16,
-            l_whence: nix::libc::SEEK_SET as i16,
-            l_start: i as i64 * 4,
-            l_len: 4,
-            l_pid: 0,
-        };
-        // SAFETY: a valid fd and a flock struct that lives across the call.
-        let rc = unsafe { nix::libc::fcntl(f.as_raw_fd(), nix::libc::F_SETLK, &fl) };
-        if rc == 0 {
+        if lock_range(&f, i as i64 * 4, 4).is_ok() {
             return Ok(Some(Slot { _file: f }));
         }
     }
     Ok(None)
+}
+
+/// A write lock on `len` bytes at `start` of `f`, without waiting
+/// (upstream lock_range): held until the process closes the file or ends.
+pub fn lock_range(f: &std::fs::File, start: i64, len: i64) -> std::io::Result<()> {
+    let fl = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: start,
+        l_len: len,
+        l_pid: 0,
+    };
+    // SAFETY: a valid fd and a flock struct that lives across the call.
+    if unsafe { nix::libc::fcntl(f.as_raw_fd(), nix::libc::F_SETLK, &fl) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

@@ -203,7 +203,11 @@ const MIN_BACKLOG: i32 = 1024;
 /// given one resolves to, or without one the wildcard address of each
 /// family the host has (IPv4 and IPv6, the IPv6 socket IPv6-only), with
 /// SO_REUSEADDR. Fails only when none could be bound.
-fn bind_all(addr: Option<&str>, port: u16) -> Result<Vec<std::net::TcpListener>, String> {
+fn bind_all(
+    addr: Option<&str>,
+    port: u16,
+    backlog: i32,
+) -> Result<Vec<std::net::TcpListener>, String> {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
     let addrs: Vec<SocketAddr> = match addr {
         None => vec![
@@ -221,7 +225,7 @@ fn bind_all(addr: Option<&str>, port: u16) -> Result<Vec<std::net::TcpListener>,
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for a in addrs {
-        match bind_one(a) {
+        match bind_one(a, backlog) {
             Ok(l) => out.push(l),
             Err(e) => errors.push(format!("rsync: failed to bind to {a}: {e}")),
         }
@@ -235,7 +239,7 @@ fn bind_all(addr: Option<&str>, port: u16) -> Result<Vec<std::net::TcpListener>,
     Ok(out)
 }
 
-fn bind_one(a: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn bind_one(a: std::net::SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpListener> {
     use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
     let fam = if a.is_ipv4() {
         AddressFamily::Inet
@@ -251,7 +255,7 @@ fn bind_one(a: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrStorage::from(a),
     )?;
-    let b = socket::Backlog::new(MIN_BACKLOG).unwrap_or(socket::Backlog::MAXCONN);
+    let b = socket::Backlog::new(backlog).unwrap_or(socket::Backlog::MAXCONN);
     socket::listen(&fd, b)?;
     Ok(std::net::TcpListener::from(fd))
 }
@@ -291,19 +295,7 @@ fn create_pid_file(path: &str) -> Result<std::fs::File, String> {
             };
             fail(what, e)
         })?;
-    let fl = nix::libc::flock {
-        l_type: nix::libc::F_WRLCK as i16,
-        l_whence: nix::libc::SEEK_SET as i16,
-        l_start: 0,
-        l_len: 4,
-        l_pid: 0,
-    };
-    // SAFETY: a valid fd and a flock struct that lives across the call.
-    if unsafe { nix::libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), nix::libc::F_SETLK, &fl) }
-        != 0
-    {
-        return Err(fail("lock", std::io::Error::last_os_error()));
-    }
+    super::access::lock_range(&f, 0, 4).map_err(|e| fail("lock", e))?;
     let opened = f.metadata().map_err(|e| fail("fstat opened", e))?;
     let now = std::fs::symlink_metadata(path).map_err(|e| fail("lstat", e))?;
     if opened.dev() != now.dev() || opened.ino() != now.ino() {
@@ -333,7 +325,12 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
             "\"proxy protocol = true\" but \"proxy protocol hosts\" is unset: all connections will be rejected as untrusted proxy peers.  Set \"proxy protocol hosts\" to your trusted proxy's address."
         );
     }
-    let listeners = match bind_all(addr.as_deref(), port) {
+    // `listen backlog`, but never below 1024: a burst of connections (a
+    // fan-out, or someone opening a thousand and saying nothing) then
+    // waits in the queue instead of having its handshakes dropped and
+    // retried.
+    let backlog = cfg.global.listen_backlog.max(MIN_BACKLOG);
+    let listeners = match bind_all(addr.as_deref(), port, backlog) {
         Ok(l) => l,
         Err(msg) => {
             eprintln!("{msg}");
@@ -347,16 +344,6 @@ fn listen(opts: &Options, cfg: DaemonConfig) -> i32 {
         .map(|a| a.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    // `listen backlog`, but never below 1024: a burst of connections (a
-    // fan-out, or someone opening a thousand and saying nothing) then
-    // waits in the queue instead of having its handshakes dropped and
-    // retried. Listening again only changes the queue's length.
-    let backlog = cfg.global.listen_backlog.max(MIN_BACKLOG);
-    if let Ok(b) = nix::sys::socket::Backlog::new(backlog) {
-        for l in &listeners {
-            let _ = nix::sys::socket::listen(l, b);
-        }
-    }
     // --sockopts, else the config's `socket options`, on the listening
     // socket (accepted connections inherit them), as upstream.
     let spec = opts

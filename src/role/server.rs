@@ -119,6 +119,17 @@ pub fn server_files_from(
 }
 
 impl ServerEnv {
+    /// The `--files-from=FILE` list: the one read as the options were
+    /// taken (daemon, `--server`), else read now.
+    fn files_from_list(&self, ff: &str) -> Result<Arc<Vec<u8>>, RoleError> {
+        match &self.files_from {
+            Some(d) => Ok(d.clone()),
+            None => server_files_from(ff, self.confined(), None)
+                .map(Arc::new)
+                .map_err(RoleError::Refused),
+        }
+    }
+
     fn confined(&self) -> bool {
         self.module.is_some()
     }
@@ -149,17 +160,12 @@ pub fn end_with_error<W: Write>(
         let _ = send_text(out, proto, MsgCode::Error, m);
     }
     let file = at.0.rsplit('/').next().unwrap_or(at.0);
-    let version = env!("CARGO_PKG_VERSION");
-    let (kind, code_msg) = if code == RERR_VANISHED {
-        ("warning", MsgCode::Warning)
+    let code_msg = if code == RERR_VANISHED {
+        MsgCode::Warning
     } else {
-        ("error", MsgCode::Error)
+        MsgCode::Error
     };
-    let line = format!(
-        "rsync {kind}: {} (code {code}) at {file}({}) [{role}=rrsync-{version}]",
-        crate::exit::text(code),
-        at.1
-    );
+    let line = crate::exit::line(code, file, at.1, role);
     let _ = send_text(out, proto, code_msg, &line);
     if proto >= 31 && !matches!(code, RERR_SOCKETIO | RERR_STREAMIO | 19 | RERR_TIMEOUT) {
         let _ = out.send_msg(MsgCode::ErrorExit, &code.to_le_bytes());
@@ -621,12 +627,7 @@ fn serve_sender<W: Write>(
     let mut root = PathBuf::from(".");
     if let Some(ff) = opts.files_from.as_deref() {
         let names = if ff != "-" {
-            let data = match &env.files_from {
-                Some(d) => d.clone(),
-                None => Arc::new(
-                    server_files_from(ff, env.confined(), None).map_err(RoleError::Refused)?,
-                ),
-            };
+            let data = env.files_from_list(ff)?;
             crate::client::files_from_names(&data, opts.from0)
         } else {
             if proto < 31 {
@@ -1064,12 +1065,7 @@ fn serve_receiver<W: Write + Send>(
     // go to the client, which sends what they name (upstream
     // start_filesfrom_forwarding; raw bytes below protocol 31).
     if let Some(ff) = opts.files_from.as_deref() {
-        let data = match &env.files_from {
-            Some(d) => d.clone(),
-            None => {
-                Arc::new(server_files_from(ff, env.confined(), None).map_err(RoleError::Refused)?)
-            }
-        };
+        let data = env.files_from_list(ff)?;
         let wire = files_from_wire(&data, opts.from0);
         if proto < 31 {
             out.flush()?;
