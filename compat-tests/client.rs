@@ -1872,12 +1872,12 @@ compat_test! {
             assert_eq!(o.stderr.lines().next(), s.stderr.lines().next(), "{bad}: ours {}", o.describe());
         }
         // FLAG --version: 0 for what we implement (stock too) ...
-        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links", "--preallocate", "--fuzzy", "-yy", "-s", "--chown=a:b", "--usermap=x:y"] {
+        for flag in ["--delete", "-H", "-c", "-z", "--inplace", "--append", "-P", "--info=progress2", "--open-noatime", "--partial-dir=.p", "--link-dest=/x", "-8", "--qsort", "--fsync", "--munge-links", "--preallocate", "--fuzzy", "-yy", "-s", "--chown=a:b", "--usermap=x:y", "-X", "--xattrs"] {
             let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
             assert_eq!((o.code, s.code), (0, 0), "{flag}: ours {}", o.describe());
         }
         // ... and "unknown option" for what we do not (stock knows them all).
-        for flag in ["-A", "-X", "--atimes", "--fake-super", "--write-batch=b"] {
+        for flag in ["-A", "--atimes", "--fake-super", "--write-batch=b"] {
             let (s, o) = (run(&stock, &[flag, "--version"]), run(&ours, &[flag, "--version"]));
             assert_eq!(s.code, 0, "stock refused {flag}");
             assert_eq!(o.code, 1, "{flag}: ours {}", o.describe());

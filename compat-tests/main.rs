@@ -36,3 +36,4 @@ mod pull;
 mod push;
 mod remove_source;
 mod service_units;
+mod xattrs;

@@ -24,8 +24,14 @@ pub fn flist(data: &[u8]) {
         preserve_hard_links: sel & 0x20 != 0,
         csum_len: if sel & 0x40 != 0 { 16 } else { 0 },
         safe_flist: true,
+        xattrs: proto >= 30 && sel & 0x04 != 0,
     };
     let mut dec = FlistDecoder::new(opts);
+    if opts.xattrs {
+        dec.xattrs = Some(crate::protocol::xattr::XattrRecvTable::new(
+            std::sync::Arc::new(|n: &[u8]| Some(n.to_vec())),
+        ));
+    }
     let mut r = rest;
     for _ in 0..10_000 {
         match dec.decode(&mut r) {
@@ -116,6 +122,33 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// `-X` on the wire: attribute sets, the generator's requests and the
+/// sender's answers (the first byte picks which).
+pub fn xattr(data: &[u8]) {
+    use crate::protocol::xattr;
+    let Some((&sel, mut r)) = data.split_first() else {
+        return;
+    };
+    match sel % 3 {
+        0 => {
+            let mut t = xattr::XattrRecvTable::new(std::sync::Arc::new(|n: &[u8]| {
+                n.starts_with(b"user.").then(|| n.to_vec())
+            }));
+            for _ in 0..1000 {
+                if t.recv(&mut r).is_err() {
+                    break;
+                }
+            }
+        }
+        1 => {
+            let _ = xattr::read_request(&mut r);
+        }
+        _ => {
+            let _ = xattr::read_values(&mut r);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -132,6 +165,7 @@ mod tests {
             super::tokens(&data);
             super::config(&data);
             super::filter_wire(&data);
+            super::xattr(&data);
         }
     }
 }

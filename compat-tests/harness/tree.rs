@@ -1,6 +1,7 @@
 //! Tree snapshots and their comparison: relative path -> type, mode, mtime
 //! (with nanoseconds), owner, content (bytes when small, else length + hash),
-//! symlink target, device numbers; plus hard-link groups as sets of paths.
+//! symlink target, device numbers, extended attributes (`user.` and
+//! `trusted.`); plus hard-link groups as sets of paths.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -51,6 +52,9 @@ pub struct Entry {
     /// `st_rdev` for character and block devices.
     pub rdev: Option<u64>,
     pub content: Content,
+    /// `user.` and `trusted.` attributes, by name (read with llistxattr
+    /// and lgetxattr directly, not through the crate under test).
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A snapshot of a directory tree.
@@ -173,7 +177,55 @@ fn entry_of(abs: &Path, meta: &std::fs::Metadata) -> Entry {
         gid: meta.gid(),
         rdev: matches!(kind, Kind::CharDev | Kind::BlockDev).then(|| meta.rdev()),
         content,
+        xattrs: xattrs_of(abs),
     }
+}
+
+/// The entry's `user.` and `trusted.` attributes, sorted.
+pub fn xattrs_of(abs: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use nix::libc;
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(abs.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    let mut names = vec![0u8; 64 * 1024];
+    // SAFETY: valid C string and buffer.
+    let n = unsafe {
+        libc::llistxattr(
+            c.as_ptr(),
+            names.as_mut_ptr() as *mut libc::c_char,
+            names.len(),
+        )
+    };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if !(name.starts_with(b"user.") || name.starts_with(b"trusted.")) {
+            continue;
+        }
+        let Ok(cn) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let mut v = vec![0u8; 64 * 1024];
+        // SAFETY: valid C strings and buffer.
+        let len = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                cn.as_ptr(),
+                v.as_mut_ptr() as *mut libc::c_void,
+                v.len(),
+            )
+        };
+        if len >= 0 {
+            v.truncate(len as usize);
+            out.push((name.to_vec(), v));
+        }
+    }
+    out.sort();
+    out
 }
 
 fn file_content(abs: &Path, len: u64) -> Content {
@@ -288,6 +340,19 @@ pub fn diff(a_label: &str, a: &Tree, b_label: &str, b: &Tree) -> Vec<String> {
         }
         if ea.content != eb.content {
             d.push(content_diff(&ea.content, &eb.content));
+        }
+        if ea.xattrs != eb.xattrs {
+            let show = |x: &[(Vec<u8>, Vec<u8>)]| {
+                x.iter()
+                    .map(|(n, v)| format!("{}={}b", String::from_utf8_lossy(n), v.len()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            d.push(format!(
+                "xattrs [{}] vs [{}]",
+                show(&ea.xattrs),
+                show(&eb.xattrs)
+            ));
         }
         if !d.is_empty() {
             out.push(format!("{}: {}", show_path(p), d.join("; ")));

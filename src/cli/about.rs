@@ -20,7 +20,7 @@ const CAPABILITIES: &[(&str, &str, bool)] = &[
     ("append", "append", true),
     ("ACLs", "ACLs", false),
     ("ACL_at", "ACL-at", false),
-    ("xattrs", "xattrs", false),
+    ("xattrs", "xattrs", true),
     // (Reported as stock's: "optional", off unless asked for.)
     ("secluded_args", "secluded-args", true),
     ("iconv", "iconv", false),
@@ -33,7 +33,6 @@ const CAPABILITIES: &[(&str, &str, bool)] = &[
 /// ask for is not implemented (tools probe with `rrsync OPT --version`).
 pub const UNSUPPORTED_CLIENT_OPTIONS: &[&str] = &[
     "acls",
-    "xattrs",
     "atimes",
     "crtimes",
     "iconv",
@@ -180,7 +179,7 @@ mod tests {
         let j = version_json();
         for key in [
             "\"ACLs\": false",
-            "\"xattrs\": false",
+            "\"xattrs\": true",
             "\"symtimes\": true",
             "\"hardlinks\": true",
             "\"checksum_list\"",

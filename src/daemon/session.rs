@@ -517,13 +517,13 @@ fn serve_inner<R: Read, W: Write>(
                     return Err(RERR_UNSUPPORTED);
                 }
             }
-            if opts.iconv.is_some() || opts.acls || opts.xattrs > 0 || opts.crtimes {
+            if opts.iconv.is_some() || opts.acls || opts.crtimes {
                 refuse(
                     r,
                     w,
                     proto,
                     &opts,
-                    "rsync: rrsync does not support --iconv, -A, -X or --crtimes yet",
+                    "rsync: rrsync does not support --iconv, -A or --crtimes yet",
                     &opt_strs,
                 );
                 return Err(RERR_UNSUPPORTED);

@@ -121,6 +121,18 @@ pub struct ListReceiver {
 }
 
 impl ListReceiver {
+    /// `-X`: read each entry's attribute set into a table shared with
+    /// the roles, keeping the names `keep` keeps; returns the table.
+    pub fn receive_xattrs(
+        &mut self,
+        keep: crate::protocol::xattr::NameKeeper,
+    ) -> crate::protocol::xattr::SharedSets {
+        let t = crate::protocol::xattr::XattrRecvTable::new(keep);
+        let sets = t.sets.clone();
+        self.dec.xattrs = Some(t);
+        sets
+    }
+
     /// A receiver for a session.
     /// `numeric_ids`: the sender sends no names (the client's `--numeric-ids`).
     pub fn new(o: FlistOpts, inc: bool, numeric_ids: bool, id0_names: bool, ids: IdPolicy) -> Self {
@@ -221,6 +233,7 @@ impl ListReceiver {
                 self.id0_names,
                 &mut self.ids,
                 self.relative,
+                self.dec.xattrs.take(),
             )?;
             if self.relative {
                 strip_root(&mut l);
@@ -331,7 +344,7 @@ pub fn recv_file_list<R: Read>(
     id0_names: bool,
     ids: &mut IdPolicy,
 ) -> Result<RecvList, RecvListError> {
-    recv_file_list_ext(r, o, numeric_ids, id0_names, ids, false)
+    recv_file_list_ext(r, o, numeric_ids, id0_names, ids, false, None)
 }
 
 /// Drop the leading slashes of `-R` names once the list is sorted (upstream
@@ -355,8 +368,10 @@ fn recv_file_list_ext<R: Read>(
     id0_names: bool,
     ids: &mut IdPolicy,
     relative: bool,
+    xattrs: Option<crate::protocol::xattr::XattrRecvTable>,
 ) -> Result<RecvList, RecvListError> {
     let mut dec = FlistDecoder::new(o);
+    dec.xattrs = xattrs;
     let mut files = Vec::new();
     let io_error = loop {
         match dec.decode(r)? {

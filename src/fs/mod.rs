@@ -8,6 +8,7 @@ pub mod glob;
 pub mod meta;
 pub mod sparse;
 pub mod tempfile;
+pub mod xattr;
 
 use nix::fcntl::OFlag;
 use std::fs::File;

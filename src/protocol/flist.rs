@@ -143,6 +143,9 @@ pub struct FileEntry {
     pub no_content_dir: bool,
     /// Implied directory of `--relative` (sent as TOP_DIR|NO_CONTENT_DIR).
     pub implied_dir: bool,
+    /// `-X`: the entry's attribute set, as its index + 1 in the transfer's
+    /// table of sets (0: none recorded).
+    pub xattr: u32,
     /// The fields few entries have; `None` when all of them are unset.
     /// Public only so that `..Default::default()` works outside this
     /// module: go through the accessors.
@@ -252,6 +255,8 @@ pub struct FlistOpts {
     pub csum_len: usize,
     /// safe flist (CF_SAFE_FLIST or proto >= 31).
     pub safe_flist: bool,
+    /// `-X`: an attribute set follows each entry.
+    pub xattrs: bool,
 }
 
 /// Encoder state for one direction (upstream keeps these in statics).
@@ -267,6 +272,8 @@ pub struct FlistEncoder {
     rdev_minor: u32,
     dev: i64,
     ndx_start: i32,
+    /// `-X`: the sets sent so far.
+    pub xattrs: Option<super::xattr::XattrSendTable>,
 }
 
 impl FlistEncoder {
@@ -282,7 +289,17 @@ impl FlistEncoder {
     pub fn new(opts: FlistOpts) -> Self {
         FlistEncoder {
             opts,
+            xattrs: opts.xattrs.then(Default::default),
             ..Default::default()
+        }
+    }
+
+    /// `-X`: write the entry's attribute set after it (upstream
+    /// send_xattr); returns the value for [`FileEntry::xattr`] (0 without `-X`).
+    pub fn encode_xattrs(&mut self, out: &mut Vec<u8>, set: super::xattr::XattrSet) -> u32 {
+        match self.xattrs.as_mut() {
+            Some(t) => t.send(out, set) + 1,
+            None => 0,
         }
     }
 
@@ -621,6 +638,8 @@ pub struct FlistDecoder {
     /// Entries decoded so far.
     count: usize,
     ndx_start: i32,
+    /// `-X`: the sets received so far (each entry's set follows it).
+    pub xattrs: Option<super::xattr::XattrRecvTable>,
 }
 
 impl FlistDecoder {
@@ -724,6 +743,11 @@ impl FlistDecoder {
             f.name = e.name;
             f.set_hard_link(Some(HardLink::Follower { first }));
             f.top_dir = false;
+            // Its own attribute set follows all the same (upstream
+            // send_file_name sends one after every entry).
+            if let Some(x) = self.xattrs.as_mut() {
+                f.xattr = x.recv(r)? + 1;
+            }
             self.count += 1;
             self.entries.push(f.clone());
             return Ok(FlistItem::Entry(f));
@@ -829,6 +853,9 @@ impl FlistDecoder {
             if mode::is_reg(m) {
                 e.set_checksum(Some(c));
             }
+        }
+        if let Some(x) = self.xattrs.as_mut() {
+            e.xattr = x.recv(r)? + 1;
         }
         if mode::is_dir(m) {
             e.top_dir = xf & xmit::TOP_DIR != 0;

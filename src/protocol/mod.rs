@@ -10,6 +10,7 @@ pub mod sums;
 pub mod text;
 pub mod tokens;
 pub mod varint;
+pub mod xattr;
 
 /// Highest protocol version we speak.
 pub const PROTOCOL_VERSION: u8 = 32;

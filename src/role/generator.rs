@@ -137,6 +137,8 @@ pub struct RecvConfig {
     pub shown_name: Option<Vec<u8>>,
     /// A daemon's transfer log (`transfer logging`).
     pub xfer_log: Option<std::sync::Arc<crate::role::log::ClientLog>>,
+    /// `-X`: the attribute sets and what each half holds of them.
+    pub xattrs: Option<crate::role::xattrs::XattrState>,
 }
 
 /// Upstream's default partial dir for --delay-updates.
@@ -451,6 +453,11 @@ impl RecvConfig {
                 if self.dest_owner(e).1.is_some_and(|g| g != st.gid) {
                     fl |= iflags::REPORT_GROUP;
                 }
+            }
+        }
+        if let Some(x) = &self.xattrs {
+            if x.differs(e, &self.dest, &e.name, st.is_some()) {
+                fl |= iflags::REPORT_XATTR;
             }
         }
         fl
@@ -772,7 +779,24 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         }
         self.tx.write(&mut self.buf, wire);
         put_short(&mut self.buf, fl);
+        self.xattr_request(e, fl);
         Ok(())
+    }
+
+    /// `-X`: after an item record, ask for the long attribute values the
+    /// destination lacks (upstream itemize's send_xattr_request).
+    fn xattr_request(&mut self, e: &FileEntry, fl: u16) {
+        let Some(x) = &self.cfg.xattrs else {
+            return;
+        };
+        if self.cfg.opts.dry_run || fl & (iflags::REPORT_XATTR | iflags::TRANSFER) == 0 {
+            return;
+        }
+        let report = fl & iflags::REPORT_XATTR != 0 && !self.cfg.n.xattr_optim(fl);
+        let nums = x.request(e, &self.cfg.dest, &e.name, report);
+        if report {
+            crate::protocol::xattr::put_request(&mut self.buf, &nums);
+        }
     }
 
     /// Below protocol 29 no item record goes to the sender: the generator
@@ -1230,7 +1254,9 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
                     | iflags::REPORT_OWNER
                     | iflags::REPORT_GROUP
                     | iflags::REPORT_TIME)
-                == 0;
+                == 0
+                // -X: a link takes the basis's attributes too.
+                && cfg.xattrs.as_ref().is_none_or(|x| !x.differs(e, root, rel, true));
             match kind {
                 BasisKind::Compare => return Ok(true),
                 BasisKind::Link if same_attrs => {
@@ -1357,6 +1383,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             if let Some(Basis::Fuzzy { name, .. }) = &alt {
                 crate::protocol::varint::put_vstring(&mut self.buf, name)?;
             }
+            self.xattr_request(e, fl);
         }
         if self.cfg.opts.dry_run {
             return self.flush_buf();
@@ -1636,6 +1663,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             self.tx.write(&mut self.buf, wire);
             put_short(&mut self.buf, fl);
             crate::protocol::varint::put_vstring(&mut self.buf, target)?;
+            self.xattr_request(e, fl);
             // The sender may remove this name too (upstream
             // hard_link_check and finish_hard_link).
             self.success(wire)?;
@@ -1709,6 +1737,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
         self.tx.write(&mut self.buf, wire);
         put_short(&mut self.buf, fl);
         crate::protocol::varint::put_vstring(&mut self.buf, xname)?;
+        self.xattr_request(e, fl);
         Ok(())
     }
 

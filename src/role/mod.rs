@@ -13,6 +13,7 @@ pub mod sender;
 pub mod server;
 pub mod setup;
 pub mod stats;
+pub mod xattrs;
 
 /// Errors of a role run, each mapped to an rsync exit code at the edge.
 #[derive(Debug, thiserror::Error)]

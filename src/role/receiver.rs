@@ -309,7 +309,45 @@ pub fn run<W: Write>(
         } else {
             Vec::new()
         };
+        // -X: the long attribute values the generator asked for
+        // (upstream recv_xattr_request).
+        let xattr_values = match &cfg.xattrs {
+            Some(_)
+                if fl & iflags::REPORT_XATTR != 0
+                    && !cfg.opts.dry_run
+                    && !cfg.n.xattr_optim(fl) =>
+            {
+                Some(crate::protocol::xattr::read_values(input)?)
+            }
+            _ => None,
+        };
         if fl & iflags::TRANSFER == 0 {
+            if let (Some(x), Some(values)) = (&cfg.xattrs, xattr_values) {
+                let r = lock();
+                let found = match r.find(ndx) {
+                    Some((list, pos)) => Some(list.files[pos].clone()),
+                    None => r
+                        .lists
+                        .iter()
+                        .find(|l| l.ndx_start - 1 == ndx)
+                        .and_then(|l| match l.parent {
+                            Some(p) => r.recv.dirs.get(p).cloned(),
+                            None => l.files.first().cloned(),
+                        }),
+                };
+                drop(r);
+                if let Some(e) = found {
+                    x.received(&e, values).map_err(RoleError::Protocol)?;
+                    // The attributes are set now, unless the item is a
+                    // local link or copy, which has them (upstream recv_files).
+                    let both = iflags::XNAME_FOLLOWS | iflags::LOCAL_CHANGE;
+                    if fl & both != both {
+                        for err in x.apply_at(&e, &cfg.dest, &e.name).errors {
+                            text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+                        }
+                    }
+                }
+            }
             if let Some(l) = ilog {
                 let r = lock();
                 let found = match r.find(ndx) {
@@ -344,6 +382,9 @@ pub fn run<W: Write>(
         };
         let e = &list.files[pos];
         let entry = e;
+        if let (Some(x), Some(values)) = (&cfg.xattrs, xattr_values) {
+            x.received(e, values).map_err(RoleError::Protocol)?;
+        }
         let _done = FileDoneGuard {
             batch: &done,
             ndx,
@@ -769,6 +810,18 @@ pub fn run<W: Write>(
         if uid.is_some() || gid.is_some() {
             res = tname.set_owner(&file, uid, gid);
         }
+        // -X: the attributes, before the final mode (which may not let
+        // their owner write them), long values found at the destination.
+        if let Some(x) = cfg.xattrs.as_ref().filter(|x| x.set_of(e).is_some()) {
+            if !cfg.am_root && created_mode & 0o200 == 0 {
+                let _ = tname.set_mode(&file, created_mode | 0o200);
+                mode_ok = false;
+            }
+            for err in xattrs_on_file(x, cfg, e, rel, &file) {
+                stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+            }
+        }
         if res.is_ok() && !mode_ok {
             res = tname.set_mode(&file, perms);
         }
@@ -1067,6 +1120,12 @@ fn finish_inplace(
             ),
         );
     }
+    if let Some(x) = cfg.xattrs.as_ref() {
+        for err in xattrs_on_file(x, cfg, e, rel, file) {
+            stats.io_error |= crate::flist::build::IOERR_GENERAL;
+            text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+        }
+    }
     let existing = cfg.dest.stat(rel).ok().flatten();
     if let Some(st) = existing {
         let _ = cfg.fix_attrs_from(rel, e, &st, end.digest_ok, end.perms_from);
@@ -1075,6 +1134,32 @@ fn finish_inplace(
         stats.files += 1;
     }
     Ok(())
+}
+
+/// `-X`: give the received file `file` (a temp file, or the file updated
+/// in place) the entry's attributes; long values the sender did not send
+/// are those of the destination's `rel` (upstream set_file_attrs with the
+/// basis). Returns the errors to report.
+fn xattrs_on_file(
+    x: &crate::role::xattrs::XattrState,
+    cfg: &RecvConfig,
+    e: &crate::protocol::flist::FileEntry,
+    rel: &[u8],
+    file: &std::fs::File,
+) -> Vec<String> {
+    use std::os::fd::AsRawFd;
+    let at = cfg.dest.at(rel).ok();
+    let basis = at.as_ref().map(|a| crate::fs::xattr::Target::At {
+        dir: a.dirfd(),
+        leaf: &a.leaf,
+    });
+    x.apply(
+        e,
+        crate::fs::xattr::Target::Fd(file.as_raw_fd()),
+        basis,
+        &cfg.dest.show(rel),
+    )
+    .errors
 }
 
 /// The mode a temp file is created with: the final permissions when they
@@ -1131,6 +1216,7 @@ mod tests {
             local: None,
             shown_name: None,
             xfer_log: None,
+            xattrs: None,
         }
     }
 

@@ -9,7 +9,7 @@ use super::RoleError;
 use crate::cli::options::Options;
 use crate::delta::matcher::{Matcher, TokenSink};
 use crate::delta::sums::{BlockSums, SumHead};
-use crate::flist::FileList;
+use crate::flist::{FileList, LocalFile};
 use crate::protocol::flist::{mode, put_id_list, FlistEncoder, FlistOpts};
 use crate::protocol::mux::{MsgCode, MuxWriter};
 use crate::protocol::ndx::{
@@ -77,7 +77,51 @@ pub fn flist_opts(n: &Negotiated, o: &Options) -> FlistOpts {
             0
         },
         safe_flist: n.safe_flist(),
+        xattrs: o.xattrs > 0 && n.proto >= 30,
     }
+}
+
+/// `-X`: which attribute names this side copies.
+pub fn xattr_names(o: &Options) -> crate::fs::xattr::Names {
+    crate::fs::xattr::Names {
+        am_root: nix::unistd::geteuid().is_root(),
+        level: o.xattrs,
+        excluded: None,
+    }
+}
+
+/// Encode one entry of a list being sent, with `-X` its attribute set
+/// after it (read now, as upstream send_file_name reads it). A set that
+/// cannot be read goes out empty, and the error is returned for the
+/// caller to report.
+pub fn encode_entry(
+    enc: &mut FlistEncoder,
+    buf: &mut Vec<u8>,
+    f: &mut LocalFile,
+    o: &Options,
+) -> Option<String> {
+    enc.encode(buf, &f.entry);
+    enc.xattrs.as_ref()?;
+    let mut err = None;
+    let set = if crate::fs::xattr::mode_has_xattrs(f.entry.mode, o.links, o.devices, o.specials) {
+        let path = f.path();
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        match crate::fs::xattr::read_for_send(&c, &xattr_names(o)) {
+            Ok(s) => s,
+            Err(e) => {
+                err = Some(format!(
+                    "get_xattr_names: llistxattr({},1024) failed: {}",
+                    crate::protocol::text::name(&f.entry.name),
+                    crate::fs::dest::errno_text(e.raw_os_error().unwrap_or(0))
+                ));
+                Default::default()
+            }
+        }
+    } else {
+        Default::default()
+    };
+    f.entry.xattr = enc.encode_xattrs(buf, set);
+    err
 }
 
 /// Send a text message the way a server does (MSG_INFO etc.; errors become
@@ -113,15 +157,19 @@ pub fn send_file_list<W: Write>(
     out: &mut MuxWriter<W>,
     n: &Negotiated,
     o: &Options,
-    fl: &FileList,
+    fl: &mut FileList,
     inc_recurse: bool,
 ) -> Result<FlistEncoder, RoleError> {
     let fo = flist_opts(n, o);
     let mut enc = FlistEncoder::new(fo);
     enc.set_ndx_start(fl.ndx_start);
     let mut buf = Vec::with_capacity(64 * 1024);
-    for &i in &fl.send_order {
-        enc.encode(&mut buf, &fl.files[i].entry);
+    for k in 0..fl.send_order.len() {
+        let i = fl.send_order[k];
+        if let Some(err) = encode_entry(&mut enc, &mut buf, &mut fl.files[i], o) {
+            fl.io_error |= crate::flist::build::IOERR_GENERAL;
+            send_text(out, n.proto, MsgCode::ErrorXfer, &err)?;
+        }
         if buf.len() >= 32 * 1024 {
             out.write_all(&buf)?;
             buf.clear();
@@ -196,6 +244,20 @@ struct Request {
     iflags: u16,
     basis_type: Option<u8>,
     xname: Option<Vec<u8>>,
+    /// `-X`: the long attribute values the generator asked for (by
+    /// number), when the record carries a request.
+    xattr_nums: Option<Vec<u32>>,
+    /// ... and the answer written after the echoed record.
+    xattr_reply: Vec<u8>,
+}
+
+/// What reading a request depends on.
+struct ReadCtx<'a> {
+    proto: u8,
+    /// Entries listed so far (an index must be below).
+    nfiles: usize,
+    /// `-X` (and not a dry run): records that report attributes carry a request.
+    xattrs: Option<&'a Negotiated>,
 }
 
 /// read_ndx_and_attrs for the sender. Deletion stats are answered in place.
@@ -204,10 +266,10 @@ fn read_request<W: Write>(
     out: &mut MuxWriter<W>,
     rx: &mut NdxCodec,
     tx: &mut NdxCodec,
-    proto: u8,
-    nfiles: usize,
+    rc: &ReadCtx<'_>,
     stats: &mut SendStats,
 ) -> Result<Request, RoleError> {
+    let (proto, nfiles) = (rc.proto, rc.nfiles);
     loop {
         // Flush what we owe the peer before waiting for it, and only then.
         if !input.ready() {
@@ -220,6 +282,8 @@ fn read_request<W: Write>(
                 iflags: 0,
                 basis_type: None,
                 xname: None,
+                xattr_nums: None,
+                xattr_reply: Vec::new(),
             });
         }
         if ndx == NDX_DEL_STATS {
@@ -260,11 +324,19 @@ fn read_request<W: Write>(
         } else {
             None
         };
+        let xattr_nums = match rc.xattrs {
+            Some(n) if fl & iflags::REPORT_XATTR != 0 && !n.xattr_optim(fl) => {
+                Some(crate::protocol::xattr::read_request(input)?)
+            }
+            _ => None,
+        };
         return Ok(Request {
             ndx,
             iflags: fl,
             basis_type,
             xname,
+            xattr_nums,
+            xattr_reply: Vec::new(),
         });
     }
 }
@@ -284,8 +356,61 @@ fn write_ndx_and_attrs(
         if let Some(x) = &r.xname {
             put_vstring(buf, x)?;
         }
+        if r.xattr_nums.is_some() {
+            buf.extend_from_slice(&r.xattr_reply);
+        }
     }
     Ok(())
+}
+
+/// `-X`: the answer to the generator's request for `e`'s long values
+/// (upstream send_xattr_request with a name): each re-read from `path`.
+fn xattr_reply(
+    enc: &FlistEncoder,
+    o: &Options,
+    e: &crate::protocol::flist::FileEntry,
+    path: &std::path::Path,
+    nums: &[u32],
+) -> Result<(Vec<u8>, Vec<String>), RoleError> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    let fresh;
+    let set = match e
+        .xattr
+        .checked_sub(1)
+        .and_then(|i| enc.xattrs.as_ref()?.get(i))
+    {
+        Some(s) => Some(s),
+        // An entry held apart from its list (a parent directory): its set
+        // as it reads now.
+        None => {
+            fresh = crate::fs::xattr::read_for_send(&c, &xattr_names(o)).ok();
+            fresh.as_ref()
+        }
+    };
+    let mut values = Vec::new();
+    for &num in nums {
+        let Some(x) = set.and_then(|s| s.by_num(num)).filter(|x| x.abbreviated()) else {
+            return Err(RoleError::Protocol(format!(
+                "[sender] could not find xattr #{num} for {}",
+                crate::protocol::text::name(&e.name)
+            )));
+        };
+        match crate::fs::xattr::get(crate::fs::xattr::Target::Path(&c), &x.name) {
+            Ok(v) => values.push((num, v)),
+            Err(_) => {
+                errors.push(format!(
+                    "failed to re-read xattr {} for {}",
+                    String::from_utf8_lossy(&x.name),
+                    crate::protocol::text::name(&e.name)
+                ));
+                values.push((num, Vec::new()));
+            }
+        }
+    }
+    crate::protocol::xattr::put_values(&mut out, &values);
+    Ok((out, errors))
 }
 
 /// Everything the sender loop needs besides the streams.
@@ -538,7 +663,7 @@ fn send_extra_list<W: Write>(
             tx.write(&mut buf, NDX_FLIST_EOF);
             *eof = true;
         }
-        Some((dir_ndx, list)) => {
+        Some((dir_ndx, mut list)) => {
             for (kind, text) in &list.errors {
                 ctx.say(out, kind.msg_code(), text)?;
             }
@@ -547,8 +672,12 @@ fn send_extra_list<W: Write>(
             }
             tx.write(&mut buf, NDX_FLIST_OFFSET - dir_ndx);
             enc.set_ndx_start(list.ndx_start);
-            for &i in &list.send_order {
-                enc.encode(&mut buf, &list.files[i].entry);
+            for k in 0..list.send_order.len() {
+                let i = list.send_order[k];
+                if let Some(err) = encode_entry(enc, &mut buf, &mut list.files[i], ctx.opts) {
+                    list.io_error |= crate::flist::build::IOERR_GENERAL;
+                    ctx.say(out, MsgCode::ErrorXfer, &err)?;
+                }
                 if buf.len() >= 32 * 1024 {
                     out.write_all(&buf)?;
                     buf.clear();
@@ -629,15 +758,26 @@ pub fn run<W: Write>(
     // Files sent once, when a redo is sent otherwise (--append, --inplace).
     let mut sent_once = std::collections::HashSet::new();
     let track_redos = ctx.opts.append > 0 || ctx.opts.inplace;
-    let mut flist_enc = FlistEncoder::new(flist_opts(&ctx.n, ctx.opts));
+    // The first list's encoder goes on: later lists continue its state,
+    // and its -X table answers requests.
+    let mut flist_enc = ctx
+        .first_encoder
+        .take()
+        .unwrap_or_else(|| FlistEncoder::new(flist_opts(&ctx.n, ctx.opts)));
+    // -X: records that report attributes carry the generator's request.
+    let xattr_reqs = (ctx.opts.xattrs > 0 && proto >= 30 && !ctx.opts.dry_run).then_some(&ctx.n);
     let nfiles_bound = if ctx.inc_recurse {
         usize::MAX
     } else {
         first_len
     };
+    let rctx = ReadCtx {
+        proto,
+        nfiles: nfiles_bound,
+        xattrs: xattr_reqs,
+    };
     if let (false, Some(m)) = (eof, more.as_deref_mut()) {
         // Continue the encoder state of the first list (sent by the caller).
-        flist_enc = ctx.first_encoder.take().unwrap_or(flist_enc);
         if m.done() {
             tx.write(&mut buf, NDX_FLIST_EOF);
             out.write_all(&buf)?;
@@ -695,7 +835,7 @@ pub fn run<W: Write>(
                 out.flush()?;
             }
         }
-        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
+        let req = read_request(input, out, &mut rx, &mut tx, &rctx, stats)?;
         // Sources the receiver has finished go before their list can end.
         remove_sent(ctx, &active, out, stats)?;
         if req.ndx >= 0 && progress2 {
@@ -740,10 +880,34 @@ pub fn run<W: Write>(
             buf.clear();
             continue;
         }
+        let mut req = req;
         let file = match active.lookup(req.ndx) {
-            Lookup::File(f) => f,
+            Lookup::File(f) => {
+                if let Some(nums) = &req.xattr_nums {
+                    let (reply, errors) =
+                        xattr_reply(&flist_enc, ctx.opts, &f.entry, &f.path(), nums)?;
+                    req.xattr_reply = reply;
+                    for err in errors {
+                        stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                        ctx.say(out, MsgCode::ErrorXfer, &err)?;
+                    }
+                }
+                f
+            }
             Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
                 if let Some((d, base)) = active.parent_dir(req.ndx) {
+                    if let Some(nums) = &req.xattr_nums {
+                        let name = std::path::Path::new(
+                            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&d.name),
+                        );
+                        let path = base.map_or_else(|| name.to_path_buf(), |b| b.join(name));
+                        let (reply, errors) = xattr_reply(&flist_enc, ctx.opts, d, &path, nums)?;
+                        req.xattr_reply = reply;
+                        for err in errors {
+                            stats.io_error |= crate::flist::build::IOERR_GENERAL;
+                            ctx.say(out, MsgCode::ErrorXfer, &err)?;
+                        }
+                    }
                     if let Some(l) = ctx.items() {
                         l.set_pathname(base);
                         l.maybe_log_item(
@@ -960,14 +1124,14 @@ pub fn run<W: Write>(
     }
     // read_final_goodbye
     if proto >= 24 {
-        let req = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?;
+        let req = read_request(input, out, &mut rx, &mut tx, &rctx, stats)?;
         remove_sent(ctx, &active, out, stats)?;
         let mut last = req.ndx;
         if proto >= 31 && last == NDX_DONE {
             tx.write(&mut buf, NDX_DONE);
             out.write_all(&buf)?;
             buf.clear();
-            last = read_request(input, out, &mut rx, &mut tx, proto, nfiles_bound, stats)?.ndx;
+            last = read_request(input, out, &mut rx, &mut tx, &rctx, stats)?.ndx;
         }
         if last != NDX_DONE {
             return Err(RoleError::Protocol(format!(

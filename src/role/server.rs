@@ -887,7 +887,7 @@ pub(crate) fn send_files<W: Write>(
     };
     let t1 = Instant::now();
     let flist_start = out.bytes_written;
-    let enc = sender::send_file_list(out, &n, opts, &fl, inc)?;
+    let enc = sender::send_file_list(out, &n, opts, &mut fl, inc)?;
     let flist_size = (out.bytes_written - flist_start) as i64;
     if let Some(l) = local.as_deref() {
         l.finish_filelist_progress(fl.files.len(), true);
@@ -1144,6 +1144,15 @@ pub(crate) fn receive_files<W: Write + Send>(
     lists.sanitize_links = env.sanitize_links && !env.munge_symlinks;
     lists.munge_links = env.munge_symlinks;
     lists.chmod = env.received_chmod.clone();
+    let xattr_sets = fo.xattrs.then(|| {
+        let names = crate::fs::xattr::Names {
+            am_root,
+            ..sender::xattr_names(opts)
+        };
+        let keep = names.clone();
+        let sets = lists.receive_xattrs(std::sync::Arc::new(move |n: &[u8]| keep.wire_keep(n)));
+        (sets, names)
+    });
     if let Some(log) = env.log {
         log(b"receiving file list");
     }
@@ -1418,6 +1427,7 @@ pub(crate) fn receive_files<W: Write + Send>(
         local,
         shown_name,
         xfer_log: env.xfer_log.clone(),
+        xattrs: xattr_sets.map(|(sets, names)| crate::role::xattrs::XattrState::new(sets, names)),
     };
     let mut pumped = std::mem::replace(demux, Demux::new(Box::new(std::io::empty())));
     let (tx, rx) = std::sync::mpsc::channel::<RecvEvent>();

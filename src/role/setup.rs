@@ -43,6 +43,15 @@ impl Negotiated {
     pub fn id0_names(&self) -> bool {
         self.compat & cf::ID0_NAMES != 0
     }
+    /// `-X`: does an item record with `iflags` carry no attribute request
+    /// or answer? (upstream want_xattr_optim: from protocol 31, unless the
+    /// client asked otherwise, a local hard link or copy needs none).
+    pub fn xattr_optim(&self, iflags: u16) -> bool {
+        use crate::protocol::ndx::iflags as i;
+        self.proto >= 31
+            && self.compat & cf::AVOID_XATTR_OPTIM == 0
+            && iflags & (i::XNAME_FOLLOWS | i::LOCAL_CHANGE) == i::XNAME_FOLLOWS | i::LOCAL_CHANGE
+    }
 }
 
 /// The peer's checksum and compression lists (those the negotiation
@@ -125,6 +134,16 @@ fn compress_by_name(name: &str) -> Result<CompressKind, RoleError> {
     })
 }
 
+/// `-X` has no wire form before protocol 30 (upstream setup_protocol).
+fn xattrs_need_30(proto: u8, opts: &Options) -> Result<(), RoleError> {
+    if proto < 30 && opts.xattrs > 0 {
+        return Err(RoleError::Protocol(format!(
+            "--xattrs requires protocol 30 or higher (negotiated {proto})."
+        )));
+    }
+    Ok(())
+}
+
 /// Run setup_protocol as the server, on the raw stream (before multiplexing).
 /// `allow_inc_recurse`: we may offer incremental recursion (used when the
 /// client's capabilities include `i`).
@@ -136,6 +155,7 @@ pub fn server_setup<R: Read, W: Write>(
     seed: i32,
     allow_inc_recurse: bool,
 ) -> Result<Negotiated, RoleError> {
+    xattrs_need_30(proto, opts)?;
     let mut out = Vec::new();
     let mut compat = 0;
     let caps = opts.caps.clone().unwrap_or_default();
@@ -201,6 +221,7 @@ pub fn client_setup<R: Read, W: Write>(
     proto: u8,
     opts: &Options,
 ) -> Result<Negotiated, RoleError> {
+    xattrs_need_30(proto, opts)?;
     let compat = if proto >= 30 {
         crate::protocol::varint::read_varint(r)? as u32
     } else {
