@@ -222,3 +222,83 @@ compat_test! { fn xattrs_client_rsh_push() { client_case("xattrs_client_rsh_push
 compat_test! { fn xattrs_server_pull() { client_case("xattrs_server_pull", Mode::ServerPull); } }
 compat_test! { fn xattrs_server_push() { client_case("xattrs_server_push", Mode::ServerPush); } }
 compat_test! { fn xattrs_local_copy() { client_case("xattrs_local_copy", Mode::Local); } }
+
+/// The tree with names that `x` rules leave out: on the source (not
+/// sent) and at the destination (not removed).
+fn skip_tree(root: &Path) {
+    xattr_tree(root);
+    setx(root, "a.txt", "user.skip.one", b"not sent");
+    setx(root, "sub", "user.skip.two", &[b'K'; 60]);
+    pin_times(root, &[]);
+}
+
+fn skip_stale(dest: &Path, src: &Path) {
+    xattr_stale(dest, src);
+    setx(dest, "b.txt", "user.skip.local", b"kept here");
+    rmx(dest, "a.txt", "user.skip.one");
+}
+
+compat_test! {
+    fn xattrs_filter_rules_pull_and_push() {
+        PullCase::new("xattrs_filter_rules_pull", skip_tree)
+            .args(&["-aX", "-i", "--filter=-x user.skip.*"])
+            .prefill(skip_stale)
+            .run();
+        PushCase::new("xattrs_filter_rules_push", skip_tree)
+            .args(&["-aX", "-i", "--filter=-x user.skip.*"])
+            .prefill(skip_stale)
+            .run();
+    }
+}
+
+compat_test! {
+    fn xattrs_filter_rules_client() {
+        ClientCase::new("xattrs_filter_rules_client", Mode::DaemonPull, skip_tree)
+            .prefill(skip_stale)
+            .args(&["-aX", "-i", "--filter=-x user.skip.*"])
+            .run();
+        ClientCase::new("xattrs_filter_rules_client_push", Mode::RshPush, skip_tree)
+            .prefill(skip_stale)
+            .args(&["-aX", "-i", "--filter=-x user.skip.*"])
+            .run();
+    }
+}
+
+compat_test! {
+    /// A daemon that receives as nobody keeps `user.` names only (and
+    /// leaves the others alone), as stock.
+    fn xattrs_push_received_as_nobody() {
+        if !am_root() {
+            return;
+        }
+        let (uid, gid) = fixture::nobody_ids();
+        PushCase::new("xattrs_push_received_as_nobody", xattr_tree)
+            .module_line(&format!("uid = {uid}"))
+            .module_line(&format!("gid = {gid}"))
+            .prefill(move |dest, src| {
+                xattr_stale(dest, src);
+                setx(dest, "b.txt", "trusted.local", b"root's");
+                let _ = std::process::Command::new("chown")
+                    .args(["-R", &format!("{uid}:{gid}"), &dest.display().to_string()])
+                    .status();
+            })
+            .args(&["-aX", "-i"])
+            .run();
+    }
+}
+
+compat_test! {
+    /// --link-dest links a file only when its attributes equal the sender's.
+    fn xattrs_link_dest() {
+        PullCase::new("xattrs_link_dest", xattr_tree)
+            .args(&["-aX", "-i", "--link-dest=../prev"])
+            .prefill(|dest, src| {
+                let prev = dest.parent().unwrap().join("prev");
+                let _ = std::fs::remove_dir_all(&prev);
+                copy_tree(src, &prev);
+                setx(&prev, "a.txt", "user.short", b"other");
+                rmx(&prev, "many/f05", "user.tag");
+            })
+            .run();
+    }
+}

@@ -160,6 +160,19 @@ impl FilterList {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+
+    /// `-X`: when there are rules for attribute names (`x`; upstream
+    /// saw_xattr_filter), the test they make of a name on `side` (true:
+    /// excluded). They then replace the namespace choice.
+    pub fn xattr_rule(&self, side: Side) -> Option<crate::fs::xattr::NameRule> {
+        if !self.rules.iter().any(|r| r.flags & f::XATTR != 0) {
+            return None;
+        }
+        let list = std::sync::Arc::new(self.clone());
+        Some(std::sync::Arc::new(move |name: &[u8]| {
+            list.check_ext(name, NameKind::Xattr, side, false) == Some(Action::Exclude)
+        }))
+    }
     /// The global CVS list, once a `-C` rule loaded it.
     pub fn cvs_rules(&self) -> Option<&[Rule]> {
         self.cvs.as_deref()

@@ -7,13 +7,13 @@
 //! destination: the `*xattrat` system calls of Linux 6.13+, else the
 //! `l*xattr` calls through `/proc/self/fd`), or an open file (a temp file).
 
+pub use crate::protocol::xattr::{NameRule, Names};
 use crate::protocol::xattr::{Xattr, XattrSet};
 use nix::libc;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
 
 /// Where an entry's attributes are read and written.
 #[derive(Debug, Clone, Copy)]
@@ -29,83 +29,6 @@ pub enum Target<'a> {
     },
     /// An open file.
     Fd(RawFd),
-}
-
-/// Which attribute names a side copies (upstream rsync_xal_get,
-/// receive_xattr and rsync_xal_set).
-#[derive(Clone)]
-pub struct Names {
-    /// The side runs as root (it copies every namespace but `system.`,
-    /// else only `user.`).
-    pub am_root: bool,
-    /// How many `-X` were given (two copy rsync's own `user.rsync.%` names).
-    pub level: u8,
-    /// Filter rules for attribute names (`x` rules), when there are any:
-    /// true when a name is excluded. They replace the namespace choice.
-    pub excluded: Option<NameRule>,
-}
-
-/// A test of a name against the `x` filter rules (true: excluded).
-pub type NameRule = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
-
-impl std::fmt::Debug for Names {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Names")
-            .field("am_root", &self.am_root)
-            .field("level", &self.level)
-            .field("rules", &self.excluded.is_some())
-            .finish()
-    }
-}
-
-const USER: &[u8] = b"user.";
-const SYSTEM: &[u8] = b"system.";
-const RSYNC: &[u8] = b"user.rsync.";
-
-fn rsync_internal(name: &[u8]) -> bool {
-    name.len() > RSYNC.len() && name.starts_with(RSYNC) && name[RSYNC.len()] == b'%'
-}
-
-impl Names {
-    /// Does a sender list `name`? (Every namespace but `system.`, which
-    /// holds ACLs.)
-    pub fn sender_keeps(&self, name: &[u8]) -> bool {
-        let ok = match &self.excluded {
-            Some(ex) => !ex(name),
-            None => !name.starts_with(SYSTEM),
-        };
-        ok && !(rsync_internal(name) && self.level < 2)
-    }
-
-    /// Does a receiving side count its own `name` (to compare, or to
-    /// remove when the sender lacks it)?
-    pub fn local_keeps(&self, name: &[u8]) -> bool {
-        match &self.excluded {
-            Some(ex) => !ex(name),
-            None if self.am_root => !name.starts_with(SYSTEM),
-            None => name.starts_with(USER),
-        }
-    }
-
-    /// The name a receiver stores a received `name` under, or `None` when
-    /// it drops it (upstream receive_xattr: not root, another namespace
-    /// is dropped, or with `x` rules kept under `user.rsync.`).
-    pub fn wire_keep(&self, name: &[u8]) -> Option<Vec<u8>> {
-        if let Some(ex) = &self.excluded {
-            if ex(name) {
-                return None;
-            }
-        }
-        let mut n = name.to_vec();
-        if !self.am_root && !name.starts_with(USER) {
-            self.excluded.as_ref()?;
-            n = [RSYNC, name].concat();
-        }
-        if self.level < 2 && rsync_internal(&n) {
-            return None;
-        }
-        Some(n)
-    }
 }
 
 fn errno() -> i32 {
@@ -480,6 +403,7 @@ pub struct Applied {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+    use std::sync::Arc;
 
     fn user(level: u8) -> Names {
         Names {

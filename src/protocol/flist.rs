@@ -274,6 +274,9 @@ pub struct FlistEncoder {
     ndx_start: i32,
     /// `-X`: the sets sent so far.
     pub xattrs: Option<super::xattr::XattrSendTable>,
+    /// `-X`: which names the sender lists (set by the role; `None`: the
+    /// options' defaults).
+    pub xattr_names: Option<super::xattr::Names>,
 }
 
 impl FlistEncoder {

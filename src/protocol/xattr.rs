@@ -105,6 +105,83 @@ impl XattrSet {
     }
 }
 
+/// Which attribute names a side copies (upstream rsync_xal_get,
+/// receive_xattr and rsync_xal_set).
+#[derive(Clone)]
+pub struct Names {
+    /// The side runs as root (it copies every namespace but `system.`,
+    /// else only `user.`).
+    pub am_root: bool,
+    /// How many `-X` were given (two copy rsync's own `user.rsync.%` names).
+    pub level: u8,
+    /// Filter rules for attribute names (`x` rules), when there are any:
+    /// true when a name is excluded. They replace the namespace choice.
+    pub excluded: Option<NameRule>,
+}
+
+/// A test of a name against the `x` filter rules (true: excluded).
+pub type NameRule = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Names")
+            .field("am_root", &self.am_root)
+            .field("level", &self.level)
+            .field("rules", &self.excluded.is_some())
+            .finish()
+    }
+}
+
+const USER: &[u8] = b"user.";
+const SYSTEM: &[u8] = b"system.";
+const RSYNC: &[u8] = b"user.rsync.";
+
+fn rsync_internal(name: &[u8]) -> bool {
+    name.len() > RSYNC.len() && name.starts_with(RSYNC) && name[RSYNC.len()] == b'%'
+}
+
+impl Names {
+    /// Does a sender list `name`? (Every namespace but `system.`, which
+    /// holds ACLs.)
+    pub fn sender_keeps(&self, name: &[u8]) -> bool {
+        let ok = match &self.excluded {
+            Some(ex) => !ex(name),
+            None => !name.starts_with(SYSTEM),
+        };
+        ok && !(rsync_internal(name) && self.level < 2)
+    }
+
+    /// Does a receiving side count its own `name` (to compare, or to
+    /// remove when the sender lacks it)?
+    pub fn local_keeps(&self, name: &[u8]) -> bool {
+        match &self.excluded {
+            Some(ex) => !ex(name),
+            None if self.am_root => !name.starts_with(SYSTEM),
+            None => name.starts_with(USER),
+        }
+    }
+
+    /// The name a receiver stores a received `name` under, or `None` when
+    /// it drops it (upstream receive_xattr: not root, another namespace
+    /// is dropped, or with `x` rules kept under `user.rsync.`).
+    pub fn wire_keep(&self, name: &[u8]) -> Option<Vec<u8>> {
+        if let Some(ex) = &self.excluded {
+            if ex(name) {
+                return None;
+            }
+        }
+        let mut n = name.to_vec();
+        if !self.am_root && !name.starts_with(USER) {
+            self.excluded.as_ref()?;
+            n = [RSYNC, name].concat();
+        }
+        if self.level < 2 && rsync_internal(&n) {
+            return None;
+        }
+        Some(n)
+    }
+}
+
 /// The sender's sets (upstream rsync_xal_l): each sent once, then named.
 #[derive(Debug, Default)]
 pub struct XattrSendTable {

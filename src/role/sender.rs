@@ -106,7 +106,8 @@ pub fn encode_entry(
     let set = if crate::fs::xattr::mode_has_xattrs(f.entry.mode, o.links, o.devices, o.specials) {
         let path = f.path();
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        match crate::fs::xattr::read_for_send(&c, &xattr_names(o)) {
+        let names = enc.xattr_names.clone().unwrap_or_else(|| xattr_names(o));
+        match crate::fs::xattr::read_for_send(&c, &names) {
             Ok(s) => s,
             Err(e) => {
                 err = Some(format!(
@@ -159,9 +160,16 @@ pub fn send_file_list<W: Write>(
     o: &Options,
     fl: &mut FileList,
     inc_recurse: bool,
+    xattr_rule: Option<crate::fs::xattr::NameRule>,
 ) -> Result<FlistEncoder, RoleError> {
     let fo = flist_opts(n, o);
     let mut enc = FlistEncoder::new(fo);
+    if fo.xattrs {
+        enc.xattr_names = Some(crate::fs::xattr::Names {
+            excluded: xattr_rule,
+            ..xattr_names(o)
+        });
+    }
     enc.set_ndx_start(fl.ndx_start);
     let mut buf = Vec::with_capacity(64 * 1024);
     for k in 0..fl.send_order.len() {
@@ -385,7 +393,8 @@ fn xattr_reply(
         // An entry held apart from its list (a parent directory): its set
         // as it reads now.
         None => {
-            fresh = crate::fs::xattr::read_for_send(&c, &xattr_names(o)).ok();
+            let names = enc.xattr_names.clone().unwrap_or_else(|| xattr_names(o));
+            fresh = crate::fs::xattr::read_for_send(&c, &names).ok();
             fresh.as_ref()
         }
     };

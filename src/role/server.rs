@@ -778,6 +778,7 @@ pub(crate) fn send_files<W: Write>(
         ignore_nonreadable: env.ignore_nonreadable,
     };
     let start = Instant::now();
+    let xattr_rule = client_rules.xattr_rule(crate::filter::Side::Sender);
     let client = if client_rules.is_empty() {
         None
     } else {
@@ -887,7 +888,7 @@ pub(crate) fn send_files<W: Write>(
     };
     let t1 = Instant::now();
     let flist_start = out.bytes_written;
-    let enc = sender::send_file_list(out, &n, opts, &mut fl, inc)?;
+    let enc = sender::send_file_list(out, &n, opts, &mut fl, inc, xattr_rule)?;
     let flist_size = (out.bytes_written - flist_start) as i64;
     if let Some(l) = local.as_deref() {
         l.finish_filelist_progress(fl.files.len(), true);
@@ -1147,6 +1148,7 @@ pub(crate) fn receive_files<W: Write + Send>(
     let xattr_sets = fo.xattrs.then(|| {
         let names = crate::fs::xattr::Names {
             am_root,
+            excluded: client_rules.xattr_rule(crate::filter::Side::Receiver),
             ..sender::xattr_names(opts)
         };
         let keep = names.clone();
