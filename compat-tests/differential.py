@@ -10,7 +10,7 @@ stock too) and the resulting trees compared.
 
     python3 compat-tests/differential.py SEATS FIRST_SEED COUNT
     e.g. python3 compat-tests/differential.py local,push-daemon 0 50
-    V=1 ... shows each difference in full.
+    V=1 ... shows each difference in full; XATTRS=1 adds -X to every case.
 
 Seats: local, pull-daemon, push-daemon (stock client, our daemon),
 client-pull, client-push (our client, stock daemon), server-push,
@@ -194,7 +194,33 @@ OPTS = [
     ["-s"], ["--chown=daemon:bin"], ["--usermap=0-99:bin,*:daemon", "--groupmap=*:sys"],
     ["--info=skip2", "--ignore-existing"], ["-u", "--info=skip"], ["--max-size=5k", "--info=skip"],
     ["--debug=filter", "--exclude=*.txt"], ["--debug=filter", "--delete", "--exclude=a"],
+    ["-X"], ["-aX"], ["-aXH"], ["-X", "-f", "-x user.k*"], ["-XX"], ["-aX", "--delete"],
 ]
+
+XNAMES = ["user.a", "user.b", "user.k1", "user.long", "user.big", "trusted.t"]
+XVALS = [b"", b"s", b"short value", b"L" * 40, b"M" * 100]
+
+
+def add_xattrs(r3, root, dest=False):
+    """Random extended attributes on files and dirs (their own generator,
+    so that trees and options stay those of the seed without them)."""
+    for dp, dns, fns in os.walk(root):
+        for fn in [""] + dns + fns:
+            p = os.path.join(dp, fn) if fn else dp
+            if os.path.islink(p) or not (os.path.isfile(p) or os.path.isdir(p)):
+                continue
+            if r3.random() > (0.5 if dest else 0.4):
+                continue
+            for _ in range(r3.randint(1, 3)):
+                n = r3.choice(XNAMES)
+                v = r3.choice(XVALS) if r3.random() < 0.8 else r3.randbytes(r3.randint(33, 300))
+                try:
+                    if dest and r3.random() < 0.3:
+                        os.removexattr(p, n, follow_symlinks=False)
+                    else:
+                        os.setxattr(p, n, v, follow_symlinks=False)
+                except OSError:
+                    pass
 
 
 def pick_opts(r):
@@ -242,6 +268,13 @@ def snapshot(root, opts):
                     x.startswith("--backup-dir") for x in opts)
                 if "-O" not in opts and not backup:
                     e.append(st.st_mtime_ns if t else None)
+            if not stat.S_ISLNK(m):
+                try:
+                    e.append(sorted((n, os.getxattr(p, n, follow_symlinks=False))
+                                    for n in os.listxattr(p, follow_symlinks=False)
+                                    if n.startswith(("user.", "trusted."))))
+                except OSError:
+                    pass
             if rel not in ANCESTORS:
                 out[rel] = e
     groups = sorted(sorted(g) for g in inodes.values())
@@ -283,6 +316,12 @@ def case(seed, transport):
     if r.random() < 0.7:
         mutate_dest(r, src, pre)
     opts = pick_opts(r)
+    if os.environ.get("XATTRS") and "-X" not in opts:
+        opts.append("-X")
+    if any(o.startswith("-") and not o.startswith("--") and "X" in o for o in opts):
+        r3 = random.Random(seed * 104729 + 3)
+        add_xattrs(r3, src)
+        add_xattrs(r3, pre, dest=True)
     trailing = r.random() < 0.8
     # The list files (--files-from, --exclude-from, ...), from their own
     # generator so that older seeds keep their trees and options.

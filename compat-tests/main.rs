@@ -32,6 +32,7 @@ mod full_disk;
 mod interrupt;
 mod malicious_push;
 mod option_errors;
+mod output_levels;
 mod pull;
 mod push;
 mod remove_source;

@@ -302,3 +302,40 @@ compat_test! {
             .run();
     }
 }
+
+compat_test! {
+    /// A directory replacing a file, with a long value: the generator asks
+    /// for it by the index before the directory's (empty) list.
+    fn xattrs_dir_replacing_a_file() {
+        let src = |root: &Path| {
+            fixture::small_tree(root);
+            std::fs::create_dir_all(root.join("newdir")).unwrap();
+            setx(root, "newdir", "user.long", &random_bytes(4, 200));
+            setx(root, "newdir", "user.short", b"s");
+            pin_times(root, &[]);
+        };
+        let prefill = |dest: &Path, src: &Path| {
+            copy_tree(src, dest);
+            std::fs::remove_dir_all(dest.join("newdir")).unwrap();
+            write(dest, "newdir", b"a file in the way\n");
+        };
+        PullCase::new("xattrs_dir_replacing_a_file", src)
+            .args(&["-aX", "-i"])
+            .prefill(prefill)
+            .run();
+        PushCase::new("xattrs_dir_replacing_a_file_push", src)
+            .args(&["-aX", "-i"])
+            .prefill(prefill)
+            .run();
+    }
+}
+
+compat_test! {
+    /// A backup made by copying (`--inplace -b`) keeps the old file's attributes.
+    fn xattrs_inplace_backup_copy() {
+        PushCase::new("xattrs_inplace_backup_copy", xattr_tree)
+            .args(&["-aX", "-i", "--inplace", "-b", "-I"])
+            .prefill(xattr_stale)
+            .run();
+    }
+}

@@ -60,6 +60,12 @@ pub enum FilterArg {
 pub struct Options {
     /// --server
     pub server: bool,
+    /// Not an option: this run is one half of a local copy (upstream
+    /// local_server), where `-X` works below protocol 30.
+    pub local_server: bool,
+    /// Not an option: a daemon module's `max verbosity`, which caps the
+    /// `--info`/`--debug` levels too (upstream limit_output_verbosity).
+    pub output_cap: Option<u8>,
     /// --sender
     pub sender: bool,
     /// --daemon
@@ -333,8 +339,12 @@ impl Options {
             "FILTER" => &[2, 3],
             _ => &[],
         };
-        let level = steps.iter().filter(|&&v| self.verbose >= v).count() as u8;
-        word_level(&self.debug, word, level)
+        let at = |verbose: u8| steps.iter().filter(|&&v| verbose >= v).count() as u8;
+        let level = word_level(&self.debug, word, at(self.verbose));
+        match self.output_cap {
+            Some(cap) => level.min(at(cap)),
+            None => level,
+        }
     }
 
     /// `--qsort` (sent to a server as `--use-qsort`).
@@ -354,13 +364,17 @@ impl Options {
     /// The level of an `--info` word (`name`, `del`...): `-v` sets level 1
     /// of the verbose words (2 for `name` with `-vv`), `--info` overrides.
     pub fn info_level(&self, word: &str) -> u8 {
-        let level = match word {
-            "name" | "misc" => self.verbose.min(2),
-            "del" | "flist" | "stats" | "copy" | "symsafe" => u8::from(self.verbose >= 1),
+        let at = |verbose: u8| match word {
+            "name" | "misc" => verbose.min(2),
+            "del" | "flist" | "stats" | "copy" | "symsafe" => u8::from(verbose >= 1),
             "nonreg" => 1,
-            _ => u8::from(self.verbose >= 2),
+            _ => u8::from(verbose >= 2),
         };
-        word_level(&self.info, word, level)
+        let level = word_level(&self.info, word, at(self.verbose));
+        match self.output_cap {
+            Some(cap) => level.min(at(cap)),
+            None => level,
+        }
     }
 }
 

@@ -136,6 +136,16 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     let proto = theirs.min(ours) as u8;
     let mut opts = opts;
     opts.server = true;
+    opts.local_server = std::env::var_os(crate::client::connect::LOCAL_SERVER_ENV).is_some();
+    if proto < 30 && opts.xattrs > 0 && !opts.local_server {
+        // upstream setup_protocol, on the server's stderr before multiplexing.
+        report(&format!(
+            "--xattrs requires protocol 30 or higher (negotiated {proto})."
+        ));
+        let role = if opts.sender { "sender" } else { "Receiver" };
+        report(&crate::exit::line(RERR_PROTOCOL, "compat.c", 676, role));
+        return RERR_PROTOCOL;
+    }
     let env = ServerEnv {
         munge_symlinks: opts.munge_links(),
         files_from,

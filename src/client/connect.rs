@@ -140,8 +140,25 @@ pub fn spawn(argv: &[String]) -> Result<Conn, ConnectError> {
     spawn_timed(argv, None)
 }
 
+/// The variable our local copy's `--server` child finds set: it is the
+/// other half of a local copy (upstream's forked local_server).
+pub const LOCAL_SERVER_ENV: &str = "RRSYNC_LOCAL_SERVER";
+
+/// [`spawn`] for the other half of a local copy (see [`LOCAL_SERVER_ENV`]).
+pub fn spawn_local(argv: &[String]) -> Result<Conn, ConnectError> {
+    spawn_env(argv, None, &[(LOCAL_SERVER_ENV, "1")])
+}
+
 /// [`spawn`], with reads bounded by `io_timeout` seconds (`--timeout`).
 pub fn spawn_timed(argv: &[String], io_timeout: Option<u32>) -> Result<Conn, ConnectError> {
+    spawn_env(argv, io_timeout, &[])
+}
+
+fn spawn_env(
+    argv: &[String],
+    io_timeout: Option<u32>,
+    env: &[(&str, &str)],
+) -> Result<Conn, ConnectError> {
     let Some((prog, rest)) = argv.split_first() else {
         return Err(ConnectError {
             code: RERR_SYNTAX,
@@ -150,6 +167,7 @@ pub fn spawn_timed(argv: &[String], io_timeout: Option<u32>) -> Result<Conn, Con
     };
     let mut child = Command::new(prog)
         .args(rest)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

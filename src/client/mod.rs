@@ -770,7 +770,8 @@ pub fn run_planned(
             argv.append(&mut sargs);
             argv.push(".".into());
             argv.extend(plan.remote_paths.iter().cloned());
-            let mut conn = connect::spawn(&argv).map_err(|e| (fail(e.code, e.msg), client))?;
+            let mut conn =
+                connect::spawn_local(&argv).map_err(|e| (fail(e.code, e.msg), client))?;
             let p = connect::exchange_versions(&mut conn, s.pre_proto, role)
                 .map_err(|e| (fail(e.code, e.msg), role))?;
             (conn, p)
@@ -1027,6 +1028,14 @@ fn transfer(
     // known, before the rest of the setup (a stock server stops there too).
     if let Some(why) = checks::needs_protocol_29(o, proto) {
         return Err(fail(RERR_PROTOCOL, why));
+    }
+    // -X has no wire form below 30, except between the halves of a local
+    // copy (upstream's local_server).
+    if o.xattrs > 0 && proto < 30 && !s.local_server {
+        return Err(fail(
+            RERR_PROTOCOL,
+            format!("--xattrs requires protocol 30 or higher (negotiated {proto})."),
+        ));
     }
     let n = crate::role::setup::client_setup(&mut r, &mut w, proto, o)
         .map_err(|e| role_fail_at(e, None, who))?;

@@ -102,6 +102,84 @@ pub fn protected_args_bytes(args: &[String]) -> Vec<u8> {
 }
 
 /// server_options: the server's argument list up to (not including) the `.`.
+/// The `--info` words a server is told (upstream make_output_option with
+/// server_options' `where`): those the user set (not those `-v` implies)
+/// that matter on the server's side, at their levels; `ALL`/`NONE` (or
+/// `ALLn`) stands for the most common level when five or more share it
+/// and every word is the user's.
+fn info_option(o: &Options, am_sender: bool) -> Option<String> {
+    // upstream info_words: name and where (1: client, 2: server, 4:
+    // sender, 8: receiver).
+    const WORDS: &[(&str, u8)] = &[
+        ("BACKUP", 8),
+        ("COPY", 8),
+        ("DEL", 8),
+        ("FLIST", 1),
+        ("MISC", 4 | 8),
+        ("MOUNT", 4 | 8),
+        ("NAME", 4 | 8),
+        ("NONREG", 8),
+        ("PROGRESS", 1),
+        ("REMOVE", 4),
+        ("SKIP", 8),
+        ("STATS", 1 | 2),
+        ("SYMSAFE", 4 | 8),
+    ];
+    let where_ = 2 | if am_sender { 8 } else { 4 };
+    let user_set = |w: &str| {
+        o.info.iter().flat_map(|a| a.split(',')).any(|t| {
+            let n = t.trim().trim_end_matches(|c: char| c.is_ascii_digit());
+            n.eq_ignore_ascii_case(w)
+                || n.eq_ignore_ascii_case("all")
+                || n.eq_ignore_ascii_case("none")
+        })
+    };
+    let mut words = Vec::new();
+    let mut skipped = 0;
+    for &(w, at) in WORDS {
+        if at & where_ == 0 {
+            continue;
+        }
+        if !user_set(w) {
+            skipped += 1;
+            continue;
+        }
+        words.push((w, o.info_level(&w.to_ascii_lowercase())));
+    }
+    if words.is_empty() {
+        return None;
+    }
+    let mut counts = [0usize; 5];
+    let (mut lev, mut max) = (0u8, 0usize);
+    for &(_, l) in &words {
+        let l = l.min(4);
+        counts[l as usize] += 1;
+        if counts[l as usize] > max {
+            lev = l;
+            max = counts[l as usize];
+        }
+    }
+    let mut parts = Vec::new();
+    let common = (skipped == 0 && max >= 5).then_some(lev);
+    match common {
+        Some(0) => parts.push("NONE".to_string()),
+        Some(1) => parts.push("ALL".to_string()),
+        Some(l) => parts.push(format!("ALL{l}")),
+        None => {}
+    }
+    for (w, l) in words {
+        if Some(l.min(4)) == common {
+            continue;
+        }
+        parts.push(if l == 1 {
+            w.to_string()
+        } else {
+            format!("{w}{l}")
+        });
+    }
+    Some(format!("--info={}", parts.join(",")))
+}
+
 pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
     let am_sender = s.am_sender;
     let q = s.quoting;
@@ -410,6 +488,9 @@ pub fn server_options(o: &Options, s: &Settings) -> Vec<String> {
             args.push(format!("--{kind}"));
             args.push(sa(Some(""), dir));
         }
+    }
+    if let Some(a) = info_option(o, s.am_sender) {
+        args.push(a);
     }
     // A forked local server would inherit the client's output levels; ours
     // is told the one it uses itself.

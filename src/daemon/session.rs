@@ -979,9 +979,9 @@ fn run_module<R: Read + Send + 'static, W: Write + Send>(
     let (who, user) = (&who, user.as_str());
     // `max verbosity` (upstream limit_output_verbosity): what the client's
     // -v asks of the daemon is capped.
-    opts.verbose = opts
-        .verbose
-        .min(module.max_verbosity.clamp(0, u8::MAX as i32) as u8);
+    let cap = module.max_verbosity.clamp(0, u8::MAX as i32) as u8;
+    opts.verbose = opts.verbose.min(cap);
+    opts.output_cap = Some(cap);
     // Module settings that override the client's (upstream rsync_module).
     opts.open_noatime = module.open_noatime_with(opts.open_noatime);
     if module.ignore_errors {

@@ -202,6 +202,9 @@ pub struct FileList {
     pub gid_names: Vec<(u32, Vec<u8>)>,
     /// Incremental recursion: the directory whose contents this list holds.
     pub parent_entry: Option<crate::protocol::flist::FileEntry>,
+    /// Incremental recursion: the directory the parent's name is relative
+    /// to (an empty list has no entry to tell).
+    pub parent_base: Option<Arc<Path>>,
     /// Entries sent in earlier lists (a file's place in the whole transfer).
     pub index_base: u64,
 }

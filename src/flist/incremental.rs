@@ -336,6 +336,7 @@ impl<'a> IncrementalLister<'a> {
         finish_list(&mut list, self.opts, self.next_ndx_start, &mut self.state);
         let rel = rel_by_position(&list, rel);
         list.parent_entry = Some(self.dirs[dir_ndx as usize].entry.clone());
+        list.parent_base = head_base;
         self.next_ndx_start += list.files.len() as i32 + 1;
         self.add_dirs(dir_ndx, &list, rel);
         // Depth first: first child, else the next sibling of this dir or of an ancestor.

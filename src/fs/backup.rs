@@ -16,7 +16,7 @@ use super::dest::{check, normalize_rel, openat, split_rel, DestRoot, FsError, St
 /// The attributes an in-place backup takes from its original (upstream
 /// set_file_attrs on the backup: the mode always, the owner, the group and
 /// the modification time as the transfer preserves them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct CopyAttrs {
     /// Permission bits (`& 07777`).
     pub mode: u32,
@@ -26,6 +26,9 @@ pub struct CopyAttrs {
     pub uid: Option<u32>,
     /// The group (`-g`), else the copier's.
     pub gid: Option<u32>,
+    /// `-X`: the original's attributes go along (the names this side
+    /// copies; upstream copy_xattrs).
+    pub xattrs: Option<super::xattr::Names>,
 }
 
 impl CopyAttrs {
@@ -139,8 +142,41 @@ impl DestRoot {
             || format!("write {} failed", self.show(&bak)),
         )?;
         let shown = self.show(&bak);
-        let set = attrs.apply(&out, &shown).err();
+        let mut set = None;
+        if let Some(names) = &attrs.xattrs {
+            set = self.copy_xattrs(rel, &out, names, &shown).err();
+        }
+        let set = attrs.apply(&out, &shown).err().or(set);
         Ok((bak, set))
+    }
+
+    /// Give the open copy `to` the attributes of `rel` that `names` counts.
+    fn copy_xattrs(
+        &self,
+        rel: &[u8],
+        to: &File,
+        names: &super::xattr::Names,
+        shown: &str,
+    ) -> Result<(), FsError> {
+        use super::xattr::{read, set, Target};
+        use std::os::fd::AsRawFd;
+        let at = self.resolve(rel, || format!("copy_xattrs {}", self.show(rel)))?;
+        let src = Target::At {
+            dir: at.dirfd(),
+            leaf: &at.leaf,
+        };
+        let fail = |what: &str, e: std::io::Error| {
+            FsError::os(
+                format!("copy_xattrs: {what}({shown}) failed"),
+                e.raw_os_error().unwrap_or(libc::EIO),
+            )
+        };
+        for (name, value) in
+            read(src, |n| names.local_keeps(n)).map_err(|e| fail("llistxattr", e))?
+        {
+            set(Target::Fd(to.as_raw_fd()), &name, &value).map_err(|e| fail("fsetxattr", e))?;
+        }
+        Ok(())
     }
 
     /// The backup name of `rel`, with the missing directories of a backup
@@ -465,6 +501,7 @@ mod tests {
         // An old backup is replaced.
         std::fs::write(s.r("a/b/f~"), b"older backup").unwrap();
         let attrs = CopyAttrs {
+            xattrs: None,
             mode: 0o640,
             mtime: Some((1_000_000_000, 5)),
             uid: None,
@@ -485,6 +522,7 @@ mod tests {
         assert_ne!(st.ino, orig.ino);
         // Into a backup dir, whose directories are made; no time asked for.
         let attrs = CopyAttrs {
+            xattrs: None,
             mode: 0o604,
             ..CopyAttrs::default()
         };

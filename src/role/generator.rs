@@ -1023,15 +1023,17 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             return Ok(true);
         }
         let r = match self.cfg.backup() {
-            Some((suffix, dir)) => self
-                .cfg
-                .dest
-                .backup(rel, &suffix, dir.as_deref())
-                .map(|_| ()),
-            None => self.cfg.dest.unlink(rel),
+            Some((suffix, dir)) => self.cfg.dest.backup(rel, &suffix, dir.as_deref()),
+            None => self.cfg.dest.unlink(rel).map(|()| false),
         };
         match r {
-            Ok(()) => Ok(true),
+            Ok(backed_up) => {
+                // upstream make_backup's report, before the deletion's.
+                if let Some(line) = backed_up.then(|| self.cfg.backed_up_line(rel)).flatten() {
+                    self.message(MsgCode::Info, &line)?;
+                }
+                Ok(true)
+            }
             Err(e) => {
                 self.error(format!("rsync: [generator] {e}"))?;
                 Ok(false)
@@ -2271,6 +2273,7 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             perms = c.apply((st.mode & 0o170000) | perms) & 0o7777;
         }
         let attrs = crate::fs::backup::CopyAttrs {
+            xattrs: cfg.xattrs.as_ref().map(|x| x.names.clone()),
             mode: perms,
             mtime: cfg.opts.times.then_some((st.mtime, st.mtime_nsec)),
             uid: (cfg.opts.owner && cfg.am_root).then_some(st.uid),

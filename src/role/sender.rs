@@ -122,6 +122,10 @@ pub fn encode_entry(
         Default::default()
     };
     f.entry.xattr = enc.encode_xattrs(buf, set);
+    if mode::is_dir(f.entry.mode) {
+        enc.dir_xattrs
+            .insert(f.entry.name.clone(), (f.entry.xattr, f.path()));
+    }
     err
 }
 
@@ -521,7 +525,7 @@ impl ActiveLists {
     )> {
         for l in &self.lists {
             if ndx - l.ndx_start == -1 {
-                let base = l.files.first().map(|f| f.base());
+                let base = l.files.first().map(|f| f.base()).or(l.parent_base.as_ref());
                 let e = l
                     .parent_entry
                     .as_ref()
@@ -906,11 +910,15 @@ pub fn run<W: Write>(
             Lookup::ParentDir if req.iflags & iflags::TRANSFER == 0 => {
                 if let Some((d, base)) = active.parent_dir(req.ndx) {
                     if let Some(nums) = &req.xattr_nums {
-                        let name = std::path::Path::new(
-                            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&d.name),
-                        );
-                        let path = base.map_or_else(|| name.to_path_buf(), |b| b.join(name));
-                        let (reply, errors) = xattr_reply(&flist_enc, ctx.opts, d, &path, nums)?;
+                        // The directory's own entry went out earlier, with its set.
+                        let (set, path) = flist_enc
+                            .dir_xattrs
+                            .get(&d.name)
+                            .cloned()
+                            .unwrap_or_default();
+                        let mut dir = d.clone();
+                        dir.xattr = set;
+                        let (reply, errors) = xattr_reply(&flist_enc, ctx.opts, &dir, &path, nums)?;
                         req.xattr_reply = reply;
                         for err in errors {
                             stats.io_error |= crate::flist::build::IOERR_GENERAL;

@@ -136,7 +136,7 @@ fn compress_by_name(name: &str) -> Result<CompressKind, RoleError> {
 
 /// `-X` has no wire form before protocol 30 (upstream setup_protocol).
 fn xattrs_need_30(proto: u8, opts: &Options) -> Result<(), RoleError> {
-    if proto < 30 && opts.xattrs > 0 {
+    if proto < 30 && opts.xattrs > 0 && !opts.local_server {
         return Err(RoleError::Protocol(format!(
             "--xattrs requires protocol 30 or higher (negotiated {proto})."
         )));
@@ -221,7 +221,6 @@ pub fn client_setup<R: Read, W: Write>(
     proto: u8,
     opts: &Options,
 ) -> Result<Negotiated, RoleError> {
-    xattrs_need_30(proto, opts)?;
     let compat = if proto >= 30 {
         crate::protocol::varint::read_varint(r)? as u32
     } else {
