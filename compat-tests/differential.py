@@ -46,7 +46,14 @@ make-room order fix (2212), -s's "protected args:" line (2259) and -R
 is the 2171 quirk, 2309 the --debug=filter2 lines; the rest were the
 stock races above. Seeds 2310-2349 (session 13): 2341 (a server's
 SIGUSR1 line after its client failed, fixed); 2344 is the "receiving file
-list" race above.
+list" race above. Session 14 added random extended attributes to the
+-X cases (XATTRS=1 adds -X to every case); seeds 3000-3049 with XATTRS=1
+found a directory's request by its list's index (3030), %f of an empty
+directory (3042), the make-room "backed up" line and the --info words a
+client forwards (3047), all fixed; 3018 (-X at --protocol=28: which
+stock process reports first is a race in the pull seats), 3037 (the
+--remove-source-files timing above) and 3039 (the reset race above) are
+not ours.
 """
 import atexit, os, random, shutil, socket, subprocess, sys, stat, hashlib, re, time
 

@@ -339,3 +339,25 @@ compat_test! {
             .run();
     }
 }
+
+compat_test! {
+    /// Without -p, an up-to-date file whose attributes change takes the
+    /// sender's permission bits, as stock's receiver sets them.
+    fn xattrs_without_perms_take_the_senders_mode() {
+        let prefill = |dest: &Path, src: &Path| {
+            copy_tree(src, dest);
+            fixture::chmod(dest, "a.txt", 0o600);
+            fixture::chmod(dest, "b.txt", 0o600);
+            setx(dest, "b.txt", "user.other", b"o");
+            rmx(dest, "a.txt", "user.short");
+        };
+        PullCase::new("xattrs_without_perms_take_the_senders_mode", xattr_tree)
+            .args(&["-rltX", "-i"])
+            .prefill(prefill)
+            .run();
+        PushCase::new("xattrs_without_perms_push", xattr_tree)
+            .args(&["-rltX", "-i"])
+            .prefill(prefill)
+            .run();
+    }
+}

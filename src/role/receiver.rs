@@ -345,6 +345,13 @@ pub fn run<W: Write>(
                         for err in x.apply_at(&e, &cfg.dest, &e.name).errors {
                             text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
                         }
+                        // upstream then runs set_file_attrs with the
+                        // receiver's copy of the entry, whose mode is the
+                        // sender's even without -p (only the generator's
+                        // copy took the destination's): it chmods to it.
+                        if let Err(err) = receiver_mode(cfg, &e) {
+                            text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
+                        }
                     }
                 }
             }
@@ -1134,6 +1141,29 @@ fn finish_inplace(
         stats.files += 1;
     }
     Ok(())
+}
+
+/// The mode upstream's receiver gives an entry it sets attributes on
+/// after a non-transfer record (set_file_attrs: the entry's own mode bits,
+/// a directory keeping an inherited set-gid bit without -p).
+fn receiver_mode(
+    cfg: &RecvConfig,
+    e: &crate::protocol::flist::FileEntry,
+) -> Result<(), crate::fs::dest::FsError> {
+    if mode::is_lnk(e.mode) || cfg.opts.dry_run {
+        return Ok(());
+    }
+    let Some(st) = cfg.dest.stat(&e.name)? else {
+        return Ok(());
+    };
+    let mut want = e.mode & 0o7777;
+    if !cfg.opts.perms && mode::is_dir(e.mode) && st.mode & 0o2000 != 0 {
+        want |= 0o2000;
+    }
+    if st.mode & 0o170000 != e.mode & 0o170000 || st.mode & 0o7777 == want {
+        return Ok(());
+    }
+    cfg.dest.set_mode(&e.name, want)
 }
 
 /// `-X`: give the received file `file` (a temp file, or the file updated
