@@ -52,6 +52,35 @@ struct XattrArgs {
     flags: u32,
 }
 
+/// getxattrat or setxattrat: the value buffer `value` of `len` bytes.
+fn xattrat(
+    call: libc::c_long,
+    dir: RawFd,
+    leaf: &CStr,
+    name: &CStr,
+    value: u64,
+    len: usize,
+) -> isize {
+    let args = XattrArgs {
+        value,
+        size: u32::try_from(len).unwrap_or(u32::MAX),
+        flags: 0,
+    };
+    // SAFETY: valid fd and C strings; args names a buffer of `len` bytes
+    // that the caller keeps alive for the call.
+    unsafe {
+        libc::syscall(
+            call,
+            dir,
+            leaf.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            name.as_ptr(),
+            &args as *const XattrArgs,
+            std::mem::size_of::<XattrArgs>(),
+        ) as isize
+    }
+}
+
 fn at_calls() -> bool {
     cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
         && AT_CALLS.load(Ordering::Relaxed) != 2
@@ -128,25 +157,7 @@ fn raw_get(t: Target<'_>, name: &CStr, buf: &mut [u8]) -> io::Result<usize> {
     let (ptr, len) = (buf.as_mut_ptr(), buf.len());
     call(
         t,
-        |d, l| {
-            let args = XattrArgs {
-                value: ptr as u64,
-                size: len as u32,
-                flags: 0,
-            };
-            // SAFETY: valid fd, C strings, and args naming a buffer of `len` bytes.
-            unsafe {
-                libc::syscall(
-                    SYS_GETXATTRAT,
-                    d,
-                    l.as_ptr(),
-                    libc::AT_SYMLINK_NOFOLLOW,
-                    name.as_ptr(),
-                    &args as *const XattrArgs,
-                    std::mem::size_of::<XattrArgs>(),
-                ) as isize
-            }
-        },
+        |d, l| xattrat(SYS_GETXATTRAT, d, l, name, ptr as u64, len),
         // SAFETY: as above.
         |p| unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), ptr as *mut libc::c_void, len) },
         // SAFETY: as above.
@@ -203,25 +214,7 @@ pub fn set(t: Target<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
     let (ptr, len) = (value.as_ptr(), value.len());
     call(
         t,
-        |d, l| {
-            let args = XattrArgs {
-                value: ptr as u64,
-                size: len as u32,
-                flags: 0,
-            };
-            // SAFETY: valid fd, C strings, and args naming `len` readable bytes.
-            unsafe {
-                libc::syscall(
-                    SYS_SETXATTRAT,
-                    d,
-                    l.as_ptr(),
-                    libc::AT_SYMLINK_NOFOLLOW,
-                    name.as_ptr(),
-                    &args as *const XattrArgs,
-                    std::mem::size_of::<XattrArgs>(),
-                ) as isize
-            }
-        },
+        |d, l| xattrat(SYS_SETXATTRAT, d, l, &name, ptr as u64, len),
         // SAFETY: as above.
         |p| unsafe {
             libc::lsetxattr(

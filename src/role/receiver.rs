@@ -322,53 +322,46 @@ pub fn run<W: Write>(
             _ => None,
         };
         if fl & iflags::TRANSFER == 0 {
+            // The entry a record names: a file, or a directory by the
+            // index before its contents' list.
+            let found = (xattr_values.is_some() || ilog.is_some())
+                .then(|| {
+                    let r = lock();
+                    match r.find(ndx) {
+                        Some((list, pos)) => Some(list.files[pos].clone()),
+                        None => {
+                            r.lists
+                                .iter()
+                                .find(|l| l.ndx_start - 1 == ndx)
+                                .and_then(|l| match l.parent {
+                                    Some(p) => r.recv.dirs.get(p).cloned(),
+                                    None => l.files.first().cloned(),
+                                })
+                        }
+                    }
+                })
+                .flatten();
             if let (Some(x), Some(values)) = (&cfg.xattrs, xattr_values) {
-                let r = lock();
-                let found = match r.find(ndx) {
-                    Some((list, pos)) => Some(list.files[pos].clone()),
-                    None => r
-                        .lists
-                        .iter()
-                        .find(|l| l.ndx_start - 1 == ndx)
-                        .and_then(|l| match l.parent {
-                            Some(p) => r.recv.dirs.get(p).cloned(),
-                            None => l.files.first().cloned(),
-                        }),
-                };
-                drop(r);
-                if let Some(e) = found {
-                    x.received(&e, values).map_err(RoleError::Protocol)?;
+                if let Some(e) = &found {
+                    x.received(e, values).map_err(RoleError::Protocol)?;
                     // The attributes are set now, unless the item is a
                     // local link or copy, which has them (upstream recv_files).
                     let both = iflags::XNAME_FOLLOWS | iflags::LOCAL_CHANGE;
                     if fl & both != both {
-                        for err in x.apply_at(&e, &cfg.dest, &e.name).errors {
+                        for err in x.apply_at(e, &cfg.dest, &e.name).errors {
                             text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
                         }
                         // upstream then runs set_file_attrs with the
                         // receiver's copy of the entry, whose mode is the
                         // sender's even without -p (only the generator's
                         // copy took the destination's): it chmods to it.
-                        if let Err(err) = receiver_mode(cfg, &e) {
+                        if let Err(err) = receiver_mode(cfg, e) {
                             text(MsgCode::ErrorXfer, format!("rsync: [receiver] {err}"))?;
                         }
                     }
                 }
             }
             if let Some(l) = ilog {
-                let r = lock();
-                let found = match r.find(ndx) {
-                    Some((list, pos)) => Some(list.files[pos].clone()),
-                    None => r
-                        .lists
-                        .iter()
-                        .find(|l| l.ndx_start - 1 == ndx)
-                        .and_then(|l| match l.parent {
-                            Some(p) => r.recv.dirs.get(p).cloned(),
-                            None => l.files.first().cloned(),
-                        }),
-                };
-                drop(r);
                 if let Some(e) = found {
                     l.maybe_log_item(
                         &shown(&e),
