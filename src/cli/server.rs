@@ -137,11 +137,14 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     let mut opts = opts;
     opts.server = true;
     opts.local_server = std::env::var_os(crate::client::connect::LOCAL_SERVER_ENV).is_some();
-    if proto < 30 && opts.xattrs > 0 && !opts.local_server {
-        // upstream setup_protocol, on the server's stderr before multiplexing.
-        report(&format!(
-            "--xattrs requires protocol 30 or higher (negotiated {proto})."
-        ));
+    // upstream setup_protocol's checks, on the server's stderr before
+    // multiplexing (the client makes the same ones and says so too).
+    let too_old = crate::client::checks::needs_protocol_29(&opts, proto).or_else(|| {
+        (proto < 30 && opts.xattrs > 0 && !opts.local_server)
+            .then(|| format!("--xattrs requires protocol 30 or higher (negotiated {proto})."))
+    });
+    if let Some(why) = too_old {
+        report(&why);
         let role = if opts.sender { "sender" } else { "Receiver" };
         report(&crate::exit::line(RERR_PROTOCOL, "compat.c", 676, role));
         return RERR_PROTOCOL;
@@ -157,8 +160,11 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
 /// An error before multiplexing starts goes to stderr, which the remote
 /// shell forwards to the client (as upstream's msgs2stderr).
 fn report(msg: &str) {
-    let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "{msg}");
+    // One write per line: the client's own copy of a message may be
+    // written to the same terminal at the same moment.
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{msg}\n").as_bytes());
 }
 
 /// Our own handles on stdin and stdout (unbuffered; the roles buffer), in
