@@ -361,3 +361,16 @@ compat_test! {
             .run();
     }
 }
+
+compat_test! {
+    /// An existing file that differs only in its attributes is an "attr
+    /// change" in --info=skip2's notes.
+    fn xattrs_skip_notes_see_attribute_changes() {
+        for mode in [Mode::DaemonPull, Mode::Local] {
+            ClientCase::new("xattrs_skip_notes_see_attribute_changes", mode, xattr_tree)
+                .prefill(xattr_stale)
+                .args(&["-aX", "-i", "--ignore-existing", "--info=skip2"])
+                .run();
+        }
+    }
+}

@@ -2490,7 +2490,8 @@ impl<'a, 'o, W: Write> Generator<'a, 'o, W> {
             & (iflags::REPORT_TIME
                 | iflags::REPORT_PERMS
                 | iflags::REPORT_OWNER
-                | iflags::REPORT_GROUP)
+                | iflags::REPORT_GROUP
+                | iflags::REPORT_XATTR)
             != 0
         {
             "exists (attr change)"
