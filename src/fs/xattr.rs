@@ -320,11 +320,8 @@ pub fn differs(
             differs(x);
         }
     }
-    if !any {
-        // Same count, every sender's item here: nothing extra either.
-        return false;
-    }
-    true
+    // (Same count and every sender's item here: nothing extra either.)
+    any
 }
 
 /// Make `t`'s attributes equal `set` (upstream rsync_xal_set): each item

@@ -277,9 +277,9 @@ pub struct FlistEncoder {
     /// `-X`: which names the sender lists (set by the role; `None`: the
     /// options' defaults).
     pub xattr_names: Option<super::xattr::Names>,
-    /// `-X`: each directory's set and local path (by name), for the
-    /// requests that name a directory by the index before its contents' list.
-    pub dir_xattrs: std::collections::HashMap<Vec<u8>, (u32, std::path::PathBuf)>,
+    /// `-X`: each directory's set (by name, as [`FileEntry::xattr`]), for
+    /// the requests that name a directory by the index before its list.
+    pub dir_xattrs: std::collections::HashMap<Vec<u8>, u32>,
 }
 
 impl FlistEncoder {

@@ -185,8 +185,9 @@ impl Names {
 /// The sender's sets (upstream rsync_xal_l): each sent once, then named.
 #[derive(Debug, Default)]
 pub struct XattrSendTable {
-    sets: Vec<XattrSet>,
-    index: HashMap<XattrSet, u32>,
+    /// By index; each shared with its key in `index`.
+    sets: Vec<Arc<XattrSet>>,
+    index: HashMap<Arc<XattrSet>, u32>,
 }
 
 impl XattrSendTable {
@@ -207,6 +208,7 @@ impl XattrSendTable {
             out.extend_from_slice(&x.value);
         }
         let ndx = self.sets.len() as u32;
+        let set = Arc::new(set);
         self.index.insert(set.clone(), ndx);
         self.sets.push(set);
         ndx
@@ -214,7 +216,7 @@ impl XattrSendTable {
 
     /// The set sent as `ndx`.
     pub fn get(&self, ndx: u32) -> Option<&XattrSet> {
-        self.sets.get(ndx as usize)
+        self.sets.get(ndx as usize).map(|s| &**s)
     }
 }
 

@@ -106,8 +106,8 @@ pub fn encode_entry(
     let set = if crate::fs::xattr::mode_has_xattrs(f.entry.mode, o.links, o.devices, o.specials) {
         let path = f.path();
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        let names = enc.xattr_names.clone().unwrap_or_else(|| xattr_names(o));
-        match crate::fs::xattr::read_for_send(&c, &names) {
+        let names = enc.xattr_names.get_or_insert_with(|| xattr_names(o));
+        match crate::fs::xattr::read_for_send(&c, names) {
             Ok(s) => s,
             Err(e) => {
                 err = Some(format!(
@@ -123,8 +123,7 @@ pub fn encode_entry(
     };
     f.entry.xattr = enc.encode_xattrs(buf, set);
     if mode::is_dir(f.entry.mode) {
-        enc.dir_xattrs
-            .insert(f.entry.name.clone(), (f.entry.xattr, f.path()));
+        enc.dir_xattrs.insert(f.entry.name.clone(), f.entry.xattr);
     }
     err
 }
@@ -379,7 +378,6 @@ fn write_ndx_and_attrs(
 /// (upstream send_xattr_request with a name): each re-read from `path`.
 fn xattr_reply(
     enc: &FlistEncoder,
-    o: &Options,
     e: &crate::protocol::flist::FileEntry,
     path: &std::path::Path,
     nums: &[u32],
@@ -387,21 +385,10 @@ fn xattr_reply(
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    let fresh;
-    let set = match e
+    let set = e
         .xattr
         .checked_sub(1)
-        .and_then(|i| enc.xattrs.as_ref()?.get(i))
-    {
-        Some(s) => Some(s),
-        // An entry held apart from its list (a parent directory): its set
-        // as it reads now.
-        None => {
-            let names = enc.xattr_names.clone().unwrap_or_else(|| xattr_names(o));
-            fresh = crate::fs::xattr::read_for_send(&c, &names).ok();
-            fresh.as_ref()
-        }
-    };
+        .and_then(|i| enc.xattrs.as_ref()?.get(i));
     let mut values = Vec::new();
     for &num in nums {
         let Some(x) = set.and_then(|s| s.by_num(num)).filter(|x| x.abbreviated()) else {
@@ -897,8 +884,7 @@ pub fn run<W: Write>(
         let file = match active.lookup(req.ndx) {
             Lookup::File(f) => {
                 if let Some(nums) = &req.xattr_nums {
-                    let (reply, errors) =
-                        xattr_reply(&flist_enc, ctx.opts, &f.entry, &f.path(), nums)?;
+                    let (reply, errors) = xattr_reply(&flist_enc, &f.entry, &f.path(), nums)?;
                     req.xattr_reply = reply;
                     for err in errors {
                         stats.io_error |= crate::flist::build::IOERR_GENERAL;
@@ -911,14 +897,13 @@ pub fn run<W: Write>(
                 if let Some((d, base)) = active.parent_dir(req.ndx) {
                     if let Some(nums) = &req.xattr_nums {
                         // The directory's own entry went out earlier, with its set.
-                        let (set, path) = flist_enc
-                            .dir_xattrs
-                            .get(&d.name)
-                            .cloned()
-                            .unwrap_or_default();
                         let mut dir = d.clone();
-                        dir.xattr = set;
-                        let (reply, errors) = xattr_reply(&flist_enc, ctx.opts, &dir, &path, nums)?;
+                        dir.xattr = flist_enc.dir_xattrs.get(&d.name).copied().unwrap_or(0);
+                        let name = std::path::Path::new(
+                            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&d.name),
+                        );
+                        let path = base.map_or_else(|| name.to_path_buf(), |b| b.join(name));
+                        let (reply, errors) = xattr_reply(&flist_enc, &dir, &path, nums)?;
                         req.xattr_reply = reply;
                         for err in errors {
                             stats.io_error |= crate::flist::build::IOERR_GENERAL;
