@@ -58,10 +58,13 @@ compat_test! {
             .prefill(files_in_the_way)
             .args(INFO)
             .run();
+        // The daemon's "backed up" lines come between the client's own as
+        // they arrive: compared sorted.
         PushCase::new("info_words_max_verbosity_2", tree)
             .module_line("max verbosity = 2")
             .prefill(files_in_the_way)
             .args(INFO)
+            .sorted_stdout()
             .run();
     }
 }

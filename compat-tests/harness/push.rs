@@ -71,6 +71,9 @@ pub struct PushSpec {
     pub ignore_root: bool,
     /// Compare normalised stdout (itemize lines).
     pub compare_stdout: bool,
+    /// ... in sorted order (the daemon's messages and the client's own
+    /// lines interleave as they arrive, in stock too).
+    pub sorted_stdout: bool,
     /// Compare the error lines of stderr (see [`push_error_lines`]).
     pub compare_errors: bool,
     /// Exit code stock must give; checks that the case tests what it says.
@@ -86,6 +89,7 @@ impl Default for PushSpec {
             remote: format!("{MODULE}/"),
             ignore_root: false,
             compare_stdout: true,
+            sorted_stdout: false,
             compare_errors: true,
             expect_stock_code: Some(0),
         }
@@ -183,6 +187,11 @@ impl PushCase {
     }
     pub fn expect_stock_code(mut self, code: Option<i32>) -> Self {
         self.spec.expect_stock_code = code;
+        self
+    }
+    /// Compare stdout as sorted lines (see [`PushSpec::sorted_stdout`]).
+    pub fn sorted_stdout(mut self) -> Self {
+        self.spec.sorted_stdout = true;
         self
     }
     /// Serves the case and runs its push; see [`PushServers::push`].
@@ -472,10 +481,20 @@ pub fn check_push(
     ));
     let stats = spec.args.iter().any(|a| a == "--stats");
     if spec.compare_stdout {
+        let sorted = |t: &str| {
+            let mut l: Vec<&str> = t.lines().collect();
+            l.sort_unstable();
+            l.join("\n") + "\n"
+        };
+        let (a, b) = if spec.sorted_stdout {
+            (sorted(&stock.outcome.stdout), sorted(&ours.outcome.stdout))
+        } else {
+            (stock.outcome.stdout.clone(), ours.outcome.stdout.clone())
+        };
         problems.extend(stdout_problems(
             "hard-link and deletion lines",
-            &stock.outcome.stdout,
-            &ours.outcome.stdout,
+            &a,
+            &b,
             stats,
         ));
     }
