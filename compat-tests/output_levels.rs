@@ -40,13 +40,17 @@ compat_test! {
     /// Our client tells a stock server the words the user set, as stock's
     /// does (the server then reports its backups).
     fn info_words_reach_the_server() {
+        // The server's "backed up" lines come among the client's own as
+        // they arrive: compared sorted.
         ClientCase::new("info_words_reach_the_server", Mode::RshPush, tree)
             .prefill(files_in_the_way)
             .args(INFO)
+            .sorted_stdout()
             .run();
         ClientCase::new("info_words_reach_the_server_local", Mode::Local, tree)
             .prefill(files_in_the_way)
             .args(INFO)
+            .sorted_stdout()
             .run();
     }
 }
